@@ -1,0 +1,280 @@
+//! `dino-sae` command line: reconstruct, encode, decode, inspect-checkpoint, verify-fixture, bench.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use engine::checkpoint::{self, load_sae};
+use engine::image_io::{self, Fit};
+use engine::model::sae::{DinoSae, SaeConfig};
+use engine::raw::{read_safetensors, write_safetensors, Precision, RawTensor, TensorMap};
+
+#[derive(Parser)]
+#[command(name = "dino-sae", version, about = "DINO Spherical Autoencoder: reconstruct, inspect, verify")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// DINO-SAE checkpoint: our folder (model.safetensors + config.json) or an official state dict (.pt/.pth/.safetensors).
+    #[arg(long, short = 'm')]
+    model: Option<PathBuf>,
+    /// Use random weights of a preset (`small`, `released`) - for timing and debugging only.
+    #[arg(long)]
+    random_preset: Option<String>,
+    /// Run even if some weights are missing or mis-shaped (they are zero then).
+    #[arg(long)]
+    allow_incomplete: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Encode and decode an image; prints PSNR / SSIM.
+    Reconstruct {
+        image: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// How to make H, W multiples of 16: crop, pad, resize.
+        #[arg(long, default_value = "crop")]
+        fit: String,
+    },
+    /// Encode an image to a latent file (safetensors: `latent` [1,C,h,w], `cls` [1,C]).
+    Encode {
+        image: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value = "crop")]
+        fit: String,
+    },
+    /// Decode a latent file to a PNG.
+    Decode {
+        latent: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Say what a checkpoint is, guess its config and report its keys.
+    InspectCheckpoint { file: PathBuf },
+    /// Compare our implementation with a folder of PyTorch reference outputs.
+    VerifyFixture {
+        dir: PathBuf,
+        /// Print every check, not only the summary and failures.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Time encode and decode at 256x256.
+    Bench {
+        #[arg(long, default_value = "small")]
+        preset: String,
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_fit(s: &str) -> Result<Fit> {
+    Ok(match s {
+        "crop" => Fit::Crop,
+        "pad" => Fit::Pad,
+        "resize" => Fit::Resize,
+        o => bail!("unknown --fit {o} (crop, pad, resize)"),
+    })
+}
+
+/// The embedded default model, if present.
+fn default_model() -> Option<PathBuf> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/default-model");
+    here.join("model.safetensors").exists().then_some(here)
+}
+
+fn load_model(a: &ModelArgs) -> Result<DinoSae> {
+    let device = engine::cpu();
+    if let Some(p) = &a.random_preset {
+        let cfg = SaeConfig::preset(p).with_context(|| format!("unknown preset {p} (small, released)"))?;
+        eprintln!("warning: RANDOM weights ({p}); outputs are meaningless");
+        return Ok(DinoSae::random(&cfg, 0, &device)?.0);
+    }
+    let path = match (&a.model, default_model()) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p,
+        (None, None) => bail!("no --model given and no trained default model in assets/default-model"),
+    };
+    let loaded = load_sae(&path, &device, a.allow_incomplete).with_context(|| format!("loading {}", path.display()))?;
+    eprintln!("model: {} [{}] {}", path.display(), loaded.format, loaded.report.summary(0));
+    Ok(loaded.model)
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = engine::cpu();
+    match cli.cmd {
+        Cmd::Reconstruct { image, out, model, fit } => {
+            let fit = parse_fit(&fit)?;
+            let m = load_model(&model)?;
+            let img = image_io::fit16(&image_io::load_rgb(&image)?, fit);
+            let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
+            let t0 = Instant::now();
+            let lat = m.encode(x)?;
+            let t1 = Instant::now();
+            let rec = m.decode(lat.patches)?;
+            let recs = image_io::from_tensor(rec, &m.cfg.pixels)?;
+            let t2 = Instant::now();
+            let orig = image_io::rgb8_to_f32(&img);
+            let psnr = engine::metrics::psnr(&orig, &recs[0]);
+            let ssim = engine::metrics::ssim(&orig, &recs[0]);
+            image_io::save_png(
+                &out,
+                &image_io::f32_to_rgb8(&recs[0]),
+                &[("Software", "dino-sae".into()), ("Source", image.display().to_string())],
+            )?;
+            println!(
+                "{}x{} -> {}: PSNR {psnr:.2} dB, SSIM {ssim:.4} (encode {:.0} ms, decode {:.0} ms)",
+                img.width(),
+                img.height(),
+                out.display(),
+                (t1 - t0).as_secs_f64() * 1e3,
+                (t2 - t1).as_secs_f64() * 1e3
+            );
+        }
+        Cmd::Encode { image, out, model, fit } => {
+            let m = load_model(&model)?;
+            let img = image_io::fit16(&image_io::load_rgb(&image)?, parse_fit(&fit)?);
+            let lat = m.encode(image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?)?;
+            let mut t = TensorMap::new();
+            t.insert("latent".into(), RawTensor::from_tensor(lat.patches)?);
+            t.insert("cls".into(), RawTensor::from_tensor(lat.cls)?);
+            let meta = [("source".to_string(), image.display().to_string())].into_iter().collect();
+            write_safetensors(&out, &t, &meta, Precision::F32)?;
+            println!("wrote {} (latent {:?})", out.display(), t["latent"].shape);
+        }
+        Cmd::Decode { latent, out, model } => {
+            let m = load_model(&model)?;
+            let t = read_safetensors(&latent)?;
+            let z = t.get("latent").context("latent file has no `latent` tensor")?;
+            if !z.is_finite() {
+                bail!("latent contains NaN or Inf");
+            }
+            let rec = m.decode(z.to_tensor(&device)?)?;
+            let imgs = image_io::from_tensor(rec, &m.cfg.pixels)?;
+            image_io::save_png(&out, &image_io::f32_to_rgb8(&imgs[0]), &[("Source", latent.display().to_string())])?;
+            println!("wrote {}", out.display());
+        }
+        Cmd::InspectCheckpoint { file } => inspect(&file)?,
+        Cmd::VerifyFixture { dir, verbose } => {
+            let report = engine::fixture::verify_dir(&dir, &device)?;
+            for p in &report.parts {
+                println!("part  {p}");
+            }
+            println!("{:<72} {:>12} {:>12} {:>9}", "tensor", "max_abs_err", "err/max|ref|", "status");
+            for c in &report.checks {
+                if verbose || !c.ok() {
+                    println!("{:<72} {:>12.3e} {:>12.3e} {:>9}", c.name, c.max_abs, c.rel(), if c.ok() { "ok" } else { "FAIL" });
+                }
+            }
+            for (k, why) in &report.skipped {
+                if verbose {
+                    println!("{k:<72} skipped: {why}");
+                }
+            }
+            let worst = report.checks.iter().map(|c| c.max_abs / c.ref_max.max(1.0)).fold(0.0, f64::max);
+            let fails = report.failures().len();
+            println!(
+                "{} passed, {} failed ({} skipped); worst max_abs/max(1,|ref|) = {worst:.3e}",
+                report.checks.len() - fails,
+                fails,
+                report.skipped.len()
+            );
+            if !report.ok() {
+                std::process::exit(2);
+            }
+        }
+        Cmd::Bench { preset, repeats, size, json } => bench(&preset, repeats, size, json)?,
+    }
+    Ok(())
+}
+
+fn inspect(file: &Path) -> Result<()> {
+    let src = checkpoint::read(file)?;
+    println!("file:      {}", src.path.display());
+    println!("format:    {}", src.format);
+    if !src.unwrapped.is_empty() {
+        println!("unwrapped: {}", src.unwrapped);
+    }
+    let n: usize = src.tensors.values().map(RawTensor::numel).sum();
+    println!("tensors:   {} ({:.2} M values)", src.tensors.len(), n as f64 / 1e6);
+    let device = engine::cpu();
+    match src.format {
+        checkpoint::Format::DinoSae => {
+            let l = load_sae(file, &device, true)?;
+            println!("config:    {}", serde_json::to_string(&l.model.cfg)?);
+            println!("report:    {}", l.report.summary(20));
+        }
+        checkpoint::Format::Decoder => {
+            let r = checkpoint::to_internal(&src)?;
+            let cfg = checkpoint::guess_decoder(&r.tensors, "")?;
+            println!("config:    {}", serde_json::to_string(&cfg)?);
+        }
+        _ => {
+            let l = checkpoint::load_backbone(file, &device, true)?;
+            println!("config:    {}", serde_json::to_string(&l.model.cfg)?);
+            println!("report:    {}", l.report.summary(20));
+        }
+    }
+    Ok(())
+}
+
+fn bench(preset: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
+    let device = engine::cpu();
+    let cfg = SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset}"))?;
+    let (m, _) = DinoSae::random(&cfg, 0, &device)?;
+    let x = burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let mut times = |name: &str, f: &mut dyn FnMut()| {
+        f(); // warm-up
+        let mut v: Vec<f64> = (0..repeats.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        if json {
+            println!(
+                "{{\"name\":\"{name}_{size}_{preset}\",\"backend\":\"flex-cpu\",\"median_ms\":{:.3},\"p10_ms\":{:.3},\"p90_ms\":{:.3}}}",
+                q(0.5),
+                q(0.1),
+                q(0.9)
+            );
+        } else {
+            println!("{name:<8} {preset} {size}x{size}: median {:.1} ms (p10 {:.1}, p90 {:.1}, n={})", q(0.5), q(0.1), q(0.9), v.len());
+        }
+    };
+    let lat = m.encode(x.clone())?;
+    times("encode", &mut || {
+        let l = m.encode(x.clone()).expect("encode");
+        let _ = l.patches.into_data();
+    });
+    times("decode", &mut || {
+        let y = m.decode(lat.patches.clone()).expect("decode");
+        let _ = y.into_data();
+    });
+    Ok(())
+}

@@ -1,0 +1,409 @@
+//! Reading checkpoints of every supported format into models, with a key report.
+//!
+//! Formats: Meta's official DINOv3 `.pth` (torch zip, parsed as data only) or its safetensors;
+//! HF DINOv3 / DINOv2 `model.safetensors` (+ `config.json`); the official DINO-SAE state dict
+//! (`dino_model.*` + `decoder.*`, possibly wrapped in `model.` / `module.` / `ema` / `state_dict`);
+//! our own folder (`model.safetensors` + `config.json`).
+
+pub mod pickle;
+pub mod remap;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde_json::Value;
+
+use crate::error::{EngineError, Result};
+use crate::model::decoder::{BlockType, Decoder, DecoderConfig, UpsampleType};
+use crate::model::sae::{DinoSae, PixelConfig, SaeConfig};
+use crate::model::vit::{Family, Ffn, Vit, VitConfig};
+use crate::raw::{read_safetensors, safetensors_from_bytes, TensorMap};
+use crate::weights::{LoadReport, WeightSource};
+
+/// What a file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    OfficialDinov3,
+    HfDinov3,
+    HfDinov2,
+    /// Official DINO-SAE state dict (or ours, which uses the same names).
+    DinoSae,
+    /// A bare `DCAE_Decoder` state dict.
+    Decoder,
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::OfficialDinov3 => "official DINOv3 state dict",
+            Format::HfDinov3 => "HF DINOv3ViTModel",
+            Format::HfDinov2 => "HF Dinov2Model",
+            Format::DinoSae => "DINO-SAE state dict",
+            Format::Decoder => "DC-AE decoder state dict",
+        })
+    }
+}
+
+/// A checkpoint read from disk, unwrapped, in its source naming.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub tensors: TensorMap,
+    /// `config.json` beside the weights, if any.
+    pub config: Option<Value>,
+    /// The wrapper prefix that was stripped (e.g. `ema.`, `module.`).
+    pub unwrapped: String,
+    pub format: Format,
+}
+
+/// Our config file beside `model.safetensors`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OurConfig {
+    pub kind: String,
+    pub sae: SaeConfig,
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    if meta.len() == 0 {
+        return Err(EngineError::Checkpoint(format!("{} is empty", path.display())));
+    }
+    std::fs::read(path).map_err(|e| EngineError::io(path, e))
+}
+
+/// Read any supported file (or folder with `model.safetensors`), unwrap containers, detect the format.
+pub fn read(path: impl AsRef<Path>) -> Result<SourceFile> {
+    let mut path = path.as_ref().to_path_buf();
+    if path.is_dir() {
+        path = path.join("model.safetensors");
+    }
+    let bytes = read_bytes(&path)?;
+    let tensors = if bytes.starts_with(b"PK\x03\x04") {
+        pickle::read_torch_zip(&bytes)?
+    } else if bytes.first() == Some(&0x80) {
+        return Err(EngineError::Checkpoint(
+            "legacy (pre-1.6, non-zip) torch pickle files are not supported; re-save with torch.save".into(),
+        ));
+    } else {
+        safetensors_from_bytes(&bytes).map_err(|e| {
+            EngineError::Checkpoint(format!("{}: neither a torch zip nor safetensors ({e})", path.display()))
+        })?
+    };
+    if tensors.is_empty() {
+        return Err(EngineError::Checkpoint(format!("{} holds no tensors", path.display())));
+    }
+    let config = path
+        .parent()
+        .map(|d| d.join("config.json"))
+        .filter(|p| p.exists())
+        .map(|p| -> Result<Value> {
+            let s = std::fs::read_to_string(&p).map_err(|e| EngineError::io(&p, e))?;
+            serde_json::from_str(&s).map_err(|e| EngineError::Config(format!("{}: {e}", p.display())))
+        })
+        .transpose()?;
+    let (tensors, unwrapped) = unwrap(tensors);
+    let format = detect(&tensors)?;
+    Ok(SourceFile { path, tensors, config, unwrapped, format })
+}
+
+const ANCHORS: [&str; 8] = [
+    "dino_model.cls_token",
+    "decoder.project_in.main.conv.weight",
+    "embeddings.cls_token",
+    "cls_token",
+    "project_in.main.conv.weight",
+    "blocks.0.norm1.weight",
+    "layer.0.norm1.weight",
+    "encoder.layer.0.norm1.weight",
+];
+
+/// Find the model inside a training checkpoint: prefer an EMA copy, then the shortest prefix.
+fn unwrap(map: TensorMap) -> (TensorMap, String) {
+    let mut prefixes: Vec<String> = Vec::new();
+    for key in map.keys() {
+        for a in ANCHORS {
+            if let Some(p) = key.strip_suffix(a) {
+                if (p.is_empty() || p.ends_with('.')) && !prefixes.contains(&p.to_string()) {
+                    prefixes.push(p.to_string());
+                }
+            }
+        }
+    }
+    // Drop prefixes that are just deeper views of another candidate's model (e.g. "dino_model." under "").
+    let candidates: Vec<String> = prefixes
+        .iter()
+        .filter(|p| !prefixes.iter().any(|q| q.len() < p.len() && p.starts_with(q.as_str()) && !is_wrapper(&p[q.len()..])))
+        .cloned()
+        .collect();
+    let best = candidates
+        .iter()
+        .min_by_key(|p| (!p.contains("ema"), p.len()))
+        .cloned()
+        .unwrap_or_default();
+    if best.is_empty() {
+        return (map, best);
+    }
+    let out = map.into_iter().filter_map(|(k, v)| k.strip_prefix(best.as_str()).map(|s| (s.to_string(), v))).collect();
+    (out, best)
+}
+
+fn is_wrapper(p: &str) -> bool {
+    p.split('.')
+        .filter(|s| !s.is_empty())
+        .all(|s| matches!(s, "module" | "model" | "_orig_mod" | "ema" | "ema_model" | "model_ema" | "state_dict" | "ema_state_dict" | "net"))
+}
+
+/// Decide the format from the key names.
+pub fn detect(map: &TensorMap) -> Result<Format> {
+    let has = |k: &str| map.contains_key(k);
+    let any = |p: &str| map.keys().any(|k| k.starts_with(p));
+    if any("dino_model.") {
+        return Ok(Format::DinoSae);
+    }
+    if has("project_in.main.conv.weight") {
+        return Ok(Format::Decoder);
+    }
+    if has("embeddings.position_embeddings") {
+        return Ok(Format::HfDinov2);
+    }
+    if has("embeddings.patch_embeddings.weight") || any("layer.0.attention.q_proj") || any("model.layer.0.") {
+        return Ok(Format::HfDinov3);
+    }
+    if has("cls_token") && any("blocks.0.attn.qkv") && !has("pos_embed") {
+        return Ok(Format::OfficialDinov3);
+    }
+    let sample: Vec<&String> = map.keys().take(6).collect();
+    Err(EngineError::Checkpoint(format!(
+        "unrecognised checkpoint: {} tensors, e.g. {sample:?} (expected DINOv3/DINOv2/DINO-SAE names)",
+        map.len()
+    )))
+}
+
+/// Source naming -> internal naming (backbone keys without prefix; DINO-SAE keeps `dino_model.` / `decoder.`).
+pub fn to_internal(src: &SourceFile) -> Result<remap::Remapped> {
+    let mut t = src.tensors.clone();
+    match src.format {
+        Format::OfficialDinov3 => {
+            remap::apply_bias_masks(&mut t, "")?;
+            remap::remap(t, &[remap::OFFICIAL_DINOV3], &[])
+        }
+        Format::HfDinov3 => {
+            let t: TensorMap = t.into_iter().map(|(k, v)| (k.strip_prefix("model.").map(str::to_string).unwrap_or(k), v)).collect();
+            let gated = t.keys().any(|k| k.contains("mlp.gate_proj"));
+            let tables: Vec<remap::Table> =
+                if gated { vec![remap::HF_DINOV3_GATED, remap::HF_DINOV3] } else { vec![remap::HF_DINOV3] };
+            remap::remap(t, &tables, &[])
+        }
+        Format::HfDinov2 => remap::remap(t, &[remap::HF_DINOV2], &[]),
+        Format::DinoSae => {
+            remap::apply_bias_masks(&mut t, "dino_model.")?;
+            // Backbone part through the official table, decoder passes through.
+            let (bb, rest): (TensorMap, TensorMap) = t.into_iter().partition(|(k, _)| k.starts_with("dino_model."));
+            let bb: TensorMap = bb.into_iter().map(|(k, v)| (k["dino_model.".len()..].to_string(), v)).collect();
+            // Our own DINOv2-based models keep `pos_embed`.
+            let mut r = remap::remap(bb, &[remap::OFFICIAL_DINOV3, &[("pos_embed", remap::Target::To("pos_embed"))]], &[])?;
+            r.tensors = r.tensors.into_iter().map(|(k, v)| (format!("dino_model.{k}"), v)).collect();
+            r.unexpected = r.unexpected.into_iter().map(|k| format!("dino_model.{k}")).collect();
+            r.ignored = r.ignored.into_iter().map(|k| format!("dino_model.{k}")).collect();
+            for (k, v) in rest {
+                if k.starts_with("decoder.") {
+                    r.tensors.insert(k, v);
+                } else {
+                    r.unexpected.push(k);
+                }
+            }
+            Ok(r)
+        }
+        Format::Decoder => remap::remap(t, &[], &[""]),
+    }
+}
+
+fn cfg_usize(cfg: Option<&Value>, key: &str) -> Option<usize> {
+    cfg.and_then(|c| c.get(key)).and_then(Value::as_u64).map(|v| v as usize)
+}
+
+/// Infer a backbone config from internal-named tensors under `prefix` (`""` or `"dino_model."`).
+pub fn guess_vit(src: &SourceFile, t: &TensorMap, prefix: &str) -> Result<VitConfig> {
+    let hint = src.config.as_ref();
+    // our own format carries the full config
+    if let Some(our) = hint.and_then(|c| serde_json::from_value::<OurConfig>(c.clone()).ok()) {
+        return Ok(our.sae.encoder);
+    }
+    let get = |k: &str| t.get(&format!("{prefix}{k}"));
+    let cls = get("cls_token").ok_or_else(|| EngineError::Checkpoint("no cls_token: not a DINO backbone".into()))?;
+    let dim = *cls.shape.last().unwrap_or(&0);
+    let depth = (0..).take_while(|i| get(&format!("blocks.{i}.norm1.weight")).is_some()).count();
+    let registers = get("storage_tokens").map(|r| r.shape[1]).unwrap_or(0);
+    let family = if get("pos_embed").is_some() { Family::Dinov2 } else { Family::Dinov3 };
+    let (ffn, ffn_hidden) = if let Some(w) = get("blocks.0.mlp.fc1.weight") {
+        (Ffn::Mlp, w.shape[0])
+    } else if let Some(w) = get("blocks.0.mlp.w1.weight") {
+        (Ffn::Swiglu, w.shape[0])
+    } else {
+        return Err(EngineError::Checkpoint("no MLP weights in block 0".into()));
+    };
+    // Heads: config, else the RoPE periods buffer (len = head_dim / 4), else head_dim 64 (all hub models).
+    let periods = src.tensors.keys().find(|k| k.ends_with("rope_embed.periods")).and_then(|k| src.tensors.get(k));
+    let heads = cfg_usize(hint, "num_attention_heads")
+        .or_else(|| periods.map(|p| dim / (4 * p.numel()).max(1)))
+        .unwrap_or((dim / 64).max(1));
+    let patch_size = get("patch_embed.proj.weight").map(|w| w.shape[2]).or(cfg_usize(hint, "patch_size")).unwrap_or(16);
+    let pos_grid = get("pos_embed").map(|p| ((p.shape[1] - 1) as f64).sqrt().round() as usize).unwrap_or(0);
+    let model_type = hint.and_then(|c| c.get("model_type")).and_then(Value::as_str).unwrap_or("");
+    let eps = hint.and_then(|c| c.get("layer_norm_eps")).and_then(Value::as_f64).unwrap_or(match family {
+        Family::Dinov3 => 1e-5,
+        Family::Dinov2 => 1e-6,
+    });
+    let cfg = VitConfig {
+        family,
+        dim,
+        depth,
+        heads,
+        ffn,
+        ffn_hidden,
+        registers,
+        patch_size,
+        layer_norm_eps: eps,
+        layerscale: get("blocks.0.ls1.gamma").is_some(),
+        qkv_bias: get("blocks.0.attn.qkv.bias").is_some(),
+        rope_base: hint.and_then(|c| c.get("rope_theta")).and_then(Value::as_f64).unwrap_or(100.0),
+        pos_grid,
+        pos_antialias: family == Family::Dinov2 && (model_type == "dinov2_with_registers" || registers > 0),
+        pos_offset: 0.0,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Infer the DC-AE decoder config from official `DCAE_Decoder` keys under `prefix`.
+pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
+    let get = |k: &str| t.get(&format!("{prefix}{k}"));
+    let pin = get("project_in.main.conv.weight").ok_or_else(|| EngineError::Checkpoint("no decoder.project_in".into()))?;
+    let latent = pin.shape[1];
+    let n_stages = (0..).take_while(|k| t.keys().any(|n| n.starts_with(&format!("{prefix}stages.{k}.")))).count();
+    if n_stages == 0 {
+        return Err(EngineError::Checkpoint("decoder has no stages".into()));
+    }
+    let mut width = vec![0; n_stages];
+    let mut depth = vec![0; n_stages];
+    let mut blocks = vec![BlockType::ResBlock; n_stages];
+    let mut up = UpsampleType::InterpolateConv;
+    width[n_stages - 1] = pin.shape[0];
+    for k in 0..n_stages {
+        let sid = n_stages - 1 - k;
+        let ops = (0..).take_while(|j| t.keys().any(|n| n.starts_with(&format!("{prefix}stages.{k}.op_list.{j}.")))).count();
+        let has_up = get(&format!("stages.{k}.op_list.0.main.conv.conv.weight")).is_some();
+        depth[sid] = ops - usize::from(has_up);
+        let j0 = usize::from(has_up);
+        if let Some(w) = get(&format!("stages.{k}.op_list.{j0}.main.conv1.conv.weight")) {
+            width[sid] = w.shape[0];
+        } else if let Some(w) = get(&format!("stages.{k}.op_list.{j0}.context_module.main.qkv.conv.weight")) {
+            width[sid] = w.shape[1];
+            blocks[sid] = BlockType::EvitGlu;
+        }
+        if let Some(w) = get(&format!("stages.{k}.op_list.0.main.conv.conv.weight")) {
+            if width[sid] == 0 {
+                width[sid] = w.shape[0];
+            }
+            if w.shape[0] == 4 * width[sid] {
+                up = UpsampleType::ConvPixelShuffle;
+            }
+        }
+    }
+    if let Some(w) = get("project_out.op_list.0.weight") {
+        width[0] = w.numel();
+    }
+    let mut cfg = DecoderConfig::released(latent);
+    cfg.width_list = width;
+    cfg.depth_list = depth;
+    cfg.block_type = blocks;
+    cfg.upsample_block_type = up;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// A loaded model and what loading found.
+pub struct Loaded<M> {
+    pub model: M,
+    pub report: LoadReport,
+    pub format: Format,
+}
+
+fn finish_report(ws: WeightSource, r: &remap::Remapped) -> LoadReport {
+    let mut report = ws.finish();
+    report.unexpected.extend(r.unexpected.iter().cloned());
+    report.ignored.extend(r.ignored.iter().cloned());
+    report
+}
+
+/// Load a DINO backbone (official/HF DINOv3, HF DINOv2).
+pub fn load_backbone(path: impl AsRef<Path>, device: &Device, allow_incomplete: bool) -> Result<Loaded<Vit>> {
+    let src = read(path)?;
+    let r = to_internal(&src)?;
+    let (prefix, stem) = match src.format {
+        Format::DinoSae => ("dino_model.", true),
+        Format::Decoder => return Err(EngineError::Checkpoint("this is a decoder, not a DINO backbone".into())),
+        _ => ("", false),
+    };
+    let cfg = guess_vit(&src, &r.tensors, prefix)?;
+    let mut ws = WeightSource::from_map(r.tensors.clone(), device);
+    let model = Vit::load(&mut ws, prefix.trim_end_matches('.'), &cfg, stem);
+    let mut report = finish_report(ws, &r);
+    if stem {
+        // The decoder half of a DINO-SAE file is expected when only the backbone is asked for.
+        report.unexpected.retain(|k| !k.starts_with("decoder."));
+    }
+    if !allow_incomplete {
+        report.check()?;
+    }
+    Ok(Loaded { model, report, format: src.format })
+}
+
+/// Load a full DINO-SAE (official state dict, or our folder with `config.json`).
+pub fn load_sae(path: impl AsRef<Path>, device: &Device, allow_incomplete: bool) -> Result<Loaded<DinoSae>> {
+    let src = read(path)?;
+    if src.format != Format::DinoSae {
+        return Err(EngineError::Checkpoint(format!(
+            "{} is a {}, not a DINO-SAE checkpoint (dino_model.* + decoder.*)",
+            src.path.display(),
+            src.format
+        )));
+    }
+    let r = to_internal(&src)?;
+    let cfg = match src.config.as_ref().and_then(|c| serde_json::from_value::<OurConfig>(c.clone()).ok()) {
+        Some(our) => our.sae,
+        None => {
+            let encoder = guess_vit(&src, &r.tensors, "dino_model.")?;
+            let decoder = guess_decoder(&r.tensors, "decoder.")?;
+            SaeConfig { encoder, decoder, pixels: PixelConfig::default() }
+        }
+    };
+    let mut ws = WeightSource::from_map(r.tensors.clone(), device);
+    let model = DinoSae::load(&mut ws, &cfg)?;
+    let report = finish_report(ws, &r);
+    if !allow_incomplete {
+        report.check()?;
+    }
+    Ok(Loaded { model, report, format: src.format })
+}
+
+/// Load a bare decoder state dict with a given config.
+pub fn load_decoder(path: impl AsRef<Path>, cfg: &DecoderConfig, device: &Device) -> Result<Loaded<Decoder>> {
+    let t = read_safetensors(path.as_ref())?;
+    let mut ws = WeightSource::from_map(t, device);
+    let model = Decoder::load(&mut ws, "", cfg)?;
+    let report = ws.finish();
+    report.check()?;
+    Ok(Loaded { model, report, format: Format::Decoder })
+}
+
+/// Save a DINO-SAE in our format: `dir/model.safetensors` + `dir/config.json`.
+pub fn save_sae(model: &DinoSae, dir: impl AsRef<Path>, precision: crate::raw::Precision) -> Result<()> {
+    let dir = dir.as_ref();
+    let tensors = crate::weights::export(model, &model.names)?;
+    let cfg = OurConfig { kind: "dino_sae".into(), sae: model.cfg.clone() };
+    let json = serde_json::to_string_pretty(&cfg).map_err(|e| EngineError::Config(e.to_string()))?;
+    crate::raw::write_safetensors(dir.join("model.safetensors"), &tensors, &Default::default(), precision)?;
+    crate::raw::atomic_write(&dir.join("config.json"), json.as_bytes())?;
+    Ok(())
+}

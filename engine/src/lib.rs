@@ -1,0 +1,20 @@
+//! DINO-SAE engine: DINO backbones (v2, v3), the HCPE stem, the DC-AE decoder, checkpoint loading,
+//! spherical latent math, parity checks against the PyTorch reference. No GUI code lives here.
+
+pub mod checkpoint;
+pub mod error;
+pub mod fixture;
+pub mod image_io;
+pub mod interp;
+pub mod metrics;
+pub mod model;
+pub mod raw;
+pub mod sphere;
+pub mod weights;
+
+pub use error::{EngineError, Result};
+
+/// The CPU device every test and the default app use.
+pub fn cpu() -> burn::tensor::Device {
+    burn::tensor::Device::flex()
+}

@@ -1,0 +1,183 @@
+//! Small building blocks shared by the models: Linear, Conv2d, LayerNorm, RMSNorm2d, pixel shuffle.
+//!
+//! Weights are kept in the layouts burn's functional ops want (Linear: [in, out]).
+
+use burn::module::{Module, Param};
+use burn::tensor::module::{conv2d, layer_norm, linear};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::raw::{RawTensor, TensorMap};
+use crate::weights::{Init, WeightSource};
+
+/// y = x W + b, W stored [in, out].
+#[derive(Module, Debug)]
+pub struct Linear {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Linear {
+    /// Load `{key}.weight` (torch layout [out, in]) and optionally `{key}.bias`.
+    pub fn load(ws: &mut WeightSource, key: &str, d_in: usize, d_out: usize, bias: bool) -> Self {
+        let weight = ws.linear_weight(&format!("{key}.weight"), d_in, d_out);
+        let bias = bias.then(|| ws.param(&format!("{key}.bias"), [d_out], Init::Zeros));
+        Self { weight, bias }
+    }
+
+    /// # Shapes
+    /// - x: `[..., in]` -> `[..., out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
+    }
+}
+
+/// 2D convolution with square kernel, stride and padding.
+#[derive(Module, Debug)]
+pub struct Conv2d {
+    pub weight: Param<Tensor<4>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    #[module(skip)]
+    pub stride: usize,
+    #[module(skip)]
+    pub padding: usize,
+    #[module(skip)]
+    pub groups: usize,
+}
+
+impl Conv2d {
+    /// Load `{key}.weight` [out, in/groups, k, k] (+ `{key}.bias`). Padding is `(k-1)/2` unless given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        ws: &mut WeightSource,
+        key: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        groups: usize,
+        bias: bool,
+    ) -> Self {
+        let fan_in = c_in / groups * k * k;
+        let weight = ws.param(&format!("{key}.weight"), [c_out, c_in / groups, k, k], Init::FanIn(fan_in));
+        let bias = bias.then(|| ws.param(&format!("{key}.bias"), [c_out], Init::Zeros));
+        Self { weight, bias, stride, padding: (k - 1) / 2, groups }
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// # Shapes
+    /// - x: `[B, C_in, H, W]` -> `[B, C_out, H/stride, W/stride]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], self.groups);
+        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), opts)
+    }
+}
+
+/// LayerNorm over the last dim with affine weight and bias.
+#[derive(Module, Debug)]
+pub struct LayerNorm {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(ws: &mut WeightSource, key: &str, d: usize, eps: f64) -> Self {
+        Self {
+            weight: ws.param(&format!("{key}.weight"), [d], Init::Ones),
+            bias: ws.param(&format!("{key}.bias"), [d], Init::Zeros),
+            eps,
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[..., d]` -> `[..., d]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        layer_norm(x, self.weight.val(), Some(self.bias.val()), self.eps)
+    }
+}
+
+/// DINO-SAE's `RMSNorm2d`: ONE rms per sample over (C, H, W) together, weight (1,C,1,1), no bias, eps 1e-6.
+#[derive(Module, Debug)]
+pub struct RmsNorm2d {
+    pub weight: Param<Tensor<4>>,
+}
+
+pub const RMS2D_EPS: f64 = 1e-6;
+
+impl RmsNorm2d {
+    pub fn load(ws: &mut WeightSource, key: &str, c: usize) -> Self {
+        Self { weight: ws.param(key, [1, c, 1, 1], Init::Ones) }
+    }
+
+    /// # Shapes
+    /// - x: `[B, C, H, W]` -> `[B, C, H, W]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let ms = x.clone().square().reshape([b, c * h * w]).mean_dim(1).reshape([b, 1, 1, 1]);
+        x * ms.add_scalar(RMS2D_EPS).sqrt().recip() * self.weight.val()
+    }
+}
+
+/// `pixel_shuffle(2)`: out[b, c, 2h+i, 2w+j] = in[b, 4c+2i+j, h, w].
+///
+/// # Shapes
+/// - x: `[B, 4C, H, W]` -> `[B, C, 2H, 2W]`
+pub fn pixel_shuffle2(x: Tensor<4>) -> Tensor<4> {
+    let [b, c4, h, w] = x.dims();
+    let c = c4 / 4;
+    x.reshape([b, c, 2, 2, h, w]).permute([0, 1, 4, 2, 5, 3]).reshape([b, c, 2 * h, 2 * w])
+}
+
+/// `repeat_interleave(r, dim=1)`: each channel repeated r times in place.
+///
+/// # Shapes
+/// - x: `[B, C, H, W]` -> `[B, C*r, H, W]`
+pub fn repeat_interleave_channels(x: Tensor<4>, r: usize) -> Tensor<4> {
+    if r == 1 {
+        return x;
+    }
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, 1, h, w]).repeat_dim(2, r).reshape([b, c * r, h, w])
+}
+
+/// Nearest-neighbour x2 upsampling (each pixel repeated 2x2), exact.
+///
+/// # Shapes
+/// - x: `[B, C, H, W]` -> `[B, C, 2H, 2W]`
+pub fn nearest_up2(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1]).repeat_dim(3, 2).repeat_dim(5, 2).reshape([b, c, 2 * h, 2 * w])
+}
+
+/// Collects named intermediate tensors for parity checks. Disabled probes cost nothing.
+#[derive(Default)]
+pub struct Probe {
+    pub enabled: bool,
+    /// Prepended to every name (e.g. `decoder.`).
+    pub prefix: String,
+    pub out: TensorMap,
+}
+
+impl Probe {
+    pub fn on() -> Self {
+        Self { enabled: true, prefix: String::new(), out: TensorMap::new() }
+    }
+
+    pub fn put<const D: usize>(&mut self, name: impl Into<String>, t: &Tensor<D>) {
+        if self.enabled {
+            if let Ok(raw) = RawTensor::from_tensor(t.clone()) {
+                self.out.insert(format!("{}{}", self.prefix, name.into()), raw);
+            }
+        }
+    }
+}
+
+/// Build a tensor from a host vector.
+pub fn tensor_from<const D: usize>(data: Vec<f32>, shape: [usize; D], device: &burn::tensor::Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(data, shape.to_vec()), device)
+}

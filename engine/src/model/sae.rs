@@ -1,0 +1,184 @@
+//! DinoSae = HCPE stem + frozen DINO blocks + final LayerNorm (encoder) and the DC-AE decoder.
+//!
+//! `encode(pixels) -> Latent` (normed patch tokens as a `[B, C, h, w]` map, plus CLS);
+//! `decode(latent) -> pixels`. Any H, W multiple of 16, any batch.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::decoder::{Decoder, DecoderConfig};
+use super::nn::Probe;
+use super::vit::{Vit, VitConfig, VitOutput};
+use crate::error::{EngineError, Result};
+use crate::weights::{LoadReport, ParamNames, WeightSource};
+
+/// How pixels map to the encoder's input and from the decoder's output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PixelConfig {
+    /// Encoder input = (rgb/255 - mean) / std.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// Decoder output convention.
+    pub output: OutputRange,
+}
+
+/// What the decoder's output values mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputRange {
+    /// rgb/255 in [0, 1]
+    Unit,
+    /// the same ImageNet normalisation as the input
+    Imagenet,
+    /// [-1, 1]
+    Signed,
+}
+
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+impl Default for PixelConfig {
+    fn default() -> Self {
+        Self { mean: IMAGENET_MEAN, std: IMAGENET_STD, output: OutputRange::Unit }
+    }
+}
+
+/// Full autoencoder configuration (our `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SaeConfig {
+    pub encoder: VitConfig,
+    pub decoder: DecoderConfig,
+    #[serde(default)]
+    pub pixels: PixelConfig,
+}
+
+impl SaeConfig {
+    /// The released DINO-SAE: DINOv3 ViT-L/16 + the released decoder.
+    pub fn released() -> Self {
+        let encoder = super::dinov3::preset("dinov3_vitl16").expect("preset");
+        Self { decoder: DecoderConfig::released(encoder.dim), encoder, pixels: PixelConfig::default() }
+    }
+
+    /// Our default model's layout: DINOv2-S/14 blocks with the stem + the small decoder.
+    pub fn small_dinov2() -> Self {
+        let encoder = super::dinov2::preset("dinov2_vits14").expect("preset");
+        Self { decoder: DecoderConfig::small(encoder.dim), encoder, pixels: PixelConfig::default() }
+    }
+
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "released" | "dino-sae-l16" => Some(Self::released()),
+            "small" | "small-dinov2" => Some(Self::small_dinov2()),
+            _ => None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.encoder.validate()?;
+        self.decoder.validate()?;
+        if self.decoder.latent_channels != self.encoder.dim {
+            return Err(EngineError::Config(format!(
+                "decoder expects {} latent channels, encoder gives {}",
+                self.decoder.latent_channels, self.encoder.dim
+            )));
+        }
+        if self.decoder.upsampling() != 16 {
+            return Err(EngineError::Config(format!("decoder upsamples x{}, the stem downsamples x16", self.decoder.upsampling())));
+        }
+        Ok(())
+    }
+}
+
+/// A latent: one vector per 16x16 patch.
+#[derive(Debug, Clone)]
+pub struct Latent {
+    /// `[B, C, h, w]` normed patch tokens.
+    pub patches: Tensor<4>,
+    /// `[B, C]` normed CLS.
+    pub cls: Tensor<2>,
+}
+
+impl Latent {
+    pub fn grid(&self) -> (usize, usize) {
+        let [_, _, h, w] = self.patches.dims();
+        (h, w)
+    }
+}
+
+/// Token sequence `[B, N, C]` -> map `[B, C, h, w]`.
+pub fn tokens_to_map(tokens: Tensor<3>, (h, w): (usize, usize)) -> Tensor<4> {
+    let [b, _, c] = tokens.dims();
+    tokens.swap_dims(1, 2).reshape([b, c, h, w])
+}
+
+#[derive(Module, Debug)]
+pub struct DinoSae {
+    pub encoder: Vit,
+    pub decoder: Decoder,
+    #[module(skip)]
+    pub cfg: SaeConfig,
+    /// Internal key of every parameter (for saving).
+    #[module(skip)]
+    pub names: ParamNames,
+}
+
+impl DinoSae {
+    /// Build from a source holding internal names: `dino_model.*` (backbone with `patch_embed.cnn.*`) and `decoder.*`.
+    pub fn load(ws: &mut WeightSource, cfg: &SaeConfig) -> Result<Self> {
+        cfg.validate()?;
+        let encoder = Vit::load(ws, "dino_model", &cfg.encoder, true);
+        let decoder = Decoder::load(ws, "decoder", &cfg.decoder)?;
+        Ok(Self { encoder, decoder, cfg: cfg.clone(), names: ws.names() })
+    }
+
+    /// Random weights (for timing and tests only; the report says `random`).
+    pub fn random(cfg: &SaeConfig, seed: u64, device: &Device) -> Result<(Self, LoadReport)> {
+        let mut ws = WeightSource::random(seed, device);
+        let m = Self::load(&mut ws, cfg)?;
+        Ok((m, ws.finish()))
+    }
+
+    /// Check the input size.
+    pub fn check_input(&self, dims: [usize; 4]) -> Result<()> {
+        let [_, c, h, w] = dims;
+        if c != 3 || h == 0 || w == 0 || h % 16 != 0 || w % 16 != 0 {
+            return Err(EngineError::Shape(format!("encoder input must be [B, 3, H, W] with H, W multiples of 16, got {dims:?}")));
+        }
+        Ok(())
+    }
+
+    /// Encoder forward with all states.
+    ///
+    /// # Shapes
+    /// - x: `[B, 3, H, W]` normalised pixels
+    pub fn encode_full(&self, x: Tensor<4>, probe: &mut Probe) -> Result<VitOutput> {
+        self.check_input(x.dims())?;
+        Ok(self.encoder.forward(x, probe))
+    }
+
+    /// # Shapes
+    /// - x: `[B, 3, H, W]` -> latent `[B, C, H/16, W/16]`
+    pub fn encode(&self, x: Tensor<4>) -> Result<Latent> {
+        let out = self.encode_full(x, &mut Probe::default())?;
+        Ok(Latent { patches: tokens_to_map(out.patch_tokens(), out.grid), cls: out.cls() })
+    }
+
+    /// # Shapes
+    /// - z: `[B, C, h, w]` -> `[B, 3, 16h, 16w]` (in the `pixels.output` convention)
+    pub fn decode(&self, z: Tensor<4>) -> Result<Tensor<4>> {
+        self.decode_probed(z, &mut Probe::default())
+    }
+
+    pub fn decode_probed(&self, z: Tensor<4>, probe: &mut Probe) -> Result<Tensor<4>> {
+        let [_, c, h, w] = z.dims();
+        if c != self.cfg.decoder.latent_channels || h == 0 || w == 0 {
+            return Err(EngineError::Shape(format!(
+                "latent must be [B, {}, h, w], got {:?}",
+                self.cfg.decoder.latent_channels,
+                z.dims()
+            )));
+        }
+        Ok(self.decoder.forward(z, probe))
+    }
+}
