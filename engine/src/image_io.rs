@@ -140,7 +140,7 @@ pub fn from_tensor(t: Tensor<4>, px: &PixelConfig) -> Result<Vec<RgbF32>> {
     if c != 3 {
         return Err(EngineError::Shape(format!("expected 3 channels, got {c}")));
     }
-    let v = t.into_data().convert::<f32>().to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))?;
+    let v = t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))?;
     if v.iter().any(|x| !x.is_finite()) {
         return Err(EngineError::NonFinite("decoder output".into()));
     }

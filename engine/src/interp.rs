@@ -110,16 +110,24 @@ mod tests {
     }
 
     #[test]
-    fn keys_kernel_reproduces_cubic_polynomials_inside() {
-        // Keys' kernel (A=-0.75 is not exact for cubics, but any bicubic convolution kernel with
-        // partition of unity reproduces constants and, for interior points, linear functions).
+    fn catmull_rom_upsampling_reproduces_linear_functions_inside() {
+        // With a = -0.5 (the antialiased path when upsampling) the cubic kernel reproduces polynomials up to
+        // degree 2; Keys' A = -0.75 (the plain path) only reproduces constants, so it must NOT pass this.
         let (i, o) = (12, 17);
-        let m = bicubic_matrix(i, o, false, None);
+        let keys = bicubic_matrix(i, o, false, None);
+        let m = bicubic_matrix(i, o, true, None);
         let s = i as f64 / o as f64;
         for r in 3..o - 3 {
             let v: f64 = (0..i).map(|c| m[r * i + c] * (2.0 * c as f64 + 1.0)).sum();
             let src = s * (r as f64 + 0.5) - 0.5;
             assert!((v - (2.0 * src + 1.0)).abs() < 1e-12, "row {r}: {v}");
         }
+        let worst = (3..o - 3)
+            .map(|r| {
+                let v: f64 = (0..i).map(|c| keys[r * i + c] * (2.0 * c as f64 + 1.0)).sum();
+                (v - (2.0 * (s * (r as f64 + 0.5) - 0.5) + 1.0)).abs()
+            })
+            .fold(0.0, f64::max);
+        assert!(worst > 1e-3, "A=-0.75 should not reproduce linear functions exactly ({worst})");
     }
 }

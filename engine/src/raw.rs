@@ -54,7 +54,7 @@ impl RawTensor {
         let data = t
             .into_data()
             .convert::<f32>()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .map_err(|e| EngineError::Data(format!("{e:?}")))?;
         Self::new(shape, data)
     }

@@ -245,7 +245,7 @@ fn bench(preset: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
     let cfg = SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset}"))?;
     let (m, _) = DinoSae::random(&cfg, 0, &device)?;
     let x = burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-    let mut times = |name: &str, f: &mut dyn FnMut()| {
+    let times = |name: &str, f: &mut dyn FnMut()| {
         f(); // warm-up
         let mut v: Vec<f64> = (0..repeats.max(1))
             .map(|_| {

@@ -295,8 +295,14 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
         let has_up = get(&format!("stages.{k}.op_list.0.main.conv.conv.weight")).is_some();
         depth[sid] = ops - usize::from(has_up);
         let j0 = usize::from(has_up);
+        // ResBlock width from whichever of its tensors is present (conv weights [C,C,3,3], norm [1,C,1,1]).
+        let res_width = get(&format!("stages.{k}.op_list.{j0}.main.conv2.conv.weight"))
+            .map(|w| w.shape[0])
+            .or_else(|| get(&format!("stages.{k}.op_list.{j0}.main.conv2.norm.weight")).map(|w| w.numel()));
         if let Some(w) = get(&format!("stages.{k}.op_list.{j0}.main.conv1.conv.weight")) {
             width[sid] = w.shape[0];
+        } else if let Some(w) = res_width {
+            width[sid] = w;
         } else if let Some(w) = get(&format!("stages.{k}.op_list.{j0}.context_module.main.qkv.conv.weight")) {
             width[sid] = w.shape[1];
             blocks[sid] = BlockType::EvitGlu;

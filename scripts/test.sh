@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's test command (README). Builds the workspace once (dev profile, optimised dependencies) and runs
+# every test. Reuses a persistent target directory outside the clone when one exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
+cargo build --workspace --all-targets
+cargo test --workspace
+# The CLI parity check on the fixture copies (the same sets the shared fixtures hold).
+bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"
+"$bin" verify-fixture tests/fixtures/dinosae-setA
+"$bin" verify-fixture tests/fixtures/dinov2-evit-setA
