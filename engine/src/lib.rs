@@ -11,6 +11,7 @@ pub mod model;
 pub mod raw;
 pub mod sphere;
 pub mod weights;
+pub mod worker;
 
 pub use error::{EngineError, Result};
 
