@@ -158,7 +158,7 @@ impl DecoderConfig {
 
     /// Our small default-model decoder.
     pub fn small(c: usize) -> Self {
-        Self::new(c, vec![32, 64, 128, 192, 384], vec![1, 1, 2, 2, 2])
+        Self::new(c, vec![24, 48, 96, 192, 384], vec![1, 1, 2, 2, 2])
     }
 
     fn new(c: usize, width_list: Vec<usize>, depth_list: Vec<usize>) -> Self {

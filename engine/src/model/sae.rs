@@ -182,3 +182,22 @@ impl DinoSae {
         Ok(self.decoder.forward(z, probe))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate_and_build() {
+        for name in ["released", "small"] {
+            let cfg = SaeConfig::preset(name).expect("preset");
+            cfg.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        // the small preset builds and maps 32x48 px to a 2x3 latent and back
+        let device = crate::cpu();
+        let (m, _) = DinoSae::random(&SaeConfig::small_dinov2(), 1, &device).expect("build");
+        let lat = m.encode(Tensor::<4>::zeros([1, 3, 32, 48], &device)).expect("encode");
+        assert_eq!(lat.patches.dims(), [1, 384, 2, 3]);
+        assert_eq!(m.decode(lat.patches).expect("decode").dims(), [1, 3, 32, 48]);
+    }
+}
