@@ -29,8 +29,8 @@ pub enum Fit {
     Resize,
 }
 
-/// Decode image bytes to RGB with limits.
-pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
+/// A reader with a known format and the size/allocation limits set.
+fn limited_reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| EngineError::Image(format!("cannot read image header: {e}")))?;
@@ -42,19 +42,19 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_PIXELS * 8);
     reader.limits(limits);
+    Ok(reader)
+}
+
+/// Decode image bytes to RGB with limits: the header is checked against the pixel limit before decoding.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
+    let reader = limited_reader(bytes)?;
     let (w, h) = reader
         .into_dimensions()
         .map_err(|e| EngineError::Image(format!("cannot read image size: {e}")))?;
     if (w as u64) * (h as u64) > MAX_PIXELS {
         return Err(EngineError::Image(format!("image is {w}x{h}, over the limit of {MAX_PIXELS} pixels")));
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| EngineError::Image(e.to_string()))?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_PIXELS * 8);
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| EngineError::Image(format!("cannot decode image: {e}")))?;
+    let img = limited_reader(bytes)?.decode().map_err(|e| EngineError::Image(format!("cannot decode image: {e}")))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(EngineError::Image("image has no pixels".into()));
     }
