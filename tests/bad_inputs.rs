@@ -195,3 +195,12 @@ fn wrapped_official_checkpoints_are_unwrapped() {
     let zb = RawTensor::from_tensor(b.encode(x).expect("enc").patches).expect("d");
     assert_eq!(za, zb, "the EMA copy must be the one loaded");
 }
+
+#[test]
+fn cmyk_jpeg_is_converted_to_rgb() {
+    // tests/data/cmyk_red.jpg: CMYK (0, 255, 255, 0) = pure red, as Pillow converts it.
+    let bytes = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/cmyk_red.jpg")).expect("read");
+    let img = decode_rgb(&bytes).expect("CMYK JPEG must decode");
+    let p = img.get_pixel(16, 16).0;
+    assert!(p[0] > 230 && p[1] < 30 && p[2] < 30, "CMYK red decoded as {p:?}");
+}
