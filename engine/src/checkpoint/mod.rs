@@ -5,6 +5,8 @@
 //! (`dino_model.*` + `decoder.*`, possibly wrapped in `model.` / `module.` / `ema` / `state_dict`);
 //! our own folder (`model.safetensors` + `config.json`).
 
+pub mod convert;
+pub mod onnx;
 pub mod pickle;
 pub mod remap;
 
