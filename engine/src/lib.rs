@@ -19,3 +19,7 @@ pub use error::{EngineError, Result};
 pub fn cpu() -> burn::tensor::Device {
     burn::tensor::Device::flex()
 }
+pub mod dit_fixture;
+pub mod rfm;
+pub mod sampler;
+pub mod train_dit;

@@ -6,3 +6,4 @@ pub mod nn;
 pub mod sae;
 pub mod stem;
 pub mod vit;
+pub mod dit;
