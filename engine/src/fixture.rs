@@ -423,6 +423,13 @@ pub fn verify_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Report> {
         found = true;
         chain_part(&dir.join("chain"), &mut report, device)?;
     }
+    if dir.join("ddt").exists() || dir.join("lightningdit").exists() {
+        found = true;
+        let dit = crate::dit_fixture::verify_dit_dir(dir, device)?;
+        report.checks.extend(dit.checks);
+        report.skipped.extend(dit.skipped);
+        report.parts.extend(dit.parts);
+    }
     if !found {
         return Err(EngineError::Config(format!(
             "{}: no known fixture layout (dinov3/, sae/, sphere/, dinov2/, dinov2_reg/, decoder/, chain/)",

@@ -165,11 +165,23 @@ pub fn sphere_noise(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> 
 /// # Shapes
 /// - z, v: `[B, C, H, W]` -> `[B, C, H, W]` on the sphere of radius `r`
 pub fn sphere_step(z: &Tensor<4>, v: &Tensor<4>, dt: f64, r: f64, method: SphereStep) -> Tensor<4> {
+    let b = z.dims()[0];
+    let dt = Tensor::<1>::from_data(TensorData::new(vec![dt as f32; b], vec![b]), &z.device());
+    sphere_step_per_sample(z, v, &dt, r, method)
+}
+
+/// [`sphere_step`] with one `dt` per sample.
+///
+/// # Shapes
+/// - z, v: `[B, C, H, W]`, dt: `[B]` -> `[B, C, H, W]`
+pub fn sphere_step_per_sample(z: &Tensor<4>, v: &Tensor<4>, dt: &Tensor<1>, r: f64, method: SphereStep) -> Tensor<4> {
+    let b = z.dims()[0];
+    let dt = dt.clone().reshape([b, 1, 1, 1]);
     let v_tan = sphere::tangent(z, v);
     match method {
-        SphereStep::EulerProj => sphere::project_to_radius(&(z.clone() + v_tan.mul_scalar(dt)), r),
+        SphereStep::EulerProj => sphere::project_to_radius(&(z.clone() + v_tan * dt), r),
         SphereStep::ExpMap => {
-            let step = v_tan.mul_scalar(dt);
+            let step = v_tan * dt;
             let n = sphere::magnitude(&step);
             let theta = n.clone().div_scalar(r);
             let vhat = step / n.clamp_min(1e-20);
