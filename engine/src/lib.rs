@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod eval;
 pub mod fixture;
 pub mod image_io;
 pub mod interp;
@@ -10,6 +11,7 @@ pub mod metrics;
 pub mod model;
 pub mod raw;
 pub mod sphere;
+pub mod train;
 pub mod weights;
 pub mod worker;
 

@@ -38,6 +38,8 @@ pub struct LoadReport {
     pub ignored: Vec<String>,
     /// True when parameters were drawn at random on purpose.
     pub random: bool,
+    /// Keys initialised at random because the source lacked them (training initialisation only).
+    pub drawn: Vec<String>,
 }
 
 impl LoadReport {
@@ -91,6 +93,8 @@ impl LoadReport {
 enum Mode {
     File(TensorMap),
     Random(StdRng),
+    /// Serve from the map; draw what is missing (recorded in `LoadReport::drawn`), for initialising training.
+    FileOrInit(TensorMap, StdRng),
 }
 
 /// Hands out parameters by name. See the module docs.
@@ -110,6 +114,17 @@ impl WeightSource {
     pub fn from_map(map: TensorMap, device: &Device) -> Self {
         Self {
             mode: Mode::File(map),
+            device: device.clone(),
+            used: BTreeSet::new(),
+            report: LoadReport::default(),
+            names: ParamNames::new(),
+        }
+    }
+
+    /// Serve what `map` holds and draw the rest (e.g. a new stem and decoder around pretrained blocks).
+    pub fn from_map_or_init(map: TensorMap, seed: u64, device: &Device) -> Self {
+        Self {
+            mode: Mode::FileOrInit(map, StdRng::seed_from_u64(seed)),
             device: device.clone(),
             used: BTreeSet::new(),
             report: LoadReport::default(),
@@ -140,7 +155,7 @@ impl WeightSource {
     /// True if the source holds `key` (random sources hold everything).
     pub fn contains(&self, key: &str) -> bool {
         match &self.mode {
-            Mode::File(m) => m.contains_key(key),
+            Mode::File(m) | Mode::FileOrInit(m, _) => m.contains_key(key),
             Mode::Random(_) => true,
         }
     }
@@ -148,7 +163,7 @@ impl WeightSource {
     /// Shape of `key` in the source, if present.
     pub fn shape_of(&self, key: &str) -> Option<Vec<usize>> {
         match &self.mode {
-            Mode::File(m) => m.get(key).map(|t| t.shape.clone()),
+            Mode::File(m) | Mode::FileOrInit(m, _) => m.get(key).map(|t| t.shape.clone()),
             Mode::Random(_) => None,
         }
     }
@@ -158,6 +173,23 @@ impl WeightSource {
         let n: usize = shape.iter().product();
         match &mut self.mode {
             Mode::Random(rng) => RawTensor { shape: shape.to_vec(), data: draw(rng, n, init) },
+            Mode::FileOrInit(map, rng) => {
+                self.used.insert(key.to_string());
+                match map.get(key) {
+                    Some(t) if t.shape == shape => {
+                        self.report.loaded.push(key.to_string());
+                        t.clone()
+                    }
+                    Some(t) => {
+                        self.report.mismatched.push((key.to_string(), shape.to_vec(), t.shape.clone()));
+                        RawTensor::zeros(shape.to_vec())
+                    }
+                    None => {
+                        self.report.drawn.push(key.to_string());
+                        RawTensor { shape: shape.to_vec(), data: draw(rng, n, init) }
+                    }
+                }
+            }
             Mode::File(map) => {
                 self.used.insert(key.to_string());
                 match map.get(key) {
@@ -211,7 +243,7 @@ impl WeightSource {
 
     /// Finish: unused source keys become `unexpected`.
     pub fn finish(mut self) -> LoadReport {
-        if let Mode::File(map) = &self.mode {
+        if let Mode::File(map) | Mode::FileOrInit(map, _) = &self.mode {
             self.report.unexpected = map.keys().filter(|k| !self.used.contains(*k)).cloned().collect();
         }
         self.report

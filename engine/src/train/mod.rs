@@ -1,0 +1,381 @@
+//! DINO-SAE training (METHOD.md section 3) as configurations of one trainer.
+//!
+//! - stage 1: semantic-structural alignment: stem + decoder trained, DINO blocks frozen;
+//!   loss = w_align * align(z_student, z_teacher) + w_l1 * L1(x_hat, x). `align` is cosine (the paper) or MSE (ablation).
+//! - stage 3: decoder refinement: the whole encoder frozen, decoder trained on L1.
+//! - stage 4: noise augmentation: as stage 3 with z' = z + sigma * eps, sigma ~ U(0, tau), tau ramping.
+//! - stage 2 (hinge GAN with a DINO discriminator) is not implemented yet and is refused with a clear error.
+//!
+//! Teacher targets come from the unmodified DINOv2 on the crop resized (bicubic) to 14 * grid pixels.
+//! Checkpoints every N steps (atomic: written to a temporary folder, then renamed; `latest` names the newest),
+//! resume after a kill, an EMA copy, CSV loss log and a loss-curve PNG.
+
+pub mod data;
+pub mod plot;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, save_sae};
+use crate::error::{EngineError, Result};
+use crate::fixture::cosine_last;
+use crate::interp::resize_bicubic;
+use crate::model::nn::Probe;
+use crate::model::sae::{tokens_to_map, DinoSae, SaeConfig};
+use crate::model::vit::Vit;
+use crate::raw::{Precision, TensorMap};
+use crate::weights::{export, WeightSource};
+use data::PhotoSet;
+
+/// Alignment loss between student and teacher patch tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Align {
+    /// 1 - cos(z_s, z_t), averaged over patches (the paper).
+    Cosine,
+    /// |z_s - z_t|^2 averaged (ablation).
+    Mse,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub stage: u8,
+    pub steps: usize,
+    pub batch: usize,
+    pub crop: u32,
+    /// Smallest source square, as a fraction of the photo's shorter side (scale augmentation).
+    pub min_crop_frac: f32,
+    pub lr: f64,
+    pub warmup: usize,
+    pub weight_decay: f32,
+    pub ema_decay: f64,
+    pub ema_every: usize,
+    pub align: Align,
+    pub w_align: f64,
+    pub w_l1: f64,
+    /// Stage 4: tau ramps linearly from `.0` to `.1` over the run.
+    pub noise_tau: (f64, f64),
+    pub checkpoint_every: usize,
+    pub log_every: usize,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    pub fn stage(stage: u8) -> Self {
+        Self {
+            stage,
+            steps: 1000,
+            batch: 4,
+            crop: 128,
+            min_crop_frac: 0.3,
+            lr: 3e-4,
+            warmup: 50,
+            weight_decay: 1e-4,
+            ema_decay: 0.999,
+            ema_every: 10,
+            align: Align::Cosine,
+            w_align: 0.5,
+            w_l1: 1.0,
+            noise_tau: (0.8, 1.2),
+            checkpoint_every: 200,
+            log_every: 10,
+            seed: 0,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self.stage {
+            1 | 3 | 4 => {}
+            2 => return Err(EngineError::Config("stage 2 (hinge GAN with a DINO discriminator) is not implemented yet".into())),
+            s => return Err(EngineError::Config(format!("unknown stage {s} (1, 3, 4)"))),
+        }
+        if self.crop % 16 != 0 || self.crop == 0 || self.batch == 0 {
+            return Err(EngineError::Config("crop must be a positive multiple of 16 and batch > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One logged row.
+#[derive(Clone, Debug)]
+pub struct LogRow {
+    pub step: usize,
+    pub loss: f64,
+    pub align: f64,
+    pub l1: f64,
+    pub lr: f64,
+    pub secs: f64,
+}
+
+/// Where a run lives.
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    fn latest(&self) -> Option<(usize, PathBuf)> {
+        let s = std::fs::read_to_string(self.0.join("latest")).ok()?;
+        let name = s.trim();
+        let step = name.strip_prefix("ckpt-")?.parse().ok()?;
+        let p = self.0.join(name);
+        p.join("model/model.safetensors").exists().then_some((step, p))
+    }
+}
+
+fn images_to_tensor(imgs: &[image::RgbImage], cfg: &SaeConfig, device: &Device) -> Result<(Tensor<4>, Tensor<4>)> {
+    let refs: Vec<&image::RgbImage> = imgs.iter().collect();
+    let x = crate::image_io::to_tensor(&refs, &cfg.pixels, device)?;
+    let (w, h) = imgs[0].dimensions();
+    let mut data = Vec::with_capacity(imgs.len() * 3 * (w * h) as usize);
+    for img in imgs {
+        for c in 0..3 {
+            data.extend(img.pixels().map(|p| p[c] as f32 / 255.0));
+        }
+    }
+    let target = Tensor::from_data(TensorData::new(data, vec![imgs.len(), 3, h as usize, w as usize]), device);
+    Ok((x, target))
+}
+
+/// The student's initial weights: the teacher's blocks, a fresh stem and decoder.
+pub fn init_student(teacher_dir: &Path, cfg_decoder: crate::model::decoder::DecoderConfig, seed: u64, device: &Device) -> Result<DinoSae> {
+    let src = checkpoint::read(teacher_dir)?;
+    let r = checkpoint::to_internal(&src)?;
+    let encoder = checkpoint::guess_vit(&src, &r.tensors, "")?;
+    let map: TensorMap = r
+        .tensors
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("patch_embed."))
+        .map(|(k, v)| (format!("dino_model.{k}"), v))
+        .collect();
+    let cfg = SaeConfig { encoder, decoder: cfg_decoder, pixels: Default::default() };
+    let mut ws = WeightSource::from_map_or_init(map, seed, device);
+    let m = DinoSae::load(&mut ws, &cfg)?;
+    let rep = ws.finish();
+    if !rep.mismatched.is_empty() {
+        return Err(EngineError::IncompleteWeights(rep.summary(10)));
+    }
+    Ok(m)
+}
+
+/// Freeze what a stage does not train.
+fn freeze_for_stage(mut m: DinoSae, stage: u8) -> DinoSae {
+    let enc = m.encoder;
+    let encoder = if stage == 1 {
+        let mut e = enc;
+        e.blocks = e.blocks.into_iter().map(Module::freeze).collect();
+        e.norm = e.norm.freeze();
+        e.cls_token = e.cls_token.set_require_grad(false);
+        e.registers = e.registers.map(|r| r.set_require_grad(false));
+        e.pos = e.pos.map(Module::freeze);
+        e
+    } else {
+        enc.freeze()
+    };
+    m.encoder = encoder;
+    m
+}
+
+fn ema_update(ema: &mut TensorMap, cur: &TensorMap, d: f64) {
+    for (k, v) in cur {
+        match ema.get_mut(k) {
+            Some(e) if e.shape == v.shape => {
+                for (a, b) in e.data.iter_mut().zip(&v.data) {
+                    *a = (d * *a as f64 + (1.0 - d) * *b as f64) as f32;
+                }
+            }
+            _ => {
+                ema.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+fn save_checkpoint(run: &RunDir, step: usize, model: &DinoSae, ema: &TensorMap, cfg: &TrainConfig) -> Result<()> {
+    let tmp = run.0.join(format!(".ckpt-{step}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    save_sae(model, tmp.join("model"), Precision::F32)?;
+    let mut ema_model = model.clone();
+    ema_model = load_weights(ema_model, ema)?;
+    save_sae(&ema_model, tmp.join("ema"), Precision::F32)?;
+    let state = serde_json::json!({ "step": step, "train": cfg });
+    crate::raw::atomic_write(&tmp.join("state.json"), state.to_string().as_bytes())?;
+    let fin = run.0.join(format!("ckpt-{step}"));
+    let _ = std::fs::remove_dir_all(&fin);
+    std::fs::rename(&tmp, &fin).map_err(|e| EngineError::io(&fin, e))?;
+    crate::raw::atomic_write(&run.0.join("latest"), format!("ckpt-{step}").as_bytes())?;
+    // keep the newest two
+    if let Ok(rd) = std::fs::read_dir(&run.0) {
+        let mut olds: Vec<usize> = rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("ckpt-")?.parse().ok())
+            .filter(|&s| s < step)
+            .collect();
+        olds.sort();
+        olds.pop();
+        for s in olds {
+            let _ = std::fs::remove_dir_all(run.0.join(format!("ckpt-{s}")));
+        }
+    }
+    Ok(())
+}
+
+/// Replace a model's parameters with values from a host map (same internal names).
+pub fn load_weights(model: DinoSae, map: &TensorMap) -> Result<DinoSae> {
+    let device = model.encoder.cls_token.val().device();
+    let mut ws = WeightSource::from_map(map.clone(), &device);
+    let m = DinoSae::load(&mut ws, &model.cfg)?;
+    ws.finish().check()?;
+    Ok(m)
+}
+
+/// Progress callback: (row) -> keep going?
+pub type OnLog<'a> = &'a mut dyn FnMut(&LogRow) -> bool;
+
+/// Train. `init` is the starting model for stages 3/4 (a stage-1 result); stage 1 starts from the teacher.
+/// Resumes from `out/latest` when present. Returns the final EMA model, saved to `out/final`.
+pub fn train(
+    cfg: &TrainConfig,
+    teacher_dir: &Path,
+    init: Option<&Path>,
+    decoder: crate::model::decoder::DecoderConfig,
+    photos: &PhotoSet,
+    out: &Path,
+    on_log: OnLog<'_>,
+) -> Result<DinoSae> {
+    cfg.validate()?;
+    std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
+    let run = RunDir(out.to_path_buf());
+    // A run killed while writing a checkpoint leaves only a `.ckpt-*.tmp` folder: never used, removed here.
+    if let Ok(rd) = std::fs::read_dir(out) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let plain = crate::cpu();
+    let ad = crate::cpu().autodiff();
+    let teacher: Vit = checkpoint::load_backbone(teacher_dir, &plain, false)?.model;
+    let (mut step0, model) = match run.latest() {
+        Some((s, p)) => (s, checkpoint::load_sae(p.join("model"), &ad, false)?.model),
+        None => match init {
+            Some(p) => (0, checkpoint::load_sae(p, &ad, false)?.model),
+            None => (0, init_student(teacher_dir, decoder, cfg.seed, &ad)?),
+        },
+    };
+    let mut ema: TensorMap = match run.latest() {
+        Some((_, p)) => crate::raw::read_safetensors(p.join("ema/model.safetensors"))?,
+        None => export(&model, &model.names)?,
+    };
+    let sae_cfg = model.cfg.clone();
+    let names = model.names.clone();
+    let mut model = freeze_for_stage(model, cfg.stage);
+    let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
+    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(step0 as u64 * 7919));
+    let csv_path = out.join("loss.csv");
+    let new_csv = !csv_path.exists() || step0 == 0;
+    let mut csv = std::fs::OpenOptions::new()
+        .create(true)
+        .append(!new_csv)
+        .write(true)
+        .truncate(new_csv)
+        .open(&csv_path)
+        .map_err(|e| EngineError::io(&csv_path, e))?;
+    if new_csv {
+        writeln!(csv, "step,loss,align,l1,lr,secs").map_err(|e| EngineError::io(&csv_path, e))?;
+    }
+    let t0 = Instant::now();
+    let g = (cfg.crop / 16) as usize;
+    let ps = teacher.cfg.patch_size;
+    let mut acc = (0.0, 0.0, 0.0, 0usize);
+    while step0 < cfg.steps {
+        let step = step0 + 1;
+        let imgs: Vec<image::RgbImage> = (0..cfg.batch).map(|_| photos.sample(&mut rng, cfg.crop, cfg.min_crop_frac).1).collect();
+        let (x, target) = images_to_tensor(&imgs, &sae_cfg, &plain)?;
+        let lr = cfg.lr * (step as f64 / cfg.warmup.max(1) as f64).min(1.0);
+        let x_ad = Tensor::<4>::from_data(x.clone().into_data(), &ad);
+        let target = Tensor::<4>::from_data(target.into_data(), &ad);
+        let out_s = model.encoder.forward(x_ad, &mut Probe::default());
+        let s = out_s.patch_tokens();
+        let (align_loss, align_val) = if cfg.stage == 1 {
+            let tx = resize_bicubic(x, ps * g, ps * g, false, None);
+            let t = teacher.forward(tx, &mut Probe::default()).patch_tokens();
+            let t = Tensor::<3>::from_data(t.into_data(), &ad);
+            let l = match cfg.align {
+                Align::Cosine => cosine_last(s.clone(), t).neg().add_scalar(1.0).mean(),
+                Align::Mse => (s.clone() - t).square().mean(),
+            };
+            let v = l.clone().into_scalar::<f32>() as f64;
+            (Some(l), v)
+        } else {
+            (None, 0.0)
+        };
+        let mut z = tokens_to_map(s, out_s.grid);
+        if cfg.stage == 4 {
+            let frac = step as f64 / cfg.steps.max(1) as f64;
+            let tau = cfg.noise_tau.0 + (cfg.noise_tau.1 - cfg.noise_tau.0) * frac;
+            let sig: Vec<f32> = (0..cfg.batch).map(|_| rng.random_range(0.0..tau.max(1e-9)) as f32).collect();
+            let sig = Tensor::<4>::from_data(TensorData::new(sig, vec![cfg.batch, 1, 1, 1]), &ad);
+            let eps = Tensor::<4>::random(z.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
+            z = z + eps * sig;
+        }
+        let recon = model.decoder.forward(z, &mut Probe::default());
+        let l1 = (recon - target).abs().mean();
+        let l1v = l1.clone().into_scalar::<f32>() as f64;
+        let loss = match align_loss {
+            Some(a) => a.mul_scalar(cfg.w_align) + l1.mul_scalar(cfg.w_l1),
+            None => l1.mul_scalar(cfg.w_l1),
+        };
+        let lv = loss.clone().into_scalar::<f32>() as f64;
+        if !lv.is_finite() {
+            return Err(EngineError::NonFinite(format!("loss at step {step}")));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr, model, grads);
+        acc = (acc.0 + lv, acc.1 + align_val, acc.2 + l1v, acc.3 + 1);
+        step0 = step;
+        if step % cfg.ema_every == 0 {
+            let cur = export(&model, &names)?;
+            ema_update(&mut ema, &cur, cfg.ema_decay.powi(cfg.ema_every as i32));
+        }
+        if step % cfg.log_every == 0 || step == cfg.steps {
+            let n = acc.3.max(1) as f64;
+            let row = LogRow { step, loss: acc.0 / n, align: acc.1 / n, l1: acc.2 / n, lr, secs: t0.elapsed().as_secs_f64() };
+            acc = (0.0, 0.0, 0.0, 0);
+            writeln!(csv, "{},{:.6},{:.6},{:.6},{:.3e},{:.1}", row.step, row.loss, row.align, row.l1, row.lr, row.secs)
+                .map_err(|e| EngineError::io(&csv_path, e))?;
+            if !on_log(&row) {
+                save_checkpoint(&run, step, &model, &ema, cfg)?;
+                return Err(EngineError::Cancelled);
+            }
+        }
+        if step % cfg.checkpoint_every == 0 || step == cfg.steps {
+            save_checkpoint(&run, step, &model, &ema, cfg)?;
+            write_curve(out)?;
+        }
+    }
+    let final_model = load_weights(model, &ema)?;
+    save_sae(&final_model, out.join("final"), Precision::F32)?;
+    write_curve(out)?;
+    Ok(final_model)
+}
+
+/// Redraw `loss.png` from `loss.csv`.
+pub fn write_curve(out: &Path) -> Result<()> {
+    let s = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
+    let mut cols: Vec<(String, Vec<f64>)> = ["loss", "align", "l1"].iter().map(|n| (n.to_string(), Vec::new())).collect();
+    for line in s.lines().skip(1) {
+        let v: Vec<f64> = line.split(',').filter_map(|x| x.parse().ok()).collect();
+        if v.len() >= 4 {
+            for (i, c) in cols.iter_mut().enumerate() {
+                c.1.push(v[i + 1]);
+            }
+        }
+    }
+    cols.retain(|(_, v)| v.iter().any(|x| *x > 0.0));
+    plot::loss_curve(&out.join("loss.png"), &cols, 640, 360)
+}
