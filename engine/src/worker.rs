@@ -29,7 +29,14 @@ pub enum ModelSource {
 #[derive(Debug)]
 pub enum Command {
     LoadModel(ModelSource),
+    /// Encode (caching the latent), decode, measure.
     Reconstruct { id: u64, image: RgbImage, fit: Fit },
+    /// Cosine of every patch of the current latent to one patch of it.
+    PatchCosine { id: u64, patch: usize },
+    /// Edit the cached latent and decode (no re-encode). Newest wins: queued older steers are skipped.
+    Steer { id: u64, edit: crate::steer::SteerEdit },
+    /// Save the current (edited, if `edited`) latent as safetensors.
+    ExportLatent { path: PathBuf, edited: Option<crate::steer::SteerEdit> },
     Shutdown,
 }
 
@@ -54,10 +61,25 @@ pub enum Event {
         ssim: f64,
         /// Per-patch |z|, row-major `grid.0 x grid.1`.
         magnitude: Vec<f32>,
+        /// PCA -> RGB of patch directions, fitted jointly on every image reconstructed with this model.
+        pca_rgb: Vec<[u8; 3]>,
         grid: (usize, usize),
         millis: f64,
     },
+    CosineMap { id: u64, patch: usize, values: Vec<f32> },
+    Steered { id: u64, image: RgbImage, psnr: f64, magnitude: Vec<f32>, millis: f64 },
+    Exported { path: PathBuf },
     Failed { id: Option<u64>, error: String },
+}
+
+/// What the worker keeps between commands.
+#[derive(Default)]
+struct State {
+    model: Option<DinoSae>,
+    /// Latent `[1, C, h, w]` and fitted input of the current image.
+    current: Option<(crate::raw::RawTensor, RgbImage)>,
+    /// Latents of every image reconstructed with this model (for the joint PCA), newest last, at most 8.
+    history: Vec<crate::raw::RawTensor>,
 }
 
 /// Handle to the engine thread.
@@ -74,16 +96,28 @@ impl Worker {
         std::thread::Builder::new()
             .name("dino-sae-engine".into())
             .spawn(move || {
-                let mut model: Option<DinoSae> = None;
-                while let Ok(cmd) = crx.recv() {
+                let mut state = State::default();
+                while let Ok(first) = crx.recv() {
+                    // Take everything queued; of several Steer commands only the newest runs.
+                    let mut batch = vec![first];
+                    while let Ok(c) = crx.try_recv() {
+                        batch.push(c);
+                    }
+                    let last_steer = batch.iter().rposition(|c| matches!(c, Command::Steer { .. }));
+                    let mut stop = false;
+                    for (i, cmd) in batch.into_iter().enumerate() {
                     if matches!(cmd, Command::Shutdown) {
+                        stop = true;
                         break;
                     }
+                    if matches!(cmd, Command::Steer { .. }) && Some(i) != last_steer {
+                        continue;
+                    }
                     let id = match &cmd {
-                        Command::Reconstruct { id, .. } => Some(*id),
+                        Command::Reconstruct { id, .. } | Command::PatchCosine { id, .. } | Command::Steer { id, .. } => Some(*id),
                         _ => None,
                     };
-                    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(cmd, &mut model)));
+                    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(cmd, &mut state)));
                     let ev = match res {
                         Ok(Ok(ev)) => ev,
                         Ok(Err(e)) => Event::Failed { id, error: e.to_string() },
@@ -96,9 +130,14 @@ impl Worker {
                         },
                     };
                     if etx.send(ev).is_err() {
+                        stop = true;
                         break;
                     }
                     notify();
+                    }
+                    if stop {
+                        break;
+                    }
                 }
             })
             .expect("spawn engine thread");
@@ -131,7 +170,7 @@ pub fn default_model_dir() -> Option<PathBuf> {
     here.join("model.safetensors").exists().then_some(here)
 }
 
-fn handle(cmd: Command, model: &mut Option<DinoSae>) -> crate::Result<Event> {
+fn handle(cmd: Command, state: &mut State) -> crate::Result<Event> {
     let device = crate::cpu();
     match cmd {
         Command::LoadModel(src) => {
@@ -161,19 +200,29 @@ fn handle(cmd: Command, model: &mut Option<DinoSae>) -> crate::Result<Event> {
                 report: report.summary(8),
                 random,
             };
-            *model = Some(m);
+            state.model = Some(m);
+            state.current = None;
+            state.history.clear();
             Ok(Event::Loaded(info))
         }
         Command::Reconstruct { id, image, fit } => {
-            let m = model.as_ref().ok_or_else(|| crate::EngineError::Config("no model loaded".into()))?;
+            let m = state.model.as_ref().ok_or_else(|| crate::EngineError::Config("no model loaded".into()))?;
             let t0 = Instant::now();
             let img = image_io::fit16(&image, fit);
             let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
             let lat = m.encode(x)?;
             let grid = lat.grid();
             let mag = crate::raw::RawTensor::from_tensor(sphere::magnitude(&lat.patches))?;
+            let raw = crate::raw::RawTensor::from_tensor(lat.patches.clone())?;
             let rec = image_io::from_tensor(m.decode(lat.patches)?, &m.cfg.pixels)?;
             let orig: RgbF32 = image_io::rgb8_to_f32(&img);
+            state.history.push(raw.clone());
+            if state.history.len() > 8 {
+                state.history.remove(0);
+            }
+            let refs: Vec<&crate::raw::RawTensor> = state.history.iter().collect();
+            let pca_rgb = crate::inspect::Pca::fit(&refs).map(|p| p.rgb(&raw)).unwrap_or_default();
+            state.current = Some((raw, img.clone()));
             Ok(Event::Reconstructed {
                 id,
                 psnr: metrics::psnr(&orig, &rec[0]),
@@ -181,9 +230,41 @@ fn handle(cmd: Command, model: &mut Option<DinoSae>) -> crate::Result<Event> {
                 recon: image_io::f32_to_rgb8(&rec[0]),
                 input: img,
                 magnitude: mag.data,
+                pca_rgb,
                 grid,
                 millis: t0.elapsed().as_secs_f64() * 1e3,
             })
+        }
+        Command::PatchCosine { id, patch } => {
+            let (lat, _) = state.current.as_ref().ok_or_else(|| crate::EngineError::Config("no image encoded yet".into()))?;
+            let rows = crate::inspect::patch_rows(lat);
+            let v = rows.get(patch).ok_or_else(|| crate::EngineError::Shape(format!("patch {patch} out of range")))?;
+            Ok(Event::CosineMap { id, patch, values: crate::inspect::cosine_to(lat, v) })
+        }
+        Command::Steer { id, edit } => {
+            let m = state.model.as_ref().ok_or_else(|| crate::EngineError::Config("no model loaded".into()))?;
+            let (lat, img) = state.current.as_ref().ok_or_else(|| crate::EngineError::Config("no image encoded yet".into()))?;
+            let t0 = Instant::now();
+            let edited = crate::steer::apply(lat, &edit, &device)?;
+            let rec = image_io::from_tensor(m.decode(edited.to_tensor(&device)?)?, &m.cfg.pixels)?;
+            Ok(Event::Steered {
+                id,
+                psnr: metrics::psnr(&image_io::rgb8_to_f32(img), &rec[0]),
+                image: image_io::f32_to_rgb8(&rec[0]),
+                magnitude: crate::inspect::magnitudes(&edited),
+                millis: t0.elapsed().as_secs_f64() * 1e3,
+            })
+        }
+        Command::ExportLatent { path, edited } => {
+            let (lat, _) = state.current.as_ref().ok_or_else(|| crate::EngineError::Config("no image encoded yet".into()))?;
+            let z = match edited {
+                Some(e) => crate::steer::apply(lat, &e, &device)?,
+                None => lat.clone(),
+            };
+            let mut t = crate::raw::TensorMap::new();
+            t.insert("latent".into(), z);
+            crate::raw::write_safetensors(&path, &t, &Default::default(), crate::raw::Precision::F32)?;
+            Ok(Event::Exported { path })
         }
         Command::Shutdown => Err(crate::EngineError::Cancelled),
     }
