@@ -1,11 +1,15 @@
-//! The Studio window: model panel, Compare (original | reconstruction | error), |z| heatmap, status bar.
+//! The Studio: model panel, Compare (original | reconstruction | error), Inspect (|z|, PCA, cosine heatmaps),
+//! Steer (great-circle rotation, magnitude, noise on selected patches, live decode, undo/redo), status bar.
+//! Talks to the engine thread only through `engine::worker` messages and images.
 
 use std::path::PathBuf;
 
-use eframe::egui::{self, ColorImage, TextureHandle, TextureOptions};
+use eframe::egui::{self, Color32, ColorImage, TextureHandle, TextureOptions};
 use engine::image_io::Fit;
+use engine::steer::{SteerEdit, SteerTarget};
 use engine::worker::{Command, Event, ModelInfo, ModelSource, Worker};
 
+use crate::commands::AppCommand;
 use crate::heatmap;
 
 /// Command-line options: `--model PATH`, `--image PATH`, `--random-preset NAME`.
@@ -32,72 +36,123 @@ impl StartOptions {
     }
 }
 
-struct Result_ {
-    input: TextureHandle,
-    recon: TextureHandle,
-    error: TextureHandle,
-    heat: TextureHandle,
-    input_img: image::RgbImage,
-    magnitude: Vec<f32>,
-    grid: (usize, usize),
-    psnr: f64,
-    ssim: f64,
-    millis: f64,
-    mag_range: (f32, f32),
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Compare,
+    Inspect,
+    Steer,
 }
 
-#[derive(PartialEq, Clone, Copy)]
-enum RightView {
-    Reconstruction,
-    Error,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeatMode {
+    Magnitude,
+    Pca,
+    Cosine,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TargetKind {
+    Patch,
+    Random,
+}
+
+/// Everything shown about the current image.
+pub struct Current {
+    pub input: image::RgbImage,
+    pub recon: image::RgbImage,
+    pub psnr: f64,
+    pub ssim: f64,
+    pub millis: f64,
+    pub grid: (usize, usize),
+    pub magnitude: Vec<f32>,
+    pub pca_rgb: Vec<[u8; 3]>,
+    pub cosine: Option<(usize, Vec<f32>)>,
+    pub steered: Option<(image::RgbImage, f64, f64)>,
+    tex_input: TextureHandle,
+    tex_recon: TextureHandle,
+    tex_error: TextureHandle,
+    tex_overlay: Option<TextureHandle>,
+    tex_steered: Option<TextureHandle>,
 }
 
 pub struct Studio {
+    ctx: egui::Context,
     worker: Worker,
-    model: Option<ModelInfo>,
-    result: Option<Result_>,
+    pub model: Option<ModelInfo>,
+    pub current: Option<Current>,
+    pub tab: Tab,
+    pub error: Option<String>,
+    pub busy: bool,
     last_sent: u64,
-    busy: bool,
-    error: Option<String>,
-    image_path: String,
-    model_path: String,
-    fit: Fit,
-    heat_opacity: f32,
-    show_heat: bool,
-    right: RightView,
     pending_image: Option<image::RgbImage>,
+    pub image_path: String,
+    pub model_path: String,
+    pub export_path: String,
+    fit: Fit,
+    pub heat: HeatMode,
+    pub show_heat: bool,
+    opacity: f32,
+    // steering
+    pub edit: SteerEdit,
+    target_kind: TargetKind,
+    target_patch: usize,
+    pub selection: Vec<usize>,
+    undo: Vec<SteerEdit>,
+    redo: Vec<SteerEdit>,
+    help: bool,
+    dark: bool,
+    pub last_export: Option<PathBuf>,
 }
 
-fn to_color_image(img: &image::RgbImage) -> ColorImage {
+fn color_image(img: &image::RgbImage) -> ColorImage {
     ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
 }
 
+fn patch_at(resp: &egui::Response, pos: egui::Pos2, grid: (usize, usize)) -> Option<usize> {
+    let r = resp.rect;
+    let gx = ((pos.x - r.left()) / r.width() * grid.1 as f32).floor();
+    let gy = ((pos.y - r.top()) / r.height() * grid.0 as f32).floor();
+    (gx >= 0.0 && gy >= 0.0 && (gx as usize) < grid.1 && (gy as usize) < grid.0).then(|| gy as usize * grid.1 + gx as usize)
+}
+
 impl Studio {
-    pub fn new(cc: &eframe::CreationContext<'_>, opts: StartOptions) -> Self {
-        let ctx = cc.egui_ctx.clone();
-        let worker = Worker::spawn(move || ctx.request_repaint());
+    pub fn new(ctx: egui::Context, opts: StartOptions) -> Self {
+        let c2 = ctx.clone();
+        let worker = Worker::spawn(move || c2.request_repaint());
         let src = match (&opts.model, &opts.random_preset) {
             (Some(p), _) => ModelSource::Path(p.clone()),
             (None, Some(p)) => ModelSource::RandomPreset(p.clone()),
             _ => ModelSource::Default,
         };
         worker.send(Command::LoadModel(src));
+        let export_dir = std::env::temp_dir().join("dino-sae-exports");
         let mut s = Self {
+            ctx,
             worker,
             model: None,
-            result: None,
-            last_sent: 0,
-            busy: true,
+            current: None,
+            tab: Tab::Compare,
             error: None,
-            image_path: opts.image.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            model_path: String::new(),
-            fit: Fit::Crop,
-            heat_opacity: 0.6,
-            show_heat: true,
-            right: RightView::Reconstruction,
+            busy: true,
+            last_sent: 0,
             pending_image: None,
+            image_path: String::new(),
+            model_path: String::new(),
+            export_path: export_dir.join("export.png").display().to_string(),
+            fit: Fit::Crop,
+            heat: HeatMode::Magnitude,
+            show_heat: false,
+            opacity: 0.6,
+            edit: SteerEdit::default(),
+            target_kind: TargetKind::Random,
+            target_patch: 0,
+            selection: Vec::new(),
+            undo: Vec::new(),
+            redo: Vec::new(),
+            help: false,
+            dark: true,
+            last_export: None,
         };
-        // Open on a sample photo unless told otherwise.
         let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/samples/astronaut.png");
         if let Some(p) = opts.image.or(sample.exists().then_some(sample)) {
             s.image_path = p.display().to_string();
@@ -106,18 +161,28 @@ impl Studio {
         s
     }
 
-    fn open_image(&mut self, path: &std::path::Path) {
+    pub fn open_image(&mut self, path: &std::path::Path) {
         match engine::image_io::load_rgb(path) {
             Ok(img) => self.submit(img),
             Err(e) => self.error = Some(e.to_string()),
         }
     }
 
-    fn open_bytes(&mut self, bytes: &[u8]) {
+    pub fn open_bytes(&mut self, bytes: &[u8]) {
         match engine::image_io::decode_rgb(bytes) {
             Ok(img) => self.submit(img),
             Err(e) => self.error = Some(e.to_string()),
         }
+    }
+
+    pub fn load_model(&mut self, src: ModelSource) {
+        self.busy = true;
+        self.worker.send(Command::LoadModel(src));
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.last_sent += 1;
+        self.last_sent
     }
 
     fn submit(&mut self, img: image::RgbImage) {
@@ -125,12 +190,117 @@ impl Studio {
             self.pending_image = Some(img);
             return;
         }
-        self.last_sent += 1;
+        let id = self.next_id();
         self.busy = true;
-        self.worker.send(Command::Reconstruct { id: self.last_sent, image: img, fit: self.fit });
+        self.worker.send(Command::Reconstruct { id, image: img, fit: self.fit });
     }
 
-    fn handle_events(&mut self, ctx: &egui::Context) {
+    fn send_steer(&mut self) {
+        if self.current.is_none() {
+            return;
+        }
+        self.edit.patches = self.selection.clone();
+        self.edit.target = match self.target_kind {
+            TargetKind::Patch => SteerTarget::Patch(self.target_patch),
+            TargetKind::Random => SteerTarget::Random(self.edit.noise_seed.wrapping_add(1)),
+        };
+        let id = self.next_id();
+        self.busy = true;
+        self.worker.send(Command::Steer { id, edit: self.edit.clone() });
+    }
+
+    fn push_undo(&mut self) {
+        self.undo.push(self.edit.clone());
+        self.redo.clear();
+    }
+
+    /// Run a command (menus, shortcuts and tests all come here).
+    pub fn run(&mut self, cmd: AppCommand) {
+        match cmd {
+            AppCommand::OpenImage => {
+                let p = PathBuf::from(self.image_path.trim());
+                self.open_image(&p);
+            }
+            AppCommand::ExportImage => self.export_image(),
+            AppCommand::ExportLatent => {
+                let p = PathBuf::from(self.export_path.trim()).with_extension("safetensors");
+                self.worker.send(Command::ExportLatent { path: p, edited: Some(self.edit.clone()) });
+            }
+            AppCommand::ShowCompare => self.tab = Tab::Compare,
+            AppCommand::ShowInspect => self.tab = Tab::Inspect,
+            AppCommand::ShowSteer => self.tab = Tab::Steer,
+            AppCommand::ToggleHeatmap => self.show_heat = !self.show_heat,
+            AppCommand::ResetSteer => {
+                self.push_undo();
+                self.edit = SteerEdit::default();
+                self.send_steer();
+            }
+            AppCommand::Undo => {
+                if let Some(e) = self.undo.pop() {
+                    self.redo.push(std::mem::replace(&mut self.edit, e));
+                    self.send_steer();
+                }
+            }
+            AppCommand::Redo => {
+                if let Some(e) = self.redo.pop() {
+                    self.undo.push(std::mem::replace(&mut self.edit, e));
+                    self.send_steer();
+                }
+            }
+            AppCommand::ToggleTheme => {
+                self.dark = !self.dark;
+                self.ctx.set_visuals(if self.dark { egui::Visuals::dark() } else { egui::Visuals::light() });
+            }
+            AppCommand::ToggleHelp => self.help = !self.help,
+        }
+    }
+
+    fn export_image(&mut self) {
+        let Some(c) = &self.current else { return };
+        let (img, what) = match (&c.steered, self.tab) {
+            (Some((s, _, _)), Tab::Steer) => (s.clone(), "steered"),
+            _ => (c.recon.clone(), "reconstruction"),
+        };
+        let model = self.model.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let text = vec![
+            ("Software", "DINO-SAE Studio".to_string()),
+            ("Model", model),
+            ("Kind", what.to_string()),
+            ("Steer", serde_json::to_string(&self.edit).unwrap_or_default()),
+        ];
+        let path = PathBuf::from(self.export_path.trim());
+        match engine::image_io::save_png(&path, &img, &text) {
+            Ok(()) => self.last_export = Some(path),
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    fn overlay_texture(&self, c: &Current) -> Option<ColorImage> {
+        let img = match self.heat {
+            HeatMode::Magnitude => heatmap::overlay(&c.input, &c.magnitude, c.grid, 1.0).0,
+            HeatMode::Cosine => {
+                let (_, v) = c.cosine.as_ref()?;
+                heatmap::overlay_range(&c.input, v, c.grid, -1.0, 1.0)
+            }
+            HeatMode::Pca => {
+                if c.pca_rgb.is_empty() {
+                    return None;
+                }
+                heatmap::overlay_colors(&c.input, &c.pca_rgb, c.grid)
+            }
+        };
+        Some(color_image(&img))
+    }
+
+    fn refresh_overlay(&mut self) {
+        let tex = self.current.as_ref().and_then(|c| self.overlay_texture(c));
+        if let Some(c) = &mut self.current {
+            c.tex_overlay = tex.map(|t| self.ctx.load_texture("overlay", t, TextureOptions::NEAREST));
+        }
+    }
+
+    /// Drain worker events.
+    pub fn poll(&mut self) {
         while let Some(ev) = self.worker.try_recv() {
             match ev {
                 Event::Loaded(info) => {
@@ -139,36 +309,62 @@ impl Studio {
                     self.error = None;
                     if let Some(img) = self.pending_image.take() {
                         self.submit(img);
-                    } else if let Some(r) = &self.result {
-                        let img = r.input_img.clone();
+                    } else if let Some(c) = &self.current {
+                        let img = c.input.clone();
                         self.submit(img);
                     }
                 }
-                Event::Reconstructed { id, input, recon, psnr, ssim, magnitude, grid, millis } => {
+                Event::Reconstructed { id, input, recon, psnr, ssim, magnitude, pca_rgb, grid, millis } => {
                     if id != self.last_sent {
-                        continue; // stale: a newer request is on its way
+                        continue;
                     }
                     self.busy = false;
-                    let opts = TextureOptions::NEAREST;
                     let err = heatmap::error_image(&input, &recon);
-                    let (heat, lo, hi) = heatmap::overlay(&input, &magnitude, grid, 1.0);
-                    self.result = Some(Result_ {
-                        input: ctx.load_texture("input", to_color_image(&input), opts),
-                        recon: ctx.load_texture("recon", to_color_image(&recon), opts),
-                        error: ctx.load_texture("error", to_color_image(&err), opts),
-                        heat: ctx.load_texture("heat", to_color_image(&heat), opts),
-                        input_img: input,
-                        magnitude,
-                        grid,
+                    let o = TextureOptions::NEAREST;
+                    self.current = Some(Current {
+                        tex_input: self.ctx.load_texture("input", color_image(&input), o),
+                        tex_recon: self.ctx.load_texture("recon", color_image(&recon), o),
+                        tex_error: self.ctx.load_texture("error", color_image(&err), o),
+                        tex_overlay: None,
+                        tex_steered: None,
+                        input,
+                        recon,
                         psnr,
                         ssim,
                         millis,
-                        mag_range: (lo, hi),
+                        grid,
+                        magnitude,
+                        pca_rgb,
+                        cosine: None,
+                        steered: None,
                     });
+                    self.selection.clear();
+                    self.refresh_overlay();
                 }
-                Event::Failed { error, .. } => {
+                Event::CosineMap { id: _, patch, values } => {
+                    if let Some(c) = &mut self.current {
+                        c.cosine = Some((patch, values));
+                    }
+                    self.heat = HeatMode::Cosine;
+                    self.show_heat = true;
+                    self.refresh_overlay();
+                }
+                Event::Steered { id, image, psnr, millis, .. } => {
+                    if id != self.last_sent {
+                        continue; // a newer edit is on its way
+                    }
                     self.busy = false;
-                    self.error = Some(error); // everything the user had stays as it was
+                    if let Some(c) = &mut self.current {
+                        c.tex_steered = Some(self.ctx.load_texture("steered", color_image(&image), TextureOptions::NEAREST));
+                        c.steered = Some((image, psnr, millis));
+                    }
+                }
+                Event::Exported { path } => self.last_export = Some(path),
+                Event::Failed { id, error } => {
+                    if id.is_none() || id == Some(self.last_sent) {
+                        self.busy = false;
+                    }
+                    self.error = Some(error); // what the user had stays as it was
                 }
             }
         }
@@ -179,124 +375,294 @@ impl Studio {
         match &self.model {
             Some(m) => {
                 if m.random {
-                    ui.colored_label(egui::Color32::from_rgb(230, 120, 40), "RANDOM weights: pipeline demo only");
+                    ui.colored_label(Color32::from_rgb(230, 120, 40), "RANDOM weights: pipeline demo only");
                 }
                 ui.label(format!("{}\n{:.1} M parameters", m.name, m.params as f64 / 1e6));
                 ui.collapsing("Key report", |ui| ui.monospace(&m.report));
-                ui.collapsing("Config", |ui| {
-                    egui::ScrollArea::vertical().max_height(200.0).show(ui, |ui| ui.monospace(&m.config))
-                });
+                ui.collapsing("Config", |ui| egui::ScrollArea::vertical().max_height(200.0).show(ui, |ui| ui.monospace(&m.config)));
             }
             None => {
                 ui.label("No model loaded.");
             }
         }
-        ui.separator();
         ui.label("Checkpoint (our folder or an official DINO-SAE state dict):");
         ui.text_edit_singleline(&mut self.model_path);
-        if ui.button("Load model").clicked() && !self.model_path.is_empty() {
-            self.busy = true;
-            self.worker.send(Command::LoadModel(ModelSource::Path(PathBuf::from(self.model_path.trim()))));
-        }
-        if ui.button("Load default model").clicked() {
-            self.busy = true;
-            self.worker.send(Command::LoadModel(ModelSource::Default));
-        }
+        ui.horizontal(|ui| {
+            if ui.button("Load model").clicked() && !self.model_path.trim().is_empty() {
+                self.load_model(ModelSource::Path(PathBuf::from(self.model_path.trim())));
+            }
+            if ui.button("Default model").clicked() {
+                self.load_model(ModelSource::Default);
+            }
+        });
         if ui.button("Random small model (demo)").clicked() {
-            self.busy = true;
-            self.worker.send(Command::LoadModel(ModelSource::RandomPreset("small".into())));
+            self.load_model(ModelSource::RandomPreset("small".into()));
         }
         ui.separator();
         ui.heading("Image");
         ui.label("Path (or drop a file on the window):");
         ui.text_edit_singleline(&mut self.image_path);
-        if ui.button("Open image").clicked() && !self.image_path.is_empty() {
-            let p = PathBuf::from(self.image_path.trim());
-            self.open_image(&p);
+        if ui.button(AppCommand::OpenImage.label()).clicked() {
+            self.run(AppCommand::OpenImage);
         }
-        egui::ComboBox::from_label("Fit to x16")
-            .selected_text(format!("{:?}", self.fit))
-            .show_ui(ui, |ui| {
-                ui.selectable_value(&mut self.fit, Fit::Crop, "Crop");
-                ui.selectable_value(&mut self.fit, Fit::Pad, "Pad");
-                ui.selectable_value(&mut self.fit, Fit::Resize, "Resize");
-            });
+        egui::ComboBox::from_label("Fit to x16").selected_text(format!("{:?}", self.fit)).show_ui(ui, |ui| {
+            ui.selectable_value(&mut self.fit, Fit::Crop, "Crop");
+            ui.selectable_value(&mut self.fit, Fit::Pad, "Pad");
+            ui.selectable_value(&mut self.fit, Fit::Resize, "Resize");
+        });
         ui.separator();
-        ui.heading("Inspect");
-        ui.checkbox(&mut self.show_heat, "|z| heatmap");
-        ui.add(egui::Slider::new(&mut self.heat_opacity, 0.0..=1.0).text("opacity"));
+        ui.heading("Export");
+        ui.text_edit_singleline(&mut self.export_path);
+        ui.horizontal(|ui| {
+            if ui.button(AppCommand::ExportImage.label()).clicked() {
+                self.run(AppCommand::ExportImage);
+            }
+            if ui.button(AppCommand::ExportLatent.label()).clicked() {
+                self.run(AppCommand::ExportLatent);
+            }
+        });
+        if let Some(p) = &self.last_export {
+            ui.small(format!("saved {}", p.display()));
+        }
     }
 
-    fn compare_panel(&mut self, ui: &mut egui::Ui) {
-        let Some(r) = &self.result else {
-            ui.centered_and_justified(|ui| ui.label("Open an image (path on the left, or drop a file here)."));
+    fn image_size(&self, ui: &egui::Ui, cols: f32) -> egui::Vec2 {
+        let Some(c) = &self.current else { return egui::Vec2::ZERO };
+        let avail = ui.available_size();
+        let (w, h) = (c.input.width() as f32, c.input.height() as f32);
+        let s = ((avail.x / cols - 12.0) / w).min((avail.y - 60.0) / h).max(0.05);
+        egui::vec2(w * s, h * s)
+    }
+
+    /// The original with the heatmap overlay; returns the response for clicks.
+    fn overlay_image(&self, ui: &mut egui::Ui, size: egui::Vec2) -> Option<egui::Response> {
+        let c = self.current.as_ref()?;
+        let resp = ui.add(egui::Image::new((c.tex_input.id(), size)).sense(egui::Sense::click()));
+        let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+        if self.show_heat {
+            if let Some(t) = &c.tex_overlay {
+                ui.painter().image(t.id(), resp.rect, uv, Color32::from_white_alpha((self.opacity * 255.0) as u8));
+            }
+        }
+        // selected patches
+        let (gh, gw) = c.grid;
+        for &p in &self.selection {
+            let (y, x) = (p / gw, p % gw);
+            let r = egui::Rect::from_min_size(
+                resp.rect.min + egui::vec2(x as f32 * resp.rect.width() / gw as f32, y as f32 * resp.rect.height() / gh as f32),
+                egui::vec2(resp.rect.width() / gw as f32, resp.rect.height() / gh as f32),
+            );
+            ui.painter().rect_stroke(r, 0.0, egui::Stroke::new(1.5, Color32::YELLOW), egui::StrokeKind::Inside);
+        }
+        Some(resp)
+    }
+
+    fn compare_tab(&mut self, ui: &mut egui::Ui) {
+        let Some(c) = &self.current else {
+            ui.label("Open an image (path on the left, or drop a file here).");
             return;
         };
+        ui.label(format!(
+            "PSNR {:.2} dB   SSIM {:.4}   {}x{} px, {}x{} patches   {:.0} ms",
+            c.psnr,
+            c.ssim,
+            c.input.width(),
+            c.input.height(),
+            c.grid.1,
+            c.grid.0,
+            c.millis
+        ));
+        let size = self.image_size(ui, 3.0);
+        let c = self.current.as_ref().expect("checked");
         ui.horizontal(|ui| {
-            ui.label(format!(
-                "PSNR {:.2} dB   SSIM {:.4}   {}x{} px, {}x{} patches   {:.0} ms",
-                r.psnr,
-                r.ssim,
-                r.input_img.width(),
-                r.input_img.height(),
-                r.grid.1,
-                r.grid.0,
-                r.millis
-            ));
-            ui.separator();
-            ui.selectable_value(&mut self.right, RightView::Reconstruction, "Reconstruction");
-            ui.selectable_value(&mut self.right, RightView::Error, "Error (x4)");
+            for (title, tex) in [("Original", &c.tex_input), ("Reconstruction", &c.tex_recon), ("Error |x - x̂| x4", &c.tex_error)] {
+                ui.vertical(|ui| {
+                    ui.label(title);
+                    ui.image((tex.id(), size));
+                });
+            }
         });
-        let avail = ui.available_size();
-        let [w, h] = r.input.size();
-        let scale = ((avail.x / 2.0 - 8.0) / w as f32).min((avail.y - 40.0) / h as f32).max(0.05);
-        let size = egui::vec2(w as f32 * scale, h as f32 * scale);
+    }
+
+    fn inspect_tab(&mut self, ui: &mut egui::Ui) {
+        if self.current.is_none() {
+            ui.label("Open an image first.");
+            return;
+        }
+        ui.horizontal(|ui| {
+            let before = self.heat;
+            ui.selectable_value(&mut self.heat, HeatMode::Magnitude, "Magnitude |z|");
+            ui.selectable_value(&mut self.heat, HeatMode::Pca, "Direction (PCA → RGB)");
+            ui.selectable_value(&mut self.heat, HeatMode::Cosine, "Cosine to clicked patch");
+            if before != self.heat {
+                self.show_heat = true;
+                self.refresh_overlay();
+            }
+            ui.checkbox(&mut self.show_heat, "overlay");
+            ui.add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).text("opacity"));
+        });
+        let size = self.image_size(ui, 1.6);
+        let Some(resp) = self.overlay_image(ui, size) else { return };
+        let c = self.current.as_ref().expect("checked");
+        let grid = c.grid;
+        if let Some(pos) = resp.hover_pos() {
+            if let Some(p) = patch_at(&resp, pos, grid) {
+                let mut tip = format!("patch ({}, {})  |z| = {:.3}", p / grid.1, p % grid.1, c.magnitude[p]);
+                if let Some((q, v)) = &c.cosine {
+                    tip.push_str(&format!("\ncos to patch {q}: {:.3}", v[p]));
+                }
+                resp.clone().on_hover_text(tip);
+            }
+        }
+        if let Some(pos) = resp.interact_pointer_pos().filter(|_| resp.clicked()) {
+            if let Some(p) = patch_at(&resp, pos, grid) {
+                let id = self.next_id();
+                self.worker.send(Command::PatchCosine { id, patch: p });
+            }
+        }
+        let c = self.current.as_ref().expect("checked");
+        let (lo, hi) = match self.heat {
+            HeatMode::Magnitude => c.magnitude.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v))),
+            _ => (-1.0, 1.0),
+        };
+        if self.heat != HeatMode::Pca {
+            ui.label(format!("colour scale: {lo:.2} (dark violet) … {hi:.2} (yellow)"));
+        }
+        if let Some((q, _)) = &c.cosine {
+            ui.label(format!("cosine map of patch {q} (click another patch to change)"));
+        }
+        // histogram of norms as text bars (10 bins)
+        let bins = heatmap::histogram(&c.magnitude, 10);
+        ui.collapsing("Histogram of |z|", |ui| {
+            for (edge, n) in bins {
+                ui.monospace(format!("{edge:>8.2} {}", "█".repeat(n.min(60))));
+            }
+        });
+    }
+
+    fn steer_tab(&mut self, ui: &mut egui::Ui) {
+        if self.current.is_none() {
+            ui.label("Open an image first.");
+            return;
+        }
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            ui.label("Selection:");
+            if ui.button("All patches").clicked() {
+                self.selection.clear();
+                changed = true;
+            }
+            ui.label(if self.selection.is_empty() { "all".to_string() } else { format!("{} patches (click to toggle)", self.selection.len()) });
+        });
+        ui.horizontal(|ui| {
+            ui.label("Target:");
+            changed |= ui.radio_value(&mut self.target_kind, TargetKind::Random, "random direction").changed();
+            changed |= ui.radio_value(&mut self.target_kind, TargetKind::Patch, "patch").changed();
+            if self.target_kind == TargetKind::Patch {
+                let n = self.current.as_ref().map(|c| c.grid.0 * c.grid.1).unwrap_or(1);
+                changed |= ui.add(egui::DragValue::new(&mut self.target_patch).range(0..=n.saturating_sub(1))).changed();
+            }
+        });
+        let before = self.edit.clone();
+        let r1 = ui.add(egui::Slider::new(&mut self.edit.angle_deg, 0.0..=180.0).text("rotate (degrees)"));
+        let r2 = ui.add(egui::Slider::new(&mut self.edit.magnitude_scale, 0.0..=3.0).text("magnitude scale"));
+        let r3 = ui.add(egui::Slider::new(&mut self.edit.noise_deg, 0.0..=90.0).text("angular noise (degrees)"));
+        for r in [&r1, &r2, &r3] {
+            if r.drag_started() {
+                self.undo.push(before.clone());
+                self.redo.clear();
+            }
+            changed |= r.changed();
+        }
+        ui.horizontal(|ui| {
+            for cmd in [AppCommand::Undo, AppCommand::Redo, AppCommand::ResetSteer] {
+                if ui.button(cmd.label()).clicked() {
+                    self.run(cmd);
+                }
+            }
+        });
+        if changed {
+            self.send_steer();
+        }
+        let size = self.image_size(ui, 2.0);
         ui.horizontal(|ui| {
             ui.vertical(|ui| {
-                ui.label("Original");
-                let resp = ui.image((r.input.id(), size));
-                if self.show_heat {
-                    let tint = egui::Color32::from_white_alpha((self.heat_opacity * 255.0) as u8);
-                    ui.painter().image(r.heat.id(), resp.rect, egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)), tint);
-                    if let Some(pos) = resp.hover_pos() {
-                        let gx = (((pos.x - resp.rect.left()) / resp.rect.width()) * r.grid.1 as f32) as usize;
-                        let gy = (((pos.y - resp.rect.top()) / resp.rect.height()) * r.grid.0 as f32) as usize;
-                        if gx < r.grid.1 && gy < r.grid.0 {
-                            resp.on_hover_text(format!("patch ({gy}, {gx})  |z| = {:.3}", r.magnitude[gy * r.grid.1 + gx]));
+                ui.label("Original (click patches to select)");
+                if let Some(resp) = self.overlay_image(ui, size) {
+                    let grid = self.current.as_ref().map(|c| c.grid).unwrap_or((1, 1));
+                    if let Some(pos) = resp.interact_pointer_pos().filter(|_| resp.clicked()) {
+                        if let Some(p) = patch_at(&resp, pos, grid) {
+                            match self.selection.iter().position(|&q| q == p) {
+                                Some(i) => {
+                                    self.selection.remove(i);
+                                }
+                                None => self.selection.push(p),
+                            }
+                            self.send_steer();
                         }
                     }
                 }
             });
             ui.vertical(|ui| {
-                match self.right {
-                    RightView::Reconstruction => {
-                        ui.label("Reconstruction");
-                        ui.image((r.recon.id(), size));
+                let c = self.current.as_ref().expect("checked");
+                match (&c.tex_steered, &c.steered) {
+                    (Some(t), Some((_, psnr, ms))) => {
+                        ui.label(format!("Steered decode: PSNR vs original {psnr:.2} dB ({ms:.0} ms)"));
+                        ui.image((t.id(), size));
                     }
-                    RightView::Error => {
-                        ui.label("|original - reconstruction| x4");
-                        ui.image((r.error.id(), size));
+                    _ => {
+                        ui.label("Steered decode: move a slider");
+                        ui.image((c.tex_recon.id(), size));
                     }
                 }
             });
         });
-        if self.show_heat {
-            ui.label(format!("|z| colour scale: {:.2} (dark) .. {:.2} (yellow)", r.mag_range.0, r.mag_range.1));
-        }
     }
-}
 
-impl eframe::App for Studio {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        let ctx = ui.ctx().clone();
-        self.handle_events(&ctx);
-        let dropped: Vec<_> = ctx.input(|i| i.raw.dropped_files.clone());
+    fn menu(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                for cmd in [AppCommand::OpenImage, AppCommand::ExportImage, AppCommand::ExportLatent] {
+                    if ui.add(egui::Button::new(cmd.label()).shortcut_text(ui.ctx().format_shortcut(&cmd.shortcut()))).clicked() {
+                        self.run(cmd);
+                    }
+                }
+            });
+            ui.menu_button("View", |ui| {
+                for cmd in [AppCommand::ShowCompare, AppCommand::ShowInspect, AppCommand::ShowSteer, AppCommand::ToggleHeatmap, AppCommand::ToggleTheme] {
+                    if ui.add(egui::Button::new(cmd.label()).shortcut_text(ui.ctx().format_shortcut(&cmd.shortcut()))).clicked() {
+                        self.run(cmd);
+                    }
+                }
+            });
+            ui.menu_button("Help", |ui| {
+                if ui.button(AppCommand::ToggleHelp.label()).clicked() {
+                    self.run(AppCommand::ToggleHelp);
+                }
+            });
+            ui.separator();
+            ui.selectable_value(&mut self.tab, Tab::Compare, "Compare");
+            ui.selectable_value(&mut self.tab, Tab::Inspect, "Inspect");
+            ui.selectable_value(&mut self.tab, Tab::Steer, "Steer");
+        });
+    }
+
+    /// The whole window content.
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        self.poll();
+        for cmd in AppCommand::ALL {
+            if ui.ctx().input_mut(|i| i.consume_shortcut(&cmd.shortcut())) {
+                self.run(cmd);
+            }
+        }
+        let dropped: Vec<_> = ui.ctx().input(|i| i.raw.dropped_files.clone());
         for f in dropped {
             match f.bytes() {
                 Ok(b) => self.open_bytes(&b),
                 Err(e) => self.error = Some(format!("{}: {e}", f.path().display())),
             }
         }
+        egui::Panel::top("menu").show(ui, |ui| self.menu(ui));
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.label("backend: CPU (burn Flex)");
@@ -306,13 +672,33 @@ impl eframe::App for Studio {
                     ui.label("working…");
                 }
                 if let Some(e) = &self.error {
-                    ui.colored_label(egui::Color32::from_rgb(220, 60, 60), format!("error: {e}"));
+                    ui.colored_label(Color32::from_rgb(220, 60, 60), format!("error: {e}"));
                 }
             });
         });
-        egui::Panel::left("model").resizable(true).default_size(300.0).show(ui, |ui| {
+        egui::Panel::left("model").resizable(true).default_size(290.0).show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| self.model_panel(ui));
         });
-        egui::CentralPanel::default().show(ui, |ui| self.compare_panel(ui));
+        egui::CentralPanel::default().show(ui, |ui| match self.tab {
+            Tab::Compare => self.compare_tab(ui),
+            Tab::Inspect => self.inspect_tab(ui),
+            Tab::Steer => self.steer_tab(ui),
+        });
+        if self.help {
+            egui::Window::new("Keyboard shortcuts").collapsible(false).show(ui.ctx(), |ui| {
+                for cmd in AppCommand::ALL {
+                    ui.label(format!("{:<10} {}", ui.ctx().format_shortcut(&cmd.shortcut()), cmd.label()));
+                }
+            });
+        }
+    }
+}
+
+/// eframe wrapper.
+pub struct StudioApp(pub Studio);
+
+impl eframe::App for StudioApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.0.show(ui);
     }
 }

@@ -74,3 +74,34 @@ mod tests {
         assert_eq!(o.get_pixel(31, 15).0, colormap(1.0));
     }
 }
+
+/// Overlay with a fixed value range (e.g. cosine in [-1, 1]).
+pub fn overlay_range(img: &image::RgbImage, values: &[f32], grid: (usize, usize), lo: f32, hi: f32) -> image::RgbImage {
+    let norm: Vec<f32> = values.iter().map(|v| (v - lo) / (hi - lo).max(1e-12)).collect();
+    let colors: Vec<[u8; 3]> = norm.iter().map(|t| colormap(*t)).collect();
+    overlay_colors(img, &colors, grid)
+}
+
+/// Paint one colour per grid cell (nearest upsampling), fully opaque.
+pub fn overlay_colors(img: &image::RgbImage, colors: &[[u8; 3]], grid: (usize, usize)) -> image::RgbImage {
+    let (w, h) = img.dimensions();
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let gy = (y as usize * grid.0 / h as usize).min(grid.0 - 1);
+        let gx = (x as usize * grid.1 / w as usize).min(grid.1 - 1);
+        image::Rgb(colors[gy * grid.1 + gx])
+    })
+}
+
+/// `bins` equal-width bins: (lower edge, count).
+pub fn histogram(values: &[f32], bins: usize) -> Vec<(f32, usize)> {
+    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+    if !lo.is_finite() || bins == 0 {
+        return Vec::new();
+    }
+    let w = ((hi - lo) / bins as f32).max(1e-12);
+    let mut counts = vec![0usize; bins];
+    for v in values {
+        counts[(((v - lo) / w) as usize).min(bins - 1)] += 1;
+    }
+    counts.into_iter().enumerate().map(|(i, n)| (lo + i as f32 * w, n)).collect()
+}

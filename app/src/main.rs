@@ -1,15 +1,18 @@
-//! DINO-SAE Studio: compare reconstructions and inspect per-patch latent magnitudes.
+//! DINO-SAE Studio: compare reconstructions, inspect and steer spherical latents.
 //! The engine runs on its own thread (`engine::worker`); this crate only exchanges messages and images.
 
-mod app;
-mod heatmap;
+use dino_sae_studio::app::{StartOptions, Studio, StudioApp};
 
 fn main() -> eframe::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let opts = app::StartOptions::from_args(&args[1..]);
+    let opts = StartOptions::from_args(&args[1..]);
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_inner_size([1280.0, 800.0]).with_title("DINO-SAE Studio"),
+        viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1360.0, 820.0]).with_title("DINO-SAE Studio"),
         ..Default::default()
     };
-    eframe::run_native("DINO-SAE Studio", native, Box::new(move |cc| Ok(Box::new(app::Studio::new(cc, opts)))))
+    eframe::run_native(
+        "DINO-SAE Studio",
+        native,
+        Box::new(move |cc| Ok(Box::new(StudioApp(Studio::new(cc.egui_ctx.clone(), opts))))),
+    )
 }
