@@ -3,7 +3,7 @@
 # every test. Reuses a persistent target directory outside the clone when one exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --gui
 bash scripts/fetch-teacher.sh
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
 cargo build --workspace --all-targets

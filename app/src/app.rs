@@ -102,6 +102,8 @@ pub struct Studio {
     help: bool,
     dark: bool,
     pub last_export: Option<PathBuf>,
+    /// Where the clickable original was drawn last frame (tests click into it).
+    pub last_image_rect: Option<egui::Rect>,
 }
 
 fn color_image(img: &image::RgbImage) -> ColorImage {
@@ -152,6 +154,7 @@ impl Studio {
             help: false,
             dark: true,
             last_export: None,
+            last_image_rect: None,
         };
         let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/samples/astronaut.png");
         if let Some(p) = opts.image.or(sample.exists().then_some(sample)) {
@@ -435,9 +438,11 @@ impl Studio {
     }
 
     /// The original with the heatmap overlay; returns the response for clicks.
-    fn overlay_image(&self, ui: &mut egui::Ui, size: egui::Vec2) -> Option<egui::Response> {
+    fn overlay_image(&mut self, ui: &mut egui::Ui, size: egui::Vec2) -> Option<egui::Response> {
         let c = self.current.as_ref()?;
         let resp = ui.add(egui::Image::new((c.tex_input.id(), size)).sense(egui::Sense::click()));
+        self.last_image_rect = Some(resp.rect);
+        let c = self.current.as_ref()?;
         let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
         if self.show_heat {
             if let Some(t) = &c.tex_overlay {
@@ -475,7 +480,7 @@ impl Studio {
         let size = self.image_size(ui, 3.0);
         let c = self.current.as_ref().expect("checked");
         ui.horizontal(|ui| {
-            for (title, tex) in [("Original", &c.tex_input), ("Reconstruction", &c.tex_recon), ("Error |x - x̂| x4", &c.tex_error)] {
+            for (title, tex) in [("Original", &c.tex_input), ("Reconstruction", &c.tex_recon), ("Error |x - recon| x4", &c.tex_error)] {
                 ui.vertical(|ui| {
                     ui.label(title);
                     ui.image((tex.id(), size));
@@ -492,7 +497,7 @@ impl Studio {
         ui.horizontal(|ui| {
             let before = self.heat;
             ui.selectable_value(&mut self.heat, HeatMode::Magnitude, "Magnitude |z|");
-            ui.selectable_value(&mut self.heat, HeatMode::Pca, "Direction (PCA → RGB)");
+            ui.selectable_value(&mut self.heat, HeatMode::Pca, "Direction (PCA -> RGB)");
             ui.selectable_value(&mut self.heat, HeatMode::Cosine, "Cosine to clicked patch");
             if before != self.heat {
                 self.show_heat = true;
@@ -526,7 +531,7 @@ impl Studio {
             _ => (-1.0, 1.0),
         };
         if self.heat != HeatMode::Pca {
-            ui.label(format!("colour scale: {lo:.2} (dark violet) … {hi:.2} (yellow)"));
+            ui.label(format!("colour scale: {lo:.2} (dark violet) .. {hi:.2} (yellow)"));
         }
         if let Some((q, _)) = &c.cosine {
             ui.label(format!("cosine map of patch {q} (click another patch to change)"));
@@ -535,7 +540,7 @@ impl Studio {
         let bins = heatmap::histogram(&c.magnitude, 10);
         ui.collapsing("Histogram of |z|", |ui| {
             for (edge, n) in bins {
-                ui.monospace(format!("{edge:>8.2} {}", "█".repeat(n.min(60))));
+                ui.monospace(format!("{edge:>8.2} {}", "#".repeat(n.min(60))));
             }
         });
     }
@@ -568,7 +573,8 @@ impl Studio {
         let r2 = ui.add(egui::Slider::new(&mut self.edit.magnitude_scale, 0.0..=3.0).text("magnitude scale"));
         let r3 = ui.add(egui::Slider::new(&mut self.edit.noise_deg, 0.0..=90.0).text("angular noise (degrees)"));
         for r in [&r1, &r2, &r3] {
-            if r.drag_started() {
+            // one undo entry per drag, or per discrete change (keyboard, typed value, accessibility)
+            if r.drag_started() || (r.changed() && !r.dragged()) {
                 self.undo.push(before.clone());
                 self.redo.clear();
             }
@@ -669,7 +675,7 @@ impl Studio {
                 ui.separator();
                 if self.busy {
                     ui.spinner();
-                    ui.label("working…");
+                    ui.label("working...");
                 }
                 if let Some(e) = &self.error {
                     ui.colored_label(Color32::from_rgb(220, 60, 60), format!("error: {e}"));
