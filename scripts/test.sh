@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --gui
-bash scripts/fetch-teacher.sh
 if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
+# Build the workspace as a whole first (building one crate alone would re-resolve features).
 cargo build --workspace --all-targets
+bash scripts/fetch-teacher.sh
 cargo test --workspace
 # The CLI parity check on the fixture copies (the same sets the shared fixtures hold).
 bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"
