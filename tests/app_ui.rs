@@ -66,7 +66,19 @@ fn every_panel_by_its_labels() {
     wait_for(&mut h, "reconstruction", |s| s.current.is_some());
     assert!(h.query_by_label_contains("PSNR").is_some(), "PSNR label shown");
     assert!(h.query_by_label("Reconstruction").is_some());
+    // swipe divider and hold-Space flicker
+    for n in h.query_all_by_label_contains("swipe (original on the left)") {
+        n.set_value_accesskit(0.5);
+    }
+    h.run_steps(2);
+    assert_eq!(h.state().as_ref().map(|s| s.swipe), Some(0.5));
     snapshot(&mut h, "compare");
+    h.key_down(egui::Key::Space);
+    h.run_steps(2);
+    assert!(h.query_by_label("Original (Space held)").is_some(), "Space flickers to the original");
+    h.key_up(egui::Key::Space);
+    h.run_steps(2);
+    assert!(h.query_by_label("Reconstruction").is_some());
 
     // Inspect: click a patch -> cosine map
     h.get_by_label("Inspect").click();

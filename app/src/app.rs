@@ -104,6 +104,10 @@ pub struct Studio {
     pub last_export: Option<PathBuf>,
     /// Where the clickable original was drawn last frame (tests click into it).
     pub last_image_rect: Option<egui::Rect>,
+    /// Compare: fraction of the reconstruction covered by the original (swipe divider).
+    pub swipe: f32,
+    /// Compare: linear (true) or nearest texture sampling.
+    pub linear: bool,
 }
 
 fn color_image(img: &image::RgbImage) -> ColorImage {
@@ -155,6 +159,8 @@ impl Studio {
             dark: true,
             last_export: None,
             last_image_rect: None,
+            swipe: 0.0,
+            linear: false,
         };
         let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/samples/astronaut.png");
         if let Some(p) = opts.image.or(sample.exists().then_some(sample)) {
@@ -278,6 +284,20 @@ impl Studio {
         }
     }
 
+    fn tex_options(&self) -> TextureOptions {
+        if self.linear { TextureOptions::LINEAR } else { TextureOptions::NEAREST }
+    }
+
+    fn reload_textures(&mut self) {
+        let o = self.tex_options();
+        if let Some(c) = &mut self.current {
+            c.tex_input.set(color_image(&c.input), o);
+            c.tex_recon.set(color_image(&c.recon), o);
+            let err = heatmap::error_image(&c.input, &c.recon);
+            c.tex_error.set(color_image(&err), o);
+        }
+    }
+
     fn overlay_texture(&self, c: &Current) -> Option<ColorImage> {
         let img = match self.heat {
             HeatMode::Magnitude => heatmap::overlay(&c.input, &c.magnitude, c.grid, 1.0).0,
@@ -323,7 +343,7 @@ impl Studio {
                     }
                     self.busy = false;
                     let err = heatmap::error_image(&input, &recon);
-                    let o = TextureOptions::NEAREST;
+                    let o = self.tex_options();
                     self.current = Some(Current {
                         tex_input: self.ctx.load_texture("input", color_image(&input), o),
                         tex_recon: self.ctx.load_texture("recon", color_image(&recon), o),
@@ -477,15 +497,41 @@ impl Studio {
             c.grid.0,
             c.millis
         ));
+        ui.horizontal(|ui| {
+            ui.add(egui::Slider::new(&mut self.swipe, 0.0..=1.0).text("swipe (original on the left)"));
+            let before = self.linear;
+            ui.checkbox(&mut self.linear, "linear filtering");
+            if before != self.linear {
+                self.reload_textures();
+            }
+            ui.label("hold Space: flicker to the original");
+        });
         let size = self.image_size(ui, 3.0);
+        let flicker = ui.ctx().input(|i| i.key_down(egui::Key::Space));
         let c = self.current.as_ref().expect("checked");
         ui.horizontal(|ui| {
-            for (title, tex) in [("Original", &c.tex_input), ("Reconstruction", &c.tex_recon), ("Error |x - recon| x4", &c.tex_error)] {
-                ui.vertical(|ui| {
-                    ui.label(title);
-                    ui.image((tex.id(), size));
-                });
-            }
+            ui.vertical(|ui| {
+                ui.label("Original");
+                ui.image((c.tex_input.id(), size));
+            });
+            ui.vertical(|ui| {
+                ui.label(if flicker { "Original (Space held)" } else { "Reconstruction" });
+                let tex = if flicker { &c.tex_input } else { &c.tex_recon };
+                let resp = ui.image((tex.id(), size));
+                if self.swipe > 0.0 && !flicker {
+                    // the original over the left part, split at the divider
+                    let r = resp.rect;
+                    let split = r.left() + r.width() * self.swipe;
+                    let left = egui::Rect::from_min_max(r.min, egui::pos2(split, r.bottom()));
+                    let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(self.swipe, 1.0));
+                    ui.painter().image(c.tex_input.id(), left, uv, Color32::WHITE);
+                    ui.painter().vline(split, r.y_range(), egui::Stroke::new(2.0, Color32::WHITE));
+                }
+            });
+            ui.vertical(|ui| {
+                ui.label("Error |x - recon| x4");
+                ui.image((c.tex_error.id(), size));
+            });
         });
     }
 
