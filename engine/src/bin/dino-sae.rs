@@ -126,6 +126,109 @@ enum Cmd {
         #[arg(short, long)]
         out: Option<PathBuf>,
     },
+    /// Train a class-conditional DiT on SAE latents of a photo folder (one class per photo). An existing run resumes.
+    TrainDit {
+        /// DINO-SAE checkpoint that encodes the photos (and later decodes the samples).
+        #[arg(long)]
+        sae: PathBuf,
+        #[arg(long)]
+        photos: PathBuf,
+        /// Run folder: latents/ cache, ckpt-N/, latest, loss.csv, loss.png, final/.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// DiT size: tiny, s, b, l, xl.
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        /// Architecture: lightningdit or ddt.
+        #[arg(long, default_value = "lightningdit")]
+        arch: String,
+        #[arg(long, default_value_t = 2000)]
+        steps: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Crop side in pixels (multiple of 16); latent grid = crop / 16.
+        #[arg(long, default_value_t = 128)]
+        crop: u32,
+        #[arg(long, default_value_t = 16)]
+        crops_per_photo: usize,
+        /// rfm (Riemannian flow matching on the spheres) or euclid (linear flow matching baseline).
+        #[arg(long, default_value = "rfm")]
+        objective: String,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Time shift (default sqrt(C h w / 4096), at least 1).
+        #[arg(long)]
+        shift: Option<f64>,
+        /// EMA decay per step (0: no EMA).
+        #[arg(long, default_value_t = 0.999)]
+        ema: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 200)]
+        checkpoint_every: usize,
+    },
+    /// Sample latents of one class with a trained DiT, decode them with the SAE, write a grid PNG.
+    Sample {
+        /// Generator folder (RUN/final).
+        #[arg(long)]
+        dit: PathBuf,
+        #[arg(long)]
+        sae: PathBuf,
+        /// Class index or name (photo file name, with or without extension).
+        #[arg(long, default_value = "0")]
+        class: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// euler-proj (Euler + projection) or exp-map.
+        #[arg(long, default_value = "euler-proj")]
+        sampler: String,
+        /// Classifier-free guidance scale (1 = none).
+        #[arg(long, default_value_t = 1.0)]
+        cfg: f64,
+        /// Final patch radius s_vae (default: mean patch norm of the training latents).
+        #[arg(long)]
+        svae: Option<f64>,
+        /// Time shift (default: the training shift).
+        #[arg(long)]
+        shift: Option<f64>,
+        #[arg(long, default_value_t = 4)]
+        n: usize,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Interpolate between two images (encoded) or two seeds (`seed:17`, sampled with --dit): slerp per patch.
+    Interpolate {
+        a: String,
+        b: String,
+        #[arg(long)]
+        sae: PathBuf,
+        /// Generator folder, required for seed endpoints.
+        #[arg(long)]
+        dit: Option<PathBuf>,
+        /// Intervals: writes steps + 1 frames (frame_000 = A, last = B).
+        #[arg(long, default_value_t = 8)]
+        steps: usize,
+        /// Square size for image endpoints (default: A's size, multiples of 16; B is fitted to it).
+        #[arg(long)]
+        size: Option<u32>,
+        /// Seed endpoints: class index or name.
+        #[arg(long, default_value = "0")]
+        class: String,
+        /// Seed endpoints: sampler steps.
+        #[arg(long, default_value_t = 50)]
+        sample_steps: usize,
+        #[arg(long, default_value = "euler-proj")]
+        sampler: String,
+        #[arg(long, default_value_t = 1.0)]
+        cfg: f64,
+        #[arg(long)]
+        svae: Option<f64>,
+        /// Output folder of the frames.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Time encode and decode at 256x256.
     Bench {
         #[arg(long, default_value = "small")]
@@ -326,6 +429,104 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(o) = out {
                 engine::raw::atomic_write(&o, md.as_bytes())?;
             }
+        }
+        Cmd::TrainDit {
+            sae,
+            photos,
+            out,
+            preset,
+            arch,
+            steps,
+            batch,
+            crop,
+            crops_per_photo,
+            objective,
+            lr,
+            shift,
+            ema,
+            seed,
+            checkpoint_every,
+        } => {
+            use engine::generate::{train_dit_run, CacheSpec, DitRunConfig, ObjectiveKind, TrainEvent};
+            let arch = match arch.to_ascii_lowercase().as_str() {
+                "lightningdit" | "lightning" => engine::model::dit::DitArch::LightningDit,
+                "ddt" => engine::model::dit::DitArch::Ddt,
+                o => bail!("unknown --arch {o} (lightningdit, ddt)"),
+            };
+            let cfg = DitRunConfig {
+                preset,
+                arch,
+                objective: ObjectiveKind::parse(&objective)?,
+                steps,
+                batch,
+                lr,
+                shift,
+                ema_decay: ema,
+                seed,
+                checkpoint_every,
+                cache: CacheSpec { crop, crops_per_photo, seed, ..Default::default() },
+                ..Default::default()
+            };
+            let mut on_event = |e: TrainEvent| {
+                match e {
+                    TrainEvent::Encoding { done, total } => eprint!("\rencoding latents {done}/{total}"),
+                    TrainEvent::Latents { count, reused } => {
+                        eprintln!("{}{count} latents ({})", if reused { "" } else { "\n" }, if reused { "cache reused" } else { "cached" })
+                    }
+                    TrainEvent::Resumed { step } => eprintln!("resuming from step {step}"),
+                    TrainEvent::Step(p) => eprintln!(
+                        "step {:>6}/{}  loss {:.4}  lr {:.1e}  {:.0}s ({:.3} s/step)",
+                        p.step,
+                        p.steps,
+                        p.loss,
+                        p.lr,
+                        p.secs,
+                        p.secs / p.trained.max(1) as f64
+                    ),
+                    TrainEvent::Checkpoint { step } => eprintln!("checkpoint ckpt-{step}"),
+                }
+                true
+            };
+            let s = train_dit_run(&sae, &photos, &out, &cfg, &mut on_event)?;
+            println!("done: {} ({} steps, {} latents)", s.final_dir.display(), s.steps, s.latent_count);
+        }
+        Cmd::Sample { dit, sae, class, seed, steps, sampler, cfg, svae, shift, n, out } => {
+            use engine::generate::{load_dit, parse_sampler, resolve_class, sample_grid, SampleSpec};
+            let b = load_dit(&dit, &device).with_context(|| format!("loading {}", dit.display()))?;
+            let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
+            let spec = SampleSpec {
+                class: resolve_class(&b.meta, &class)?,
+                count: n,
+                seed,
+                steps,
+                method: parse_sampler(&sampler)?,
+                cfg_scale: cfg,
+                s_vae: svae,
+                shift,
+            };
+            let extra = [("DiT", dit.display().to_string()), ("SAE", sae.display().to_string())];
+            let r = sample_grid(&b, &m, &spec, &out, &extra)?;
+            println!("wrote {} ({} samples of class {}, {}x{})", out.display(), n, b.meta.classes[spec.class], r.grid.width(), r.grid.height());
+        }
+        Cmd::Interpolate { a, b, sae, dit, steps, size, class, sample_steps, sampler, cfg, svae, out } => {
+            use engine::generate::{interpolate, load_dit, parse_sampler, resolve_class, Endpoint, InterpSpec, SampleSpec};
+            let (ea, eb) = (Endpoint::parse(&a)?, Endpoint::parse(&b)?);
+            let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
+            let bundle = match &dit {
+                Some(p) => Some(load_dit(p, &device).with_context(|| format!("loading {}", p.display()))?),
+                None => None,
+            };
+            let class = match &bundle {
+                Some(bd) => resolve_class(&bd.meta, &class)?,
+                None => 0,
+            };
+            let spec = InterpSpec {
+                steps,
+                size,
+                sample: SampleSpec { class, steps: sample_steps, method: parse_sampler(&sampler)?, cfg_scale: cfg, s_vae: svae, ..Default::default() },
+            };
+            let r = interpolate(&m, bundle.as_ref(), &ea, &eb, &spec, &out)?;
+            println!("wrote {} frames to {}", r.frames.len(), out.display());
         }
         Cmd::Bench { preset, repeats, size, json } => bench(&preset, repeats, size, json)?,
     }

@@ -180,7 +180,8 @@ fn freeze_for_stage(mut m: DinoSae, stage: u8) -> DinoSae {
     m
 }
 
-fn ema_update(ema: &mut TensorMap, cur: &TensorMap, d: f64) {
+/// `ema <- d ema + (1 - d) cur` on host maps (keys missing from `ema` or re-shaped are copied).
+pub fn ema_update(ema: &mut TensorMap, cur: &TensorMap, d: f64) {
     for (k, v) in cur {
         match ema.get_mut(k) {
             Some(e) if e.shape == v.shape => {
