@@ -122,6 +122,46 @@ fn every_panel_by_its_labels() {
     assert!(text.contains("Steer") && text.contains("angle_deg"), "parameters are in the PNG text chunks");
     assert!(engine::image_io::decode_rgb(&bytes).is_ok());
 
+    // Sample: load a generator trained (here, for a few steps) on this model's latents, sample with previews,
+    // then start again and cancel: the last state is kept and shown.
+    let run = std::env::temp_dir().join(format!("dino-sae-ui-dit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run);
+    let cfg = engine::generate::DitRunConfig {
+        steps: 10,
+        batch: 8,
+        checkpoint_every: 10,
+        log_every: 5,
+        cache: engine::generate::CacheSpec { crop: 32, crops_per_photo: 2, min_crop_frac: 0.5, seed: 1 },
+        ..Default::default()
+    };
+    engine::generate::train_dit_run(
+        &root().join("tests/fixtures/dinosae-setA/sae/model.safetensors"),
+        &root().join("assets/samples"),
+        &run,
+        &cfg,
+        &mut |_| true,
+    )
+    .expect("train a tiny generator");
+    h.get_by_label("Sample").click();
+    h.run_steps(2);
+    h.state_mut().as_mut().expect("app").sample.dit_path = run.join("final").display().to_string();
+    h.get_by_label("Load generator").click();
+    wait_for(&mut h, "generator", |s| !s.sample.classes.is_empty());
+    assert!(h.query_by_label("class").is_some(), "class picker shown");
+    h.state_mut().as_mut().expect("app").sample.steps = 20;
+    h.get_by_label("Start sampling").click();
+    wait_for(&mut h, "samples", |s| s.sample.result.is_some() && !s.sample.running);
+    assert!(h.query_by_label_contains("Samples: 20 steps").is_some());
+    assert!(h.state().as_ref().is_some_and(|s| s.sample.preview.is_some()), "previews arrived during sampling");
+    snapshot(&mut h, "sample");
+    h.state_mut().as_mut().expect("app").sample.steps = 100;
+    h.get_by_label("Start sampling").click();
+    wait_for(&mut h, "first preview", |s| s.sample.running && s.sample.progress.is_some());
+    h.get_by_label("Cancel sampling").click();
+    wait_for(&mut h, "cancelled samples", |s| !s.sample.running && s.sample.result.as_ref().is_some_and(|r| r.1));
+    assert!(h.query_by_label_contains("Cancelled after").is_some(), "the last state is kept");
+    let _ = std::fs::remove_dir_all(&run);
+
     // Bad inputs keep everything: a corrupt image, then a wrong checkpoint
     let psnr_before = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| c.psnr));
     h.state_mut().as_mut().expect("app").open_bytes(b"not an image at all");

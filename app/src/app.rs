@@ -41,6 +41,50 @@ pub enum Tab {
     Compare,
     Inspect,
     Steer,
+    Sample,
+}
+
+/// The Sample tab's state.
+pub struct SampleUi {
+    pub classes: Vec<String>,
+    pub s_vae_default: f64,
+    pub class: usize,
+    pub seed: u64,
+    pub steps: usize,
+    pub exp_map: bool,
+    pub cfg: f64,
+    pub s_vae: f64,
+    pub count: usize,
+    pub running: bool,
+    pub progress: Option<(usize, usize, f64)>,
+    pub preview: Option<TextureHandle>,
+    pub result: Option<(TextureHandle, bool, usize, f64)>,
+    pub result_image: Option<image::RgbImage>,
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub dit_path: String,
+}
+
+impl Default for SampleUi {
+    fn default() -> Self {
+        Self {
+            classes: Vec::new(),
+            s_vae_default: 14.0,
+            class: 0,
+            seed: 0,
+            steps: 25,
+            exp_map: false,
+            cfg: 1.5,
+            s_vae: 14.0,
+            count: 4,
+            running: false,
+            progress: None,
+            preview: None,
+            result: None,
+            result_image: None,
+            cancel: Default::default(),
+            dit_path: String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +152,7 @@ pub struct Studio {
     pub swipe: f32,
     /// Compare: linear (true) or nearest texture sampling.
     pub linear: bool,
+    pub sample: SampleUi,
 }
 
 fn color_image(img: &image::RgbImage) -> ColorImage {
@@ -161,6 +206,7 @@ impl Studio {
             last_image_rect: None,
             swipe: 0.0,
             linear: false,
+            sample: SampleUi::default(),
         };
         let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/samples/astronaut.png");
         if let Some(p) = opts.image.or(sample.exists().then_some(sample)) {
@@ -265,10 +311,11 @@ impl Studio {
     }
 
     fn export_image(&mut self) {
-        let Some(c) = &self.current else { return };
-        let (img, what) = match (&c.steered, self.tab) {
-            (Some((s, _, _)), Tab::Steer) => (s.clone(), "steered"),
-            _ => (c.recon.clone(), "reconstruction"),
+        let (img, what) = match (&self.sample.result_image, &self.current, self.tab) {
+            (Some(g), _, Tab::Sample) => (g.clone(), "samples"),
+            (_, Some(c), Tab::Steer) if c.steered.is_some() => (c.steered.as_ref().map(|s| s.0.clone()).unwrap_or_default(), "steered"),
+            (_, Some(c), _) => (c.recon.clone(), "reconstruction"),
+            _ => return,
         };
         let model = self.model.as_ref().map(|m| m.name.clone()).unwrap_or_default();
         let text = vec![
@@ -276,6 +323,19 @@ impl Studio {
             ("Model", model),
             ("Kind", what.to_string()),
             ("Steer", serde_json::to_string(&self.edit).unwrap_or_default()),
+            (
+                "Sample",
+                format!(
+                    "class={} seed={} steps={} sampler={} cfg={} s_vae={} n={}",
+                    self.sample.classes.get(self.sample.class).cloned().unwrap_or_default(),
+                    self.sample.seed,
+                    self.sample.steps,
+                    if self.sample.exp_map { "exp-map" } else { "euler-proj" },
+                    self.sample.cfg,
+                    self.sample.s_vae,
+                    self.sample.count
+                ),
+            ),
         ];
         let path = PathBuf::from(self.export_path.trim());
         match engine::image_io::save_png(&path, &img, &text) {
@@ -383,9 +443,38 @@ impl Studio {
                     }
                 }
                 Event::Exported { path } => self.last_export = Some(path),
+                Event::DitLoaded { classes, grid: _, s_vae } => {
+                    self.sample.classes = classes;
+                    self.sample.s_vae_default = s_vae;
+                    self.sample.s_vae = s_vae;
+                    self.sample.class = 0;
+                    self.busy = false;
+                }
+                Event::SampleProgress { id, step, of, eta_secs, preview } => {
+                    if id == self.last_sent {
+                        self.sample.progress = Some((step, of, eta_secs));
+                        self.sample.preview = Some(self.ctx.load_texture("sample-preview", color_image(&preview), TextureOptions::NEAREST));
+                    }
+                }
+                Event::Sampled { id, images, cancelled, steps_done, millis } => {
+                    if id != self.last_sent {
+                        continue;
+                    }
+                    self.busy = false;
+                    self.sample.running = false;
+                    match engine::generate::tile(&images) {
+                        Ok(grid) => {
+                            let t = self.ctx.load_texture("sample-result", color_image(&grid), TextureOptions::NEAREST);
+                            self.sample.result = Some((t, cancelled, steps_done, millis));
+                            self.sample.result_image = Some(grid);
+                        }
+                        Err(e) => self.error = Some(e.to_string()),
+                    }
+                }
                 Event::Failed { id, error } => {
                     if id.is_none() || id == Some(self.last_sent) {
                         self.busy = false;
+                        self.sample.running = false;
                     }
                     self.error = Some(error); // what the user had stays as it was
                 }
@@ -671,6 +760,97 @@ impl Studio {
         });
     }
 
+    fn start_sampling(&mut self) {
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.sample.cancel = cancel.clone();
+        let spec = engine::generate::SampleSpec {
+            class: self.sample.class,
+            count: self.sample.count.max(1),
+            seed: self.sample.seed,
+            steps: self.sample.steps.max(1),
+            method: if self.sample.exp_map { engine::sampler::SphereStep::ExpMap } else { engine::sampler::SphereStep::EulerProj },
+            cfg_scale: self.sample.cfg,
+            s_vae: Some(self.sample.s_vae),
+            shift: None,
+        };
+        let id = self.next_id();
+        self.busy = true;
+        self.sample.running = true;
+        self.sample.progress = None;
+        self.worker.send(Command::Sample { id, spec, preview_every: 5, cancel });
+    }
+
+    pub fn cancel_sampling(&mut self) {
+        self.sample.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn sample_tab(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label("Generator folder (train-dit final/):");
+            ui.text_edit_singleline(&mut self.sample.dit_path);
+            if ui.button("Load generator").clicked() && !self.sample.dit_path.trim().is_empty() {
+                self.busy = true;
+                self.worker.send(Command::LoadDit(PathBuf::from(self.sample.dit_path.trim())));
+            }
+        });
+        if self.sample.classes.is_empty() {
+            ui.label("No generator loaded. The default model ships one in assets/default-model/dit when trained.");
+            return;
+        }
+        let sm = &mut self.sample;
+        egui::ComboBox::from_label("class")
+            .selected_text(sm.classes.get(sm.class).cloned().unwrap_or_default())
+            .show_ui(ui, |ui| {
+                for (i, c) in sm.classes.iter().enumerate() {
+                    ui.selectable_value(&mut sm.class, i, c);
+                }
+            });
+        ui.horizontal(|ui| {
+            ui.add(egui::DragValue::new(&mut sm.seed).prefix("seed "));
+            if ui.button("Randomise seed").clicked() {
+                sm.seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000).unwrap_or(7);
+            }
+        });
+        ui.add(egui::Slider::new(&mut sm.steps, 1..=100).text("steps"));
+        ui.horizontal(|ui| {
+            ui.radio_value(&mut sm.exp_map, false, "Euler + projection");
+            ui.radio_value(&mut sm.exp_map, true, "exp-map");
+        });
+        ui.add(egui::Slider::new(&mut sm.cfg, 1.0..=6.0).text("CFG scale"));
+        ui.add(egui::Slider::new(&mut sm.s_vae, 1.0..=40.0).text("s_vae (decode radius)"));
+        ui.add(egui::Slider::new(&mut sm.count, 1..=16).text("batch"));
+        ui.horizontal(|ui| {
+            let running = self.sample.running;
+            if ui.add_enabled(!running, egui::Button::new("Start sampling")).clicked() {
+                self.start_sampling();
+            }
+            if ui.add_enabled(running, egui::Button::new("Cancel sampling")).clicked() {
+                self.cancel_sampling();
+            }
+        });
+        if let Some((step, of, eta)) = self.sample.progress {
+            ui.add(egui::ProgressBar::new(step as f32 / of.max(1) as f32).text(format!("step {step}/{of}, ETA {eta:.1} s")));
+        }
+        ui.horizontal(|ui| {
+            if let Some(p) = &self.sample.preview {
+                ui.vertical(|ui| {
+                    ui.label("Preview (current state, decoded)");
+                    ui.image((p.id(), egui::vec2(320.0, 320.0)));
+                });
+            }
+            if let Some((t, cancelled, done, ms)) = &self.sample.result {
+                ui.vertical(|ui| {
+                    ui.label(if *cancelled {
+                        format!("Cancelled after {done} steps (last state kept), {ms:.0} ms")
+                    } else {
+                        format!("Samples: {done} steps, {ms:.0} ms")
+                    });
+                    ui.image((t.id(), egui::vec2(320.0, 320.0)));
+                });
+            }
+        });
+    }
+
     fn menu(&mut self, ui: &mut egui::Ui) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
@@ -696,6 +876,7 @@ impl Studio {
             ui.selectable_value(&mut self.tab, Tab::Compare, "Compare");
             ui.selectable_value(&mut self.tab, Tab::Inspect, "Inspect");
             ui.selectable_value(&mut self.tab, Tab::Steer, "Steer");
+            ui.selectable_value(&mut self.tab, Tab::Sample, "Sample");
         });
     }
 
@@ -735,6 +916,7 @@ impl Studio {
             Tab::Compare => self.compare_tab(ui),
             Tab::Inspect => self.inspect_tab(ui),
             Tab::Steer => self.steer_tab(ui),
+            Tab::Sample => self.sample_tab(ui),
         });
         if self.help {
             egui::Window::new("Keyboard shortcuts").collapsible(false).show(ui.ctx(), |ui| {

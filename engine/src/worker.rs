@@ -37,6 +37,11 @@ pub enum Command {
     Steer { id: u64, edit: crate::steer::SteerEdit },
     /// Save the current (edited, if `edited`) latent as safetensors.
     ExportLatent { path: PathBuf, edited: Option<crate::steer::SteerEdit> },
+    /// Load a generator (`train-dit` final folder) trained on this model's latents.
+    LoadDit(PathBuf),
+    /// Sample with the loaded generator; previews every `preview_every` steps; `cancel` stops it (keeping the
+    /// last state, which is decoded and returned).
+    Sample { id: u64, spec: crate::generate::SampleSpec, preview_every: usize, cancel: std::sync::Arc<std::sync::atomic::AtomicBool> },
     Shutdown,
 }
 
@@ -69,6 +74,9 @@ pub enum Event {
     CosineMap { id: u64, patch: usize, values: Vec<f32> },
     Steered { id: u64, image: RgbImage, psnr: f64, magnitude: Vec<f32>, millis: f64 },
     Exported { path: PathBuf },
+    DitLoaded { classes: Vec<String>, grid: [usize; 2], s_vae: f64 },
+    SampleProgress { id: u64, step: usize, of: usize, eta_secs: f64, preview: RgbImage },
+    Sampled { id: u64, images: Vec<RgbImage>, cancelled: bool, steps_done: usize, millis: f64 },
     Failed { id: Option<u64>, error: String },
 }
 
@@ -80,6 +88,7 @@ struct State {
     current: Option<(crate::raw::RawTensor, RgbImage)>,
     /// Latents of every image reconstructed with this model (for the joint PCA), newest last, at most 8.
     history: Vec<crate::raw::RawTensor>,
+    dit: Option<crate::generate::DitBundle>,
 }
 
 /// Handle to the engine thread.
@@ -114,10 +123,17 @@ impl Worker {
                         continue;
                     }
                     let id = match &cmd {
-                        Command::Reconstruct { id, .. } | Command::PatchCosine { id, .. } | Command::Steer { id, .. } => Some(*id),
+                        Command::Reconstruct { id, .. }
+                        | Command::PatchCosine { id, .. }
+                        | Command::Steer { id, .. }
+                        | Command::Sample { id, .. } => Some(*id),
                         _ => None,
                     };
-                    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(cmd, &mut state)));
+                    let emit = |ev: Event| {
+                        let _ = etx.send(ev);
+                        notify();
+                    };
+                    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(cmd, &mut state, &emit)));
                     let ev = match res {
                         Ok(Ok(ev)) => ev,
                         Ok(Err(e)) => Event::Failed { id, error: e.to_string() },
@@ -170,7 +186,16 @@ pub fn default_model_dir() -> Option<PathBuf> {
     here.join("model.safetensors").exists().then_some(here)
 }
 
-fn handle(cmd: Command, state: &mut State) -> crate::Result<Event> {
+/// The generator folder of the default model, if present.
+pub fn default_dit_dir() -> Option<PathBuf> {
+    default_model_dir().map(|d| d.join("dit")).filter(|d| d.join("model.safetensors").exists())
+}
+
+fn grid_image(imgs: &[RgbImage]) -> crate::Result<RgbImage> {
+    crate::generate::tile(imgs)
+}
+
+fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Result<Event> {
     let device = crate::cpu();
     match cmd {
         Command::LoadModel(src) => {
@@ -200,9 +225,24 @@ fn handle(cmd: Command, state: &mut State) -> crate::Result<Event> {
                 report: report.summary(8),
                 random,
             };
+            let is_default = info.name == "default model";
             state.model = Some(m);
             state.current = None;
             state.history.clear();
+            state.dit = None;
+            if is_default {
+                if let Some(d) = default_dit_dir() {
+                    match crate::generate::load_dit(&d, &device) {
+                        Ok(b) => {
+                            emit(Event::Loaded(info.clone()));
+                            let ev = Event::DitLoaded { classes: b.meta.classes.clone(), grid: b.meta.grid, s_vae: b.meta.s_vae };
+                            state.dit = Some(b);
+                            return Ok(ev);
+                        }
+                        Err(e) => emit(Event::Failed { id: None, error: format!("default generator: {e}") }),
+                    }
+                }
+            }
             Ok(Event::Loaded(info))
         }
         Command::Reconstruct { id, image, fit } => {
@@ -265,6 +305,65 @@ fn handle(cmd: Command, state: &mut State) -> crate::Result<Event> {
             t.insert("latent".into(), z);
             crate::raw::write_safetensors(&path, &t, &Default::default(), crate::raw::Precision::F32)?;
             Ok(Event::Exported { path })
+        }
+        Command::LoadDit(path) => {
+            let m = state.model.as_ref().ok_or_else(|| crate::EngineError::Config("load an autoencoder first".into()))?;
+            let b = crate::generate::load_dit(&path, &device)?;
+            crate::generate::check_sae(&b.meta, m)?;
+            let ev = Event::DitLoaded { classes: b.meta.classes.clone(), grid: b.meta.grid, s_vae: b.meta.s_vae };
+            state.dit = Some(b);
+            Ok(ev)
+        }
+        Command::Sample { id, spec, preview_every, cancel } => {
+            use std::sync::atomic::Ordering;
+            let m = state.model.as_ref().ok_or_else(|| crate::EngineError::Config("no model loaded".into()))?;
+            let b = state.dit.as_ref().ok_or_else(|| crate::EngineError::Config("no generator loaded".into()))?;
+            if !matches!(b.meta.objective_kind, crate::generate::ObjectiveKind::Rfm) {
+                return Err(crate::EngineError::Config("this generator was trained with Euclidean FM; the app samples on spheres (use `dino-sae sample`)".into()));
+            }
+            if spec.class >= b.meta.classes.len() {
+                return Err(crate::EngineError::Config(format!("class {} out of range", spec.class)));
+            }
+            let t0 = Instant::now();
+            let [h, w] = b.meta.grid;
+            let s_vae = spec.s_vae.unwrap_or(b.meta.s_vae);
+            let sc = crate::sampler::SphereSamplerConfig {
+                steps: spec.steps.max(1),
+                shift: spec.shift.unwrap_or_else(|| b.meta.objective.shift()),
+                cfg_scale: spec.cfg_scale,
+                guided_channels: None,
+                method: spec.method,
+                final_radius: Some(s_vae),
+                t_end: 0.0,
+                seed: spec.seed,
+            };
+            let y = vec![spec.class as i64; spec.count.max(1)];
+            let every = preview_every.max(1);
+            let mut cb = |info: &crate::sampler::StepInfo, z: &burn::tensor::Tensor<4>| {
+                if cancel.load(Ordering::Relaxed) {
+                    return false;
+                }
+                if info.step % every == 0 && info.step < info.steps {
+                    let zr = sphere::project_to_radius(z, s_vae);
+                    if let Ok(imgs) = crate::generate::decode_images(m, zr) {
+                        if let Ok(preview) = grid_image(&imgs) {
+                            let el = t0.elapsed().as_secs_f64();
+                            let eta = el / info.step as f64 * (info.steps - info.step) as f64;
+                            emit(Event::SampleProgress { id, step: info.step, of: info.steps, eta_secs: eta, preview });
+                        }
+                    }
+                }
+                true
+            };
+            let out = crate::sampler::sample_sphere(&b.model, &y, [b.meta.channels, h, w], &sc, &device, &mut cb);
+            let images = crate::generate::decode_images(m, out.z)?;
+            Ok(Event::Sampled {
+                id,
+                images,
+                cancelled: out.cancelled,
+                steps_done: out.steps_done,
+                millis: t0.elapsed().as_secs_f64() * 1e3,
+            })
         }
         Command::Shutdown => Err(crate::EngineError::Cancelled),
     }
