@@ -55,6 +55,7 @@ fn every_panel_by_its_labels() {
         model: Some(root().join("tests/fixtures/dinosae-setA/sae/model.safetensors")),
         image: Some(root().join("assets/samples/chelsea.png")),
         random_preset: None,
+        tab: None,
     };
     let mut h = Harness::builder().with_size(egui::vec2(1360.0, 820.0)).build_ui_state(
         move |ui, state: &mut Option<Studio>| {

@@ -18,6 +18,8 @@ pub struct StartOptions {
     pub model: Option<PathBuf>,
     pub image: Option<PathBuf>,
     pub random_preset: Option<String>,
+    /// `compare`, `inspect`, `steer` or `sample`.
+    pub tab: Option<String>,
 }
 
 impl StartOptions {
@@ -29,6 +31,7 @@ impl StartOptions {
                 "--model" => o.model = it.next().map(PathBuf::from),
                 "--image" => o.image = it.next().map(PathBuf::from),
                 "--random-preset" => o.random_preset = it.next().cloned(),
+                "--tab" => o.tab = it.next().cloned(),
                 _ => {}
             }
         }
@@ -153,6 +156,9 @@ pub struct Studio {
     /// Compare: linear (true) or nearest texture sampling.
     pub linear: bool,
     pub sample: SampleUi,
+    /// Heatmaps drawn by shaders/heatmap.wgsl (eframe on wgpu) instead of the CPU overlay.
+    pub gpu_heatmap: bool,
+    overlay_version: u64,
 }
 
 fn color_image(img: &image::RgbImage) -> ColorImage {
@@ -207,13 +213,32 @@ impl Studio {
             swipe: 0.0,
             linear: false,
             sample: SampleUi::default(),
+            gpu_heatmap: false,
+            overlay_version: 0,
         };
+        match opts.tab.as_deref() {
+            Some("inspect") => {
+                s.tab = Tab::Inspect;
+                s.show_heat = true;
+            }
+            Some("steer") => s.tab = Tab::Steer,
+            Some("sample") => s.tab = Tab::Sample,
+            _ => {}
+        }
+        // Open on a sample photo unless told otherwise.
         let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/samples/astronaut.png");
         if let Some(p) = opts.image.or(sample.exists().then_some(sample)) {
             s.image_path = p.display().to_string();
             s.open_image(&p);
         }
         s
+    }
+
+    /// Register the WGSL heatmap pipeline with eframe's wgpu renderer.
+    pub fn enable_gpu(&mut self, rs: &eframe::egui_wgpu::RenderState) {
+        let pipeline = crate::gpu_heatmap::HeatmapPipeline::new(&rs.device, rs.target_format);
+        rs.renderer.write().callback_resources.insert(crate::gpu_heatmap::HeatmapResources { pipeline, bound: None });
+        self.gpu_heatmap = true;
     }
 
     pub fn open_image(&mut self, path: &std::path::Path) {
@@ -376,6 +401,7 @@ impl Studio {
     }
 
     fn refresh_overlay(&mut self) {
+        self.overlay_version += 1;
         let tex = self.current.as_ref().and_then(|c| self.overlay_texture(c));
         if let Some(c) = &mut self.current {
             c.tex_overlay = tex.map(|t| self.ctx.load_texture("overlay", t, TextureOptions::NEAREST));
@@ -554,8 +580,36 @@ impl Studio {
         let c = self.current.as_ref()?;
         let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
         if self.show_heat {
-            if let Some(t) = &c.tex_overlay {
-                ui.painter().image(t.id(), resp.rect, uv, Color32::from_white_alpha((self.opacity * 255.0) as u8));
+            let scalar = match self.heat {
+                HeatMode::Magnitude => {
+                    let (lo, hi) = c.magnitude.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+                    Some((c.magnitude.clone(), lo, hi))
+                }
+                HeatMode::Cosine => c.cosine.as_ref().map(|(_, v)| (v.clone(), -1.0, 1.0)),
+                HeatMode::Pca => None,
+            };
+            match scalar.filter(|_| self.gpu_heatmap) {
+                Some((values, vmin, vmax)) => {
+                    let ppp = ui.ctx().pixels_per_point();
+                    let job = crate::gpu_heatmap::HeatmapJob {
+                        base: std::sync::Arc::new(c.input.clone()),
+                        values: std::sync::Arc::new(values),
+                        grid: c.grid,
+                        vmin,
+                        vmax,
+                        opacity: self.opacity,
+                        bilinear: self.linear,
+                        version: self.overlay_version,
+                        rect_px: ([resp.rect.min.x * ppp, resp.rect.min.y * ppp], [resp.rect.width() * ppp, resp.rect.height() * ppp]),
+                    };
+                    ui.painter()
+                        .add(eframe::egui_wgpu::Callback::new_paint_callback(resp.rect, crate::gpu_heatmap::HeatmapCallback(job)));
+                }
+                None => {
+                    if let Some(t) = &c.tex_overlay {
+                        ui.painter().image(t.id(), resp.rect, uv, Color32::from_white_alpha((self.opacity * 255.0) as u8));
+                    }
+                }
             }
         }
         // selected patches
@@ -899,6 +953,8 @@ impl Studio {
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.label("backend: CPU (burn Flex)");
+                ui.separator();
+                ui.label(if self.gpu_heatmap { "heatmaps: GPU (WGSL)" } else { "heatmaps: CPU" });
                 ui.separator();
                 if self.busy {
                     ui.spinner();

@@ -105,3 +105,39 @@ pub fn histogram(values: &[f32], bins: usize) -> Vec<(f32, usize)> {
     }
     counts.into_iter().enumerate().map(|(i, n)| (lo + i as f32 * w, n)).collect()
 }
+
+/// CPU reference of `shaders/heatmap.wgsl`: values normalised by [vmin, vmax], colormap, blended with `opacity`,
+/// nearest or bilinear (cell centres, clamped borders) upsampling. Unrounded colormap, one rounding at the end.
+pub fn blend(img: &image::RgbImage, values: &[f32], grid: (usize, usize), vmin: f32, vmax: f32, opacity: f32, bilinear: bool) -> image::RgbImage {
+    let (w, h) = img.dimensions();
+    let (gh, gw) = grid;
+    let at = |y: i64, x: i64| values[(y.clamp(0, gh as i64 - 1) as usize) * gw + x.clamp(0, gw as i64 - 1) as usize];
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let v = if !bilinear {
+            let gy = (y as usize * gh / h as usize).min(gh - 1);
+            let gx = (x as usize * gw / w as usize).min(gw - 1);
+            values[gy * gw + gx]
+        } else {
+            let sy = (y as f32 + 0.5) * gh as f32 / h as f32 - 0.5;
+            let sx = (x as f32 + 0.5) * gw as f32 / w as f32 - 0.5;
+            let (y0, x0) = (sy.floor(), sx.floor());
+            let (fy, fx) = (sy - y0, sx - x0);
+            let (y0, x0) = (y0 as i64, x0 as i64);
+            let a = at(y0, x0) * (1.0 - fx) + at(y0, x0 + 1) * fx;
+            let b = at(y0 + 1, x0) * (1.0 - fx) + at(y0 + 1, x0 + 1) * fx;
+            a * (1.0 - fy) + b * fy
+        };
+        let t = ((v - vmin) / (vmax - vmin).max(1e-12)).clamp(0.0, 1.0);
+        let xk = t * 4.0;
+        let i = (xk.floor() as usize).min(3);
+        let f = xk - i as f32;
+        let p = img.get_pixel(x, y);
+        let mut o = [0u8; 3];
+        for k in 0..3 {
+            let c = STOPS[i][k] * (1.0 - f) + STOPS[i + 1][k] * f;
+            let b0 = p[k] as f32 / 255.0;
+            o[k] = ((b0 * (1.0 - opacity) + c * opacity) * 255.0).round() as u8;
+        }
+        image::Rgb(o)
+    })
+}

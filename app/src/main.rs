@@ -13,6 +13,12 @@ fn main() -> eframe::Result<()> {
     eframe::run_native(
         "DINO-SAE Studio",
         native,
-        Box::new(move |cc| Ok(Box::new(StudioApp(Studio::new(cc.egui_ctx.clone(), opts))))),
+        Box::new(move |cc| {
+            let mut studio = Studio::new(cc.egui_ctx.clone(), opts);
+            if let Some(rs) = &cc.wgpu_render_state {
+                studio.enable_gpu(rs);
+            }
+            Ok(Box::new(StudioApp(studio)))
+        }),
     )
 }
