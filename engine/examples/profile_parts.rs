@@ -14,8 +14,8 @@ fn main() {
         for _ in 0..3 { f(); }
         println!("{name:<12} {:.1} ms", s.elapsed().as_secs_f64() * 1e3 / 3.0);
     };
-    let PatchEmbedRef = &m.encoder.patch_embed;
-    t("stem", &|| { let _ = PatchEmbedRef.forward(x.clone(), &mut Probe::default()).into_data(); });
+    let patch_embed_ref = &m.encoder.patch_embed;
+    t("stem", &|| { let _ = patch_embed_ref.forward(x.clone(), &mut Probe::default()).into_data(); });
     let (tok, _) = m.encoder.embed(x.clone(), &mut Probe::default());
     t("block", &|| { let _ = m.encoder.blocks[0].forward(tok.clone(), None, 1, &mut Probe::default(), "b").into_data(); });
     let a = Tensor::<3>::random([1, 197, 384], Distribution::Normal(0.0, 1.0), &device);

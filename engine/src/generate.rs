@@ -236,23 +236,7 @@ impl LatentSet {
     }
 }
 
-/// A random `crop x crop` view of `img`: source square in `[min_frac, 1]` x the shorter side, random
-/// position, resized (Triangle), flipped with probability 1/2.
-pub fn random_crop(img: &RgbImage, rng: &mut StdRng, crop: u32, min_frac: f32) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let short = w.min(h);
-    let lo = ((short as f32 * min_frac) as u32).max(crop.min(short)).min(short);
-    let side = if lo >= short { short } else { rng.random_range(lo..=short) };
-    let x = rng.random_range(0..=w - side);
-    let y = rng.random_range(0..=h - side);
-    let view = image::imageops::crop_imm(img, x, y, side, side).to_image();
-    let mut out =
-        if side == crop { view } else { image::imageops::resize(&view, crop, crop, image::imageops::FilterType::Triangle) };
-    if rng.random_bool(0.5) {
-        image::imageops::flip_horizontal_in_place(&mut out);
-    }
-    out
-}
+pub use crate::train::data::random_crop;
 
 /// The crops of photo `i` in cache order: the centre view, then random crops from the generator
 /// seeded by `(spec.seed, i)`.
@@ -974,6 +958,20 @@ impl Default for SampleSpec {
     }
 }
 
+/// The spherical sampler settings a spec asks for (training shift and the model's s_vae unless overridden).
+pub fn sphere_config(b: &DitBundle, spec: &SampleSpec) -> SphereSamplerConfig {
+    SphereSamplerConfig {
+        steps: spec.steps,
+        shift: spec.shift.unwrap_or_else(|| b.meta.objective.shift()),
+        cfg_scale: spec.cfg_scale,
+        guided_channels: None,
+        method: spec.method,
+        final_radius: Some(spec.s_vae.unwrap_or(b.meta.s_vae)),
+        t_end: 0.0,
+        seed: spec.seed,
+    }
+}
+
 /// Sample `spec.count` latents `[n, C, h, w]` of class `spec.class`; every patch has radius s_vae.
 pub fn sample_latents(b: &DitBundle, spec: &SampleSpec) -> Result<Tensor<4>> {
     let meta = &b.meta;
@@ -993,16 +991,7 @@ pub fn sample_latents(b: &DitBundle, spec: &SampleSpec) -> Result<Tensor<4>> {
     let shift = spec.shift.unwrap_or_else(|| meta.objective.shift());
     let out = match meta.objective_kind {
         ObjectiveKind::Rfm => {
-            let sc = SphereSamplerConfig {
-                steps: spec.steps,
-                shift,
-                cfg_scale: spec.cfg_scale,
-                guided_channels: None,
-                method: spec.method,
-                final_radius: Some(s_vae),
-                t_end: 0.0,
-                seed: spec.seed,
-            };
+            let sc = sphere_config(b, spec);
             sample_sphere(&b.model, &y, [meta.channels, h, w], &sc, &device, &mut |_, _| true)
         }
         ObjectiveKind::Euclid => {

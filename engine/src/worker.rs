@@ -327,16 +327,7 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
             let t0 = Instant::now();
             let [h, w] = b.meta.grid;
             let s_vae = spec.s_vae.unwrap_or(b.meta.s_vae);
-            let sc = crate::sampler::SphereSamplerConfig {
-                steps: spec.steps.max(1),
-                shift: spec.shift.unwrap_or_else(|| b.meta.objective.shift()),
-                cfg_scale: spec.cfg_scale,
-                guided_channels: None,
-                method: spec.method,
-                final_radius: Some(s_vae),
-                t_end: 0.0,
-                seed: spec.seed,
-            };
+            let sc = crate::generate::sphere_config(b, &crate::generate::SampleSpec { steps: spec.steps.max(1), ..spec.clone() });
             let y = vec![spec.class as i64; spec.count.max(1)];
             let every = preview_every.max(1);
             let mut cb = |info: &crate::sampler::StepInfo, z: &burn::tensor::Tensor<4>| {

@@ -45,23 +45,10 @@ impl PhotoSet {
         Ok(Self { names, images })
     }
 
-    /// A random `crop x crop` view: source square side drawn in [min_frac, 1] x the shorter side, random
-    /// position, resized, flipped with probability 1/2. Returns the photo index too.
+    /// A random view of a random photo (see [`random_crop`]). Returns the photo index too.
     pub fn sample(&self, rng: &mut StdRng, crop: u32, min_frac: f32) -> (usize, RgbImage) {
         let i = rng.random_range(0..self.images.len());
-        let img = &self.images[i];
-        let (w, h) = img.dimensions();
-        let short = w.min(h);
-        let lo = ((short as f32 * min_frac) as u32).max(crop.min(short)).min(short);
-        let side = if lo >= short { short } else { rng.random_range(lo..=short) };
-        let x = rng.random_range(0..=w - side);
-        let y = rng.random_range(0..=h - side);
-        let view = image::imageops::crop_imm(img, x, y, side, side).to_image();
-        let mut out = if side == crop { view } else { image::imageops::resize(&view, crop, crop, image::imageops::FilterType::Triangle) };
-        if rng.random_bool(0.5) {
-            image::imageops::flip_horizontal_in_place(&mut out);
-        }
-        (i, out)
+        (i, random_crop(&self.images[i], rng, crop, min_frac))
     }
 
     /// The evaluation view of photo `i`: centre square crop resized to `size`.
@@ -72,4 +59,22 @@ impl PhotoSet {
         let v = image::imageops::crop_imm(img, (w - s) / 2, (h - s) / 2, s, s).to_image();
         image::imageops::resize(&v, size, size, image::imageops::FilterType::Lanczos3)
     }
+}
+
+/// A random `crop x crop` view of `img`: source square side drawn in [min_frac, 1] x the shorter side, random
+/// position, resized (Triangle), flipped with probability 1/2.
+pub fn random_crop(img: &RgbImage, rng: &mut StdRng, crop: u32, min_frac: f32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let short = w.min(h);
+    let lo = ((short as f32 * min_frac) as u32).max(crop.min(short)).min(short);
+    let side = if lo >= short { short } else { rng.random_range(lo..=short) };
+    let x = rng.random_range(0..=w - side);
+    let y = rng.random_range(0..=h - side);
+    let view = image::imageops::crop_imm(img, x, y, side, side).to_image();
+    let mut out =
+        if side == crop { view } else { image::imageops::resize(&view, crop, crop, image::imageops::FilterType::Triangle) };
+    if rng.random_bool(0.5) {
+        image::imageops::flip_horizontal_in_place(&mut out);
+    }
+    out
 }
