@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod eval;
 pub mod fixture;
+pub mod flops;
 pub mod generate;
 pub mod image_io;
 pub mod inspect;

@@ -229,6 +229,14 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Re-save a DINO-SAE in our format (optionally f16), e.g. a training checkpoint as the default model.
+    Export {
+        input: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+        #[arg(long)]
+        f16: bool,
+    },
     /// Time encode and decode at 256x256.
     Bench {
         #[arg(long, default_value = "small")]
@@ -528,6 +536,13 @@ fn run(cli: Cli) -> Result<()> {
             let r = interpolate(&m, bundle.as_ref(), &ea, &eb, &spec, &out)?;
             println!("wrote {} frames to {}", r.frames.len(), out.display());
         }
+        Cmd::Export { input, out, f16 } => {
+            let l = load_sae(&input, &device, false)?;
+            let p = if f16 { engine::raw::Precision::F16 } else { Precision::F32 };
+            checkpoint::save_sae(&l.model, &out, p)?;
+            let back = load_sae(&out, &device, false)?;
+            println!("wrote {} ({}; reloads: {})", out.display(), if f16 { "f16" } else { "f32" }, back.report.summary(0));
+        }
         Cmd::Bench { preset, repeats, size, json } => bench(&preset, repeats, size, json)?,
     }
     Ok(())
@@ -565,10 +580,19 @@ fn inspect(file: &Path) -> Result<()> {
 
 fn bench(preset: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
     let device = engine::cpu();
-    let cfg = SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset}"))?;
-    let (m, _) = DinoSae::random(&cfg, 0, &device)?;
+    // `default`: the embedded default model (and its generator); else a random-weight preset.
+    let (m, dit) = if preset == "default" {
+        let dir = default_model().context("no default model in assets/default-model")?;
+        let m = load_sae(&dir, &device, false)?.model;
+        let dit = engine::worker::default_dit_dir().map(|d| engine::generate::load_dit(&d, &device)).transpose()?;
+        (m, dit)
+    } else {
+        let cfg = SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset} (default, small, released)"))?;
+        (DinoSae::random(&cfg, 0, &device)?.0, None)
+    };
     let x = burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-    let times = |name: &str, f: &mut dyn FnMut()| {
+    let g = size / 16;
+    let times = |name: &str, flops: Option<f64>, f: &mut dyn FnMut()| {
         f(); // warm-up
         let mut v: Vec<f64> = (0..repeats.max(1))
             .map(|_| {
@@ -579,25 +603,52 @@ fn bench(preset: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
             .collect();
         v.sort_by(f64::total_cmp);
         let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        let rss = engine::flops::peak_rss_mb();
+        let name = format!("{name}_{size}_{preset}");
         if json {
+            let num = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "null".into());
             println!(
-                "{{\"name\":\"{name}_{size}_{preset}\",\"backend\":\"flex-cpu\",\"median_ms\":{:.3},\"p10_ms\":{:.3},\"p90_ms\":{:.3}}}",
+                "{{\"name\":\"{name}\",\"backend\":\"flex-cpu\",\"median_ms\":{:.3},\"p10_ms\":{:.3},\"p90_ms\":{:.3},\"flops\":{},\"peak_rss_mb\":{}}}",
                 q(0.5),
                 q(0.1),
-                q(0.9)
+                q(0.9),
+                num(flops),
+                num(rss)
             );
         } else {
-            println!("{name:<8} {preset} {size}x{size}: median {:.1} ms (p10 {:.1}, p90 {:.1}, n={})", q(0.5), q(0.1), q(0.9), v.len());
+            let rate = flops.map(|f| format!(", {:.2} GFLOP -> {:.1} GFLOP/s", f / 1e9, f / 1e9 / (q(0.5) / 1e3))).unwrap_or_default();
+            println!(
+                "{name:<24} median {:.1} ms (p10 {:.1}, p90 {:.1}, n={}){rate}, peak RSS {:.0} MiB",
+                q(0.5),
+                q(0.1),
+                q(0.9),
+                v.len(),
+                rss.unwrap_or(f64::NAN)
+            );
         }
     };
+    let fe = engine::flops::encoder(&m.cfg.encoder, size, size, true);
+    let fd = engine::flops::decoder(&m.cfg.decoder, g, g);
     let lat = m.encode(x.clone())?;
-    times("encode", &mut || {
+    times("encode", Some(fe), &mut || {
         let l = m.encode(x.clone()).expect("encode");
         let _ = l.patches.into_data();
     });
-    times("decode", &mut || {
+    times("decode", Some(fd), &mut || {
         let y = m.decode(lat.patches.clone()).expect("decode");
         let _ = y.into_data();
     });
+    if let Some(b) = &dit {
+        // The generator runs at its own grid; the name carries that size (sample25_<px>_default).
+        let px = 16 * b.meta.grid[0];
+        let spec = engine::generate::SampleSpec { steps: 25, count: 1, ..Default::default() };
+        let f = times;
+        let _ = size;
+        f(&format!("sample25_at{px}px"), None, &mut || {
+            let z = engine::generate::sample_latents(b, &spec).expect("sample");
+            let y = m.decode(z).expect("decode");
+            let _ = y.into_data();
+        });
+    }
     Ok(())
 }
