@@ -74,6 +74,21 @@ fn every_panel_by_its_labels() {
     h.run_steps(2);
     assert_eq!(h.state().as_ref().map(|s| s.swipe), Some(0.5));
     snapshot(&mut h, "compare");
+    // synchronised zoom: 1:1 zooms all three views, Fit resets
+    h.get_by_label("1:1").click();
+    h.run_steps(2);
+    assert!(h.state().as_ref().is_some_and(|s| s.zoom > 1.0), "1:1 zooms in on a downscaled view");
+    h.get_by_label("Fit").click();
+    h.run_steps(2);
+    assert_eq!(h.state().as_ref().map(|s| s.zoom), Some(1.0));
+    // settings survive a round trip and tolerate missing fields
+    let st = h.state().as_ref().expect("app").settings();
+    let json = serde_json::to_string(&st).expect("json");
+    let back: dino_sae_studio::app::Settings = serde_json::from_str(&json).expect("parse");
+    assert_eq!(back, st);
+    let partial: dino_sae_studio::app::Settings = serde_json::from_str(r#"{"opacity":0.25}"#).expect("partial");
+    assert_eq!(partial.opacity, 0.25);
+    assert_eq!(partial.fit, "Crop");
     h.key_down(egui::Key::Space);
     h.run_steps(2);
     assert!(h.query_by_label("Original (Space held)").is_some(), "Space flickers to the original");

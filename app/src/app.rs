@@ -39,6 +39,35 @@ impl StartOptions {
     }
 }
 
+/// What is remembered between runs (eframe storage); unknown or missing fields fall back to defaults.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub dark: bool,
+    pub opacity: f32,
+    pub linear: bool,
+    pub model_path: String,
+    pub image_path: String,
+    pub export_path: String,
+    pub fit: String,
+    pub zoom: f32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            dark: true,
+            opacity: 0.6,
+            linear: false,
+            model_path: String::new(),
+            image_path: String::new(),
+            export_path: std::env::temp_dir().join("dino-sae-exports/export.png").display().to_string(),
+            fit: "Crop".into(),
+            zoom: 1.0,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tab {
     Compare,
@@ -159,6 +188,9 @@ pub struct Studio {
     /// Heatmaps drawn by shaders/heatmap.wgsl (eframe on wgpu) instead of the CPU overlay.
     pub gpu_heatmap: bool,
     overlay_version: u64,
+    /// Compare: shared zoom (1 = fit) and pan (uv offset of the view's centre) of all three views.
+    pub zoom: f32,
+    pub pan: egui::Vec2,
 }
 
 fn color_image(img: &image::RgbImage) -> ColorImage {
@@ -215,6 +247,8 @@ impl Studio {
             sample: SampleUi::default(),
             gpu_heatmap: false,
             overlay_version: 0,
+            zoom: 1.0,
+            pan: egui::Vec2::ZERO,
         };
         match opts.tab.as_deref() {
             Some("inspect") => {
@@ -232,6 +266,40 @@ impl Studio {
             s.open_image(&p);
         }
         s
+    }
+
+    /// Current settings (for eframe storage).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            dark: self.dark,
+            opacity: self.opacity,
+            linear: self.linear,
+            model_path: self.model_path.clone(),
+            image_path: self.image_path.clone(),
+            export_path: self.export_path.clone(),
+            fit: format!("{:?}", self.fit),
+            zoom: self.zoom,
+        }
+    }
+
+    /// Apply remembered settings (paths are only filled in, nothing is loaded).
+    pub fn apply_settings(&mut self, st: Settings) {
+        self.dark = st.dark;
+        self.ctx.set_visuals(if self.dark { egui::Visuals::dark() } else { egui::Visuals::light() });
+        self.opacity = st.opacity.clamp(0.0, 1.0);
+        self.linear = st.linear;
+        if self.model_path.is_empty() {
+            self.model_path = st.model_path;
+        }
+        if !st.export_path.is_empty() {
+            self.export_path = st.export_path;
+        }
+        self.fit = match st.fit.as_str() {
+            "Pad" => Fit::Pad,
+            "Resize" => Fit::Resize,
+            _ => Fit::Crop,
+        };
+        self.zoom = if st.zoom.is_finite() { st.zoom.clamp(1.0, 16.0) } else { 1.0 };
     }
 
     /// Register the WGSL heatmap pipeline with eframe's wgpu renderer.
@@ -649,33 +717,60 @@ impl Studio {
             }
             ui.label("hold Space: flicker to the original");
         });
+        ui.horizontal(|ui| {
+            ui.add(egui::Slider::new(&mut self.zoom, 1.0..=16.0).logarithmic(true).text("zoom (all views; drag to pan)"));
+            if ui.button("Fit").clicked() {
+                self.zoom = 1.0;
+                self.pan = egui::Vec2::ZERO;
+            }
+            if ui.button("1:1").clicked() {
+                let fit = self.image_size(ui, 3.0);
+                if let Some(c) = &self.current {
+                    self.zoom = (c.input.width() as f32 / fit.x.max(1.0)).max(1.0);
+                }
+            }
+        });
         let size = self.image_size(ui, 3.0);
         let flicker = ui.ctx().input(|i| i.key_down(egui::Key::Space));
+        // the same uv window for every view: zoom around the centre, shifted by the pan
+        let half = 0.5 / self.zoom.max(1.0);
+        let lim = 0.5 - half;
+        self.pan = egui::vec2(self.pan.x.clamp(-lim, lim), self.pan.y.clamp(-lim, lim));
+        let centre = egui::pos2(0.5 + self.pan.x, 0.5 + self.pan.y);
+        let uv = egui::Rect::from_center_size(centre, egui::vec2(2.0 * half, 2.0 * half));
+        let mut drag = egui::Vec2::ZERO;
+        let mut view = |ui: &mut egui::Ui, tex: &TextureHandle| {
+            let r = ui.add(egui::Image::new((tex.id(), size)).uv(uv).sense(egui::Sense::drag()));
+            drag += r.drag_delta() / size;
+            r
+        };
         let c = self.current.as_ref().expect("checked");
         ui.horizontal(|ui| {
             ui.vertical(|ui| {
                 ui.label("Original");
-                ui.image((c.tex_input.id(), size));
+                view(ui, &c.tex_input);
             });
             ui.vertical(|ui| {
                 ui.label(if flicker { "Original (Space held)" } else { "Reconstruction" });
                 let tex = if flicker { &c.tex_input } else { &c.tex_recon };
-                let resp = ui.image((tex.id(), size));
+                let resp = view(ui, tex);
                 if self.swipe > 0.0 && !flicker {
                     // the original over the left part, split at the divider
                     let r = resp.rect;
                     let split = r.left() + r.width() * self.swipe;
                     let left = egui::Rect::from_min_max(r.min, egui::pos2(split, r.bottom()));
-                    let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(self.swipe, 1.0));
-                    ui.painter().image(c.tex_input.id(), left, uv, Color32::WHITE);
+                    let uv_left = egui::Rect::from_min_max(uv.min, egui::pos2(uv.min.x + uv.width() * self.swipe, uv.max.y));
+                    ui.painter().image(c.tex_input.id(), left, uv_left, Color32::WHITE);
                     ui.painter().vline(split, r.y_range(), egui::Stroke::new(2.0, Color32::WHITE));
                 }
             });
             ui.vertical(|ui| {
                 ui.label("Error |x - recon| x4");
-                ui.image((c.tex_error.id(), size));
+                view(ui, &c.tex_error);
             });
         });
+        // dragging any view pans all of them
+        self.pan -= drag * uv.width();
     }
 
     fn inspect_tab(&mut self, ui: &mut egui::Ui) {
@@ -990,5 +1085,9 @@ pub struct StudioApp(pub Studio);
 impl eframe::App for StudioApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.0.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, "dino-sae-studio.settings", &self.0.settings());
     }
 }

@@ -15,6 +15,9 @@ fn main() -> eframe::Result<()> {
         native,
         Box::new(move |cc| {
             let mut studio = Studio::new(cc.egui_ctx.clone(), opts);
+            if let Some(st) = cc.storage.and_then(|s| eframe::get_value(s, "dino-sae-studio.settings")) {
+                studio.apply_settings(st);
+            }
             if let Some(rs) = &cc.wgpu_render_state {
                 studio.enable_gpu(rs);
             }
