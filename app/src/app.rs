@@ -191,6 +191,17 @@ pub struct Studio {
     /// Compare: shared zoom (1 = fit) and pan (uv offset of the view's centre) of all three views.
     pub zoom: f32,
     pub pan: egui::Vec2,
+    /// An open native file dialog (rfd on its own thread) and what its answer is for.
+    dialog: Option<(DialogFor, poll_promise::Promise<Option<PathBuf>>)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DialogFor {
+    Image,
+    Model,
+    ModelFolder,
+    Export,
+    Generator,
 }
 
 fn color_image(img: &image::RgbImage) -> ColorImage {
@@ -249,6 +260,7 @@ impl Studio {
             overlay_version: 0,
             zoom: 1.0,
             pan: egui::Vec2::ZERO,
+            dialog: None,
         };
         match opts.tab.as_deref() {
             Some("inspect") => {
@@ -266,6 +278,51 @@ impl Studio {
             s.open_image(&p);
         }
         s
+    }
+
+    /// Ask the desktop for a path without blocking the UI (rfd through the XDG portal, on a thread).
+    fn ask(&mut self, what: DialogFor) {
+        if self.dialog.is_some() {
+            return;
+        }
+        let promise = poll_promise::Promise::spawn_thread("file-dialog", move || {
+            let d = rfd::FileDialog::new();
+            match what {
+                DialogFor::Image => d.add_filter("images", &["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp"]).pick_file(),
+                DialogFor::Model => d.add_filter("checkpoints", &["safetensors", "pth", "pt", "bin"]).pick_file(),
+                DialogFor::ModelFolder | DialogFor::Generator => d.pick_folder(),
+                DialogFor::Export => d.add_filter("PNG", &["png"]).set_file_name("export.png").save_file(),
+            }
+        });
+        self.dialog = Some((what, promise));
+    }
+
+    fn poll_dialog(&mut self) {
+        let Some((what, p)) = &self.dialog else { return };
+        let Some(answer) = p.ready() else { return };
+        let (what, answer) = (*what, answer.clone());
+        self.dialog = None;
+        let Some(path) = answer else { return }; // cancelled, or no portal available: typed paths still work
+        let text = path.display().to_string();
+        match what {
+            DialogFor::Image => {
+                self.image_path = text;
+                self.open_image(&path);
+            }
+            DialogFor::Model | DialogFor::ModelFolder => {
+                self.model_path = text;
+                self.load_model(ModelSource::Path(path));
+            }
+            DialogFor::Export => {
+                self.export_path = text;
+                self.export_image();
+            }
+            DialogFor::Generator => {
+                self.sample.dit_path = text;
+                self.busy = true;
+                self.worker.send(Command::LoadDit(path));
+            }
+        }
     }
 
     /// Current settings (for eframe storage).
@@ -601,6 +658,14 @@ impl Studio {
                 self.load_model(ModelSource::Default);
             }
         });
+        ui.horizontal(|ui| {
+            if ui.button("Browse file...").clicked() {
+                self.ask(DialogFor::Model);
+            }
+            if ui.button("Browse folder...").clicked() {
+                self.ask(DialogFor::ModelFolder);
+            }
+        });
         if ui.button("Random small model (demo)").clicked() {
             self.load_model(ModelSource::RandomPreset("small".into()));
         }
@@ -608,9 +673,14 @@ impl Studio {
         ui.heading("Image");
         ui.label("Path (or drop a file on the window):");
         ui.text_edit_singleline(&mut self.image_path);
-        if ui.button(AppCommand::OpenImage.label()).clicked() {
-            self.run(AppCommand::OpenImage);
-        }
+        ui.horizontal(|ui| {
+            if ui.button(AppCommand::OpenImage.label()).clicked() {
+                self.run(AppCommand::OpenImage);
+            }
+            if ui.button("Browse image...").clicked() {
+                self.ask(DialogFor::Image);
+            }
+        });
         egui::ComboBox::from_label("Fit to x16").selected_text(format!("{:?}", self.fit)).show_ui(ui, |ui| {
             ui.selectable_value(&mut self.fit, Fit::Crop, "Crop");
             ui.selectable_value(&mut self.fit, Fit::Pad, "Pad");
@@ -627,6 +697,9 @@ impl Studio {
                 self.run(AppCommand::ExportLatent);
             }
         });
+        if ui.button("Export PNG as...").clicked() {
+            self.ask(DialogFor::Export);
+        }
         if let Some(p) = &self.last_export {
             ui.small(format!("saved {}", p.display()));
         }
@@ -941,6 +1014,9 @@ impl Studio {
                 self.busy = true;
                 self.worker.send(Command::LoadDit(PathBuf::from(self.sample.dit_path.trim())));
             }
+            if ui.button("Browse...").clicked() {
+                self.ask(DialogFor::Generator);
+            }
         });
         if self.sample.classes.is_empty() {
             ui.label("No generator loaded. The default model ships one in assets/default-model/dit when trained.");
@@ -1032,6 +1108,7 @@ impl Studio {
     /// The whole window content.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.poll();
+        self.poll_dialog();
         for cmd in AppCommand::ALL {
             if ui.ctx().input_mut(|i| i.consume_shortcut(&cmd.shortcut())) {
                 self.run(cmd);
