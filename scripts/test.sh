@@ -13,3 +13,4 @@ cargo test --workspace
 bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"
 "$bin" verify-fixture tests/fixtures/dinosae-setA
 "$bin" verify-fixture tests/fixtures/dinov2-evit-setA
+"$bin" verify-fixture tests/fixtures/dit-setA
