@@ -674,23 +674,7 @@ fn save_ckpt(out: &Path, step: usize, model: &TensorMap, ema: &TensorMap, state:
     write_safetensors(tmp.join("model.safetensors"), model, &Default::default(), Precision::F32)?;
     write_safetensors(tmp.join("ema.safetensors"), ema, &Default::default(), Precision::F32)?;
     write_json(&tmp.join("state.json"), state)?;
-    let fin = out.join(format!("ckpt-{step}"));
-    let _ = std::fs::remove_dir_all(&fin);
-    std::fs::rename(&tmp, &fin).map_err(|e| EngineError::io(&fin, e))?;
-    atomic_write(&out.join("latest"), format!("ckpt-{step}").as_bytes())?;
-    // keep the newest two
-    if let Ok(rd) = std::fs::read_dir(out) {
-        let mut olds: Vec<usize> = rd
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("ckpt-")?.parse().ok())
-            .filter(|&s| s < step)
-            .collect();
-        olds.sort();
-        olds.pop();
-        for s in olds {
-            let _ = std::fs::remove_dir_all(out.join(format!("ckpt-{s}")));
-        }
-    }
-    Ok(())
+    crate::train::publish_checkpoint(out, &tmp, step)
 }
 
 /// `loss.csv` rows `(step, loss)`.

@@ -205,12 +205,17 @@ fn save_checkpoint(run: &RunDir, step: usize, model: &DinoSae, ema: &TensorMap, 
     save_sae(&ema_model, tmp.join("ema"), Precision::F32)?;
     let state = serde_json::json!({ "step": step, "train": cfg });
     crate::raw::atomic_write(&tmp.join("state.json"), state.to_string().as_bytes())?;
-    let fin = run.0.join(format!("ckpt-{step}"));
+    publish_checkpoint(&run.0, &tmp, step)
+}
+
+/// Make a fully written temporary checkpoint folder `tmp` the run's `ckpt-{step}`: rename it into place, point
+/// `latest` at it (atomically), and keep only the newest two checkpoints.
+pub fn publish_checkpoint(out: &Path, tmp: &Path, step: usize) -> Result<()> {
+    let fin = out.join(format!("ckpt-{step}"));
     let _ = std::fs::remove_dir_all(&fin);
-    std::fs::rename(&tmp, &fin).map_err(|e| EngineError::io(&fin, e))?;
-    crate::raw::atomic_write(&run.0.join("latest"), format!("ckpt-{step}").as_bytes())?;
-    // keep the newest two
-    if let Ok(rd) = std::fs::read_dir(&run.0) {
+    std::fs::rename(tmp, &fin).map_err(|e| EngineError::io(&fin, e))?;
+    crate::raw::atomic_write(&out.join("latest"), format!("ckpt-{step}").as_bytes())?;
+    if let Ok(rd) = std::fs::read_dir(out) {
         let mut olds: Vec<usize> = rd
             .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("ckpt-")?.parse().ok())
             .filter(|&s| s < step)
@@ -218,7 +223,7 @@ fn save_checkpoint(run: &RunDir, step: usize, model: &DinoSae, ema: &TensorMap, 
         olds.sort();
         olds.pop();
         for s in olds {
-            let _ = std::fs::remove_dir_all(run.0.join(format!("ckpt-{s}")));
+            let _ = std::fs::remove_dir_all(out.join(format!("ckpt-{s}")));
         }
     }
     Ok(())
