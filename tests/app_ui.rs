@@ -57,7 +57,7 @@ fn every_panel_by_its_labels() {
         random_preset: None,
         tab: None,
     };
-    let mut h = Harness::builder().with_size(egui::vec2(1360.0, 820.0)).build_ui_state(
+    let mut h = Harness::builder().with_size(egui::vec2(1360.0, 1000.0)).build_ui_state(
         move |ui, state: &mut Option<Studio>| {
             state.get_or_insert_with(|| Studio::new(ui.ctx().clone(), opts.clone())).show(ui);
         },
@@ -176,6 +176,29 @@ fn every_panel_by_its_labels() {
     h.get_by_label("Cancel sampling").click();
     wait_for(&mut h, "cancelled samples", |s| !s.sample.running && s.sample.result.as_ref().is_some_and(|r| r.1));
     assert!(h.query_by_label_contains("Cancelled after").is_some(), "the last state is kept");
+    // slerp walk between two seeds: playable frames, exported as PNGs
+    {
+        let app = h.state_mut().as_mut().expect("app");
+        app.sample.steps = 10;
+        app.sample.walk_frames = 4;
+        app.sample.seed_b = 5;
+        app.sample.frames_dir = run.join("frames").display().to_string();
+    }
+    h.get_by_label("Walk").click();
+    wait_for(&mut h, "walk", |s| !s.sample.walk.is_empty() && !s.sample.running);
+    let (first, last, n) = {
+        let w = &h.state().as_ref().expect("app").sample.walk;
+        (w[0].clone(), w[w.len() - 1].clone(), w.len())
+    };
+    assert_eq!(n, 5, "4 intervals give 5 frames");
+    assert_ne!(first, last, "two different seeds give different endpoints");
+    h.get_by_label("Play").click();
+    h.run_steps(2);
+    h.get_by_label("Export frames").click();
+    h.run_steps(2);
+    for i in 0..5 {
+        assert!(run.join(format!("frames/frame_{i:03}.png")).exists(), "frame {i} exported ({:?}, saved {:?})", h.state().as_ref().and_then(|s| s.error.clone()), h.state().as_ref().map(|s| s.sample.frames_saved));
+    }
     let _ = std::fs::remove_dir_all(&run);
 
     // Bad inputs keep everything: a corrupt image, then a wrong checkpoint

@@ -94,6 +94,16 @@ pub struct SampleUi {
     pub result_image: Option<image::RgbImage>,
     cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub dit_path: String,
+    // slerp walk
+    pub seed_b: u64,
+    pub walk_frames: usize,
+    pub walk: Vec<image::RgbImage>,
+    pub walk_tex: Vec<TextureHandle>,
+    pub walk_pos: usize,
+    pub playing: bool,
+    last_advance: f64,
+    pub frames_dir: String,
+    pub frames_saved: Option<usize>,
 }
 
 impl Default for SampleUi {
@@ -115,6 +125,15 @@ impl Default for SampleUi {
             result_image: None,
             cancel: Default::default(),
             dit_path: String::new(),
+            seed_b: 1,
+            walk_frames: 16,
+            walk: Vec::new(),
+            walk_tex: Vec::new(),
+            walk_pos: 0,
+            playing: false,
+            last_advance: 0.0,
+            frames_dir: std::env::temp_dir().join("dino-sae-walk").display().to_string(),
+            frames_saved: None,
         }
     }
 }
@@ -622,6 +641,21 @@ impl Studio {
                         Err(e) => self.error = Some(e.to_string()),
                     }
                 }
+                Event::Walked { id, frames, millis: _ } => {
+                    if id != self.last_sent {
+                        continue;
+                    }
+                    self.busy = false;
+                    self.sample.running = false;
+                    self.sample.walk_tex = frames
+                        .iter()
+                        .enumerate()
+                        .map(|(i, f)| self.ctx.load_texture(format!("walk{i}"), color_image(f), TextureOptions::NEAREST))
+                        .collect();
+                    self.sample.walk = frames;
+                    self.sample.walk_pos = 0;
+                    self.sample.frames_saved = None;
+                }
                 Event::Failed { id, error } => {
                     if id.is_none() || id == Some(self.last_sent) {
                         self.busy = false;
@@ -1002,6 +1036,83 @@ impl Studio {
         self.worker.send(Command::Sample { id, spec, preview_every: 5, cancel });
     }
 
+    fn start_walk(&mut self) {
+        let spec = engine::generate::SampleSpec {
+            class: self.sample.class,
+            count: 1,
+            seed: self.sample.seed,
+            steps: self.sample.steps.max(1),
+            method: if self.sample.exp_map { engine::sampler::SphereStep::ExpMap } else { engine::sampler::SphereStep::EulerProj },
+            cfg_scale: self.sample.cfg,
+            s_vae: Some(self.sample.s_vae),
+            shift: None,
+        };
+        let id = self.next_id();
+        self.busy = true;
+        self.sample.running = true;
+        self.worker.send(Command::Walk { id, spec, seed_b: self.sample.seed_b, frames: self.sample.walk_frames });
+    }
+
+    /// Write the walk's frames as PNGs (frame_000.png ...) with the parameters in text chunks.
+    pub fn export_walk(&mut self) {
+        let dir = PathBuf::from(self.sample.frames_dir.trim());
+        let n = self.sample.walk.len();
+        for (i, f) in self.sample.walk.iter().enumerate() {
+            let text = vec![
+                ("Software", "DINO-SAE Studio".to_string()),
+                ("Walk", format!("seed {} -> seed {}, frame {i}/{}", self.sample.seed, self.sample.seed_b, n.saturating_sub(1))),
+            ];
+            if let Err(e) = engine::image_io::save_png(dir.join(format!("frame_{i:03}.png")), f, &text) {
+                self.error = Some(e.to_string());
+                return;
+            }
+        }
+        self.sample.frames_saved = Some(n);
+    }
+
+    fn walk_ui(&mut self, ui: &mut egui::Ui) {
+        ui.separator();
+        ui.heading("Slerp walk between two seeds");
+        ui.horizontal(|ui| {
+            ui.label(format!("from seed {} to", self.sample.seed));
+            ui.add(egui::DragValue::new(&mut self.sample.seed_b).prefix("seed "));
+            ui.add(egui::Slider::new(&mut self.sample.walk_frames, 1..=60).text("intervals"));
+            if ui.add_enabled(!self.sample.running, egui::Button::new("Walk")).clicked() {
+                self.start_walk();
+            }
+        });
+        if self.sample.walk_tex.is_empty() {
+            return;
+        }
+        let n = self.sample.walk_tex.len();
+        ui.horizontal(|ui| {
+            if ui.button(if self.sample.playing { "Pause" } else { "Play" }).clicked() {
+                self.sample.playing = !self.sample.playing;
+            }
+            ui.add(egui::Slider::new(&mut self.sample.walk_pos, 0..=n - 1).text("frame"));
+        });
+        if self.sample.playing {
+            let now = ui.ctx().input(|i| i.time);
+            if now - self.sample.last_advance > 0.12 {
+                self.sample.walk_pos = (self.sample.walk_pos + 1) % n;
+                self.sample.last_advance = now;
+            }
+            ui.ctx().request_repaint_after(std::time::Duration::from_millis(120));
+        }
+        let t = &self.sample.walk_tex[self.sample.walk_pos.min(n - 1)];
+        ui.image((t.id(), egui::vec2(200.0, 200.0)));
+        ui.horizontal(|ui| {
+            ui.label("Frames folder:");
+            ui.text_edit_singleline(&mut self.sample.frames_dir);
+            if ui.button("Export frames").clicked() {
+                self.export_walk();
+            }
+        });
+        if let Some(k) = self.sample.frames_saved {
+            ui.label(format!("saved {k} frames"));
+        }
+    }
+
     pub fn cancel_sampling(&mut self) {
         self.sample.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -1060,7 +1171,7 @@ impl Studio {
             if let Some(p) = &self.sample.preview {
                 ui.vertical(|ui| {
                     ui.label("Preview (current state, decoded)");
-                    ui.image((p.id(), egui::vec2(320.0, 320.0)));
+                    ui.image((p.id(), egui::vec2(240.0, 240.0)));
                 });
             }
             if let Some((t, cancelled, done, ms)) = &self.sample.result {
@@ -1070,10 +1181,11 @@ impl Studio {
                     } else {
                         format!("Samples: {done} steps, {ms:.0} ms")
                     });
-                    ui.image((t.id(), egui::vec2(320.0, 320.0)));
+                    ui.image((t.id(), egui::vec2(240.0, 240.0)));
                 });
             }
         });
+        self.walk_ui(ui);
     }
 
     fn menu(&mut self, ui: &mut egui::Ui) {
@@ -1144,7 +1256,9 @@ impl Studio {
             Tab::Compare => self.compare_tab(ui),
             Tab::Inspect => self.inspect_tab(ui),
             Tab::Steer => self.steer_tab(ui),
-            Tab::Sample => self.sample_tab(ui),
+            Tab::Sample => {
+                egui::ScrollArea::vertical().show(ui, |ui| self.sample_tab(ui));
+            }
         });
         if self.help {
             egui::Window::new("Keyboard shortcuts").collapsible(false).show(ui.ctx(), |ui| {

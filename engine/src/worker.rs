@@ -42,6 +42,8 @@ pub enum Command {
     /// Sample with the loaded generator; previews every `preview_every` steps; `cancel` stops it (keeping the
     /// last state, which is decoded and returned).
     Sample { id: u64, spec: crate::generate::SampleSpec, preview_every: usize, cancel: std::sync::Arc<std::sync::atomic::AtomicBool> },
+    /// A slerp walk (per patch) between the samples of two seeds (`spec.seed` and `seed_b`), `frames` intervals.
+    Walk { id: u64, spec: crate::generate::SampleSpec, seed_b: u64, frames: usize },
     Shutdown,
 }
 
@@ -77,6 +79,7 @@ pub enum Event {
     DitLoaded { classes: Vec<String>, grid: [usize; 2], s_vae: f64 },
     SampleProgress { id: u64, step: usize, of: usize, eta_secs: f64, preview: RgbImage },
     Sampled { id: u64, images: Vec<RgbImage>, cancelled: bool, steps_done: usize, millis: f64 },
+    Walked { id: u64, frames: Vec<RgbImage>, millis: f64 },
     Failed { id: Option<u64>, error: String },
 }
 
@@ -126,7 +129,8 @@ impl Worker {
                         Command::Reconstruct { id, .. }
                         | Command::PatchCosine { id, .. }
                         | Command::Steer { id, .. }
-                        | Command::Sample { id, .. } => Some(*id),
+                        | Command::Sample { id, .. }
+                        | Command::Walk { id, .. } => Some(*id),
                         _ => None,
                     };
                     let emit = |ev: Event| {
@@ -355,6 +359,18 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
                 steps_done: out.steps_done,
                 millis: t0.elapsed().as_secs_f64() * 1e3,
             })
+        }
+        Command::Walk { id, spec, seed_b, frames } => {
+            let m = state.model.as_ref().ok_or_else(|| crate::EngineError::Config("no model loaded".into()))?;
+            let b = state.dit.as_ref().ok_or_else(|| crate::EngineError::Config("no generator loaded".into()))?;
+            let t0 = Instant::now();
+            let one = crate::generate::SampleSpec { count: 1, ..spec.clone() };
+            let za = crate::generate::sample_latents(b, &one)?;
+            let zb = crate::generate::sample_latents(b, &crate::generate::SampleSpec { seed: seed_b, ..one })?;
+            let zs = crate::generate::slerp_frames(&za, &zb, frames.clamp(1, 120))?;
+            let z = burn::tensor::Tensor::cat(zs, 0);
+            let frames = crate::generate::decode_images(m, z)?;
+            Ok(Event::Walked { id, frames, millis: t0.elapsed().as_secs_f64() * 1e3 })
         }
         Command::Shutdown => Err(crate::EngineError::Cancelled),
     }
