@@ -110,6 +110,28 @@ fn every_panel_by_its_labels() {
     // Steer: drag the rotation slider -> a changed decode
     h.get_by_label("Steer").click();
     h.run_steps(3);
+    // box selection: drag over the original from 10% to 50% of its width and height
+    let r = h.state().as_ref().and_then(|s| s.last_image_rect).expect("image drawn");
+    let (gh, gw) = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| c.grid)).expect("grid");
+    let a = r.min + egui::vec2(r.width() * 0.1, r.height() * 0.1);
+    let b = r.min + egui::vec2(r.width() * 0.5, r.height() * 0.5);
+    h.hover_at(a);
+    h.step();
+    h.event(egui::Event::PointerButton { pos: a, button: egui::PointerButton::Primary, pressed: true, modifiers: Default::default() });
+    h.step();
+    for k in 1..=8 {
+        h.hover_at(a + (b - a) * (k as f32 / 8.0));
+        h.step();
+    }
+    h.event(egui::Event::PointerButton { pos: b, button: egui::PointerButton::Primary, pressed: false, modifiers: Default::default() });
+    h.run_steps(2);
+    let expect = |n: usize, lo: f32, hi: f32| (0..n).filter(|&i| { let c = (i as f32 + 0.5) / n as f32; c >= lo && c <= hi }).count();
+    let want = expect(gh, 0.1, 0.5) * expect(gw, 0.1, 0.5);
+    let got = h.state().as_ref().map(|s| s.selection.len()).unwrap_or(0);
+    assert_eq!(got, want, "box selects the patches whose centres it covers");
+    h.get_by_label("All patches").click();
+    h.run_steps(2);
+    assert!(h.state().as_ref().is_some_and(|s| s.selection.is_empty()));
     // the slider and its text label both carry the name; the value action reaches the slider
     for n in h.query_all_by_label_contains("rotate (degrees)") {
         n.set_value_accesskit(60.0);

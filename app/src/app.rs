@@ -210,6 +210,8 @@ pub struct Studio {
     /// Compare: shared zoom (1 = fit) and pan (uv offset of the view's centre) of all three views.
     pub zoom: f32,
     pub pan: egui::Vec2,
+    /// Steer: where a box selection started.
+    box_start: Option<egui::Pos2>,
     /// An open native file dialog (rfd on its own thread) and what its answer is for.
     dialog: Option<(DialogFor, poll_promise::Promise<Option<PathBuf>>)>,
 }
@@ -225,6 +227,22 @@ enum DialogFor {
 
 fn color_image(img: &image::RgbImage) -> ColorImage {
     ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
+}
+
+/// Row-major indices of the grid cells whose centres lie inside `r` (screen coordinates over `resp`).
+pub fn patches_in(resp: &egui::Response, r: egui::Rect, grid: (usize, usize)) -> Vec<usize> {
+    let (gh, gw) = grid;
+    let img = resp.rect;
+    let mut out = Vec::new();
+    for y in 0..gh {
+        for x in 0..gw {
+            let c = img.min + egui::vec2((x as f32 + 0.5) * img.width() / gw as f32, (y as f32 + 0.5) * img.height() / gh as f32);
+            if r.contains(c) {
+                out.push(y * gw + x);
+            }
+        }
+    }
+    out
 }
 
 fn patch_at(resp: &egui::Response, pos: egui::Pos2, grid: (usize, usize)) -> Option<usize> {
@@ -280,6 +298,7 @@ impl Studio {
             zoom: 1.0,
             pan: egui::Vec2::ZERO,
             dialog: None,
+            box_start: None,
         };
         match opts.tab.as_deref() {
             Some("inspect") => {
@@ -924,8 +943,12 @@ impl Studio {
         if self.heat != HeatMode::Pca {
             ui.label(format!("colour scale: {lo:.2} (dark violet) .. {hi:.2} (yellow)"));
         }
-        if let Some((q, _)) = &c.cosine {
+        if let Some((q, v)) = &c.cosine {
             ui.label(format!("cosine map of patch {q} (click another patch to change)"));
+            let mut order: Vec<usize> = (0..v.len()).filter(|&i| i != *q).collect();
+            order.sort_by(|a, b| v[*b].total_cmp(&v[*a]));
+            let near: Vec<String> = order.iter().take(5).map(|&i| format!("({}, {}) {:.3}", i / c.grid.1, i % c.grid.1, v[i])).collect();
+            ui.label(format!("nearest patches: {}", near.join(", ")));
         }
         // histogram of norms as text bars (10 bins)
         let bins = heatmap::histogram(&c.magnitude, 10);
@@ -948,7 +971,11 @@ impl Studio {
                 self.selection.clear();
                 changed = true;
             }
-            ui.label(if self.selection.is_empty() { "all".to_string() } else { format!("{} patches (click to toggle)", self.selection.len()) });
+            ui.label(if self.selection.is_empty() {
+                "all (click patches to toggle, drag a box)".to_string()
+            } else {
+                format!("{} patches (click to toggle, drag a box)", self.selection.len())
+            });
         });
         ui.horizontal(|ui| {
             ui.label("Target:");
@@ -987,6 +1014,23 @@ impl Studio {
                 ui.label("Original (click patches to select)");
                 if let Some(resp) = self.overlay_image(ui, size) {
                     let grid = self.current.as_ref().map(|c| c.grid).unwrap_or((1, 1));
+                    // drag a box: select every patch it covers
+                    let resp = resp.interact(egui::Sense::click_and_drag());
+                    if resp.drag_started() {
+                        // where the button went down, not where the drag was recognised
+                        self.box_start = ui.ctx().input(|i| i.pointer.press_origin()).or(resp.interact_pointer_pos());
+                    }
+                    if let (Some(a), Some(b)) = (self.box_start, resp.interact_pointer_pos()) {
+                        if resp.dragged() {
+                            ui.painter().rect_stroke(egui::Rect::from_two_pos(a, b), 0.0, egui::Stroke::new(1.0, Color32::WHITE), egui::StrokeKind::Inside);
+                        }
+                        if resp.drag_stopped() {
+                            let r = egui::Rect::from_two_pos(a, b);
+                            self.selection = patches_in(&resp, r, grid);
+                            self.box_start = None;
+                            self.send_steer();
+                        }
+                    }
                     if let Some(pos) = resp.interact_pointer_pos().filter(|_| resp.clicked()) {
                         if let Some(p) = patch_at(&resp, pos, grid) {
                             match self.selection.iter().position(|&q| q == p) {
