@@ -149,6 +149,15 @@ fn every_panel_by_its_labels() {
     h.get_by_label("Undo").click();
     h.run_steps(2);
     assert_eq!(h.state().as_ref().map(|s| s.edit.angle_deg), Some(0.0));
+    // steer towards the first principal axis of the patch directions
+    h.get_by_label("PCA 1+").click();
+    for n in h.query_all_by_label_contains("rotate (degrees)") {
+        n.set_value_accesskit(30.0);
+    }
+    h.run_steps(2);
+    wait_for(&mut h, "PCA steer", |s| {
+        matches!(&s.edit.target, engine::steer::SteerTarget::Direction(d) if d.len() == 64) && s.edit.angle_deg == 30.0 && !s.busy
+    });
 
     // Export a PNG with its parameters
     let out = std::env::temp_dir().join(format!("dino-sae-ui-{}.png", std::process::id()));

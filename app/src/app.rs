@@ -149,6 +149,8 @@ pub enum HeatMode {
 enum TargetKind {
     Patch,
     Random,
+    /// A principal axis (0..3) of the patch directions, with a sign.
+    Pca(usize, bool),
 }
 
 /// Everything shown about the current image.
@@ -161,6 +163,7 @@ pub struct Current {
     pub grid: (usize, usize),
     pub magnitude: Vec<f32>,
     pub pca_rgb: Vec<[u8; 3]>,
+    pub pca_axes: Vec<Vec<f32>>,
     pub cosine: Option<(usize, Vec<f32>)>,
     pub steered: Option<(image::RgbImage, f64, f64)>,
     tex_input: TextureHandle,
@@ -446,6 +449,12 @@ impl Studio {
         self.edit.target = match self.target_kind {
             TargetKind::Patch => SteerTarget::Patch(self.target_patch),
             TargetKind::Random => SteerTarget::Random(self.edit.noise_seed.wrapping_add(1)),
+            TargetKind::Pca(k, positive) => {
+                match self.current.as_ref().and_then(|c| c.pca_axes.get(k)) {
+                    Some(a) => SteerTarget::Direction(a.iter().map(|v| if positive { *v } else { -*v }).collect()),
+                    None => SteerTarget::Random(self.edit.noise_seed.wrapping_add(1)),
+                }
+            }
         };
         let id = self.next_id();
         self.busy = true;
@@ -586,7 +595,7 @@ impl Studio {
                         self.submit(img);
                     }
                 }
-                Event::Reconstructed { id, input, recon, psnr, ssim, magnitude, pca_rgb, grid, millis } => {
+                Event::Reconstructed { id, input, recon, psnr, ssim, magnitude, pca_rgb, pca_axes, grid, millis } => {
                     if id != self.last_sent {
                         continue;
                     }
@@ -607,6 +616,7 @@ impl Studio {
                         grid,
                         magnitude,
                         pca_rgb,
+                        pca_axes,
                         cosine: None,
                         steered: None,
                     });
@@ -981,6 +991,11 @@ impl Studio {
             ui.label("Target:");
             changed |= ui.radio_value(&mut self.target_kind, TargetKind::Random, "random direction").changed();
             changed |= ui.radio_value(&mut self.target_kind, TargetKind::Patch, "patch").changed();
+            for k in 0..3 {
+                for (positive, sign) in [(true, "+"), (false, "-")] {
+                    changed |= ui.radio_value(&mut self.target_kind, TargetKind::Pca(k, positive), format!("PCA {}{sign}", k + 1)).changed();
+                }
+            }
             if self.target_kind == TargetKind::Patch {
                 let n = self.current.as_ref().map(|c| c.grid.0 * c.grid.1).unwrap_or(1);
                 changed |= ui.add(egui::DragValue::new(&mut self.target_patch).range(0..=n.saturating_sub(1))).changed();

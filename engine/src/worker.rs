@@ -70,6 +70,8 @@ pub enum Event {
         magnitude: Vec<f32>,
         /// PCA -> RGB of patch directions, fitted jointly on every image reconstructed with this model.
         pca_rgb: Vec<[u8; 3]>,
+        /// The 3 principal axes of that fit (length C each), usable as steering directions.
+        pca_axes: Vec<Vec<f32>>,
         grid: (usize, usize),
         millis: f64,
     },
@@ -265,7 +267,10 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
                 state.history.remove(0);
             }
             let refs: Vec<&crate::raw::RawTensor> = state.history.iter().collect();
-            let pca_rgb = crate::inspect::Pca::fit(&refs).map(|p| p.rgb(&raw)).unwrap_or_default();
+            let pca = crate::inspect::Pca::fit(&refs);
+            let pca_rgb = pca.as_ref().map(|p| p.rgb(&raw)).unwrap_or_default();
+            let pca_axes: Vec<Vec<f32>> =
+                pca.map(|p| p.axes.iter().map(|a| a.iter().map(|&v| v as f32).collect()).collect()).unwrap_or_default();
             state.current = Some((raw, img.clone()));
             Ok(Event::Reconstructed {
                 id,
@@ -275,6 +280,7 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
                 input: img,
                 magnitude: mag.data,
                 pca_rgb,
+                pca_axes,
                 grid,
                 millis: t0.elapsed().as_secs_f64() * 1e3,
             })
