@@ -74,6 +74,19 @@ fn every_panel_by_its_labels() {
     h.run_steps(2);
     assert_eq!(h.state().as_ref().map(|s| s.swipe), Some(0.5));
     snapshot(&mut h, "compare");
+    // a second model side by side, and the teacher for per-patch student-vs-teacher cosines
+    {
+        let app = h.state_mut().as_mut().expect("app");
+        app.model_path = root().join("tests/fixtures/dinosae-setA/sae/model.safetensors").display().to_string();
+        app.teacher_path = root().join("tests/fixtures/dinosae-setA/dinov3/hf").display().to_string();
+    }
+    h.get_by_label("Add model to compare").click();
+    wait_for(&mut h, "compare model", |s| s.current.as_ref().is_some_and(|c| c.others.len() == 1));
+    assert!(h.query_by_label_contains("model.safetensors: PSNR").is_some(), "the second reconstruction is labelled");
+    h.get_by_label("Load teacher").click();
+    wait_for(&mut h, "teacher cosine", |s| s.current.as_ref().is_some_and(|c| c.teacher_cosine.is_some()));
+    let n = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| (c.teacher_cosine.as_ref().map(Vec::len), c.grid))).expect("c");
+    assert_eq!(n.0, Some(n.1 .0 * n.1 .1), "one cosine per patch");
     // synchronised zoom: 1:1 zooms all three views, Fit resets
     h.get_by_label("1:1").click();
     h.run_steps(2);

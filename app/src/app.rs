@@ -143,6 +143,8 @@ pub enum HeatMode {
     Magnitude,
     Pca,
     Cosine,
+    /// Student-vs-teacher cosine per patch (needs a loaded teacher).
+    Teacher,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +166,9 @@ pub struct Current {
     pub magnitude: Vec<f32>,
     pub pca_rgb: Vec<[u8; 3]>,
     pub pca_axes: Vec<Vec<f32>>,
+    pub teacher_cosine: Option<Vec<f32>>,
+    /// Other models' reconstructions: (name, texture, PSNR, SSIM).
+    pub others: Vec<(String, TextureHandle, f64, f64)>,
     pub cosine: Option<(usize, Vec<f32>)>,
     pub steered: Option<(image::RgbImage, f64, f64)>,
     tex_input: TextureHandle,
@@ -213,6 +218,9 @@ pub struct Studio {
     /// Compare: shared zoom (1 = fit) and pan (uv offset of the view's centre) of all three views.
     pub zoom: f32,
     pub pan: egui::Vec2,
+    /// Last informational message (status bar).
+    pub status: Option<String>,
+    pub teacher_path: String,
     /// Steer: where a box selection started.
     box_start: Option<egui::Pos2>,
     /// An open native file dialog (rfd on its own thread) and what its answer is for.
@@ -230,6 +238,13 @@ enum DialogFor {
 
 fn color_image(img: &image::RgbImage) -> ColorImage {
     ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
+}
+
+/// Resident memory of this process (VmRSS), MiB.
+fn current_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Row-major indices of the grid cells whose centres lie inside `r` (screen coordinates over `resp`).
@@ -302,6 +317,10 @@ impl Studio {
             pan: egui::Vec2::ZERO,
             dialog: None,
             box_start: None,
+            status: None,
+            teacher_path: std::env::var("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/dino-sae/teacher-dinov2-s14").display().to_string())
+                .unwrap_or_default(),
         };
         match opts.tab.as_deref() {
             Some("inspect") => {
@@ -562,6 +581,7 @@ impl Studio {
                 let (_, v) = c.cosine.as_ref()?;
                 heatmap::overlay_range(&c.input, v, c.grid, -1.0, 1.0)
             }
+            HeatMode::Teacher => heatmap::overlay_range(&c.input, c.teacher_cosine.as_ref()?, c.grid, -1.0, 1.0),
             HeatMode::Pca => {
                 if c.pca_rgb.is_empty() {
                     return None;
@@ -595,13 +615,18 @@ impl Studio {
                         self.submit(img);
                     }
                 }
-                Event::Reconstructed { id, input, recon, psnr, ssim, magnitude, pca_rgb, pca_axes, grid, millis } => {
+                Event::Reconstructed { id, input, recon, psnr, ssim, magnitude, pca_rgb, pca_axes, teacher_cosine, others, grid, millis } => {
                     if id != self.last_sent {
                         continue;
                     }
                     self.busy = false;
                     let err = heatmap::error_image(&input, &recon);
                     let o = self.tex_options();
+                    let others = others
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (n, img, p, q))| (n, self.ctx.load_texture(format!("other{i}"), color_image(&img), o), p, q))
+                        .collect();
                     self.current = Some(Current {
                         tex_input: self.ctx.load_texture("input", color_image(&input), o),
                         tex_recon: self.ctx.load_texture("recon", color_image(&recon), o),
@@ -617,6 +642,8 @@ impl Studio {
                         magnitude,
                         pca_rgb,
                         pca_axes,
+                        teacher_cosine,
+                        others,
                         cosine: None,
                         steered: None,
                     });
@@ -642,6 +669,14 @@ impl Studio {
                     }
                 }
                 Event::Exported { path } => self.last_export = Some(path),
+                Event::CompareModelAdded { name } | Event::TeacherLoaded { name } => {
+                    self.busy = false;
+                    self.status = Some(format!("loaded {name}"));
+                    if let Some(c) = &self.current {
+                        let img = c.input.clone();
+                        self.submit(img);
+                    }
+                }
                 Event::DitLoaded { classes, grid: _, s_vae } => {
                     self.sample.classes = classes;
                     self.sample.s_vae_default = s_vae;
@@ -732,6 +767,19 @@ impl Studio {
         if ui.button("Random small model (demo)").clicked() {
             self.load_model(ModelSource::RandomPreset("small".into()));
         }
+        if ui.button("Add model to compare").clicked() && !self.model_path.trim().is_empty() {
+            self.busy = true;
+            self.worker.send(Command::AddCompareModel(PathBuf::from(self.model_path.trim())));
+        }
+        ui.label("Teacher (for student-vs-teacher cosine):");
+        ui.text_edit_singleline(&mut self.teacher_path);
+        if ui.button("Load teacher").clicked() && !self.teacher_path.trim().is_empty() {
+            self.busy = true;
+            self.worker.send(Command::LoadTeacher(PathBuf::from(self.teacher_path.trim())));
+        }
+        if let Some(mb) = current_rss_mb() {
+            ui.small(format!("memory in use: {mb:.0} MiB"));
+        }
         ui.separator();
         ui.heading("Image");
         ui.label("Path (or drop a file on the window):");
@@ -790,6 +838,7 @@ impl Studio {
                     Some((c.magnitude.clone(), lo, hi))
                 }
                 HeatMode::Cosine => c.cosine.as_ref().map(|(_, v)| (v.clone(), -1.0, 1.0)),
+                HeatMode::Teacher => c.teacher_cosine.as_ref().map(|v| (v.clone(), -1.0, 1.0)),
                 HeatMode::Pca => None,
             };
             match scalar.filter(|_| self.gpu_heatmap) {
@@ -905,6 +954,17 @@ impl Studio {
                 view(ui, &c.tex_error);
             });
         });
+        if !c.others.is_empty() {
+            ui.horizontal(|ui| {
+                for (name, tex, p, q) in &c.others {
+                    ui.vertical(|ui| {
+                        let short = std::path::Path::new(name).file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+                        ui.label(format!("{short}: PSNR {p:.2} dB, SSIM {q:.4}"));
+                        view(ui, tex);
+                    });
+                }
+            });
+        }
         // dragging any view pans all of them
         self.pan -= drag * uv.width();
     }
@@ -919,6 +979,9 @@ impl Studio {
             ui.selectable_value(&mut self.heat, HeatMode::Magnitude, "Magnitude |z|");
             ui.selectable_value(&mut self.heat, HeatMode::Pca, "Direction (PCA -> RGB)");
             ui.selectable_value(&mut self.heat, HeatMode::Cosine, "Cosine to clicked patch");
+            ui.add_enabled_ui(self.current.as_ref().is_some_and(|c| c.teacher_cosine.is_some()), |ui| {
+                ui.selectable_value(&mut self.heat, HeatMode::Teacher, "Student vs teacher");
+            });
             if before != self.heat {
                 self.show_heat = true;
                 self.refresh_overlay();
@@ -936,6 +999,9 @@ impl Studio {
                 if let Some((q, v)) = &c.cosine {
                     tip.push_str(&format!("\ncos to patch {q}: {:.3}", v[p]));
                 }
+                if let Some(v) = &c.teacher_cosine {
+                    tip.push_str(&format!("\nangle to the teacher: {:.1} deg", v[p].clamp(-1.0, 1.0).acos().to_degrees()));
+                }
                 resp.clone().on_hover_text(tip);
             }
         }
@@ -952,6 +1018,10 @@ impl Studio {
         };
         if self.heat != HeatMode::Pca {
             ui.label(format!("colour scale: {lo:.2} (dark violet) .. {hi:.2} (yellow)"));
+        }
+        if let Some(v) = &c.teacher_cosine {
+            let mean = v.iter().sum::<f32>() / v.len().max(1) as f32;
+            ui.label(format!("mean student-vs-teacher cosine: {mean:.3}"));
         }
         if let Some((q, v)) = &c.cosine {
             ui.label(format!("cosine map of patch {q} (click another patch to change)"));
@@ -1305,6 +1375,8 @@ impl Studio {
                 }
                 if let Some(e) = &self.error {
                     ui.colored_label(Color32::from_rgb(220, 60, 60), format!("error: {e}"));
+                } else if let Some(m) = &self.status {
+                    ui.label(m);
                 }
             });
         });

@@ -39,6 +39,11 @@ pub enum Command {
     ExportLatent { path: PathBuf, edited: Option<crate::steer::SteerEdit> },
     /// Load a generator (`train-dit` final folder) trained on this model's latents.
     LoadDit(PathBuf),
+    /// Add a model whose reconstructions are shown beside the main one (Compare).
+    AddCompareModel(PathBuf),
+    /// Load the unmodified teacher backbone (e.g. DINOv2 from scripts/fetch-teacher.sh) for per-patch
+    /// student-vs-teacher cosines.
+    LoadTeacher(PathBuf),
     /// Sample with the loaded generator; previews every `preview_every` steps; `cancel` stops it (keeping the
     /// last state, which is decoded and returned).
     Sample { id: u64, spec: crate::generate::SampleSpec, preview_every: usize, cancel: std::sync::Arc<std::sync::atomic::AtomicBool> },
@@ -72,12 +77,18 @@ pub enum Event {
         pca_rgb: Vec<[u8; 3]>,
         /// The 3 principal axes of that fit (length C each), usable as steering directions.
         pca_axes: Vec<Vec<f32>>,
+        /// Per-patch cosine between the student's and the teacher's patch tokens (when a teacher is loaded).
+        teacher_cosine: Option<Vec<f32>>,
+        /// (model name, reconstruction, PSNR, SSIM) of every added compare model.
+        others: Vec<(String, RgbImage, f64, f64)>,
         grid: (usize, usize),
         millis: f64,
     },
     CosineMap { id: u64, patch: usize, values: Vec<f32> },
     Steered { id: u64, image: RgbImage, psnr: f64, magnitude: Vec<f32>, millis: f64 },
     Exported { path: PathBuf },
+    CompareModelAdded { name: String },
+    TeacherLoaded { name: String },
     DitLoaded { classes: Vec<String>, grid: [usize; 2], s_vae: f64 },
     SampleProgress { id: u64, step: usize, of: usize, eta_secs: f64, preview: RgbImage },
     Sampled { id: u64, images: Vec<RgbImage>, cancelled: bool, steps_done: usize, millis: f64 },
@@ -94,6 +105,8 @@ struct State {
     /// Latents of every image reconstructed with this model (for the joint PCA), newest last, at most 8.
     history: Vec<crate::raw::RawTensor>,
     dit: Option<crate::generate::DitBundle>,
+    others: Vec<(String, DinoSae)>,
+    teacher: Option<crate::model::vit::Vit>,
 }
 
 /// Handle to the engine thread.
@@ -256,12 +269,33 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
             let t0 = Instant::now();
             let img = image_io::fit16(&image, fit);
             let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
-            let lat = m.encode(x)?;
+            let lat = m.encode(x.clone())?;
             let grid = lat.grid();
             let mag = crate::raw::RawTensor::from_tensor(sphere::magnitude(&lat.patches))?;
             let raw = crate::raw::RawTensor::from_tensor(lat.patches.clone())?;
+            let teacher_cosine = match &state.teacher {
+                Some(t) => {
+                    let (gh, gw) = grid;
+                    let ps = t.cfg.patch_size;
+                    let tx = crate::interp::resize_bicubic(x.clone(), ps * gh, ps * gw, false, None);
+                    let tt = t.forward(tx, &mut crate::model::nn::Probe::default()).patch_tokens();
+                    let st = crate::model::sae::tokens_to_map(tt, grid);
+                    let c = crate::fixture::cosine_last(
+                        lat.patches.clone().reshape([1, lat.patches.dims()[1], gh * gw]).swap_dims(1, 2),
+                        st.reshape([1, lat.patches.dims()[1], gh * gw]).swap_dims(1, 2),
+                    );
+                    Some(crate::raw::RawTensor::from_tensor(c)?.data)
+                }
+                None => None,
+            };
             let rec = image_io::from_tensor(m.decode(lat.patches)?, &m.cfg.pixels)?;
             let orig: RgbF32 = image_io::rgb8_to_f32(&img);
+            let mut others = Vec::new();
+            for (name, om) in &state.others {
+                let ox = image_io::to_tensor(&[&img], &om.cfg.pixels, &device)?;
+                let r = image_io::from_tensor(om.decode(om.encode(ox)?.patches)?, &om.cfg.pixels)?;
+                others.push((name.clone(), image_io::f32_to_rgb8(&r[0]), metrics::psnr(&orig, &r[0]), metrics::ssim(&orig, &r[0])));
+            }
             state.history.push(raw.clone());
             if state.history.len() > 8 {
                 state.history.remove(0);
@@ -281,6 +315,8 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
                 magnitude: mag.data,
                 pca_rgb,
                 pca_axes,
+                teacher_cosine,
+                others,
                 grid,
                 millis: t0.elapsed().as_secs_f64() * 1e3,
             })
@@ -315,6 +351,25 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
             t.insert("latent".into(), z);
             crate::raw::write_safetensors(&path, &t, &Default::default(), crate::raw::Precision::F32)?;
             Ok(Event::Exported { path })
+        }
+        Command::AddCompareModel(path) => {
+            let l = load_sae(&path, &device, false)?;
+            let name = path.display().to_string();
+            state.others.push((name.clone(), l.model));
+            Ok(Event::CompareModelAdded { name })
+        }
+        Command::LoadTeacher(path) => {
+            let l = crate::checkpoint::load_backbone(&path, &device, false)?;
+            if let Some(m) = &state.model {
+                if l.model.cfg.dim != m.cfg.encoder.dim {
+                    return Err(crate::EngineError::Config(format!(
+                        "teacher width {} differs from the model's latent width {}",
+                        l.model.cfg.dim, m.cfg.encoder.dim
+                    )));
+                }
+            }
+            state.teacher = Some(l.model);
+            Ok(Event::TeacherLoaded { name: path.display().to_string() })
         }
         Command::LoadDit(path) => {
             let m = state.model.as_ref().ok_or_else(|| crate::EngineError::Config("load an autoencoder first".into()))?;
