@@ -145,6 +145,27 @@ fn every_panel_by_its_labels() {
     h.get_by_label("All patches").click();
     h.run_steps(2);
     assert!(h.state().as_ref().is_some_and(|s| s.selection.is_empty()));
+    // brush: Shift+drag along the top row of patches paints the patches under the pointer
+    let y = r.min.y + r.height() * (0.5 / gh as f32);
+    let p0 = egui::pos2(r.min.x + r.width() * (0.5 / gw as f32), y);
+    let p1 = egui::pos2(r.min.x + r.width() * (5.5 / gw as f32), y);
+    let shift = egui::Modifiers::SHIFT;
+    h.hover_at(p0);
+    h.step();
+    h.event_modifiers(egui::Event::PointerButton { pos: p0, button: egui::PointerButton::Primary, pressed: true, modifiers: shift }, shift);
+    h.step();
+    for k in 0..=20 {
+        let p = p0 + (p1 - p0) * (k as f32 / 20.0);
+        h.event_modifiers(egui::Event::PointerMoved(p), shift);
+        h.step();
+    }
+    h.event_modifiers(egui::Event::PointerButton { pos: p1, button: egui::PointerButton::Primary, pressed: false, modifiers: shift }, shift);
+    h.run_steps(2);
+    let mut sel = h.state().as_ref().map(|s| s.selection.clone()).unwrap_or_default();
+    sel.sort();
+    assert!(sel.len() >= 3 && sel.iter().all(|&p| p < gw), "brush painted top-row patches: {sel:?}");
+    h.get_by_label("All patches").click();
+    h.run_steps(2);
     // the slider and its text label both carry the name; the value action reaches the slider
     for n in h.query_all_by_label_contains("rotate (degrees)") {
         n.set_value_accesskit(60.0);

@@ -1052,9 +1052,9 @@ impl Studio {
                 changed = true;
             }
             ui.label(if self.selection.is_empty() {
-                "all (click patches to toggle, drag a box)".to_string()
+                "all (click patches to toggle, drag a box, Shift+drag to brush)".to_string()
             } else {
-                format!("{} patches (click to toggle, drag a box)", self.selection.len())
+                format!("{} patches (click to toggle, drag a box, Shift+drag to brush)", self.selection.len())
             });
         });
         ui.horizontal(|ui| {
@@ -1099,9 +1099,19 @@ impl Studio {
                 ui.label("Original (click patches to select)");
                 if let Some(resp) = self.overlay_image(ui, size) {
                     let grid = self.current.as_ref().map(|c| c.grid).unwrap_or((1, 1));
-                    // drag a box: select every patch it covers
+                    // drag a box: select every patch it covers; with Shift held the drag is a brush instead
                     let resp = resp.interact(egui::Sense::click_and_drag());
-                    if resp.drag_started() {
+                    let brush = ui.ctx().input(|i| i.modifiers.shift);
+                    if brush && resp.dragged() {
+                        if let Some(p) = resp.interact_pointer_pos().and_then(|pos| patch_at(&resp, pos, grid)) {
+                            if !self.selection.contains(&p) {
+                                self.selection.push(p);
+                            }
+                        }
+                        if resp.drag_stopped() {
+                            self.send_steer();
+                        }
+                    } else if resp.drag_started() {
                         // where the button went down, not where the drag was recognised
                         self.box_start = ui.ctx().input(|i| i.pointer.press_origin()).or(resp.interact_pointer_pos());
                     }
