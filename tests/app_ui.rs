@@ -264,6 +264,12 @@ fn every_panel_by_its_labels() {
     for i in 0..5 {
         assert!(run.join(format!("frames/frame_{i:03}.png")).exists(), "frame {i} exported ({:?}, saved {:?})", h.state().as_ref().and_then(|s| s.error.clone()), h.state().as_ref().map(|s| s.sample.frames_saved));
     }
+    // Steer towards the mean direction of a generator class
+    h.get_by_label("Steer").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Target: class mean of").click();
+    wait_for(&mut h, "class mean", |s| s.class_mean.as_ref().is_some_and(|(_, d)| d.len() == 64) && !s.busy);
+    assert!(h.state().as_ref().is_some_and(|s| matches!(&s.edit.target, engine::steer::SteerTarget::Direction(d) if d.len() == 64)));
     let _ = std::fs::remove_dir_all(&run);
 
     // Bad inputs keep everything: a corrupt image, then a wrong checkpoint

@@ -153,6 +153,8 @@ enum TargetKind {
     Random,
     /// A principal axis (0..3) of the patch directions, with a sign.
     Pca(usize, bool),
+    /// The mean direction of a generator class (fetched from the worker).
+    ClassMean,
 }
 
 /// Everything shown about the current image.
@@ -218,6 +220,8 @@ pub struct Studio {
     /// Compare: shared zoom (1 = fit) and pan (uv offset of the view's centre) of all three views.
     pub zoom: f32,
     pub pan: egui::Vec2,
+    /// Steering target "class mean": (class, mean direction).
+    pub class_mean: Option<(usize, Vec<f32>)>,
     /// Last informational message (status bar).
     pub status: Option<String>,
     pub teacher_path: String,
@@ -318,6 +322,7 @@ impl Studio {
             dialog: None,
             box_start: None,
             status: None,
+            class_mean: None,
             teacher_path: std::env::var("HOME")
                 .map(|h| PathBuf::from(h).join(".cache/dino-sae/teacher-dinov2-s14").display().to_string())
                 .unwrap_or_default(),
@@ -468,6 +473,10 @@ impl Studio {
         self.edit.target = match self.target_kind {
             TargetKind::Patch => SteerTarget::Patch(self.target_patch),
             TargetKind::Random => SteerTarget::Random(self.edit.noise_seed.wrapping_add(1)),
+            TargetKind::ClassMean => match &self.class_mean {
+                Some((_, d)) => SteerTarget::Direction(d.clone()),
+                None => SteerTarget::Random(self.edit.noise_seed.wrapping_add(1)),
+            },
             TargetKind::Pca(k, positive) => {
                 match self.current.as_ref().and_then(|c| c.pca_axes.get(k)) {
                     Some(a) => SteerTarget::Direction(a.iter().map(|v| if positive { *v } else { -*v }).collect()),
@@ -704,6 +713,12 @@ impl Studio {
                         }
                         Err(e) => self.error = Some(e.to_string()),
                     }
+                }
+                Event::ClassMean { id: _, class, direction } => {
+                    self.busy = false;
+                    self.class_mean = Some((class, direction));
+                    self.target_kind = TargetKind::ClassMean;
+                    self.send_steer();
                 }
                 Event::Walked { id, frames, millis: _ } => {
                     if id != self.last_sent {
@@ -1064,6 +1079,24 @@ impl Studio {
             for k in 0..3 {
                 for (positive, sign) in [(true, "+"), (false, "-")] {
                     changed |= ui.radio_value(&mut self.target_kind, TargetKind::Pca(k, positive), format!("PCA {}{sign}", k + 1)).changed();
+                }
+            }
+        });
+        ui.horizontal(|ui| {
+            let classes = self.sample.classes.clone();
+            ui.add_enabled_ui(!classes.is_empty(), |ui| {
+                let name = classes.get(self.sample.class).cloned().unwrap_or_else(|| "(load a generator)".into());
+                if ui.button(format!("Target: class mean of {name}")).clicked() {
+                    let id = self.next_id();
+                    self.busy = true;
+                    self.worker.send(Command::ClassMean { id, class: self.sample.class, count: 4 });
+                }
+            });
+            if let Some((k, _)) = &self.class_mean {
+                let selected = self.target_kind == TargetKind::ClassMean;
+                if ui.radio(selected, format!("class mean ({})", self.sample.classes.get(*k).cloned().unwrap_or_default())).clicked() {
+                    self.target_kind = TargetKind::ClassMean;
+                    changed = true;
                 }
             }
             if self.target_kind == TargetKind::Patch {

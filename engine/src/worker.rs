@@ -47,6 +47,8 @@ pub enum Command {
     /// Sample with the loaded generator; previews every `preview_every` steps; `cancel` stops it (keeping the
     /// last state, which is decoded and returned).
     Sample { id: u64, spec: crate::generate::SampleSpec, preview_every: usize, cancel: std::sync::Arc<std::sync::atomic::AtomicBool> },
+    /// The mean patch direction of a generator class (from `count` samples), as a steering target.
+    ClassMean { id: u64, class: usize, count: usize },
     /// A slerp walk (per patch) between the samples of two seeds (`spec.seed` and `seed_b`), `frames` intervals.
     Walk { id: u64, spec: crate::generate::SampleSpec, seed_b: u64, frames: usize },
     Shutdown,
@@ -93,6 +95,7 @@ pub enum Event {
     SampleProgress { id: u64, step: usize, of: usize, eta_secs: f64, preview: RgbImage },
     Sampled { id: u64, images: Vec<RgbImage>, cancelled: bool, steps_done: usize, millis: f64 },
     Walked { id: u64, frames: Vec<RgbImage>, millis: f64 },
+    ClassMean { id: u64, class: usize, direction: Vec<f32> },
     Failed { id: Option<u64>, error: String },
 }
 
@@ -145,7 +148,8 @@ impl Worker {
                         | Command::PatchCosine { id, .. }
                         | Command::Steer { id, .. }
                         | Command::Sample { id, .. }
-                        | Command::Walk { id, .. } => Some(*id),
+                        | Command::Walk { id, .. }
+                        | Command::ClassMean { id, .. } => Some(*id),
                         _ => None,
                     };
                     let emit = |ev: Event| {
@@ -420,6 +424,16 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
                 steps_done: out.steps_done,
                 millis: t0.elapsed().as_secs_f64() * 1e3,
             })
+        }
+        Command::ClassMean { id, class, count } => {
+            let b = state.dit.as_ref().ok_or_else(|| crate::EngineError::Config("no generator loaded".into()))?;
+            let spec = crate::generate::SampleSpec { class, count: count.max(1), steps: 10, seed: 7, ..Default::default() };
+            let z = crate::generate::sample_latents(b, &spec)?; // [n, C, h, w]
+            let d = sphere::direction(&z);
+            let [n, c, h, w] = d.dims();
+            let mean = d.swap_dims(0, 1).reshape([c, n * h * w]).mean_dim(1).reshape([c]);
+            let direction = mean.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| crate::EngineError::Data(format!("{e:?}")))?;
+            Ok(Event::ClassMean { id, class, direction })
         }
         Command::Walk { id, spec, seed_b, frames } => {
             let m = state.model.as_ref().ok_or_else(|| crate::EngineError::Config("no model loaded".into()))?;
