@@ -106,6 +106,22 @@ pub struct SampleUi {
     pub frames_saved: Option<usize>,
 }
 
+impl SampleUi {
+    /// The sampler settings the panel shows, for `count` samples.
+    pub fn spec(&self, count: usize) -> engine::generate::SampleSpec {
+        engine::generate::SampleSpec {
+            class: self.class,
+            count: count.max(1),
+            seed: self.seed,
+            steps: self.steps.max(1),
+            method: if self.exp_map { engine::sampler::SphereStep::ExpMap } else { engine::sampler::SphereStep::EulerProj },
+            cfg_scale: self.cfg,
+            s_vae: Some(self.s_vae),
+            shift: None,
+        }
+    }
+}
+
 impl Default for SampleUi {
     fn default() -> Self {
         Self {
@@ -1191,16 +1207,7 @@ impl Studio {
     fn start_sampling(&mut self) {
         let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.sample.cancel = cancel.clone();
-        let spec = engine::generate::SampleSpec {
-            class: self.sample.class,
-            count: self.sample.count.max(1),
-            seed: self.sample.seed,
-            steps: self.sample.steps.max(1),
-            method: if self.sample.exp_map { engine::sampler::SphereStep::ExpMap } else { engine::sampler::SphereStep::EulerProj },
-            cfg_scale: self.sample.cfg,
-            s_vae: Some(self.sample.s_vae),
-            shift: None,
-        };
+        let spec = self.sample.spec(self.sample.count);
         let id = self.next_id();
         self.busy = true;
         self.sample.running = true;
@@ -1209,16 +1216,7 @@ impl Studio {
     }
 
     fn start_walk(&mut self) {
-        let spec = engine::generate::SampleSpec {
-            class: self.sample.class,
-            count: 1,
-            seed: self.sample.seed,
-            steps: self.sample.steps.max(1),
-            method: if self.sample.exp_map { engine::sampler::SphereStep::ExpMap } else { engine::sampler::SphereStep::EulerProj },
-            cfg_scale: self.sample.cfg,
-            s_vae: Some(self.sample.s_vae),
-            shift: None,
-        };
+        let spec = self.sample.spec(1);
         let id = self.next_id();
         self.busy = true;
         self.sample.running = true;

@@ -214,10 +214,6 @@ pub fn default_dit_dir() -> Option<PathBuf> {
     default_model_dir().map(|d| d.join("dit")).filter(|d| d.join("model.safetensors").exists())
 }
 
-fn grid_image(imgs: &[RgbImage]) -> crate::Result<RgbImage> {
-    crate::generate::tile(imgs)
-}
-
 fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Result<Event> {
     let device = crate::cpu();
     match cmd {
@@ -406,7 +402,7 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
                 if info.step % every == 0 && info.step < info.steps {
                     let zr = sphere::project_to_radius(z, s_vae);
                     if let Ok(imgs) = crate::generate::decode_images(m, zr) {
-                        if let Ok(preview) = grid_image(&imgs) {
+                        if let Ok(preview) = crate::generate::tile(&imgs) {
                             let el = t0.elapsed().as_secs_f64();
                             let eta = el / info.step as f64 * (info.steps - info.step) as f64;
                             emit(Event::SampleProgress { id, step: info.step, of: info.steps, eta_secs: eta, preview });

@@ -642,9 +642,7 @@ fn bench(preset: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
         // The generator runs at its own grid; the name carries that size (sample25_<px>_default).
         let px = 16 * b.meta.grid[0];
         let spec = engine::generate::SampleSpec { steps: 25, count: 1, ..Default::default() };
-        let f = times;
-        let _ = size;
-        f(&format!("sample25_at{px}px"), None, &mut || {
+        times(&format!("sample25_at{px}px"), None, &mut || {
             let z = engine::generate::sample_latents(b, &spec).expect("sample");
             let y = m.decode(z).expect("decode");
             let _ = y.into_data();

@@ -56,7 +56,7 @@ impl Rope {
     /// # Shapes
     /// - x: `[B, H, T, Dh]` with `T = n_prefix + N` -> same
     pub fn apply(&self, x: Tensor<4>, n_prefix: usize) -> Tensor<4> {
-        let [b, h, t, dh] = x.dims();
+        let [_, _, t, dh] = x.dims();
         let n = t - n_prefix;
         let prefix = x.clone().narrow(2, 0, n_prefix);
         let p = x.narrow(2, n_prefix, n);
@@ -67,7 +67,6 @@ impl Rope {
         let cos = self.cos.clone().reshape([1, 1, n, dh]);
         let sin = self.sin.clone().reshape([1, 1, n, dh]);
         let p = p * cos + rot * sin;
-        let _ = (b, h);
         Tensor::cat(vec![prefix, p], 2)
     }
 }

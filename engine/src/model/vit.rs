@@ -300,15 +300,13 @@ impl Vit {
     pub fn load(ws: &mut WeightSource, prefix: &str, cfg: &VitConfig, stem: bool) -> Self {
         let k = |s: &str| if prefix.is_empty() { s.to_string() } else { format!("{prefix}.{s}") };
         let d = cfg.dim;
-        let patch_embed = if stem {
+        let pe = if stem {
             PatchEmbed::Stem(Stem::load(ws, &k("patch_embed"), d))
         } else {
-            PatchEmbed::Conv(Conv2d::load(ws, &k("patch_embed.proj"), 3, d, cfg.patch_size, cfg.patch_size, 1, true))
+            // one-shot patchify: kernel = stride = patch size, no padding
+            let conv = Conv2d::load(ws, &k("patch_embed.proj"), 3, d, cfg.patch_size, cfg.patch_size, 1, true);
+            PatchEmbed::Conv(Conv2d { padding: 0, ..conv })
         };
-        let mut pe = patch_embed;
-        if let PatchEmbed::Conv(c) = &mut pe {
-            c.padding = 0;
-        }
         let cls_token = ws.param(&k("cls_token"), [1, 1, d], Init::Normal(0.02));
         let registers = (cfg.registers > 0).then(|| ws.param(&k("storage_tokens"), [1, cfg.registers, d], Init::Normal(0.02)));
         let pos = (cfg.family == Family::Dinov2).then(|| PosTable::load(ws, &k("pos_embed"), cfg));
