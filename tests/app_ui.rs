@@ -56,6 +56,7 @@ fn every_panel_by_its_labels() {
         image: Some(root().join("assets/samples/chelsea.png")),
         random_preset: None,
         tab: None,
+        backend: Some("cpu".into()),
     };
     let mut h = Harness::builder().with_size(egui::vec2(1360.0, 1000.0)).build_ui_state(
         move |ui, state: &mut Option<Studio>| {
@@ -284,4 +285,107 @@ fn every_panel_by_its_labels() {
     let s = h.state().as_ref().expect("app");
     assert_eq!(s.current.as_ref().map(|c| c.psnr), psnr_before, "the reconstruction is kept");
     assert!(s.model.as_ref().is_some_and(|m| m.name.contains("sae")), "the previous model is kept");
+}
+
+/// Cosine of two vectors in f64.
+fn cos(a: &[f32], b: &[f32]) -> f64 {
+    let d: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    d / (n(a) * n(b))
+}
+
+#[test]
+fn histogram_pinned_patch_of_another_image_undoer_and_image_walk() {
+    let model = root().join("tests/fixtures/dinosae-setA/sae/model.safetensors");
+    let opts = StartOptions {
+        model: Some(model.clone()),
+        image: Some(root().join("assets/samples/chelsea.png")),
+        random_preset: None,
+        tab: None,
+        backend: Some("cpu".into()),
+    };
+    let mut h = Harness::builder().with_size(egui::vec2(1360.0, 1000.0)).build_ui_state(
+        move |ui, state: &mut Option<Studio>| {
+            state.get_or_insert_with(|| Studio::new(ui.ctx().clone(), opts.clone())).show(ui);
+        },
+        None,
+    );
+    wait_for(&mut h, "reconstruction", |s| s.current.is_some());
+    assert!(h.query_by_label_contains("backend: CPU (burn Flex").is_some(), "the status bar names the engine's backend");
+
+    // Inspect: the histogram of |z| (egui_plot) with its summary
+    h.get_by_label("Inspect").click();
+    h.run_steps(3);
+    assert!(h.query_by_label("Histogram of |z|").is_some());
+    let n = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| c.magnitude.len())).expect("c");
+    assert!(h.query_by_label_contains(&format!("{n} patches, mean |z|")).is_some());
+
+    // Steer: pin patch 3 of this image as the target
+    h.get_by_label("Steer").click();
+    h.run_steps(3);
+    h.get_by_label("patch").click();
+    h.run_steps(2);
+    h.state_mut().as_mut().expect("app").target_patch = 3;
+    h.get_by_label("Pin as target").click();
+    wait_for(&mut h, "pinned patch", |s| s.pinned.is_some() && !s.busy);
+    let pinned = h.state().as_ref().and_then(|s| s.pinned.clone()).expect("pinned").1;
+    // reference: the engine's own encoding of the fitted input, patch 3, straight from the model
+    let input = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| c.input.clone())).expect("input");
+    let device = engine::cpu();
+    let m = engine::checkpoint::load_sae(&model, &device, false).expect("model").model;
+    let x = engine::image_io::to_tensor(&[&input], &m.cfg.pixels, &device).expect("tensor");
+    let z = engine::raw::RawTensor::from_tensor(m.encode(x).expect("encode").patches).expect("raw");
+    let hw = z.shape[2] * z.shape[3];
+    let want: Vec<f32> = (0..z.shape[1]).map(|k| z.data[k * hw + 3]).collect();
+    assert_eq!(pinned.len(), want.len());
+    assert!(cos(&pinned, &want) > 1.0 - 1e-6, "pinned direction is patch 3's ({})", cos(&pinned, &want));
+    let norm = pinned.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "unit direction, |d| = {norm}");
+
+    // open another image; the pinned target stays and steers the new image towards it
+    h.state_mut().as_mut().expect("app").open_image(&root().join("assets/samples/coffee.png"));
+    wait_for(&mut h, "second image", |s| s.recent.len() == 2 && !s.busy);
+    h.get_by_label_contains("pinned: patch 3 of image 1").click();
+    h.run_steps(2);
+    for n in h.query_all_by_label_contains("rotate (degrees)") {
+        n.set_value_accesskit(90.0);
+    }
+    h.run_steps(2);
+    wait_for(&mut h, "steered towards the pinned patch", |s| s.current.as_ref().is_some_and(|c| c.steered.is_some()) && !s.busy);
+    assert!(h.state().as_ref().is_some_and(|s| matches!(&s.edit.target, engine::steer::SteerTarget::Direction(d) if *d == pinned)));
+    // egui's Undoer: undo returns to 0 degrees, redo to 90
+    h.get_by_label("Undo").click();
+    h.run_steps(2);
+    assert_eq!(h.state().as_ref().map(|s| s.edit.angle_deg), Some(0.0));
+    h.get_by_label("Redo").click();
+    h.run_steps(2);
+    assert_eq!(h.state().as_ref().map(|s| s.edit.angle_deg), Some(90.0));
+
+    // Sample tab without a generator: a slerp walk from the current image (coffee) to the first one (chelsea)
+    let dir = std::env::temp_dir().join(format!("dino-sae-ui-walk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    {
+        let app = h.state_mut().as_mut().expect("app");
+        app.sample.walk_frames = 3;
+        app.sample.frames_dir = dir.display().to_string();
+    }
+    h.get_by_label("Sample").click();
+    h.run_steps(2);
+    h.get_by_label_contains("recent image 1 (").click();
+    wait_for(&mut h, "image walk", |s| !s.sample.walk.is_empty() && !s.sample.running);
+    let (walk, recon) = {
+        let s = h.state().as_ref().expect("app");
+        (s.sample.walk.clone(), s.current.as_ref().expect("c").recon.clone())
+    };
+    assert_eq!(walk.len(), 4, "3 intervals give 4 frames");
+    assert_eq!(walk[0].dimensions(), recon.dimensions(), "frames at the current image's size");
+    // frame 0 is the current image's own reconstruction (encoded in a batch of two: float noise only)
+    let p = engine::metrics::psnr(&engine::image_io::rgb8_to_f32(&walk[0]), &engine::image_io::rgb8_to_f32(&recon));
+    assert!(p > 40.0, "frame 0 = reconstruction of A (PSNR {p:.1} dB)");
+    assert_ne!(walk[0], walk[3], "the walk ends elsewhere");
+    h.get_by_label("Export frames").click();
+    h.run_steps(2);
+    let bytes = std::fs::read(dir.join("frame_003.png")).expect("exported frame");
+    assert!(String::from_utf8_lossy(&bytes).contains("current image -> recent image 1"), "walk parameters in the PNG");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -306,7 +306,7 @@ fn sample_grid_is_deterministic_on_the_sphere_and_matches_a_host_sampler() {
     let e = resolve_class(&b.meta, "dog").expect_err("unknown").to_string();
     assert!(e.contains("dog") && e.contains("chelsea.png"), "{e}");
 
-    let spec = SampleSpec { class: 1, count: 3, seed: 11, steps: 6, method: SphereStep::EulerProj, cfg_scale: 4.0, s_vae: Some(7.5), shift: None };
+    let spec = SampleSpec { class: 1, count: 3, seed: 11, steps: 6, method: SphereStep::EulerProj, cfg_scale: 4.0, s_vae: Some(7.5), shift: None, grid: None };
     let out = run.join("grid.png");
     let r = sample_grid(&b, &m, &spec, &out, &[]).expect("sample");
     // size: 3 tiles of 32x32 in 2 columns

@@ -22,7 +22,11 @@ fn image() -> image::RgbImage {
 
 #[test]
 fn reconstruct_inspect_steer_and_recover_from_failures() {
-    let w = Worker::spawn(|| {});
+    let w = Worker::spawn_on(engine::backend::BackendChoice::Cpu, || {});
+    match next(&w) {
+        Event::BackendReady { name, wgpu } => assert!(!wgpu && name.starts_with("CPU"), "{name}"),
+        other => panic!("first event must name the backend, got {other:?}"),
+    }
     w.send(Command::LoadModel(ModelSource::Path(model())));
     assert!(matches!(next(&w), Event::Loaded(_)));
     w.send(Command::Reconstruct { id: 1, image: image(), fit: Fit::Crop });

@@ -20,6 +20,8 @@ pub struct StartOptions {
     pub random_preset: Option<String>,
     /// `compare`, `inspect`, `steer` or `sample`.
     pub tab: Option<String>,
+    /// `auto` (wgpu on a hardware GPU, else CPU), `cpu` or `wgpu`; `DINO_SAE_BACKEND` when not given.
+    pub backend: Option<String>,
 }
 
 impl StartOptions {
@@ -32,6 +34,7 @@ impl StartOptions {
                 "--image" => o.image = it.next().map(PathBuf::from),
                 "--random-preset" => o.random_preset = it.next().cloned(),
                 "--tab" => o.tab = it.next().cloned(),
+                "--backend" => o.backend = it.next().cloned(),
                 _ => {}
             }
         }
@@ -104,6 +107,8 @@ pub struct SampleUi {
     last_advance: f64,
     pub frames_dir: String,
     pub frames_saved: Option<usize>,
+    /// What the last walk went between (written into the frames' text chunks).
+    pub walk_label: String,
 }
 
 impl SampleUi {
@@ -118,6 +123,7 @@ impl SampleUi {
             cfg_scale: self.cfg,
             s_vae: Some(self.s_vae),
             shift: None,
+            grid: None,
         }
     }
 }
@@ -149,6 +155,7 @@ impl Default for SampleUi {
             playing: false,
             last_advance: 0.0,
             frames_dir: std::env::temp_dir().join("dino-sae-walk").display().to_string(),
+            walk_label: String::new(),
             frames_saved: None,
         }
     }
@@ -171,6 +178,8 @@ enum TargetKind {
     Pca(usize, bool),
     /// The mean direction of a generator class (fetched from the worker).
     ClassMean,
+    /// A patch pinned earlier, possibly of another image (its direction is kept in the app).
+    Pinned,
 }
 
 /// Everything shown about the current image.
@@ -199,6 +208,8 @@ pub struct Current {
 pub struct Studio {
     ctx: egui::Context,
     worker: Worker,
+    /// The engine's device, as the worker reported it.
+    pub backend: String,
     pub model: Option<ModelInfo>,
     pub current: Option<Current>,
     pub tab: Tab,
@@ -216,10 +227,11 @@ pub struct Studio {
     // steering
     pub edit: SteerEdit,
     target_kind: TargetKind,
-    target_patch: usize,
+    pub target_patch: usize,
     pub selection: Vec<usize>,
-    undo: Vec<SteerEdit>,
-    redo: Vec<SteerEdit>,
+    /// egui's Undoer over the steer edit: a point when an edit settles (1 s), and explicitly at the start and end of
+    /// every drag, discrete change and reset.
+    undoer: egui::util::undoer::Undoer<SteerEdit>,
     help: bool,
     dark: bool,
     pub last_export: Option<PathBuf>,
@@ -238,6 +250,10 @@ pub struct Studio {
     pub pan: egui::Vec2,
     /// Steering target "class mean": (class, mean direction).
     pub class_mean: Option<(usize, Vec<f32>)>,
+    /// A pinned target patch: (label, direction). Survives opening another image.
+    pub pinned: Option<(String, Vec<f32>)>,
+    /// Images opened this session (newest last, at most 6), for walks between images.
+    pub recent: Vec<image::RgbImage>,
     /// Last informational message (status bar).
     pub status: Option<String>,
     pub teacher_path: String,
@@ -293,7 +309,11 @@ fn patch_at(resp: &egui::Response, pos: egui::Pos2, grid: (usize, usize)) -> Opt
 impl Studio {
     pub fn new(ctx: egui::Context, opts: StartOptions) -> Self {
         let c2 = ctx.clone();
-        let worker = Worker::spawn(move || c2.request_repaint());
+        let choice = match opts.backend.as_deref().map(str::parse::<engine::backend::BackendChoice>) {
+            Some(Ok(c)) => c,
+            Some(Err(_)) | None => engine::backend::BackendChoice::from_env(),
+        };
+        let worker = Worker::spawn_on(choice, move || c2.request_repaint());
         let src = match (&opts.model, &opts.random_preset) {
             (Some(p), _) => ModelSource::Path(p.clone()),
             (None, Some(p)) => ModelSource::RandomPreset(p.clone()),
@@ -304,6 +324,7 @@ impl Studio {
         let mut s = Self {
             ctx,
             worker,
+            backend: "starting...".into(),
             model: None,
             current: None,
             tab: Tab::Compare,
@@ -322,8 +343,7 @@ impl Studio {
             target_kind: TargetKind::Random,
             target_patch: 0,
             selection: Vec::new(),
-            undo: Vec::new(),
-            redo: Vec::new(),
+            undoer: Default::default(),
             help: false,
             dark: true,
             last_export: None,
@@ -339,6 +359,8 @@ impl Studio {
             box_start: None,
             status: None,
             class_mean: None,
+            pinned: None,
+            recent: Vec::new(),
             teacher_path: std::env::var("HOME")
                 .map(|h| PathBuf::from(h).join(".cache/dino-sae/teacher-dinov2-s14").display().to_string())
                 .unwrap_or_default(),
@@ -493,6 +515,10 @@ impl Studio {
                 Some((_, d)) => SteerTarget::Direction(d.clone()),
                 None => SteerTarget::Random(self.edit.noise_seed.wrapping_add(1)),
             },
+            TargetKind::Pinned => match &self.pinned {
+                Some((_, d)) => SteerTarget::Direction(d.clone()),
+                None => SteerTarget::Random(self.edit.noise_seed.wrapping_add(1)),
+            },
             TargetKind::Pca(k, positive) => {
                 match self.current.as_ref().and_then(|c| c.pca_axes.get(k)) {
                     Some(a) => SteerTarget::Direction(a.iter().map(|v| if positive { *v } else { -*v }).collect()),
@@ -505,9 +531,18 @@ impl Studio {
         self.worker.send(Command::Steer { id, edit: self.edit.clone() });
     }
 
+    /// Make the current edit an undo point (no-op when it already is the latest).
     fn push_undo(&mut self) {
-        self.undo.push(self.edit.clone());
-        self.redo.clear();
+        self.undoer.add_undo(&self.edit);
+    }
+
+    /// Whether Undo / Redo would change anything (menus grey them out otherwise).
+    pub fn can_undo(&self) -> bool {
+        self.undoer.has_undo(&self.edit)
+    }
+
+    pub fn can_redo(&self) -> bool {
+        self.undoer.has_redo(&self.edit)
     }
 
     /// Run a command (menus, shortcuts and tests all come here).
@@ -529,17 +564,18 @@ impl Studio {
             AppCommand::ResetSteer => {
                 self.push_undo();
                 self.edit = SteerEdit::default();
+                self.push_undo();
                 self.send_steer();
             }
             AppCommand::Undo => {
-                if let Some(e) = self.undo.pop() {
-                    self.redo.push(std::mem::replace(&mut self.edit, e));
+                if let Some(e) = self.undoer.undo(&self.edit).cloned() {
+                    self.edit = e;
                     self.send_steer();
                 }
             }
             AppCommand::Redo => {
-                if let Some(e) = self.redo.pop() {
-                    self.undo.push(std::mem::replace(&mut self.edit, e));
+                if let Some(e) = self.undoer.redo(&self.edit).cloned() {
+                    self.edit = e;
                     self.send_steer();
                 }
             }
@@ -645,6 +681,12 @@ impl Studio {
                         continue;
                     }
                     self.busy = false;
+                    if self.recent.last() != Some(&input) {
+                        self.recent.push(input.clone());
+                        if self.recent.len() > 6 {
+                            self.recent.remove(0);
+                        }
+                    }
                     let err = heatmap::error_image(&input, &recon);
                     let o = self.tex_options();
                     let others = others
@@ -694,6 +736,7 @@ impl Studio {
                     }
                 }
                 Event::Exported { path } => self.last_export = Some(path),
+                Event::BackendReady { name, wgpu: _ } => self.backend = name,
                 Event::CompareModelAdded { name } | Event::TeacherLoaded { name } => {
                     self.busy = false;
                     self.status = Some(format!("loaded {name}"));
@@ -736,6 +779,13 @@ impl Studio {
                     self.target_kind = TargetKind::ClassMean;
                     self.send_steer();
                 }
+                Event::PatchDirection { id: _, patch, direction } => {
+                    self.busy = false;
+                    let n = self.recent.len();
+                    self.pinned = Some((format!("patch {patch} of image {n}"), direction));
+                    self.target_kind = TargetKind::Pinned;
+                    self.send_steer();
+                }
                 Event::Walked { id, frames, millis: _ } => {
                     if id != self.last_sent {
                         continue;
@@ -769,7 +819,7 @@ impl Studio {
                 if m.random {
                     ui.colored_label(Color32::from_rgb(230, 120, 40), "RANDOM weights: pipeline demo only");
                 }
-                ui.label(format!("{}\n{:.1} M parameters", m.name, m.params as f64 / 1e6));
+                ui.label(format!("{}\n{:.1} M parameters\non {}", m.name, m.params as f64 / 1e6, self.backend));
                 ui.collapsing("Key report", |ui| ui.monospace(&m.report));
                 ui.collapsing("Config", |ui| egui::ScrollArea::vertical().max_height(200.0).show(ui, |ui| ui.monospace(&m.config)));
             }
@@ -1061,12 +1111,29 @@ impl Studio {
             let near: Vec<String> = order.iter().take(5).map(|&i| format!("({}, {}) {:.3}", i / c.grid.1, i % c.grid.1, v[i])).collect();
             ui.label(format!("nearest patches: {}", near.join(", ")));
         }
-        // histogram of norms as text bars (10 bins)
-        let bins = heatmap::histogram(&c.magnitude, 10);
-        ui.collapsing("Histogram of |z|", |ui| {
-            for (edge, n) in bins {
-                ui.monospace(format!("{edge:>8.2} {}", "#".repeat(n.min(60))));
-            }
+        // Histogram of the patch norms (egui_plot), with the mean and, when one is clicked, the chosen patch.
+        let bins = heatmap::histogram(&c.magnitude, 24);
+        let width = bins.get(1).map(|b| (b.0 - bins[0].0) as f64).unwrap_or(1.0);
+        let mean = c.magnitude.iter().sum::<f32>() as f64 / c.magnitude.len().max(1) as f64;
+        let picked = c.cosine.as_ref().map(|(q, _)| c.magnitude[*q] as f64);
+        egui::CollapsingHeader::new("Histogram of |z|").default_open(true).show(ui, |ui| {
+            ui.label(format!("{} patches, mean |z| {mean:.2}", c.magnitude.len()));
+            let bars: Vec<egui_plot::Bar> =
+                bins.iter().map(|(lo, n)| egui_plot::Bar::new(*lo as f64 + width / 2.0, *n as f64).width(width * 0.95)).collect();
+            egui_plot::Plot::new("norm_histogram")
+                .height(130.0)
+                .allow_zoom(false)
+                .allow_drag(false)
+                .allow_scroll(false)
+                .x_axis_label("|z|")
+                .y_axis_label("patches")
+                .show(ui, |p| {
+                    p.bar_chart(egui_plot::BarChart::new("|z|", bars).color(Color32::from_rgb(90, 150, 230)));
+                    p.vline(egui_plot::VLine::new("mean", mean).color(Color32::from_rgb(240, 200, 60)));
+                    if let Some(v) = picked {
+                        p.vline(egui_plot::VLine::new("clicked patch", v).color(Color32::from_rgb(230, 80, 80)));
+                    }
+                });
         });
     }
 
@@ -1118,29 +1185,52 @@ impl Studio {
             if self.target_kind == TargetKind::Patch {
                 let n = self.current.as_ref().map(|c| c.grid.0 * c.grid.1).unwrap_or(1);
                 changed |= ui.add(egui::DragValue::new(&mut self.target_patch).range(0..=n.saturating_sub(1))).changed();
+                // keep this patch's direction as the target, also after another image is opened
+                if ui.button("Pin as target").on_hover_text("keep this patch's direction; open another image to steer it there").clicked() {
+                    let id = self.next_id();
+                    self.busy = true;
+                    self.worker.send(Command::PatchDirection { id, patch: self.target_patch });
+                }
+            }
+            if let Some((label, _)) = &self.pinned {
+                let selected = self.target_kind == TargetKind::Pinned;
+                if ui.radio(selected, format!("pinned: {label}")).clicked() {
+                    self.target_kind = TargetKind::Pinned;
+                    changed = true;
+                }
             }
         });
         let before = self.edit.clone();
         let r1 = ui.add(egui::Slider::new(&mut self.edit.angle_deg, 0.0..=180.0).text("rotate (degrees)"));
         let r2 = ui.add(egui::Slider::new(&mut self.edit.magnitude_scale, 0.0..=3.0).text("magnitude scale"));
         let r3 = ui.add(egui::Slider::new(&mut self.edit.noise_deg, 0.0..=90.0).text("angular noise (degrees)"));
+        let mut settled = false;
         for r in [&r1, &r2, &r3] {
-            // one undo entry per drag, or per discrete change (keyboard, typed value, accessibility)
+            // an undo point before every drag or discrete change (keyboard, typed value, accessibility) and after it
             if r.drag_started() || (r.changed() && !r.dragged()) {
-                self.undo.push(before.clone());
-                self.redo.clear();
+                self.undoer.add_undo(&before);
             }
+            settled |= r.drag_stopped() || (r.changed() && !r.dragged());
             changed |= r.changed();
         }
         ui.horizontal(|ui| {
             for cmd in [AppCommand::Undo, AppCommand::Redo, AppCommand::ResetSteer] {
-                if ui.button(cmd.label()).clicked() {
+                let enabled = match cmd {
+                    AppCommand::Undo => self.can_undo(),
+                    AppCommand::Redo => self.can_redo(),
+                    _ => true,
+                };
+                if ui.add_enabled(enabled, egui::Button::new(cmd.label())).clicked() {
                     self.run(cmd);
                 }
             }
         });
         if changed {
             self.send_steer();
+        }
+        if settled {
+            // after send_steer, which resolves the target into the edit
+            self.push_undo();
         }
         let size = self.image_size(ui, 2.0);
         ui.horizontal(|ui| {
@@ -1220,7 +1310,19 @@ impl Studio {
         let id = self.next_id();
         self.busy = true;
         self.sample.running = true;
+        self.sample.walk_label = format!("seed {} -> seed {}", self.sample.seed, self.sample.seed_b);
         self.worker.send(Command::Walk { id, spec, seed_b: self.sample.seed_b, frames: self.sample.walk_frames });
+    }
+
+    /// Walk from the current image to the `k`-th recently opened image (per-patch slerp of their latents).
+    pub fn start_image_walk(&mut self, k: usize) {
+        let (Some(c), Some(b)) = (self.current.as_ref(), self.recent.get(k)) else { return };
+        let (a, b) = (c.input.clone(), b.clone());
+        let id = self.next_id();
+        self.busy = true;
+        self.sample.running = true;
+        self.sample.walk_label = format!("current image -> recent image {}", k + 1);
+        self.worker.send(Command::WalkImages { id, a, b, frames: self.sample.walk_frames });
     }
 
     /// Write the walk's frames as PNGs (frame_000.png ...) with the parameters in text chunks.
@@ -1230,7 +1332,7 @@ impl Studio {
         for (i, f) in self.sample.walk.iter().enumerate() {
             let text = vec![
                 ("Software", "DINO-SAE Studio".to_string()),
-                ("Walk", format!("seed {} -> seed {}, frame {i}/{}", self.sample.seed, self.sample.seed_b, n.saturating_sub(1))),
+                ("Walk", format!("{}, frame {i}/{}, slerp per patch", self.sample.walk_label, n.saturating_sub(1))),
             ];
             if let Err(e) = engine::image_io::save_png(dir.join(format!("frame_{i:03}.png")), f, &text) {
                 self.error = Some(e.to_string());
@@ -1242,13 +1344,32 @@ impl Studio {
 
     fn walk_ui(&mut self, ui: &mut egui::Ui) {
         ui.separator();
-        ui.heading("Slerp walk between two seeds");
+        ui.heading("Slerp walk between two seeds or two images");
         ui.horizontal(|ui| {
             ui.label(format!("from seed {} to", self.sample.seed));
             ui.add(egui::DragValue::new(&mut self.sample.seed_b).prefix("seed "));
             ui.add(egui::Slider::new(&mut self.sample.walk_frames, 1..=60).text("intervals"));
-            if ui.add_enabled(!self.sample.running, egui::Button::new("Walk")).clicked() {
+            if ui.add_enabled(!self.sample.running && !self.sample.classes.is_empty(), egui::Button::new("Walk")).clicked() {
                 self.start_walk();
+            }
+        });
+        ui.horizontal(|ui| {
+            let current = self.current.as_ref().map(|c| c.input.clone());
+            let others: Vec<usize> = (0..self.recent.len()).filter(|&k| Some(&self.recent[k]) != current.as_ref()).collect();
+            if others.is_empty() {
+                ui.label("Images: open two images to walk between them");
+            } else {
+                ui.label("Images: from the current image to");
+                let mut pick = None;
+                for k in others {
+                    let (w, h) = self.recent[k].dimensions();
+                    if ui.add_enabled(!self.sample.running, egui::Button::new(format!("recent image {} ({w}x{h})", k + 1))).clicked() {
+                        pick = Some(k);
+                    }
+                }
+                if let Some(k) = pick {
+                    self.start_image_walk(k);
+                }
             }
         });
         if self.sample.walk_tex.is_empty() {
@@ -1300,7 +1421,8 @@ impl Studio {
             }
         });
         if self.sample.classes.is_empty() {
-            ui.label("No generator loaded. The default model ships one in assets/default-model/dit when trained.");
+            ui.label("No generator loaded. The default model ships one in assets/default-model/dit.");
+            self.walk_ui(ui);
             return;
         }
         let sm = &mut self.sample;
@@ -1391,6 +1513,8 @@ impl Studio {
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.poll();
         self.poll_dialog();
+        let now = ui.input(|i| i.time);
+        self.undoer.feed_state(now, &self.edit);
         for cmd in AppCommand::ALL {
             if ui.ctx().input_mut(|i| i.consume_shortcut(&cmd.shortcut())) {
                 self.run(cmd);
@@ -1406,7 +1530,7 @@ impl Studio {
         egui::Panel::top("menu").show(ui, |ui| self.menu(ui));
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.label("backend: CPU (burn Flex)");
+                ui.label(format!("backend: {}", self.backend));
                 ui.separator();
                 ui.label(if self.gpu_heatmap { "heatmaps: GPU (WGSL)" } else { "heatmaps: CPU" });
                 ui.separator();

@@ -122,3 +122,28 @@ mod tests {
         assert_eq!(conv(8, 8, 3, 8, 4, 4), 2.0 * 9.0 * 8.0 * 16.0);
     }
 }
+
+/// One DiT forward (batch 1, no CFG) on an `h x w` latent grid: token embedding, the blocks' attention and FFN
+/// products, adaLN modulation, the final layer; a DDT head's blocks when present.
+pub fn dit_step(cfg: &crate::model::dit::DitConfig, h: usize, w: usize) -> f64 {
+    use crate::model::dit::ffn_hidden;
+    let p = cfg.patch_size.max(1);
+    let t = ((h / p) * (w / p)) as f64;
+    let block = |d: usize, ratio: f64| {
+        let df = d as f64;
+        let f = ffn_hidden(d, ratio, cfg.use_swiglu) as f64;
+        let ffn = if cfg.use_swiglu { 3.0 * 2.0 * t * df * f } else { 2.0 * 2.0 * t * df * f };
+        2.0 * t * df * 3.0 * df + 2.0 * 2.0 * t * t * df + 2.0 * t * df * df + ffn + 2.0 * df * 6.0 * df
+    };
+    let d = cfg.hidden_size;
+    let c_in = (cfg.in_channels * p * p) as f64;
+    let mut f = 2.0 * t * c_in * d as f64 + block(d, cfg.mlp_ratio) * cfg.depth as f64;
+    let last = match &cfg.head {
+        Some(hc) => {
+            f += 2.0 * t * d as f64 * hc.hidden_size as f64 + block(hc.hidden_size, cfg.mlp_ratio) * hc.depth as f64;
+            hc.hidden_size
+        }
+        None => d,
+    };
+    f + 2.0 * t * last as f64 * c_in
+}

@@ -934,11 +934,14 @@ pub struct SampleSpec {
     pub s_vae: Option<f64>,
     /// Time shift (None: the training shift).
     pub shift: Option<f64>,
+    /// Latent grid `[h, w]` (None: the generator's training grid). The DiT rebuilds its position and RoPE
+    /// tables per grid, so other grids run; quality away from the training grid is not checked.
+    pub grid: Option<[usize; 2]>,
 }
 
 impl Default for SampleSpec {
     fn default() -> Self {
-        Self { class: 0, count: 1, seed: 0, steps: 50, method: SphereStep::EulerProj, cfg_scale: 1.0, s_vae: None, shift: None }
+        Self { class: 0, count: 1, seed: 0, steps: 50, method: SphereStep::EulerProj, cfg_scale: 1.0, s_vae: None, shift: None, grid: None }
     }
 }
 
@@ -971,7 +974,10 @@ pub fn sample_latents(b: &DitBundle, spec: &SampleSpec) -> Result<Tensor<4>> {
     }
     let device = b.model.y_table.val().device();
     let y = vec![spec.class as i64; spec.count];
-    let [h, w] = meta.grid;
+    let [h, w] = spec.grid.unwrap_or(meta.grid);
+    if h == 0 || w == 0 {
+        return Err(cfg_err("the latent grid must be at least 1x1"));
+    }
     let shift = spec.shift.unwrap_or_else(|| meta.objective.shift());
     let out = match meta.objective_kind {
         ObjectiveKind::Rfm => {

@@ -51,6 +51,12 @@ pub enum Command {
     ClassMean { id: u64, class: usize, count: usize },
     /// A slerp walk (per patch) between the samples of two seeds (`spec.seed` and `seed_b`), `frames` intervals.
     Walk { id: u64, spec: crate::generate::SampleSpec, seed_b: u64, frames: usize },
+    /// A slerp walk (per patch, linear magnitude) between two images, encoded with the current model: A is cropped
+    /// to multiples of 16, B centre-cropped to A's aspect and resized to A's size. `frames` intervals.
+    WalkImages { id: u64, a: RgbImage, b: RgbImage, frames: usize },
+    /// The direction (unit, length C) of one patch of the current latent: a steering target that stays valid
+    /// after another image is opened.
+    PatchDirection { id: u64, patch: usize },
     Shutdown,
 }
 
@@ -96,12 +102,15 @@ pub enum Event {
     Sampled { id: u64, images: Vec<RgbImage>, cancelled: bool, steps_done: usize, millis: f64 },
     Walked { id: u64, frames: Vec<RgbImage>, millis: f64 },
     ClassMean { id: u64, class: usize, direction: Vec<f32> },
+    PatchDirection { id: u64, patch: usize, direction: Vec<f32> },
+    /// The device the engine computes on (sent once, first).
+    BackendReady { name: String, wgpu: bool },
     Failed { id: Option<u64>, error: String },
 }
 
 /// What the worker keeps between commands.
-#[derive(Default)]
 struct State {
+    device: burn::tensor::Device,
     model: Option<DinoSae>,
     /// Latent `[1, C, h, w]` and fitted input of the current image.
     current: Option<(crate::raw::RawTensor, RgbImage)>,
@@ -119,14 +128,38 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Start the thread. `notify` is called after each event (e.g. egui's `request_repaint`).
+    /// Start the thread on the backend `DINO_SAE_BACKEND` names (default: auto). `notify` is called after each
+    /// event (e.g. egui's `request_repaint`).
     pub fn spawn(notify: impl Fn() + Send + 'static) -> Self {
+        Self::spawn_on(crate::backend::BackendChoice::from_env(), notify)
+    }
+
+    /// Start the thread on a chosen backend. The first event is `BackendReady` (or `Failed` and then CPU, when
+    /// wgpu was asked for and no adapter exists).
+    pub fn spawn_on(choice: crate::backend::BackendChoice, notify: impl Fn() + Send + 'static) -> Self {
         let (tx, crx) = channel::<Command>();
         let (etx, rx) = channel::<Event>();
         std::thread::Builder::new()
             .name("dino-sae-engine".into())
             .spawn(move || {
-                let mut state = State::default();
+                let backend = match crate::backend::Backend::select(choice) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = etx.send(Event::Failed { id: None, error: format!("{e}; using the CPU") });
+                        crate::backend::Backend::cpu()
+                    }
+                };
+                let _ = etx.send(Event::BackendReady { name: backend.name.clone(), wgpu: backend.is_wgpu });
+                notify();
+                let mut state = State {
+                    device: backend.device,
+                    model: None,
+                    current: None,
+                    history: Vec::new(),
+                    dit: None,
+                    others: Vec::new(),
+                    teacher: None,
+                };
                 while let Ok(first) = crx.recv() {
                     // Take everything queued; of several Steer commands only the newest runs.
                     let mut batch = vec![first];
@@ -149,6 +182,8 @@ impl Worker {
                         | Command::Steer { id, .. }
                         | Command::Sample { id, .. }
                         | Command::Walk { id, .. }
+                        | Command::WalkImages { id, .. }
+                        | Command::PatchDirection { id, .. }
                         | Command::ClassMean { id, .. } => Some(*id),
                         _ => None,
                     };
@@ -215,7 +250,7 @@ pub fn default_dit_dir() -> Option<PathBuf> {
 }
 
 fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Result<Event> {
-    let device = crate::cpu();
+    let device = state.device.clone();
     match cmd {
         Command::LoadModel(src) => {
             let (m, name, report, random) = match src {
@@ -442,6 +477,30 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
             let z = burn::tensor::Tensor::cat(zs, 0);
             let frames = crate::generate::decode_images(m, z)?;
             Ok(Event::Walked { id, frames, millis: t0.elapsed().as_secs_f64() * 1e3 })
+        }
+        Command::WalkImages { id, a, b, frames } => {
+            let m = state.model.as_ref().ok_or_else(|| crate::EngineError::Config("no model loaded".into()))?;
+            let t0 = Instant::now();
+            let (ia, ib) = crate::generate::pair_images(&a, &b, None)?;
+            let x = image_io::to_tensor(&[&ia, &ib], &m.cfg.pixels, &device)?;
+            let z = m.encode(x)?.patches;
+            let (za, zb) = (z.clone().narrow(0, 0, 1), z.narrow(0, 1, 1));
+            let zs = crate::generate::slerp_frames(&za, &zb, frames.clamp(1, 120))?;
+            let frames = crate::generate::decode_images(m, burn::tensor::Tensor::cat(zs, 0))?;
+            Ok(Event::Walked { id, frames, millis: t0.elapsed().as_secs_f64() * 1e3 })
+        }
+        Command::PatchDirection { id, patch } => {
+            let (lat, _) = state.current.as_ref().ok_or_else(|| crate::EngineError::Config("no image encoded yet".into()))?;
+            let (c, hw) = (lat.shape[1], lat.shape[2] * lat.shape[3]);
+            if patch >= hw {
+                return Err(crate::EngineError::Config(format!("patch {patch} out of range ({hw} patches)")));
+            }
+            let v: Vec<f32> = (0..c).map(|k| lat.data[k * hw + patch]).collect();
+            let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            if !(n.is_finite() && n > 0.0) {
+                return Err(crate::EngineError::Data(format!("patch {patch} has no direction (|z| = {n})")));
+            }
+            Ok(Event::PatchDirection { id, patch, direction: v.iter().map(|x| (*x as f64 / n) as f32).collect() })
         }
         Command::Shutdown => Err(crate::EngineError::Cancelled),
     }

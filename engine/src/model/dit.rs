@@ -226,7 +226,7 @@ impl DitConfig {
 }
 
 /// SwiGLU hidden width as in the references: `int(2/3 * int(mlp_ratio * D))`.
-fn ffn_hidden(d: usize, ratio: f64, swiglu: bool) -> usize {
+pub fn ffn_hidden(d: usize, ratio: f64, swiglu: bool) -> usize {
     let h = (ratio * d as f64) as usize;
     if swiglu { (2.0 / 3.0 * h as f64) as usize } else { h }
 }
