@@ -96,3 +96,40 @@ fn wrong_interpolation_variant_is_detected() {
     let err = ours.data.iter().zip(&reference.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(err > 0.1, "antialiased table should differ from HF Dinov2Model's by > 0.1, got {err}");
 }
+
+/// The fast paths of the CPU engine (folded upsample-convolution, 1x1 convolution as a matrix product) against
+/// their definitions written with burn's plain ops: nearest x2 then a 3x3 convolution, and a 1x1 convolution.
+/// Odd, non-square sizes; tolerance 1e-5 * max(1, max|ref|) (float reassociation only).
+#[test]
+fn fast_paths_equal_their_definitions() {
+    use burn::module::Param;
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Distribution, Tensor};
+    use engine::model::nn::{nearest_up2, Conv2d};
+    let device = engine::cpu();
+    let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
+        assert_eq!(a.dims(), b.dims(), "{what}");
+        let a = a.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+        let b = b.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let err = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err <= 1e-5 * scale, "{what}: max err {err:e} (scale {scale})");
+    };
+    for (c_in, c_out, h, w, bias) in [(3, 5, 5, 7, true), (8, 4, 1, 3, false), (16, 3, 6, 6, true)] {
+        let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let wt = Tensor::<4>::random([c_out, c_in, 3, 3], Distribution::Normal(0.0, 0.3), &device);
+        let b = bias.then(|| Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device));
+        let conv = Conv2d { weight: Param::from_tensor(wt.clone()), bias: b.clone().map(Param::from_tensor), stride: 1, padding: 1, groups: 1 };
+        let want = conv2d(nearest_up2(x.clone()), wt, b, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+        close(conv.forward_up2(x), want, &format!("upsample-conv {c_in}->{c_out} at {h}x{w}"));
+    }
+    for (c_in, c_out, h, w) in [(7, 5, 3, 4), (32, 96, 8, 8)] {
+        let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let wt = Tensor::<4>::random([c_out, c_in, 1, 1], Distribution::Normal(0.0, 0.3), &device);
+        let b = Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
+        let conv = Conv2d { weight: Param::from_tensor(wt.clone()), bias: Some(Param::from_tensor(b.clone())), stride: 1, padding: 0, groups: 1 };
+        let want = conv2d(x.clone(), wt, Some(b), ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+        close(conv.forward(x), want, &format!("conv1x1 {c_in}->{c_out}"));
+    }
+}

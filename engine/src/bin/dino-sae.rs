@@ -253,6 +253,9 @@ enum Cmd {
         size: usize,
         #[arg(long)]
         json: bool,
+        /// Also time every decoder layer (median of the repeats) and print where the time goes.
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -552,7 +555,12 @@ fn run(cli: Cli) -> Result<()> {
             let back = load_sae(&out, &device, false)?;
             println!("wrote {} ({}; reloads: {})", out.display(), if f16 { "f16" } else { "f32" }, back.report.summary(0));
         }
-        Cmd::Bench { preset, backend, repeats, size, json } => bench(&preset, &backend, repeats, size, json)?,
+        Cmd::Bench { preset, backend, repeats, size, json, profile } => {
+            bench(&preset, &backend, repeats, size, json)?;
+            if profile {
+                profile_decoder(&preset, repeats, size)?;
+            }
+        }
     }
     Ok(())
 }
@@ -679,3 +687,118 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
     }
     Ok(())
 }
+
+/// Median time of every decoder layer at `size` (CPU): which layers a faster decode would have to speed up.
+fn profile_decoder(preset: &str, repeats: usize, size: usize) -> Result<()> {
+    use engine::model::decoder::{DecBlock, OutHead};
+    let device = engine::cpu();
+    let m = if preset == "default" {
+        load_sae(&default_model().context("no default model")?, &device, false)?.model
+    } else {
+        DinoSae::random(&SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset}"))?, 0, &device)?.0
+    };
+    let d = &m.decoder;
+    let g = size / 16;
+    let z = burn::tensor::Tensor::<4>::random([1, m.cfg.decoder.latent_channels, g, g], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+    for rep in 0..repeats.max(1) + 1 {
+        let mut k = 0;
+        let mut tick = |name: String, f: &mut dyn FnMut() -> burn::tensor::Tensor<4>| {
+            let t = Instant::now();
+            let y = f();
+            let _ = y.clone().slice([0..1, 0..1, 0..1, 0..1]).into_data();
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            if rep > 0 {
+                if rows.len() <= k {
+                    rows.push((name, Vec::new()));
+                }
+                rows[k].1.push(ms);
+            }
+            k += 1;
+            y
+        };
+        let mut x = tick("project_in".into(), &mut || d.project_in.forward(z.clone()));
+        for (ki, st) in d.stages.iter().enumerate() {
+            let dims = x.dims();
+            if let Some(up) = &st.up {
+                x = tick(format!("stages.{ki} upsample {}x{} -> x2", dims[1], dims[2]), &mut || up.forward(x.clone()));
+            }
+            for (j, b) in st.blocks.iter().enumerate() {
+                let dims = x.dims();
+                let what = match b {
+                    DecBlock::Res(_) => "ResBlock",
+                    DecBlock::Evit(_) => "EViT_GLU",
+                };
+                x = tick(format!("stages.{ki}.{j} {what} {}ch {}x{}", dims[1], dims[2], dims[3]), &mut || match b {
+                    DecBlock::Res(r) => r.forward(x.clone()),
+                    DecBlock::Evit(e) => e.forward(x.clone(), &mut engine::model::nn::Probe::default(), ""),
+                });
+            }
+        }
+        x = tick("out norm + relu".into(), &mut || burn::tensor::activation::relu(d.out_norm.forward(x.clone())));
+        let _ = tick("project_out".into(), &mut || match &d.out {
+            OutHead::Conv(c) => c.forward(x.clone()),
+            OutHead::Up(u) => u.forward(x.clone()),
+        });
+    }
+    let med = |v: &Vec<f64>| median_ms(v);
+    let total: f64 = rows.iter().map(|(_, v)| med(v)).sum();
+    println!("decoder layers at {size}x{size} (median of {repeats}), total {total:.1} ms:");
+    for (name, v) in &rows {
+        println!("  {name:<44} {:>8.1} ms  {:>5.1}%", med(v), 100.0 * med(v) / total);
+    }
+    // inside the first EViT_GLU block of every stage that has one
+    let mut xin = d.project_in.forward(z.clone());
+    for (ki, st) in d.stages.iter().enumerate() {
+        if let Some(up) = &st.up {
+            xin = up.forward(xin);
+        }
+        if let Some(DecBlock::Evit(e)) = st.blocks.first() {
+            let dims = xin.dims();
+            let mut parts: Vec<(&str, Vec<f64>)> = Vec::new();
+            for rep in 0..repeats.max(1) + 1 {
+                let mut k = 0;
+                let mut tick = |name: &'static str, f: &mut dyn FnMut() -> burn::tensor::Tensor<4>| {
+                    let t = Instant::now();
+                    let y = f();
+                    let _ = y.clone().slice([0..1, 0..1, 0..1, 0..1]).into_data();
+                    if rep > 0 {
+                        if parts.len() <= k {
+                            parts.push((name, Vec::new()));
+                        }
+                        parts[k].1.push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    k += 1;
+                    y
+                };
+                let _ = tick("qkv conv1x1", &mut || e.qkv.forward(xin.clone()));
+                let att = tick("attention (incl. qkv)", &mut || e.attention(xin.clone(), &mut engine::model::nn::Probe::default(), ""));
+                let p = tick("proj conv1x1", &mut || e.proj.forward(att.clone()));
+                let x2 = xin.clone() + p;
+                let inv = tick("inverted conv1x1 + silu", &mut || burn::tensor::activation::silu(e.inverted.forward(x2.clone())));
+                let y = tick("depthwise conv3x3", &mut || e.depth.forward(inv.clone()));
+                let mid = y.dims()[1] / 2;
+                let gated = tick("GLU gate", &mut || y.clone().narrow(1, 0, mid) * burn::tensor::activation::silu(y.clone().narrow(1, mid, mid)));
+                let _ = tick("point conv1x1", &mut || e.point.forward(gated.clone()));
+            }
+            println!("  inside stages.{ki}.0 EViT_GLU {}ch {}x{}:", dims[1], dims[2], dims[3]);
+            for (name, v) in &parts {
+                println!("    {name:<42} {:>8.1} ms", median_ms(v));
+            }
+        }
+        for b in &st.blocks {
+            xin = match b {
+                DecBlock::Res(r) => r.forward(xin),
+                DecBlock::Evit(e) => e.forward(xin, &mut engine::model::nn::Probe::default(), ""),
+            };
+        }
+    }
+    Ok(())
+}
+
+fn median_ms(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+

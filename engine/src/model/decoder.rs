@@ -11,7 +11,7 @@ use burn::tensor::activation::{relu, silu};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::nn::{nearest_up2, pixel_shuffle2, repeat_interleave_channels, Conv2d, Probe, RmsNorm2d};
+use super::nn::{pixel_shuffle2, repeat_interleave_channels, Conv2d, Probe, RmsNorm2d};
 use crate::error::{EngineError, Result};
 use crate::weights::WeightSource;
 
@@ -241,7 +241,7 @@ impl EvitBlock {
     ///
     /// # Shapes
     /// - x: `[B, C, H, W]` -> `[B, heads*32, H, W]` (before proj)
-    fn attention(&self, x: Tensor<4>, probe: &mut Probe, name: &str) -> Tensor<4> {
+    pub fn attention(&self, x: Tensor<4>, probe: &mut Probe, name: &str) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
         let n = h * w;
         let hd = self.heads;
@@ -317,7 +317,7 @@ impl Upsample {
         let main = if self.pixel_shuffle {
             pixel_shuffle2(self.conv.forward(x.clone()))
         } else {
-            self.conv.forward(nearest_up2(x.clone()))
+            self.conv.forward_up2(x.clone())
         };
         match self.shortcut_repeat {
             Some(r) => main + pixel_shuffle2(repeat_interleave_channels(x, r)),

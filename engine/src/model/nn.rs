@@ -71,9 +71,72 @@ impl Conv2d {
     /// # Shapes
     /// - x: `[B, C_in, H, W]` -> `[B, C_out, H/stride, W/stride]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [c_out, _, k, _] = self.weight.dims();
+        if k == 1 && self.stride == 1 && self.groups == 1 && fast_paths() {
+            // A 1x1 convolution is a matrix product over channels; skipping the convolution machinery is
+            // faster on the CPU backend (see docs/PERFORMANCE.md).
+            let [b, c_in, h, w] = x.dims();
+            let wm = self.weight.val().reshape([1, c_out, c_in]).expand([b, c_out, c_in]);
+            let mut y = wm.matmul(x.reshape([b, c_in, h * w]));
+            if let Some(bias) = &self.bias {
+                y = y + bias.val().reshape([1, c_out, 1]);
+            }
+            return y.reshape([b, c_out, h, w]);
+        }
         let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], self.groups);
         conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), opts)
     }
+
+    /// `conv3x3(nearest_up2(x))`, computed at the input resolution: each of the four output phases (a, b) sees
+    /// only two distinct input rows and columns, so its 3x3 kernel folds into a 2x2 one (row taps
+    /// a=0: [W0, W1+W2] at offsets -1, 0; a=1: [W0+W1, W2] at offsets 0, +1; columns alike). One 2x2
+    /// convolution with 4*C_out outputs over the 1-padded input, a crop per phase and a pixel shuffle give the
+    /// same result with 16/36 of the multiply-adds. Exact up to float rounding.
+    ///
+    /// # Shapes
+    /// - x: `[B, C_in, H, W]` -> `[B, C_out, 2H, 2W]`
+    pub fn forward_up2(&self, x: Tensor<4>) -> Tensor<4> {
+        let [c_out, c_in, k, _] = self.weight.dims();
+        if k != 3 || self.stride != 1 || self.groups != 1 || !fast_paths() {
+            return self.forward(nearest_up2(x));
+        }
+        let [b, _, h, w] = x.dims();
+        let wt = self.weight.val();
+        // fold along one spatial dim: phase 0 -> [W0, W1+W2], phase 1 -> [W0+W1, W2]
+        let fold = |t: Tensor<4>, dim: usize| {
+            let (t0, t1, t2) = (t.clone().narrow(dim, 0, 1), t.clone().narrow(dim, 1, 1), t.narrow(dim, 2, 1));
+            [Tensor::cat(vec![t0.clone(), t1.clone() + t2.clone()], dim), Tensor::cat(vec![t0 + t1, t2], dim)]
+        };
+        let mut phases = Vec::with_capacity(4);
+        for rows in fold(wt, 2) {
+            for k2 in fold(rows, 3) {
+                phases.push(k2.reshape([c_out, 1, c_in, 2, 2]));
+            }
+        }
+        // channel 4c + 2a + b, the order pixel_shuffle2 reads
+        let kernel = Tensor::cat(phases, 1).reshape([4 * c_out, c_in, 2, 2]);
+        let bias = self.bias.as_ref().map(|bb| bb.val().reshape([c_out, 1]).expand([c_out, 4]).reshape([4 * c_out]));
+        let y = conv2d(x, kernel, bias, ConvOptions::new([1, 1], [1, 1], [1, 1], 1)); // [B, 4Co, H+1, W+1]
+        let y = y.reshape([b, c_out, 2, 2, h + 1, w + 1]);
+        let mut rows = Vec::with_capacity(2);
+        for a in 0..2 {
+            let mut cols = Vec::with_capacity(2);
+            for bb in 0..2 {
+                let ph = y.clone().narrow(2, a, 1).narrow(3, bb, 1).narrow(4, a, h).narrow(5, bb, w); // [B,Co,1,1,H,W]
+                cols.push(ph);
+            }
+            rows.push(Tensor::cat(cols, 3));
+        }
+        let y = Tensor::cat(rows, 2); // [B, Co, 2(a), 2(b), H, W]
+        y.permute([0, 1, 4, 2, 5, 3]).reshape([b, c_out, 2 * h, 2 * w])
+    }
+}
+
+/// Whether the algebraically equivalent fast paths (1x1 convolution as a matrix product, folded
+/// upsample-convolution) are used. `DINO_SAE_PLAIN_OPS=1` turns them off, for A/B benchmarks and parity checks.
+pub fn fast_paths() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("DINO_SAE_PLAIN_OPS").as_deref() != Ok("1"))
 }
 
 /// LayerNorm over the last dim with affine weight and bias.
