@@ -319,6 +319,10 @@ fn histogram_pinned_patch_of_another_image_undoer_and_image_walk() {
     assert!(h.query_by_label("Histogram of |z|").is_some());
     let n = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| c.magnitude.len())).expect("c");
     assert!(h.query_by_label_contains(&format!("{n} patches, mean |z|")).is_some());
+    // the colour bar names its ends: the smallest and largest |z| of this image
+    let (lo, hi) = h.state().as_ref().and_then(|s| s.current.as_ref()).map(|c| c.magnitude.iter().fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)))).expect("c");
+    assert!(h.query_by_label(&format!("colour scale {lo:.2}")).is_some(), "colour bar low end");
+    assert!(h.query_by_label_contains(&format!("{hi:.2}  (mid")).is_some(), "colour bar high end");
 
     // Steer: pin patch 3 of this image as the target
     h.get_by_label("Steer").click();

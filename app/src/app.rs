@@ -299,6 +299,24 @@ pub fn patches_in(resp: &egui::Response, r: egui::Rect, grid: (usize, usize)) ->
     out
 }
 
+/// A horizontal colour bar of the heatmap colormap with its end values and midpoint.
+fn colour_bar(ui: &mut egui::Ui, lo: f32, hi: f32) {
+    ui.horizontal(|ui| {
+        ui.label(format!("colour scale {lo:.2}"));
+        let (rect, _) = ui.allocate_exact_size(egui::vec2(220.0, 14.0), egui::Sense::hover());
+        let n = 48;
+        for i in 0..n {
+            let t = (i as f32 + 0.5) / n as f32;
+            let [r, g, b] = heatmap::colormap(t);
+            let x0 = rect.left() + rect.width() * i as f32 / n as f32;
+            let x1 = rect.left() + rect.width() * (i + 1) as f32 / n as f32 + 0.5;
+            let cell = egui::Rect::from_min_max(egui::pos2(x0, rect.top()), egui::pos2(x1, rect.bottom()));
+            ui.painter().rect_filled(cell, 0.0, Color32::from_rgb(r, g, b));
+        }
+        ui.label(format!("{hi:.2}  (mid {:.2})", 0.5 * (lo + hi)));
+    });
+}
+
 fn patch_at(resp: &egui::Response, pos: egui::Pos2, grid: (usize, usize)) -> Option<usize> {
     let r = resp.rect;
     let gx = ((pos.x - r.left()) / r.width() * grid.1 as f32).floor();
@@ -898,10 +916,15 @@ impl Studio {
     }
 
     fn image_size(&self, ui: &egui::Ui, cols: f32) -> egui::Vec2 {
+        self.image_size_leaving(ui, cols, 60.0)
+    }
+
+    /// Image size for `cols` images side by side, leaving `below` points of height for what follows.
+    fn image_size_leaving(&self, ui: &egui::Ui, cols: f32, below: f32) -> egui::Vec2 {
         let Some(c) = &self.current else { return egui::Vec2::ZERO };
         let avail = ui.available_size();
         let (w, h) = (c.input.width() as f32, c.input.height() as f32);
-        let s = ((avail.x / cols - 12.0) / w).min((avail.y - 60.0) / h).max(0.05);
+        let s = ((avail.x / cols - 12.0) / w).min((avail.y - below).max(120.0) / h).max(0.05);
         egui::vec2(w * s, h * s)
     }
 
@@ -1070,7 +1093,8 @@ impl Studio {
             ui.checkbox(&mut self.show_heat, "overlay");
             ui.add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).text("opacity"));
         });
-        let size = self.image_size(ui, 1.6);
+        // room below the image for the colour scale, the nearest patches and the histogram
+        let size = self.image_size_leaving(ui, 1.6, 280.0);
         let Some(resp) = self.overlay_image(ui, size) else { return };
         let c = self.current.as_ref().expect("checked");
         let grid = c.grid;
@@ -1098,7 +1122,7 @@ impl Studio {
             _ => (-1.0, 1.0),
         };
         if self.heat != HeatMode::Pca {
-            ui.label(format!("colour scale: {lo:.2} (dark violet) .. {hi:.2} (yellow)"));
+            colour_bar(ui, lo, hi);
         }
         if let Some(v) = &c.teacher_cosine {
             let mean = v.iter().sum::<f32>() / v.len().max(1) as f32;
