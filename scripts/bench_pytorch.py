@@ -34,6 +34,10 @@ Examples (from the repository root)::
     python3 scripts/bench_pytorch.py --preset default --parity --run-engine
     python3 scripts/bench_pytorch.py --preset released --repeats 2 --engine-json released.jsonl --json
 
+Timing caveat: on a small machine, keep it otherwise idle. With another busy process, torch's OpenMP workers
+(``--threads`` >= the free cores) spin-wait and can slow down 10-100x; use ``--threads 1`` then (it also sets
+RAYON_NUM_THREADS=1 for ``--run-engine``).
+
 Needs: torch, numpy, safetensors (Pillow is optional; PNGs are read with a small built-in decoder).
 Nothing here is copied from the reference repositories; it follows the engine's Rust code.
 """

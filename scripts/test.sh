@@ -8,6 +8,7 @@ if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARG
 # Build the workspace as a whole first (building one crate alone would re-resolve features).
 cargo build --workspace --all-targets
 bash scripts/fetch-teacher.sh
+bash scripts/fetch-lpips.sh
 cargo test --workspace
 # The CLI parity check on the fixture copies (the same sets the shared fixtures hold).
 bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"

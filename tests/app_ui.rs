@@ -68,6 +68,16 @@ fn every_panel_by_its_labels() {
     wait_for(&mut h, "reconstruction", |s| s.current.is_some());
     assert!(h.query_by_label_contains("PSNR").is_some(), "PSNR label shown");
     assert!(h.query_by_label("Reconstruction").is_some());
+    // LPIPS-VGG-like arrives as its own job; the value is the engine's metric on the shown pair (8-bit rounding)
+    wait_for(&mut h, "LPIPS-VGG-like", |s| s.current.as_ref().is_some_and(|c| c.lpips.is_some()));
+    let (input, recon, shown) = {
+        let c = h.state().as_ref().and_then(|s| s.current.as_ref()).expect("c");
+        (c.input.clone(), c.recon.clone(), c.lpips.as_ref().expect("lpips").0)
+    };
+    let lp = engine::lpips::LpipsVgg::load(&engine::lpips::default_dir(), &engine::cpu()).expect("weights");
+    let want = lp.distance_rgb(&engine::image_io::rgb8_to_f32(&input), &engine::image_io::rgb8_to_f32(&recon), &engine::cpu()).expect("d");
+    assert!((shown - want).abs() < 2e-3, "shown {shown} vs {want}");
+    assert!(h.query_by_label_contains(&format!("LPIPS-VGG-like {shown:.4}")).is_some(), "the score is on screen");
     // swipe divider and hold-Space flicker
     for n in h.query_all_by_label_contains("swipe (original on the left)") {
         n.set_value_accesskit(0.5);

@@ -198,6 +198,10 @@ pub struct Current {
     pub others: Vec<(String, TextureHandle, f64, f64)>,
     pub cosine: Option<(usize, Vec<f32>)>,
     pub steered: Option<(image::RgbImage, f64, f64)>,
+    /// LPIPS-VGG-like of the main reconstruction and of the compare models', once computed.
+    pub lpips: Option<(f64, Vec<f64>)>,
+    /// "computing...", the size it was measured at, or why it is not available.
+    pub lpips_note: String,
     tex_input: TextureHandle,
     tex_recon: TextureHandle,
     tex_error: TextureHandle,
@@ -210,6 +214,8 @@ pub struct Studio {
     worker: Worker,
     /// The engine's device, as the worker reported it.
     pub backend: String,
+    /// Id of the LPIPS-VGG-like job for the current image.
+    lpips_pending: Option<u64>,
     pub model: Option<ModelInfo>,
     pub current: Option<Current>,
     pub tab: Tab,
@@ -343,6 +349,7 @@ impl Studio {
             ctx,
             worker,
             backend: "starting...".into(),
+            lpips_pending: None,
             model: None,
             current: None,
             tab: Tab::Compare,
@@ -731,9 +738,15 @@ impl Studio {
                         others,
                         cosine: None,
                         steered: None,
+                        lpips: None,
+                        lpips_note: "LPIPS-VGG-like: computing...".into(),
                     });
                     self.selection.clear();
                     self.refresh_overlay();
+                    // the perceptual distance runs as its own job (VGG16 is slower than the decode)
+                    let lid = self.next_id();
+                    self.lpips_pending = Some(lid);
+                    self.worker.send(Command::Lpips { id: lid });
                 }
                 Event::CosineMap { id: _, patch, values } => {
                     if let Some(c) = &mut self.current {
@@ -818,6 +831,20 @@ impl Studio {
                     self.sample.walk = frames;
                     self.sample.walk_pos = 0;
                     self.sample.frames_saved = None;
+                }
+                Event::LpipsScores { id, main, others, size } => {
+                    if Some(id) == self.lpips_pending {
+                        if let Some(c) = &mut self.current {
+                            c.lpips = Some((main, others));
+                            c.lpips_note = format!("LPIPS-VGG-like at {}x{}", size.0, size.1);
+                        }
+                    }
+                }
+                Event::Failed { id: Some(id), error } if Some(id) == self.lpips_pending => {
+                    // not an error of anything the user did: say it where the score would be
+                    if let Some(c) = &mut self.current {
+                        c.lpips_note = error;
+                    }
                 }
                 Event::Failed { id, error } => {
                     if id.is_none() || id == Some(self.last_sent) {
@@ -987,8 +1014,12 @@ impl Studio {
             ui.label("Open an image (path on the left, or drop a file here).");
             return;
         };
+        let lp = match &c.lpips {
+            Some((v, _)) => format!("LPIPS-VGG-like {v:.4}"),
+            None => c.lpips_note.clone(),
+        };
         ui.label(format!(
-            "PSNR {:.2} dB   SSIM {:.4}   {}x{} px, {}x{} patches   {:.0} ms",
+            "PSNR {:.2} dB   SSIM {:.4}   {lp}   {}x{} px, {}x{} patches   {:.0} ms",
             c.psnr,
             c.ssim,
             c.input.width(),
@@ -1060,10 +1091,11 @@ impl Studio {
         });
         if !c.others.is_empty() {
             ui.horizontal(|ui| {
-                for (name, tex, p, q) in &c.others {
+                for (i, (name, tex, p, q)) in c.others.iter().enumerate() {
                     ui.vertical(|ui| {
                         let short = std::path::Path::new(name).file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
-                        ui.label(format!("{short}: PSNR {p:.2} dB, SSIM {q:.4}"));
+                        let lp = c.lpips.as_ref().and_then(|(_, o)| o.get(i)).map(|v| format!(", LPIPS-VGG-like {v:.4}")).unwrap_or_default();
+                        ui.label(format!("{short}: PSNR {p:.2} dB, SSIM {q:.4}{lp}"));
                         view(ui, tex);
                     });
                 }

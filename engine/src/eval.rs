@@ -27,6 +27,8 @@ pub struct EvalResult {
     pub ssim: f64,
     pub cosine: f64,
     pub frechet: f64,
+    /// Mean LPIPS-VGG-like distance (None when evaluated without its weights).
+    pub lpips: Option<f64>,
     pub per_image: Vec<(String, f64, f64, f64)>,
 }
 
@@ -36,8 +38,9 @@ fn teacher_tokens(teacher: &Vit, x: Tensor<4>, grid: usize) -> Tensor<3> {
     teacher.forward(tx, &mut Probe::default()).patch_tokens()
 }
 
-/// Evaluate `model` on every photo of `photos` at `size` x `size`.
-pub fn evaluate(model: &DinoSae, teacher: &Vit, photos: &PhotoSet, size: u32) -> Result<EvalResult> {
+/// Evaluate `model` on every photo of `photos` at `size` x `size` (with the LPIPS-VGG-like distance when its
+/// weights are given).
+pub fn evaluate(model: &DinoSae, teacher: &Vit, photos: &PhotoSet, size: u32, lpips: Option<&crate::lpips::LpipsVgg>) -> Result<EvalResult> {
     let device = crate::cpu();
     let grid = (size / 16) as usize;
     let mut r = EvalResult::default();
@@ -53,6 +56,9 @@ pub fn evaluate(model: &DinoSae, teacher: &Vit, photos: &PhotoSet, size: u32) ->
         let rec_img = image_io::from_tensor(rec, &model.cfg.pixels)?.remove(0);
         let orig = image_io::rgb8_to_f32(&img);
         let (p, q) = (metrics::psnr(&orig, &rec_img), metrics::ssim(&orig, &rec_img));
+        if let Some(l) = lpips {
+            *r.lpips.get_or_insert(0.0) += l.distance_rgb(&orig, &rec_img, &device)?;
+        }
         // teacher features of the reconstruction, for the Frechet distance
         let rec8 = image_io::f32_to_rgb8(&rec_img);
         let xr = image_io::to_tensor(&[&rec8], &model.cfg.pixels, &device)?;
@@ -68,6 +74,7 @@ pub fn evaluate(model: &DinoSae, teacher: &Vit, photos: &PhotoSet, size: u32) ->
     r.psnr /= n;
     r.ssim /= n;
     r.cosine /= n;
+    r.lpips = r.lpips.map(|v| v / n);
     r.frechet = metrics::frechet(&stack_rows(&feats_a), &stack_rows(&feats_b));
     Ok(r)
 }
@@ -85,8 +92,13 @@ pub fn markdown(rows: &[(String, EvalResult)], size: u32) -> String {
     );
     for (name, r) in rows {
         s.push_str(&format!(
-            "| {name} | {} at {size}x{size} | {:.2} | {:.4} | {:.4} | {:.2} | not implemented yet |\n",
-            r.images, r.psnr, r.ssim, r.cosine, r.frechet
+            "| {name} | {} at {size}x{size} | {:.2} | {:.4} | {:.4} | {:.2} | {} |\n",
+            r.images,
+            r.psnr,
+            r.ssim,
+            r.cosine,
+            r.frechet,
+            r.lpips.map(|v| format!("{v:.4}")).unwrap_or_else(|| "no weights (scripts/fetch-lpips.sh)".into())
         ));
     }
     s
@@ -98,5 +110,6 @@ pub fn evaluate_path(model: &Path, teacher: &Path, photos: &Path, size: u32) -> 
     let m = crate::checkpoint::load_sae(model, &device, false)?.model;
     let t = crate::checkpoint::load_backbone(teacher, &device, false)?.model;
     let set = PhotoSet::load(photos, 1024)?;
-    evaluate(&m, &t, &set, size)
+    let lp = crate::lpips::LpipsVgg::load(&crate::lpips::default_dir(), &device).ok();
+    evaluate(&m, &t, &set, size, lp.as_ref())
 }

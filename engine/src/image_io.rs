@@ -163,6 +163,19 @@ pub fn from_tensor(t: Tensor<4>, px: &PixelConfig) -> Result<Vec<RgbF32>> {
     Ok(out)
 }
 
+/// An HWC image in [0, 1] as a `[1, 3, H, W]` tensor in [0, 1] (no normalisation).
+pub fn rgbf32_to_unit_tensor(img: &RgbF32, device: &Device) -> Result<Tensor<4>> {
+    let (h, w) = (img.height, img.width);
+    if img.data.len() != h * w * 3 {
+        return Err(EngineError::Image(format!("image data of {} values for {w}x{h}x3", img.data.len())));
+    }
+    let mut data = Vec::with_capacity(3 * h * w);
+    for c in 0..3 {
+        data.extend((0..h * w).map(|i| img.data[i * 3 + c]));
+    }
+    Ok(Tensor::from_data(TensorData::new(data, vec![1, 3, h, w]), device))
+}
+
 pub fn rgb8_to_f32(img: &RgbImage) -> RgbF32 {
     RgbF32 {
         width: img.width() as usize,

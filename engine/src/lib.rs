@@ -11,6 +11,7 @@ pub mod generate;
 pub mod image_io;
 pub mod inspect;
 pub mod interp;
+pub mod lpips;
 pub mod metrics;
 pub mod model;
 pub mod raw;

@@ -35,6 +35,9 @@ pub enum Command {
     PatchCosine { id: u64, patch: usize },
     /// Edit the cached latent and decode (no re-encode). Newest wins: queued older steers are skipped.
     Steer { id: u64, edit: crate::steer::SteerEdit },
+    /// LPIPS-VGG-like distance of the current image to its reconstructions (main model, then compare models).
+    /// Images larger than 512 px on a side are measured at a size fitting 512 (reported).
+    Lpips { id: u64 },
     /// Save the current (edited, if `edited`) latent as safetensors.
     ExportLatent { path: PathBuf, edited: Option<crate::steer::SteerEdit> },
     /// Load a generator (`train-dit` final folder) trained on this model's latents.
@@ -103,6 +106,8 @@ pub enum Event {
     Walked { id: u64, frames: Vec<RgbImage>, millis: f64 },
     ClassMean { id: u64, class: usize, direction: Vec<f32> },
     PatchDirection { id: u64, patch: usize, direction: Vec<f32> },
+    /// LPIPS-VGG-like of the main reconstruction and of each compare model's, measured at `size` (w, h).
+    LpipsScores { id: u64, main: f64, others: Vec<f64>, size: (usize, usize) },
     /// The device the engine computes on (sent once, first).
     BackendReady { name: String, wgpu: bool },
     Failed { id: Option<u64>, error: String },
@@ -119,6 +124,10 @@ struct State {
     dit: Option<crate::generate::DitBundle>,
     others: Vec<(String, DinoSae)>,
     teacher: Option<crate::model::vit::Vit>,
+    /// LPIPS-VGG-like weights, loaded on first use (Err: why not; reported once per request).
+    lpips: Option<std::result::Result<crate::lpips::LpipsVgg, String>>,
+    /// The fitted input and the reconstructions (main, then compare models) of the current image.
+    recons: Option<(RgbF32, Vec<RgbF32>)>,
 }
 
 /// Handle to the engine thread.
@@ -159,6 +168,8 @@ impl Worker {
                     dit: None,
                     others: Vec::new(),
                     teacher: None,
+                    lpips: None,
+                    recons: None,
                 };
                 while let Ok(first) = crx.recv() {
                     // Take everything queued; of several Steer commands only the newest runs.
@@ -184,6 +195,7 @@ impl Worker {
                         | Command::Walk { id, .. }
                         | Command::WalkImages { id, .. }
                         | Command::PatchDirection { id, .. }
+                        | Command::Lpips { id }
                         | Command::ClassMean { id, .. } => Some(*id),
                         _ => None,
                     };
@@ -281,6 +293,7 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
             };
             let is_default = info.name == "default model";
             state.model = Some(m);
+            state.recons = None;
             state.current = None;
             state.history.clear();
             state.dit = None;
@@ -326,11 +339,14 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
             let rec = image_io::from_tensor(m.decode(lat.patches)?, &m.cfg.pixels)?;
             let orig: RgbF32 = image_io::rgb8_to_f32(&img);
             let mut others = Vec::new();
+            let mut other_recons = Vec::new();
             for (name, om) in &state.others {
                 let ox = image_io::to_tensor(&[&img], &om.cfg.pixels, &device)?;
                 let r = image_io::from_tensor(om.decode(om.encode(ox)?.patches)?, &om.cfg.pixels)?;
                 others.push((name.clone(), image_io::f32_to_rgb8(&r[0]), metrics::psnr(&orig, &r[0]), metrics::ssim(&orig, &r[0])));
+                other_recons.push(r[0].clone());
             }
+            state.recons = Some((orig.clone(), std::iter::once(rec[0].clone()).chain(other_recons).collect()));
             state.history.push(raw.clone());
             if state.history.len() > 8 {
                 state.history.remove(0);
@@ -488,6 +504,33 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
             let zs = crate::generate::slerp_frames(&za, &zb, frames.clamp(1, 120))?;
             let frames = crate::generate::decode_images(m, burn::tensor::Tensor::cat(zs, 0))?;
             Ok(Event::Walked { id, frames, millis: t0.elapsed().as_secs_f64() * 1e3 })
+        }
+        Command::Lpips { id } => {
+            let (orig, recs) = state.recons.as_ref().ok_or_else(|| crate::EngineError::Config("no reconstruction yet".into()))?;
+            if state.lpips.is_none() {
+                state.lpips = Some(crate::lpips::LpipsVgg::load(&crate::lpips::default_dir(), &device).map_err(|e| e.to_string()));
+            }
+            let lp = match state.lpips.as_ref() {
+                Some(Ok(l)) => l,
+                Some(Err(e)) => return Err(crate::EngineError::Checkpoint(format!("LPIPS-VGG-like: {e}"))),
+                None => unreachable!("set above"),
+            };
+            // VGG16 costs ~0.3 GFLOP per 1000 pixels: measure large images at a size fitting 512 px
+            let fit = |img: &RgbF32| -> RgbF32 {
+                let side = img.width.max(img.height);
+                if side <= 512 {
+                    return img.clone();
+                }
+                let (w, h) = ((img.width * 512 / side).max(16) as u32, (img.height * 512 / side).max(16) as u32);
+                image_io::rgb8_to_f32(&image_io::resize_exact(&image_io::f32_to_rgb8(img), w, h))
+            };
+            let o = fit(orig);
+            let mut scores = Vec::with_capacity(recs.len());
+            for r in recs {
+                scores.push(lp.distance_rgb(&o, &fit(r), &device)?);
+            }
+            let main = scores.remove(0);
+            Ok(Event::LpipsScores { id, main, others: scores, size: (o.width, o.height) })
         }
         Command::PatchDirection { id, patch } => {
             let (lat, _) = state.current.as_ref().ok_or_else(|| crate::EngineError::Config("no image encoded yet".into()))?;

@@ -424,6 +424,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Eval { models, teacher, photos, size, out } => {
             let t = checkpoint::load_backbone(&teacher, &device, false)?.model;
             let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
+            let lp = match engine::lpips::LpipsVgg::load(&engine::lpips::default_dir(), &device) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("LPIPS-VGG-like column left empty: {e}");
+                    None
+                }
+            };
             let mut rows = Vec::new();
             for spec in &models {
                 let (name, path) = spec.split_once('=').unwrap_or((spec.as_str(), spec.as_str()));
@@ -437,7 +444,7 @@ fn run(cli: Cli) -> Result<()> {
                 } else {
                     load_sae(Path::new(path), &device, false).with_context(|| format!("loading {path}"))?.model
                 };
-                let r = engine::eval::evaluate(&m, &t, &set, size)?;
+                let r = engine::eval::evaluate(&m, &t, &set, size, lp.as_ref())?;
                 for (img, p, q, c) in &r.per_image {
                     eprintln!("{name:<24} {img:<24} PSNR {p:6.2}  SSIM {q:.4}  cos {c:.4}");
                 }
