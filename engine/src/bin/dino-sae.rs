@@ -108,6 +108,9 @@ enum Cmd {
         /// Alignment loss: cosine (paper) or mse (ablation).
         #[arg(long, default_value = "cosine")]
         align: String,
+        /// Weight of the LPIPS-VGG-like perceptual term (0 = off; weights from scripts/fetch-lpips.sh).
+        #[arg(long, default_value_t = 0.0)]
+        w_perc: f64,
         #[arg(long, default_value_t = 200)]
         checkpoint_every: usize,
         #[arg(long, default_value_t = 0)]
@@ -387,7 +390,7 @@ fn run(cli: Cli) -> Result<()> {
             let l = checkpoint::load_backbone(&out, &device, false)?;
             println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
         }
-        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, checkpoint_every, seed } => {
+        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, checkpoint_every, seed } => {
             let mut cfg = engine::train::TrainConfig::stage(stage);
             cfg.steps = steps;
             cfg.batch = batch;
@@ -395,6 +398,7 @@ fn run(cli: Cli) -> Result<()> {
             cfg.lr = lr;
             cfg.checkpoint_every = checkpoint_every;
             cfg.seed = seed;
+            cfg.w_perc = w_perc;
             cfg.align = match align.as_str() {
                 "cosine" => engine::train::Align::Cosine,
                 "mse" => engine::train::Align::Mse,
@@ -405,8 +409,8 @@ fn run(cli: Cli) -> Result<()> {
             let teacher_dim = checkpoint::load_backbone(&teacher, &device, false)?.model.cfg.dim;
             let mut on_log = |r: &engine::train::LogRow| {
                 eprintln!(
-                    "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  lr {:.1e}  {:.0}s ({:.2} s/step)",
-                    r.step, r.loss, r.align, r.l1, r.lr, r.secs, r.secs / r.step as f64
+                    "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  perc {:.4}  lr {:.1e}  {:.0}s since start",
+                    r.step, r.loss, r.align, r.l1, r.perc, r.lr, r.secs
                 );
                 true
             };

@@ -60,6 +60,12 @@ pub struct TrainConfig {
     pub align: Align,
     pub w_align: f64,
     pub w_l1: f64,
+    /// Weight of the LPIPS-VGG-like perceptual term (0 = off); its weights come from `perc_weights` or
+    /// `lpips::default_dir()` (scripts/fetch-lpips.sh).
+    #[serde(default)]
+    pub w_perc: f64,
+    #[serde(default)]
+    pub perc_weights: Option<PathBuf>,
     /// Stage 4: tau ramps linearly from `.0` to `.1` over the run.
     pub noise_tau: (f64, f64),
     pub checkpoint_every: usize,
@@ -83,6 +89,8 @@ impl TrainConfig {
             align: Align::Cosine,
             w_align: 0.5,
             w_l1: 1.0,
+            w_perc: 0.0,
+            perc_weights: None,
             noise_tau: (0.8, 1.2),
             checkpoint_every: 200,
             log_every: 10,
@@ -112,6 +120,8 @@ pub struct LogRow {
     pub l1: f64,
     pub lr: f64,
     pub secs: f64,
+    /// LPIPS-VGG-like term before weighting (0 when off).
+    pub perc: f64,
 }
 
 /// Where a run lives.
@@ -279,6 +289,28 @@ pub fn train(
     };
     let sae_cfg = model.cfg.clone();
     let names = model.names.clone();
+    // frozen perceptual network on the autodiff device: gradients flow through it to the decoder, never into it
+    let perc_net = if cfg.w_perc > 0.0 {
+        let dir = cfg.perc_weights.clone().unwrap_or_else(crate::lpips::default_dir);
+        Some(crate::lpips::LpipsVgg::load(&dir, &ad)?.no_grad())
+    } else {
+        None
+    };
+    let px = sae_cfg.pixels.clone();
+    // decoder output convention -> RGB in [0, 1], differentiably
+    let to_unit = |t: Tensor<4>| -> Tensor<4> {
+        use crate::model::sae::OutputRange;
+        match px.output {
+            OutputRange::Unit => t,
+            OutputRange::Signed => t.add_scalar(1.0).mul_scalar(0.5),
+            OutputRange::Imagenet => {
+                let dev = t.device();
+                let std = Tensor::<1>::from_floats(px.std.as_slice(), &dev).reshape([1, 3, 1, 1]);
+                let mean = Tensor::<1>::from_floats(px.mean.as_slice(), &dev).reshape([1, 3, 1, 1]);
+                t * std + mean
+            }
+        }
+    };
     let mut model = freeze_for_stage(model, cfg.stage);
     let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(step0 as u64 * 7919));
@@ -292,12 +324,13 @@ pub fn train(
         .open(&csv_path)
         .map_err(|e| EngineError::io(&csv_path, e))?;
     if new_csv {
-        writeln!(csv, "step,loss,align,l1,lr,secs").map_err(|e| EngineError::io(&csv_path, e))?;
+        writeln!(csv, "step,loss,align,l1,lr,secs,perc").map_err(|e| EngineError::io(&csv_path, e))?;
     }
     let t0 = Instant::now();
     let g = (cfg.crop / 16) as usize;
     let ps = teacher.cfg.patch_size;
     let mut acc = (0.0, 0.0, 0.0, 0usize);
+    let mut acc_perc = 0.0;
     while step0 < cfg.steps {
         let step = step0 + 1;
         let imgs: Vec<image::RgbImage> = (0..cfg.batch).map(|_| photos.sample(&mut rng, cfg.crop, cfg.min_crop_frac).1).collect();
@@ -330,12 +363,20 @@ pub fn train(
             z = z + eps * sig;
         }
         let recon = model.decoder.forward(z, &mut Probe::default());
+        let perc = match &perc_net {
+            Some(net) => Some(net.layers(to_unit(recon.clone()), to_unit(target.clone()))?.sum_dim(1).mean()),
+            None => None,
+        };
         let l1 = (recon - target).abs().mean();
         let l1v = l1.clone().into_scalar::<f32>() as f64;
-        let loss = match align_loss {
+        let mut loss = match align_loss {
             Some(a) => a.mul_scalar(cfg.w_align) + l1.mul_scalar(cfg.w_l1),
             None => l1.mul_scalar(cfg.w_l1),
         };
+        if let Some(p) = perc {
+            acc_perc += p.clone().into_scalar::<f32>() as f64;
+            loss = loss + p.mul_scalar(cfg.w_perc);
+        }
         let lv = loss.clone().into_scalar::<f32>() as f64;
         if !lv.is_finite() {
             return Err(EngineError::NonFinite(format!("loss at step {step}")));
@@ -350,9 +391,11 @@ pub fn train(
         }
         if step % cfg.log_every == 0 || step == cfg.steps {
             let n = acc.3.max(1) as f64;
-            let row = LogRow { step, loss: acc.0 / n, align: acc.1 / n, l1: acc.2 / n, lr, secs: t0.elapsed().as_secs_f64() };
+            let row =
+                LogRow { step, loss: acc.0 / n, align: acc.1 / n, l1: acc.2 / n, lr, secs: t0.elapsed().as_secs_f64(), perc: acc_perc / n };
             acc = (0.0, 0.0, 0.0, 0);
-            writeln!(csv, "{},{:.6},{:.6},{:.6},{:.3e},{:.1}", row.step, row.loss, row.align, row.l1, row.lr, row.secs)
+            acc_perc = 0.0;
+            writeln!(csv, "{},{:.6},{:.6},{:.6},{:.3e},{:.1},{:.6}", row.step, row.loss, row.align, row.l1, row.lr, row.secs, row.perc)
                 .map_err(|e| EngineError::io(&csv_path, e))?;
             if !on_log(&row) {
                 save_checkpoint(&run, step, &model, &ema, cfg)?;
