@@ -752,11 +752,96 @@ fn profile_decoder(preset: &str, repeats: usize, size: usize) -> Result<()> {
             OutHead::Up(u) => u.forward(x.clone()),
         });
     }
-    let med = |v: &Vec<f64>| median_ms(v);
+    let med = |v: &Vec<f64>| median_ms(&mut v.clone());
     let total: f64 = rows.iter().map(|(_, v)| med(v)).sum();
     println!("decoder layers at {size}x{size} (median of {repeats}), total {total:.1} ms:");
     for (name, v) in &rows {
         println!("  {name:<44} {:>8.1} ms  {:>5.1}%", med(v), 100.0 * med(v) / total);
+    }
+    // the encoder: stem, position table, one block split into its parts
+    {
+        use burn::tensor::activation::{gelu, softmax};
+        use engine::model::vit::FeedForward;
+        let enc = &m.encoder;
+        let x = burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let mut parts: Vec<(String, Vec<f64>)> = Vec::new();
+        for rep in 0..repeats.max(1) + 1 {
+            let mut k = 0;
+            let mut tick = |name: &str, f: &mut dyn FnMut() -> f32| {
+                let t0 = Instant::now();
+                f();
+                if rep > 0 {
+                    if parts.len() <= k {
+                        parts.push((name.to_string(), Vec::new()));
+                    }
+                    parts[k].1.push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+                k += 1;
+            };
+            let (tokens, (gh, gw)) = enc.embed(x.clone(), &mut engine::model::nn::Probe::default());
+            tick("embed (stem + position table)", &mut || enc.embed(x.clone(), &mut engine::model::nn::Probe::default()).0.slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
+            if let Some(pos) = &enc.pos {
+                tick("  position table for the grid", &mut || pos.for_grid(gh, gw).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
+            }
+            tick("all blocks", &mut || {
+                let mut t = tokens.clone();
+                for b in &enc.blocks {
+                    t = b.forward(t, None, enc.cfg.n_prefix(), &mut engine::model::nn::Probe::default(), "");
+                }
+                t.slice([0..1, 0..1, 0..1]).into_scalar::<f32>()
+            });
+            let b0 = &enc.blocks[0];
+            let [bb, t, d] = tokens.dims();
+            let hh = b0.attn.heads;
+            let n1 = b0.norm1.forward(tokens.clone());
+            tick("  block: norm1", &mut || b0.norm1.forward(tokens.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
+            let qkv = b0.attn.qkv.forward(n1.clone());
+            tick("  block: qkv", &mut || b0.attn.qkv.forward(n1.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
+            tick("  block: attention core (heads split, softmax, matmuls, merge)", &mut || {
+                let q5 = qkv.clone().reshape([bb, t, 3, hh, d / hh]).permute([2, 0, 3, 1, 4]);
+                let q = q5.clone().narrow(0, 0, 1).reshape([bb, hh, t, d / hh]);
+                let kk = q5.clone().narrow(0, 1, 1).reshape([bb, hh, t, d / hh]);
+                let v = q5.narrow(0, 2, 1).reshape([bb, hh, t, d / hh]);
+                let a = softmax(q.matmul(kk.swap_dims(2, 3)).mul_scalar(0.125), 3).matmul(v);
+                a.swap_dims(1, 2).reshape([bb, t, d]).slice([0..1, 0..1, 0..1]).into_scalar::<f32>()
+            });
+            if let FeedForward::Mlp(mlp) = &b0.mlp {
+                let hdn = mlp.fc1.forward(n1.clone());
+                tick("  block: fc1", &mut || mlp.fc1.forward(n1.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
+                tick("  block: exact GELU", &mut || gelu(hdn.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
+                tick("  block: fc2", &mut || mlp.fc2.forward(hdn.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
+            }
+        }
+        println!("encoder at {size}x{size}:");
+        for (name, v) in &parts {
+            println!("  {name:<62} {:>8.2} ms", median_ms(&mut v.clone()));
+        }
+    }
+    // matrix products as the ViT blocks issue them (linear on [1, T, d]) against a plain 2-D product
+    {
+        use burn::tensor::{module::linear, Distribution};
+        let t = 257;
+        for (din, dout) in [(384usize, 1152usize), (384, 1536), (1536, 384)] {
+            let x3 = burn::tensor::Tensor::<3>::random([1, t, din], Distribution::Normal(0.0, 1.0), &device);
+            let w = burn::tensor::Tensor::<2>::random([din, dout], Distribution::Normal(0.0, 1.0), &device);
+            let b = burn::tensor::Tensor::<1>::random([dout], Distribution::Normal(0.0, 1.0), &device);
+            let x2 = x3.clone().reshape([t, din]);
+            let gf = 2.0 * (t * din * dout) as f64 / 1e9;
+            let time = |f: &dyn Fn() -> f32| {
+                f();
+                let mut v: Vec<f64> = (0..repeats.max(3))
+                    .map(|_| {
+                        let t0 = Instant::now();
+                        f();
+                        t0.elapsed().as_secs_f64() * 1e3
+                    })
+                    .collect();
+                median_ms(&mut v)
+            };
+            let a = time(&|| linear(x3.clone(), w.clone(), Some(b.clone())).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
+            let c = time(&|| x2.clone().matmul(w.clone()).slice([0..1, 0..1]).into_scalar::<f32>());
+            println!("  matmul {t}x{din} @ {din}x{dout}: linear 3-D {a:.2} ms ({:.0} GFLOP/s), plain 2-D {c:.2} ms ({:.0} GFLOP/s)", gf / a * 1e3, gf / c * 1e3);
+        }
     }
     // inside the first EViT_GLU block of every stage that has one
     let mut xin = d.project_in.forward(z.clone());
@@ -794,7 +879,7 @@ fn profile_decoder(preset: &str, repeats: usize, size: usize) -> Result<()> {
             }
             println!("  inside stages.{ki}.0 EViT_GLU {}ch {}x{}:", dims[1], dims[2], dims[3]);
             for (name, v) in &parts {
-                println!("    {name:<42} {:>8.1} ms", median_ms(v));
+                println!("    {name:<42} {:>8.1} ms", median_ms(&mut v.clone()));
             }
         }
         for b in &st.blocks {
@@ -807,8 +892,7 @@ fn profile_decoder(preset: &str, repeats: usize, size: usize) -> Result<()> {
     Ok(())
 }
 
-fn median_ms(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
+fn median_ms(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
