@@ -49,21 +49,30 @@ fn click_patch(h: &mut Harness<'_, Option<Studio>>, fx: f32, fy: f32) {
     }
 }
 
-#[test]
-fn every_panel_by_its_labels() {
+fn fixture_model() -> PathBuf {
+    root().join("tests/fixtures/dinosae-setA/sae/model.safetensors")
+}
+
+/// The Studio on the fixture model (CPU backend) with chelsea.png opened, in a 1360x1000 harness.
+fn studio() -> Harness<'static, Option<Studio>> {
     let opts = StartOptions {
-        model: Some(root().join("tests/fixtures/dinosae-setA/sae/model.safetensors")),
+        model: Some(fixture_model()),
         image: Some(root().join("assets/samples/chelsea.png")),
         random_preset: None,
         tab: None,
         backend: Some("cpu".into()),
     };
-    let mut h = Harness::builder().with_size(egui::vec2(1360.0, 1000.0)).build_ui_state(
+    Harness::builder().with_size(egui::vec2(1360.0, 1000.0)).build_ui_state(
         move |ui, state: &mut Option<Studio>| {
             state.get_or_insert_with(|| Studio::new(ui.ctx().clone(), opts.clone())).show(ui);
         },
         None,
-    );
+    )
+}
+
+#[test]
+fn every_panel_by_its_labels() {
+    let mut h = studio();
     // Compare: the reconstruction and its PSNR
     wait_for(&mut h, "reconstruction", |s| s.current.is_some());
     assert!(h.query_by_label_contains("PSNR").is_some(), "PSNR label shown");
@@ -88,7 +97,7 @@ fn every_panel_by_its_labels() {
     // a second model side by side, and the teacher for per-patch student-vs-teacher cosines
     {
         let app = h.state_mut().as_mut().expect("app");
-        app.model_path = root().join("tests/fixtures/dinosae-setA/sae/model.safetensors").display().to_string();
+        app.model_path = fixture_model().display().to_string();
         app.teacher_path = root().join("tests/fixtures/dinosae-setA/dinov3/hf").display().to_string();
     }
     h.get_by_label("Add model to compare").click();
@@ -227,7 +236,7 @@ fn every_panel_by_its_labels() {
         ..Default::default()
     };
     engine::generate::train_dit_run(
-        &root().join("tests/fixtures/dinosae-setA/sae/model.safetensors"),
+        &fixture_model(),
         &root().join("assets/samples"),
         &run,
         &cfg,
@@ -306,20 +315,8 @@ fn cos(a: &[f32], b: &[f32]) -> f64 {
 
 #[test]
 fn histogram_pinned_patch_of_another_image_undoer_and_image_walk() {
-    let model = root().join("tests/fixtures/dinosae-setA/sae/model.safetensors");
-    let opts = StartOptions {
-        model: Some(model.clone()),
-        image: Some(root().join("assets/samples/chelsea.png")),
-        random_preset: None,
-        tab: None,
-        backend: Some("cpu".into()),
-    };
-    let mut h = Harness::builder().with_size(egui::vec2(1360.0, 1000.0)).build_ui_state(
-        move |ui, state: &mut Option<Studio>| {
-            state.get_or_insert_with(|| Studio::new(ui.ctx().clone(), opts.clone())).show(ui);
-        },
-        None,
-    );
+    let model = fixture_model();
+    let mut h = studio();
     wait_for(&mut h, "reconstruction", |s| s.current.is_some());
     assert!(h.query_by_label_contains("backend: CPU (burn Flex").is_some(), "the status bar names the engine's backend");
 
