@@ -256,7 +256,7 @@ enum Cmd {
         size: usize,
         #[arg(long)]
         json: bool,
-        /// Also time every decoder layer (median of the repeats) and print where the time goes.
+        /// Also time every decoder layer, the encoder's parts and plain matrix products (medians of the repeats).
         #[arg(long)]
         profile: bool,
     },
@@ -569,7 +569,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bench { preset, backend, repeats, size, json, profile } => {
             bench(&preset, &backend, repeats, size, json)?;
             if profile {
-                profile_decoder(&preset, repeats, size)?;
+                profile_all(&preset, repeats, size)?;
             }
         }
     }
@@ -699,40 +699,96 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
     Ok(())
 }
 
-/// Median time of every decoder layer at `size` (CPU): which layers a faster decode would have to speed up.
-fn profile_decoder(preset: &str, repeats: usize, size: usize) -> Result<()> {
-    use engine::model::decoder::{DecBlock, OutHead};
+/// Timings by name over repeated passes; the first pass is a warm-up and is not recorded. Each timed call reads
+/// one element of its result, so the work is finished when the clock stops.
+struct Stopwatch {
+    rows: Vec<(String, Vec<f64>)>,
+    pass: usize,
+    k: usize,
+}
+
+impl Stopwatch {
+    fn new() -> Self {
+        Self { rows: Vec::new(), pass: 0, k: 0 }
+    }
+
+    /// Start pass `pass` (0 = warm-up).
+    fn start_pass(&mut self, pass: usize) {
+        self.pass = pass;
+        self.k = 0;
+    }
+
+    fn time<const D: usize>(&mut self, name: impl Into<String>, f: impl FnOnce() -> burn::tensor::Tensor<D>) -> burn::tensor::Tensor<D> {
+        let t0 = Instant::now();
+        let y = f();
+        let _ = y.clone().flatten::<1>(0, D - 1).slice([0..1]).into_data();
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        if self.pass > 0 {
+            if self.rows.len() <= self.k {
+                self.rows.push((name.into(), Vec::new()));
+            }
+            self.rows[self.k].1.push(ms);
+        }
+        self.k += 1;
+        y
+    }
+
+    fn medians(&self) -> Vec<(&str, f64)> {
+        self.rows.iter().map(|(n, v)| (n.as_str(), median_ms(&mut v.clone()))).collect()
+    }
+}
+
+/// Where the time of an encode and a decode goes (CPU, medians of `repeats`): every decoder layer, the parts of
+/// an EViT_GLU block, the encoder's stem and one block split into its parts, and plain matrix products.
+fn profile_all(preset: &str, repeats: usize, size: usize) -> Result<()> {
     let device = engine::cpu();
     let m = if preset == "default" {
         load_sae(&default_model().context("no default model")?, &device, false)?.model
     } else {
         DinoSae::random(&SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset}"))?, 0, &device)?.0
     };
+    profile_decoder(&m, repeats, size, &device);
+    profile_encoder(&m, repeats, size, &device);
+    profile_matmul(repeats, &device);
+    Ok(())
+}
+
+fn profile_decoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tensor::Device) {
+    use burn::tensor::activation::{relu, silu};
+    use engine::model::decoder::{DecBlock, OutHead};
+    use engine::model::nn::Probe;
     let d = &m.decoder;
     let g = size / 16;
-    let z = burn::tensor::Tensor::<4>::random([1, m.cfg.decoder.latent_channels, g, g], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-    let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
-    for rep in 0..repeats.max(1) + 1 {
-        let mut k = 0;
-        let mut tick = |name: String, f: &mut dyn FnMut() -> burn::tensor::Tensor<4>| {
-            let t = Instant::now();
-            let y = f();
-            let _ = y.clone().slice([0..1, 0..1, 0..1, 0..1]).into_data();
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            if rep > 0 {
-                if rows.len() <= k {
-                    rows.push((name, Vec::new()));
-                }
-                rows[k].1.push(ms);
-            }
-            k += 1;
-            y
-        };
-        let mut x = tick("project_in".into(), &mut || d.project_in.forward(z.clone()));
+    let z = burn::tensor::Tensor::<4>::random([1, m.cfg.decoder.latent_channels, g, g], burn::tensor::Distribution::Normal(0.0, 1.0), device);
+    let mut sw = Stopwatch::new();
+    // the inside of the first EViT_GLU block of each stage that has one: (title, timings)
+    let mut evit: Vec<(String, Stopwatch)> = Vec::new();
+    for pass in 0..=repeats.max(1) {
+        sw.start_pass(pass);
+        let mut ei = 0;
+        let mut x = sw.time("project_in", || d.project_in.forward(z.clone()));
         for (ki, st) in d.stages.iter().enumerate() {
-            let dims = x.dims();
             if let Some(up) = &st.up {
-                x = tick(format!("stages.{ki} upsample {}x{} -> x2", dims[1], dims[2]), &mut || up.forward(x.clone()));
+                let dims = x.dims();
+                x = sw.time(format!("stages.{ki} upsample {}x{} -> x2", dims[1], dims[2]), || up.forward(x.clone()));
+            }
+            if let Some(DecBlock::Evit(e)) = st.blocks.first() {
+                let dims = x.dims();
+                if pass == 0 {
+                    evit.push((format!("inside stages.{ki}.0 EViT_GLU {}ch {}x{}", dims[1], dims[2], dims[3]), Stopwatch::new()));
+                }
+                let e_sw = &mut evit[ei].1;
+                ei += 1;
+                e_sw.start_pass(pass);
+                let _ = e_sw.time("qkv conv1x1", || e.qkv.forward(x.clone()));
+                let att = e_sw.time("attention (incl. qkv)", || e.attention(x.clone(), &mut Probe::default(), ""));
+                let p = e_sw.time("proj conv1x1", || e.proj.forward(att));
+                let x2 = x.clone() + p;
+                let inv = e_sw.time("inverted conv1x1 + silu", || silu(e.inverted.forward(x2)));
+                let y = e_sw.time("depthwise conv3x3", || e.depth.forward(inv));
+                let mid = y.dims()[1] / 2;
+                let gated = e_sw.time("GLU gate", || y.clone().narrow(1, 0, mid) * silu(y.clone().narrow(1, mid, mid)));
+                let _ = e_sw.time("point conv1x1", || e.point.forward(gated));
             }
             for (j, b) in st.blocks.iter().enumerate() {
                 let dims = x.dims();
@@ -740,156 +796,97 @@ fn profile_decoder(preset: &str, repeats: usize, size: usize) -> Result<()> {
                     DecBlock::Res(_) => "ResBlock",
                     DecBlock::Evit(_) => "EViT_GLU",
                 };
-                x = tick(format!("stages.{ki}.{j} {what} {}ch {}x{}", dims[1], dims[2], dims[3]), &mut || match b {
+                x = sw.time(format!("stages.{ki}.{j} {what} {}ch {}x{}", dims[1], dims[2], dims[3]), || match b {
                     DecBlock::Res(r) => r.forward(x.clone()),
-                    DecBlock::Evit(e) => e.forward(x.clone(), &mut engine::model::nn::Probe::default(), ""),
+                    DecBlock::Evit(e) => e.forward(x.clone(), &mut Probe::default(), ""),
                 });
             }
         }
-        x = tick("out norm + relu".into(), &mut || burn::tensor::activation::relu(d.out_norm.forward(x.clone())));
-        let _ = tick("project_out".into(), &mut || match &d.out {
+        x = sw.time("out norm + relu", || relu(d.out_norm.forward(x.clone())));
+        let _ = sw.time("project_out", || match &d.out {
             OutHead::Conv(c) => c.forward(x.clone()),
             OutHead::Up(u) => u.forward(x.clone()),
         });
     }
-    let med = |v: &Vec<f64>| median_ms(&mut v.clone());
-    let total: f64 = rows.iter().map(|(_, v)| med(v)).sum();
+    let rows = sw.medians();
+    let total: f64 = rows.iter().map(|(_, v)| v).sum();
     println!("decoder layers at {size}x{size} (median of {repeats}), total {total:.1} ms:");
     for (name, v) in &rows {
-        println!("  {name:<44} {:>8.1} ms  {:>5.1}%", med(v), 100.0 * med(v) / total);
+        println!("  {name:<44} {v:>8.1} ms  {:>5.1}%", 100.0 * v / total);
     }
-    // the encoder: stem, position table, one block split into its parts
-    {
-        use burn::tensor::activation::{gelu, softmax};
-        use engine::model::vit::FeedForward;
-        let enc = &m.encoder;
-        let x = burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        let mut parts: Vec<(String, Vec<f64>)> = Vec::new();
-        for rep in 0..repeats.max(1) + 1 {
-            let mut k = 0;
-            let mut tick = |name: &str, f: &mut dyn FnMut() -> f32| {
-                let t0 = Instant::now();
-                f();
-                if rep > 0 {
-                    if parts.len() <= k {
-                        parts.push((name.to_string(), Vec::new()));
-                    }
-                    parts[k].1.push(t0.elapsed().as_secs_f64() * 1e3);
-                }
-                k += 1;
-            };
-            let (tokens, (gh, gw)) = enc.embed(x.clone(), &mut engine::model::nn::Probe::default());
-            tick("embed (stem + position table)", &mut || enc.embed(x.clone(), &mut engine::model::nn::Probe::default()).0.slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
-            if let Some(pos) = &enc.pos {
-                tick("  position table for the grid", &mut || pos.for_grid(gh, gw).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
-            }
-            tick("all blocks", &mut || {
-                let mut t = tokens.clone();
-                for b in &enc.blocks {
-                    t = b.forward(t, None, enc.cfg.n_prefix(), &mut engine::model::nn::Probe::default(), "");
-                }
-                t.slice([0..1, 0..1, 0..1]).into_scalar::<f32>()
-            });
-            let b0 = &enc.blocks[0];
-            let [bb, t, d] = tokens.dims();
-            let hh = b0.attn.heads;
-            let n1 = b0.norm1.forward(tokens.clone());
-            tick("  block: norm1", &mut || b0.norm1.forward(tokens.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
-            let qkv = b0.attn.qkv.forward(n1.clone());
-            tick("  block: qkv", &mut || b0.attn.qkv.forward(n1.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
-            tick("  block: attention core (heads split, softmax, matmuls, merge)", &mut || {
-                let q5 = qkv.clone().reshape([bb, t, 3, hh, d / hh]).permute([2, 0, 3, 1, 4]);
-                let q = q5.clone().narrow(0, 0, 1).reshape([bb, hh, t, d / hh]);
-                let kk = q5.clone().narrow(0, 1, 1).reshape([bb, hh, t, d / hh]);
-                let v = q5.narrow(0, 2, 1).reshape([bb, hh, t, d / hh]);
-                let a = softmax(q.matmul(kk.swap_dims(2, 3)).mul_scalar(0.125), 3).matmul(v);
-                a.swap_dims(1, 2).reshape([bb, t, d]).slice([0..1, 0..1, 0..1]).into_scalar::<f32>()
-            });
-            if let FeedForward::Mlp(mlp) = &b0.mlp {
-                let hdn = mlp.fc1.forward(n1.clone());
-                tick("  block: fc1", &mut || mlp.fc1.forward(n1.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
-                tick("  block: exact GELU", &mut || gelu(hdn.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
-                tick("  block: fc2", &mut || mlp.fc2.forward(hdn.clone()).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
-            }
-        }
-        println!("encoder at {size}x{size}:");
-        for (name, v) in &parts {
-            println!("  {name:<62} {:>8.2} ms", median_ms(&mut v.clone()));
+    for (title, e_sw) in &evit {
+        println!("  {title}:");
+        for (name, v) in e_sw.medians() {
+            println!("    {name:<42} {v:>8.1} ms");
         }
     }
-    // matrix products as the ViT blocks issue them (linear on [1, T, d]) against a plain 2-D product
-    {
-        use burn::tensor::{module::linear, Distribution};
-        let t = 257;
-        for (din, dout) in [(384usize, 1152usize), (384, 1536), (1536, 384)] {
-            let x3 = burn::tensor::Tensor::<3>::random([1, t, din], Distribution::Normal(0.0, 1.0), &device);
-            let w = burn::tensor::Tensor::<2>::random([din, dout], Distribution::Normal(0.0, 1.0), &device);
-            let b = burn::tensor::Tensor::<1>::random([dout], Distribution::Normal(0.0, 1.0), &device);
-            let x2 = x3.clone().reshape([t, din]);
-            let gf = 2.0 * (t * din * dout) as f64 / 1e9;
-            let time = |f: &dyn Fn() -> f32| {
-                f();
-                let mut v: Vec<f64> = (0..repeats.max(3))
-                    .map(|_| {
-                        let t0 = Instant::now();
-                        f();
-                        t0.elapsed().as_secs_f64() * 1e3
-                    })
-                    .collect();
-                median_ms(&mut v)
-            };
-            let a = time(&|| linear(x3.clone(), w.clone(), Some(b.clone())).slice([0..1, 0..1, 0..1]).into_scalar::<f32>());
-            let c = time(&|| x2.clone().matmul(w.clone()).slice([0..1, 0..1]).into_scalar::<f32>());
-            println!("  matmul {t}x{din} @ {din}x{dout}: linear 3-D {a:.2} ms ({:.0} GFLOP/s), plain 2-D {c:.2} ms ({:.0} GFLOP/s)", gf / a * 1e3, gf / c * 1e3);
+}
+
+fn profile_encoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tensor::Device) {
+    use burn::tensor::activation::{gelu, softmax};
+    use engine::model::nn::Probe;
+    use engine::model::vit::FeedForward;
+    let enc = &m.encoder;
+    let x = burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), device);
+    let mut sw = Stopwatch::new();
+    for pass in 0..=repeats.max(1) {
+        sw.start_pass(pass);
+        let (tokens, (gh, gw)) = enc.embed(x.clone(), &mut Probe::default());
+        let _ = sw.time("embed (stem + position table)", || enc.embed(x.clone(), &mut Probe::default()).0);
+        if let Some(pos) = &enc.pos {
+            let _ = sw.time("  position table for the grid", || pos.for_grid(gh, gw));
+        }
+        let _ = sw.time("all blocks", || {
+            let mut t = tokens.clone();
+            for b in &enc.blocks {
+                t = b.forward(t, None, enc.cfg.n_prefix(), &mut Probe::default(), "");
+            }
+            t
+        });
+        let b0 = &enc.blocks[0];
+        let [bb, t, d] = tokens.dims();
+        let (hh, dh) = (b0.attn.heads, d / b0.attn.heads);
+        let n1 = sw.time("  block: norm1", || b0.norm1.forward(tokens.clone()));
+        let qkv = sw.time("  block: qkv", || b0.attn.qkv.forward(n1.clone()));
+        let _ = sw.time("  block: attention core (heads split, softmax, matmuls, merge)", || {
+            let q5 = qkv.reshape([bb, t, 3, hh, dh]).permute([2, 0, 3, 1, 4]);
+            let q = q5.clone().narrow(0, 0, 1).reshape([bb, hh, t, dh]);
+            let k = q5.clone().narrow(0, 1, 1).reshape([bb, hh, t, dh]);
+            let v = q5.narrow(0, 2, 1).reshape([bb, hh, t, dh]);
+            let a = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()), 3).matmul(v);
+            a.swap_dims(1, 2).reshape([bb, t, d])
+        });
+        if let FeedForward::Mlp(mlp) = &b0.mlp {
+            let hdn = sw.time("  block: fc1", || mlp.fc1.forward(n1.clone()));
+            let g = sw.time("  block: exact GELU", || gelu(hdn));
+            let _ = sw.time("  block: fc2", || mlp.fc2.forward(g));
         }
     }
-    // inside the first EViT_GLU block of every stage that has one
-    let mut xin = d.project_in.forward(z.clone());
-    for (ki, st) in d.stages.iter().enumerate() {
-        if let Some(up) = &st.up {
-            xin = up.forward(xin);
-        }
-        if let Some(DecBlock::Evit(e)) = st.blocks.first() {
-            let dims = xin.dims();
-            let mut parts: Vec<(&str, Vec<f64>)> = Vec::new();
-            for rep in 0..repeats.max(1) + 1 {
-                let mut k = 0;
-                let mut tick = |name: &'static str, f: &mut dyn FnMut() -> burn::tensor::Tensor<4>| {
-                    let t = Instant::now();
-                    let y = f();
-                    let _ = y.clone().slice([0..1, 0..1, 0..1, 0..1]).into_data();
-                    if rep > 0 {
-                        if parts.len() <= k {
-                            parts.push((name, Vec::new()));
-                        }
-                        parts[k].1.push(t.elapsed().as_secs_f64() * 1e3);
-                    }
-                    k += 1;
-                    y
-                };
-                let _ = tick("qkv conv1x1", &mut || e.qkv.forward(xin.clone()));
-                let att = tick("attention (incl. qkv)", &mut || e.attention(xin.clone(), &mut engine::model::nn::Probe::default(), ""));
-                let p = tick("proj conv1x1", &mut || e.proj.forward(att.clone()));
-                let x2 = xin.clone() + p;
-                let inv = tick("inverted conv1x1 + silu", &mut || burn::tensor::activation::silu(e.inverted.forward(x2.clone())));
-                let y = tick("depthwise conv3x3", &mut || e.depth.forward(inv.clone()));
-                let mid = y.dims()[1] / 2;
-                let gated = tick("GLU gate", &mut || y.clone().narrow(1, 0, mid) * burn::tensor::activation::silu(y.clone().narrow(1, mid, mid)));
-                let _ = tick("point conv1x1", &mut || e.point.forward(gated.clone()));
-            }
-            println!("  inside stages.{ki}.0 EViT_GLU {}ch {}x{}:", dims[1], dims[2], dims[3]);
-            for (name, v) in &parts {
-                println!("    {name:<42} {:>8.1} ms", median_ms(&mut v.clone()));
-            }
-        }
-        for b in &st.blocks {
-            xin = match b {
-                DecBlock::Res(r) => r.forward(xin),
-                DecBlock::Evit(e) => e.forward(xin, &mut engine::model::nn::Probe::default(), ""),
-            };
-        }
+    println!("encoder at {size}x{size}:");
+    for (name, v) in sw.medians() {
+        println!("  {name:<62} {v:>8.2} ms");
     }
-    Ok(())
+}
+
+/// Matrix products of the ViT-S blocks' shapes, issued as `linear` on `[1, T, d]` and as a plain 2-D product.
+fn profile_matmul(repeats: usize, device: &burn::tensor::Device) {
+    use burn::tensor::{module::linear, Distribution, Tensor};
+    let t = 257;
+    for (din, dout) in [(384usize, 1152usize), (384, 1536), (1536, 384)] {
+        let x3 = Tensor::<3>::random([1, t, din], Distribution::Normal(0.0, 1.0), device);
+        let w = Tensor::<2>::random([din, dout], Distribution::Normal(0.0, 1.0), device);
+        let b = Tensor::<1>::random([dout], Distribution::Normal(0.0, 1.0), device);
+        let x2 = x3.clone().reshape([t, din]);
+        let mut sw = Stopwatch::new();
+        for pass in 0..=repeats.max(3) {
+            sw.start_pass(pass);
+            let _ = sw.time("linear 3-D", || linear(x3.clone(), w.clone(), Some(b.clone())));
+            let _ = sw.time("plain 2-D", || x2.clone().matmul(w.clone()));
+        }
+        let gf = 2.0 * (t * din * dout) as f64 / 1e9;
+        let line: Vec<String> = sw.medians().iter().map(|(n, ms)| format!("{n} {ms:.2} ms ({:.0} GFLOP/s)", gf / ms * 1e3)).collect();
+        println!("  matmul {t}x{din} @ {din}x{dout}: {}", line.join(", "));
+    }
 }
 
 fn median_ms(v: &mut [f64]) -> f64 {
