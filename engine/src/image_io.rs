@@ -10,7 +10,7 @@ use image::{DynamicImage, ImageReader, Limits, RgbImage};
 
 use crate::error::{EngineError, Result};
 use crate::metrics::RgbF32;
-use crate::model::sae::{OutputRange, PixelConfig};
+use crate::model::sae::PixelConfig;
 
 /// Largest accepted image, in pixels (decoding is refused beyond it).
 pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
@@ -140,7 +140,7 @@ pub fn from_tensor(t: Tensor<4>, px: &PixelConfig) -> Result<Vec<RgbF32>> {
     if c != 3 {
         return Err(EngineError::Shape(format!("expected 3 channels, got {c}")));
     }
-    let v = t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))?;
+    let v = px.output_to_unit(t).into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))?;
     if v.iter().any(|x| !x.is_finite()) {
         return Err(EngineError::NonFinite("decoder output".into()));
     }
@@ -149,13 +149,7 @@ pub fn from_tensor(t: Tensor<4>, px: &PixelConfig) -> Result<Vec<RgbF32>> {
         let mut data = vec![0f32; h * w * 3];
         for ci in 0..3 {
             for i in 0..h * w {
-                let x = v[((bi * 3 + ci) * h * w) + i];
-                let y = match px.output {
-                    OutputRange::Unit => x,
-                    OutputRange::Imagenet => x * px.std[ci] + px.mean[ci],
-                    OutputRange::Signed => (x + 1.0) / 2.0,
-                };
-                data[i * 3 + ci] = y.clamp(0.0, 1.0);
+                data[i * 3 + ci] = v[((bi * 3 + ci) * h * w) + i].clamp(0.0, 1.0);
             }
         }
         out.push(RgbF32 { width: w, height: h, data });

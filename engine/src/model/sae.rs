@@ -38,6 +38,25 @@ pub enum OutputRange {
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+impl PixelConfig {
+    /// Decoder output in this convention -> RGB in [0, 1] (unclamped, differentiable).
+    ///
+    /// # Shapes
+    /// - t: `[B, 3, H, W]` -> same
+    pub fn output_to_unit(&self, t: Tensor<4>) -> Tensor<4> {
+        match self.output {
+            OutputRange::Unit => t,
+            OutputRange::Signed => t.add_scalar(1.0).mul_scalar(0.5),
+            OutputRange::Imagenet => {
+                let dev = t.device();
+                let std = Tensor::<1>::from_floats(self.std.as_slice(), &dev).reshape([1, 3, 1, 1]);
+                let mean = Tensor::<1>::from_floats(self.mean.as_slice(), &dev).reshape([1, 3, 1, 1]);
+                t * std + mean
+            }
+        }
+    }
+}
+
 impl Default for PixelConfig {
     fn default() -> Self {
         Self { mean: IMAGENET_MEAN, std: IMAGENET_STD, output: OutputRange::Unit }

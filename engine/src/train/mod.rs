@@ -296,21 +296,6 @@ pub fn train(
     } else {
         None
     };
-    let px = sae_cfg.pixels.clone();
-    // decoder output convention -> RGB in [0, 1], differentiably
-    let to_unit = |t: Tensor<4>| -> Tensor<4> {
-        use crate::model::sae::OutputRange;
-        match px.output {
-            OutputRange::Unit => t,
-            OutputRange::Signed => t.add_scalar(1.0).mul_scalar(0.5),
-            OutputRange::Imagenet => {
-                let dev = t.device();
-                let std = Tensor::<1>::from_floats(px.std.as_slice(), &dev).reshape([1, 3, 1, 1]);
-                let mean = Tensor::<1>::from_floats(px.mean.as_slice(), &dev).reshape([1, 3, 1, 1]);
-                t * std + mean
-            }
-        }
-    };
     let mut model = freeze_for_stage(model, cfg.stage);
     let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(step0 as u64 * 7919));
@@ -364,7 +349,7 @@ pub fn train(
         }
         let recon = model.decoder.forward(z, &mut Probe::default());
         let perc = match &perc_net {
-            Some(net) => Some(net.layers(to_unit(recon.clone()), to_unit(target.clone()))?.sum_dim(1).mean()),
+            Some(net) => Some(net.layers(sae_cfg.pixels.output_to_unit(recon.clone()), sae_cfg.pixels.output_to_unit(target.clone()))?.sum_dim(1).mean()),
             None => None,
         };
         let l1 = (recon - target).abs().mean();
