@@ -28,7 +28,7 @@ fn tiny() -> SaeConfig {
     let mut decoder = DecoderConfig::small(64);
     decoder.width_list = vec![8, 16, 32, 64, 64];
     decoder.depth_list = vec![1, 1, 1, 1, 1];
-    SaeConfig { encoder, decoder, pixels: Default::default() }
+    SaeConfig { encoder, decoder, pixels: Default::default(), embed: Default::default() }
 }
 
 #[test]

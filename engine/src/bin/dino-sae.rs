@@ -111,6 +111,13 @@ enum Cmd {
         /// Weight of the LPIPS-VGG-like perceptual term (0 = off; weights from scripts/fetch-lpips.sh).
         #[arg(long, default_value_t = 0.0)]
         w_perc: f64,
+        /// Patch embedding of a stage-1 run from scratch: stem (paper) or patchify (the teacher's own patch
+        /// embedding on the image resized by p/16: the ablation without the stem).
+        #[arg(long, default_value = "stem")]
+        embed: String,
+        /// Learning rate after warm-up: constant, or cosine (half cosine to 0 at the last step).
+        #[arg(long, default_value = "constant")]
+        schedule: String,
         #[arg(long, default_value_t = 200)]
         checkpoint_every: usize,
         #[arg(long, default_value_t = 0)]
@@ -390,7 +397,7 @@ fn run(cli: Cli) -> Result<()> {
             let l = checkpoint::load_backbone(&out, &device, false)?;
             println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
         }
-        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, checkpoint_every, seed } => {
+        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, embed, schedule, checkpoint_every, seed } => {
             let mut cfg = engine::train::TrainConfig::stage(stage);
             cfg.steps = steps;
             cfg.batch = batch;
@@ -403,6 +410,16 @@ fn run(cli: Cli) -> Result<()> {
                 "cosine" => engine::train::Align::Cosine,
                 "mse" => engine::train::Align::Mse,
                 o => bail!("unknown --align {o} (cosine, mse)"),
+            };
+            cfg.embed = match embed.as_str() {
+                "stem" => engine::train::EmbedKind::Stem,
+                "patchify" => engine::train::EmbedKind::Patchify,
+                o => bail!("unknown --embed {o} (stem, patchify)"),
+            };
+            cfg.schedule = match schedule.as_str() {
+                "constant" => engine::train::Schedule::Constant,
+                "cosine" => engine::train::Schedule::Cosine,
+                o => bail!("unknown --schedule {o} (constant, cosine)"),
             };
             let set = engine::train::data::PhotoSet::load(&photos, 768)?;
             eprintln!("training stage {stage} on {} photos -> {}", set.images.len(), out.display());
@@ -438,10 +455,16 @@ fn run(cli: Cli) -> Result<()> {
             let mut rows = Vec::new();
             for spec in &models {
                 let (name, path) = spec.split_once('=').unwrap_or((spec.as_str(), spec.as_str()));
-                let m = if name == "untrained" {
+                let untrained = match name {
+                    "untrained" => Some(engine::train::EmbedKind::Stem),
+                    "untrained-patchify" => Some(engine::train::EmbedKind::Patchify),
+                    _ => None,
+                };
+                let m = if let Some(embed) = untrained {
                     engine::train::init_student(
                         Path::new(path),
                         engine::model::decoder::DecoderConfig::small(t.cfg.dim),
+                        embed,
                         0,
                         &device,
                     )?
@@ -660,7 +683,14 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
             );
         }
     };
-    let fe = engine::flops::encoder(&m.cfg.encoder, size, size, true);
+    let fe = match m.cfg.embed {
+        engine::model::sae::EmbedKind::Stem => engine::flops::encoder(&m.cfg.encoder, size, size, true),
+        // the resized patchify sees (size/16 * p) pixels
+        engine::model::sae::EmbedKind::Patchify => {
+            let s = size / 16 * m.cfg.encoder.patch_size;
+            engine::flops::encoder(&m.cfg.encoder, s, s, false)
+        }
+    };
     let fd = engine::flops::decoder(&m.cfg.decoder, g, g);
     let lat = m.encode(x.clone())?;
     times(&format!("encode_{size}"), Some(fe), &mut || {

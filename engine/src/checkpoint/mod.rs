@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::error::{EngineError, Result};
 use crate::model::decoder::{BlockType, Decoder, DecoderConfig, UpsampleType};
-use crate::model::sae::{DinoSae, PixelConfig, SaeConfig};
+use crate::model::sae::{DinoSae, EmbedKind, PixelConfig, SaeConfig};
 use crate::model::vit::{Family, Ffn, Vit, VitConfig};
 use crate::raw::{read_safetensors, safetensors_from_bytes, TensorMap};
 use crate::weights::{LoadReport, WeightSource};
@@ -388,7 +388,11 @@ pub fn load_sae(path: impl AsRef<Path>, device: &Device, allow_incomplete: bool)
         None => {
             let encoder = guess_vit(&src, &r.tensors, "dino_model.")?;
             let decoder = guess_decoder(&r.tensors, "decoder.")?;
-            SaeConfig { encoder, decoder, pixels: PixelConfig::default() }
+            // the stem ablation stores the backbone's patchify instead of the CNN stem
+            let patchify = r.tensors.contains_key("dino_model.patch_embed.proj.weight")
+                && !r.tensors.keys().any(|k| k.starts_with("dino_model.patch_embed.cnn."));
+            let embed = if patchify { EmbedKind::Patchify } else { EmbedKind::Stem };
+            SaeConfig { encoder, decoder, pixels: PixelConfig::default(), embed }
         }
     };
     let mut ws = WeightSource::from_map(r.tensors.clone(), device);

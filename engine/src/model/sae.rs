@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decoder::{Decoder, DecoderConfig};
 use super::nn::Probe;
-use super::vit::{Vit, VitConfig, VitOutput};
+use super::vit::{PatchEmbed, Vit, VitConfig, VitOutput};
 use crate::error::{EngineError, Result};
 use crate::weights::{LoadReport, ParamNames, WeightSource};
 
@@ -63,6 +63,17 @@ impl Default for PixelConfig {
     }
 }
 
+/// What turns the 16-px patches into tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedKind {
+    /// DINO-SAE's hierarchical convolutional stem (the paper).
+    #[default]
+    Stem,
+    /// The backbone's one-shot patchify on the image resized by p/16 (the ablation without the stem).
+    Patchify,
+}
+
 /// Full autoencoder configuration (our `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SaeConfig {
@@ -70,19 +81,22 @@ pub struct SaeConfig {
     pub decoder: DecoderConfig,
     #[serde(default)]
     pub pixels: PixelConfig,
+    /// Stem (default) or resized patchify.
+    #[serde(default)]
+    pub embed: EmbedKind,
 }
 
 impl SaeConfig {
     /// The released DINO-SAE: DINOv3 ViT-L/16 + the released decoder.
     pub fn released() -> Self {
         let encoder = super::dinov3::preset("dinov3_vitl16").expect("preset");
-        Self { decoder: DecoderConfig::released(encoder.dim), encoder, pixels: PixelConfig::default() }
+        Self { decoder: DecoderConfig::released(encoder.dim), encoder, pixels: PixelConfig::default(), embed: EmbedKind::Stem }
     }
 
     /// Our default model's layout: DINOv2-S/14 blocks with the stem + the small decoder.
     pub fn small_dinov2() -> Self {
         let encoder = super::dinov2::preset("dinov2_vits14").expect("preset");
-        Self { decoder: DecoderConfig::small(encoder.dim), encoder, pixels: PixelConfig::default() }
+        Self { decoder: DecoderConfig::small(encoder.dim), encoder, pixels: PixelConfig::default(), embed: EmbedKind::Stem }
     }
 
     pub fn preset(name: &str) -> Option<Self> {
@@ -143,10 +157,14 @@ pub struct DinoSae {
 }
 
 impl DinoSae {
-    /// Build from a source holding internal names: `dino_model.*` (backbone with `patch_embed.cnn.*`) and `decoder.*`.
+    /// Build from a source holding internal names: `dino_model.*` (backbone with `patch_embed.cnn.*`, or
+    /// `patch_embed.proj.*` for [`EmbedKind::Patchify`]) and `decoder.*`.
     pub fn load(ws: &mut WeightSource, cfg: &SaeConfig) -> Result<Self> {
         cfg.validate()?;
-        let encoder = Vit::load(ws, "dino_model", &cfg.encoder, true);
+        let mut encoder = Vit::load(ws, "dino_model", &cfg.encoder, cfg.embed == EmbedKind::Stem);
+        if let PatchEmbed::Conv(c) = encoder.patch_embed {
+            encoder.patch_embed = PatchEmbed::Resized(c);
+        }
         let decoder = Decoder::load(ws, "decoder", &cfg.decoder)?;
         Ok(Self { encoder, decoder, cfg: cfg.clone(), names: ws.names() })
     }

@@ -225,13 +225,16 @@ pub enum PatchEmbed {
     Conv(Conv2d),
     /// DINO-SAE's hierarchical convolutional stem (stride 16).
     Stem(Stem),
+    /// The backbone's own patchify on the image resized so that each 16-px patch becomes one `p`-px patch
+    /// (bicubic, no antialias: the teacher's resize). Effective stride 16; the ablation without the stem.
+    Resized(Conv2d),
 }
 
 impl PatchEmbed {
     pub fn stride(&self) -> usize {
         match self {
             PatchEmbed::Conv(c) => c.stride,
-            PatchEmbed::Stem(_) => 16,
+            PatchEmbed::Stem(_) | PatchEmbed::Resized(_) => 16,
         }
     }
 
@@ -241,6 +244,11 @@ impl PatchEmbed {
         match self {
             PatchEmbed::Conv(c) => c.forward(x),
             PatchEmbed::Stem(s) => s.forward(x, probe),
+            PatchEmbed::Resized(c) => {
+                let [_, _, h, w] = x.dims();
+                let p = c.stride;
+                c.forward(crate::interp::resize_bicubic(x, h / 16 * p, w / 16 * p, false, None))
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::fixture::cosine_last;
 use crate::interp::resize_bicubic;
 use crate::model::nn::Probe;
 use crate::model::sae::{tokens_to_map, DinoSae, SaeConfig};
+pub use crate::model::sae::EmbedKind;
 use crate::model::vit::Vit;
 use crate::raw::{Precision, TensorMap};
 use crate::weights::{export, WeightSource};
@@ -42,6 +43,16 @@ pub enum Align {
     Cosine,
     /// |z_s - z_t|^2 averaged (ablation).
     Mse,
+}
+
+/// Learning-rate schedule after warm-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// Half cosine to 0 at the last step.
+    Cosine,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +77,12 @@ pub struct TrainConfig {
     pub w_perc: f64,
     #[serde(default)]
     pub perc_weights: Option<PathBuf>,
+    /// Stage 1 from scratch: the CNN stem (paper) or the backbone's resized patchify (ablation).
+    #[serde(default)]
+    pub embed: EmbedKind,
+    /// Learning-rate schedule after the linear warm-up.
+    #[serde(default)]
+    pub schedule: Schedule,
     /// Stage 4: tau ramps linearly from `.0` to `.1` over the run.
     pub noise_tau: (f64, f64),
     pub checkpoint_every: usize,
@@ -91,11 +108,28 @@ impl TrainConfig {
             w_l1: 1.0,
             w_perc: 0.0,
             perc_weights: None,
+            embed: EmbedKind::Stem,
+            schedule: Schedule::Constant,
             noise_tau: (0.8, 1.2),
             checkpoint_every: 200,
             log_every: 10,
             seed: 0,
         }
+    }
+
+    /// Learning rate at `step` (1-based): linear warm-up over `warmup` steps, then constant, or a half cosine
+    /// from `lr` down to 0 at `steps`.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        let warm = (step as f64 / self.warmup.max(1) as f64).min(1.0);
+        let decay = match self.schedule {
+            Schedule::Constant => 1.0,
+            Schedule::Cosine => {
+                let span = self.steps.saturating_sub(self.warmup).max(1) as f64;
+                let t = (step.saturating_sub(self.warmup) as f64 / span).min(1.0);
+                0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        };
+        self.lr * warm * decay
     }
 
     fn validate(&self) -> Result<()> {
@@ -151,18 +185,26 @@ fn images_to_tensor(imgs: &[image::RgbImage], cfg: &SaeConfig, device: &Device) 
     Ok((x, target))
 }
 
-/// The student's initial weights: the teacher's blocks, a fresh stem and decoder.
-pub fn init_student(teacher_dir: &Path, cfg_decoder: crate::model::decoder::DecoderConfig, seed: u64, device: &Device) -> Result<DinoSae> {
+/// The student's initial weights: the teacher's blocks and a fresh decoder; a fresh stem, or for
+/// [`EmbedKind::Patchify`] the teacher's own patch embedding (so the untrained encoder is the teacher on the image
+/// resized by p/16).
+pub fn init_student(
+    teacher_dir: &Path,
+    cfg_decoder: crate::model::decoder::DecoderConfig,
+    embed: EmbedKind,
+    seed: u64,
+    device: &Device,
+) -> Result<DinoSae> {
     let src = checkpoint::read(teacher_dir)?;
     let r = checkpoint::to_internal(&src)?;
     let encoder = checkpoint::guess_vit(&src, &r.tensors, "")?;
     let map: TensorMap = r
         .tensors
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("patch_embed."))
+        .filter(|(k, _)| embed == EmbedKind::Patchify || !k.starts_with("patch_embed."))
         .map(|(k, v)| (format!("dino_model.{k}"), v))
         .collect();
-    let cfg = SaeConfig { encoder, decoder: cfg_decoder, pixels: Default::default() };
+    let cfg = SaeConfig { encoder, decoder: cfg_decoder, pixels: Default::default(), embed };
     let mut ws = WeightSource::from_map_or_init(map, seed, device);
     let m = DinoSae::load(&mut ws, &cfg)?;
     let rep = ws.finish();
@@ -280,7 +322,7 @@ pub fn train(
         Some((s, p)) => (s, checkpoint::load_sae(p.join("model"), &ad, false)?.model),
         None => match init {
             Some(p) => (0, checkpoint::load_sae(p, &ad, false)?.model),
-            None => (0, init_student(teacher_dir, decoder, cfg.seed, &ad)?),
+            None => (0, init_student(teacher_dir, decoder, cfg.embed, cfg.seed, &ad)?),
         },
     };
     let mut ema: TensorMap = match run.latest() {
@@ -320,7 +362,7 @@ pub fn train(
         let step = step0 + 1;
         let imgs: Vec<image::RgbImage> = (0..cfg.batch).map(|_| photos.sample(&mut rng, cfg.crop, cfg.min_crop_frac).1).collect();
         let (x, target) = images_to_tensor(&imgs, &sae_cfg, &plain)?;
-        let lr = cfg.lr * (step as f64 / cfg.warmup.max(1) as f64).min(1.0);
+        let lr = cfg.lr_at(step);
         let x_ad = Tensor::<4>::from_data(x.clone().into_data(), &ad);
         let target = Tensor::<4>::from_data(target.into_data(), &ad);
         let out_s = model.encoder.forward(x_ad, &mut Probe::default());
@@ -412,4 +454,28 @@ pub fn write_curve(out: &Path) -> Result<()> {
     }
     cols.retain(|(_, v)| v.iter().any(|x| *x > 0.0));
     plot::loss_curve(&out.join("loss.png"), &cols, 640, 360)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_rate_schedules_follow_their_formulas() {
+        let mut c = TrainConfig::stage(1);
+        c.lr = 1e-3;
+        c.warmup = 10;
+        c.steps = 110;
+        // warm-up: linear from lr/warmup
+        assert!((c.lr_at(1) - 1e-4).abs() < 1e-15);
+        assert!((c.lr_at(5) - 5e-4).abs() < 1e-15);
+        assert!((c.lr_at(10) - 1e-3).abs() < 1e-15);
+        assert!((c.lr_at(110) - 1e-3).abs() < 1e-15, "constant keeps lr");
+        c.schedule = Schedule::Cosine;
+        assert!((c.lr_at(10) - 1e-3).abs() < 1e-15, "cosine starts at lr after warm-up");
+        assert!((c.lr_at(60) - 0.5e-3).abs() < 1e-12, "half-way is lr/2");
+        assert!((c.lr_at(35) - 1e-3 * (0.5 + 0.5 * (std::f64::consts::PI / 4.0).cos())).abs() < 1e-12);
+        assert!(c.lr_at(110).abs() < 1e-15, "ends at 0");
+        assert!(c.lr_at(200).abs() < 1e-15, "stays at 0 past the end");
+    }
 }
