@@ -81,7 +81,8 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
-    /// Train a DINO-SAE stage (1: align + L1, stem + decoder; 3: decoder only; 4: decoder with latent noise).
+    /// Train a DINO-SAE stage (1: align + L1, stem + decoder; 2: stage 1 + hinge GAN with a DINO discriminator;
+    /// 3: decoder only; 4: decoder with latent noise).
     Train {
         #[arg(long, default_value_t = 1)]
         stage: u8,
@@ -111,6 +112,9 @@ enum Cmd {
         /// Weight of the LPIPS-VGG-like perceptual term (0 = off; weights from scripts/fetch-lpips.sh).
         #[arg(long, default_value_t = 0.0)]
         w_perc: f64,
+        /// Weight of the hinge GAN term (default: 0.5 in stage 2, 0 otherwise; > 0 adds the DINO discriminator).
+        #[arg(long)]
+        w_gan: Option<f64>,
         /// Patch embedding of a stage-1 run from scratch: stem (paper) or patchify (the teacher's own patch
         /// embedding on the image resized by p/16: the ablation without the stem).
         #[arg(long, default_value = "stem")]
@@ -397,7 +401,7 @@ fn run(cli: Cli) -> Result<()> {
             let l = checkpoint::load_backbone(&out, &device, false)?;
             println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
         }
-        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, embed, schedule, checkpoint_every, seed } => {
+        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, w_gan, embed, schedule, checkpoint_every, seed } => {
             let mut cfg = engine::train::TrainConfig::stage(stage);
             cfg.steps = steps;
             cfg.batch = batch;
@@ -406,6 +410,9 @@ fn run(cli: Cli) -> Result<()> {
             cfg.checkpoint_every = checkpoint_every;
             cfg.seed = seed;
             cfg.w_perc = w_perc;
+            if let Some(w) = w_gan {
+                cfg.w_gan = w;
+            }
             cfg.align = match align.as_str() {
                 "cosine" => engine::train::Align::Cosine,
                 "mse" => engine::train::Align::Mse,
@@ -426,8 +433,8 @@ fn run(cli: Cli) -> Result<()> {
             let teacher_dim = checkpoint::load_backbone(&teacher, &device, false)?.model.cfg.dim;
             let mut on_log = |r: &engine::train::LogRow| {
                 eprintln!(
-                    "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  perc {:.4}  lr {:.1e}  {:.0}s since start",
-                    r.step, r.loss, r.align, r.l1, r.perc, r.lr, r.secs
+                    "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  perc {:.4}  gan g {:.3} d {:.3}  lr {:.1e}  {:.0}s since start",
+                    r.step, r.loss, r.align, r.l1, r.perc, r.gan_g, r.gan_d, r.lr, r.secs
                 );
                 true
             };

@@ -2,15 +2,19 @@
 //!
 //! - stage 1: semantic-structural alignment: stem + decoder trained, DINO blocks frozen;
 //!   loss = w_align * align(z_student, z_teacher) + w_l1 * L1(x_hat, x). `align` is cosine (the paper) or MSE (ablation).
-//! - stage 3: decoder refinement: the whole encoder frozen, decoder trained on L1.
+//! - stage 2: adversarial adaptation: stage 1 + w_gan * hinge GAN loss from a DINO discriminator
+//!   ([`disc`]: the frozen teacher read at four depths by spectral-normalised per-token heads; inputs through
+//!   [`diffaug`]); the discriminator is trained in the same step on real vs detached reconstructions.
+//! - stage 3: decoder refinement: the whole encoder frozen, decoder trained on L1 (+ GAN when w_gan > 0).
 //! - stage 4: noise augmentation: as stage 3 with z' = z + sigma * eps, sigma ~ U(0, tau), tau ramping.
-//! - stage 2 (hinge GAN with a DINO discriminator) is not implemented yet and is refused with a clear error.
 //!
 //! Teacher targets come from the unmodified DINOv2 on the crop resized (bicubic) to 14 * grid pixels.
 //! Checkpoints every N steps (atomic: written to a temporary folder, then renamed; `latest` names the newest),
 //! resume after a kill, an EMA copy, CSV loss log and a loss-curve PNG.
 
 pub mod data;
+pub mod diffaug;
+pub mod disc;
 pub mod plot;
 
 use std::io::Write;
@@ -77,6 +81,9 @@ pub struct TrainConfig {
     pub w_perc: f64,
     #[serde(default)]
     pub perc_weights: Option<PathBuf>,
+    /// Weight of the hinge GAN term (stage 2 defaults to 0.5, the paper's; 0 = no discriminator).
+    #[serde(default)]
+    pub w_gan: f64,
     /// Stage 1 from scratch: the CNN stem (paper) or the backbone's resized patchify (ablation).
     #[serde(default)]
     pub embed: EmbedKind,
@@ -108,6 +115,7 @@ impl TrainConfig {
             w_l1: 1.0,
             w_perc: 0.0,
             perc_weights: None,
+            w_gan: if stage == 2 { 0.5 } else { 0.0 },
             embed: EmbedKind::Stem,
             schedule: Schedule::Constant,
             noise_tau: (0.8, 1.2),
@@ -135,8 +143,12 @@ impl TrainConfig {
     fn validate(&self) -> Result<()> {
         match self.stage {
             1 | 3 | 4 => {}
-            2 => return Err(EngineError::Config("stage 2 (hinge GAN with a DINO discriminator) is not implemented yet".into())),
-            s => return Err(EngineError::Config(format!("unknown stage {s} (1, 3, 4)"))),
+            2 if self.w_gan > 0.0 => {}
+            2 => return Err(EngineError::Config("stage 2 is stage 1 + the GAN term: it needs w_gan > 0".into())),
+            s => return Err(EngineError::Config(format!("unknown stage {s} (1, 2, 3, 4)"))),
+        }
+        if !(self.w_gan >= 0.0 && self.w_gan.is_finite()) {
+            return Err(EngineError::Config(format!("w_gan must be finite and >= 0, got {}", self.w_gan)));
         }
         if self.crop % 16 != 0 || self.crop == 0 || self.batch == 0 {
             return Err(EngineError::Config("crop must be a positive multiple of 16 and batch > 0".into()));
@@ -156,6 +168,9 @@ pub struct LogRow {
     pub secs: f64,
     /// LPIPS-VGG-like term before weighting (0 when off).
     pub perc: f64,
+    /// Generator hinge loss -mean D(fake) and discriminator hinge loss (0 without GAN).
+    pub gan_g: f64,
+    pub gan_d: f64,
 }
 
 /// Where a run lives.
@@ -217,7 +232,7 @@ pub fn init_student(
 /// Freeze what a stage does not train.
 fn freeze_for_stage(mut m: DinoSae, stage: u8) -> DinoSae {
     let enc = m.encoder;
-    let encoder = if stage == 1 {
+    let encoder = if stage <= 2 {
         let mut e = enc;
         e.blocks = e.blocks.into_iter().map(Module::freeze).collect();
         e.norm = e.norm.freeze();
@@ -248,10 +263,13 @@ pub fn ema_update(ema: &mut TensorMap, cur: &TensorMap, d: f64) {
     }
 }
 
-fn save_checkpoint(run: &RunDir, step: usize, model: &DinoSae, ema: &TensorMap, cfg: &TrainConfig) -> Result<()> {
+fn save_checkpoint(run: &RunDir, step: usize, model: &DinoSae, ema: &TensorMap, cfg: &TrainConfig, disc: Option<&disc::Discriminator>) -> Result<()> {
     let tmp = run.0.join(format!(".ckpt-{step}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     save_sae(model, tmp.join("model"), Precision::F32)?;
+    if let Some(d) = disc {
+        crate::raw::write_safetensors(tmp.join(DISC_FILE), &d.export()?, &Default::default(), Precision::F32)?;
+    }
     let mut ema_model = model.clone();
     ema_model = load_weights(ema_model, ema)?;
     save_sae(&ema_model, tmp.join("ema"), Precision::F32)?;
@@ -259,6 +277,9 @@ fn save_checkpoint(run: &RunDir, step: usize, model: &DinoSae, ema: &TensorMap, 
     crate::raw::atomic_write(&tmp.join("state.json"), state.to_string().as_bytes())?;
     publish_checkpoint(&run.0, &tmp, step)
 }
+
+/// The discriminator's heads and spectral-norm vectors inside a checkpoint folder.
+pub const DISC_FILE: &str = "disc.safetensors";
 
 /// Make a fully written temporary checkpoint folder `tmp` the run's `ckpt-{step}`: rename it into place, point
 /// `latest` at it (atomically), and keep only the newest two checkpoints.
@@ -338,6 +359,21 @@ pub fn train(
     } else {
         None
     };
+    let mut disc = if cfg.w_gan > 0.0 {
+        let backbone = checkpoint::load_backbone(teacher_dir, &ad, false)?.model.no_grad();
+        let state = match run.latest() {
+            Some((_, p)) if p.join(DISC_FILE).exists() => Some(crate::raw::read_safetensors(p.join(DISC_FILE))?),
+            _ => None,
+        };
+        let mut d = disc::Discriminator::new(backbone, cfg.seed ^ 0xd15c, state.clone(), sae_cfg.pixels.mean, sae_cfg.pixels.std, &ad)?;
+        if let Some(m) = &state {
+            d.restore_sn(m);
+        }
+        Some(d)
+    } else {
+        None
+    };
+    let mut optim_d = AdamWConfig::new().with_weight_decay(0.0).init();
     let mut model = freeze_for_stage(model, cfg.stage);
     let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(step0 as u64 * 7919));
@@ -351,13 +387,14 @@ pub fn train(
         .open(&csv_path)
         .map_err(|e| EngineError::io(&csv_path, e))?;
     if new_csv {
-        writeln!(csv, "step,loss,align,l1,lr,secs,perc").map_err(|e| EngineError::io(&csv_path, e))?;
+        writeln!(csv, "step,loss,align,l1,lr,secs,perc,gan_g,gan_d").map_err(|e| EngineError::io(&csv_path, e))?;
     }
     let t0 = Instant::now();
     let g = (cfg.crop / 16) as usize;
     let ps = teacher.cfg.patch_size;
     let mut acc = (0.0, 0.0, 0.0, 0usize);
     let mut acc_perc = 0.0;
+    let mut acc_gan = (0.0, 0.0);
     while step0 < cfg.steps {
         let step = step0 + 1;
         let imgs: Vec<image::RgbImage> = (0..cfg.batch).map(|_| photos.sample(&mut rng, cfg.crop, cfg.min_crop_frac).1).collect();
@@ -365,9 +402,10 @@ pub fn train(
         let lr = cfg.lr_at(step);
         let x_ad = Tensor::<4>::from_data(x.clone().into_data(), &ad);
         let target = Tensor::<4>::from_data(target.into_data(), &ad);
+        let target_for_gan = target.clone();
         let out_s = model.encoder.forward(x_ad, &mut Probe::default());
         let s = out_s.patch_tokens();
-        let (align_loss, align_val) = if cfg.stage == 1 {
+        let (align_loss, align_val) = if cfg.stage <= 2 {
             let tx = resize_bicubic(x, ps * g, ps * g, false, None);
             let t = teacher.forward(tx, &mut Probe::default()).patch_tokens();
             let t = Tensor::<3>::from_data(t.into_data(), &ad);
@@ -390,6 +428,7 @@ pub fn train(
             z = z + eps * sig;
         }
         let recon = model.decoder.forward(z, &mut Probe::default());
+        let recon_for_gan = recon.clone();
         let perc = match &perc_net {
             Some(net) => Some(net.layers(sae_cfg.pixels.output_to_unit(recon.clone()), sae_cfg.pixels.output_to_unit(target.clone()))?.sum_dim(1).mean()),
             None => None,
@@ -404,12 +443,37 @@ pub fn train(
             acc_perc += p.clone().into_scalar::<f32>() as f64;
             loss = loss + p.mul_scalar(cfg.w_perc);
         }
+        // GAN: the generator term goes into this step's loss; the discriminator step uses the detached fake
+        let gan_fake = match disc.as_mut() {
+            Some(d) => {
+                d.update_spectral_norms()?;
+                let fake = sae_cfg.pixels.output_to_unit(recon_for_gan.clone());
+                let g = disc::hinge_g_loss(d.forward(diffaug::diff_augment(fake.clone(), &mut rng)));
+                acc_gan.0 += g.clone().into_scalar::<f32>() as f64;
+                loss = loss + g.mul_scalar(cfg.w_gan);
+                Some(fake.detach())
+            }
+            None => None,
+        };
         let lv = loss.clone().into_scalar::<f32>() as f64;
         if !lv.is_finite() {
             return Err(EngineError::NonFinite(format!("loss at step {step}")));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(lr, model, grads);
+        if let (Some(d), Some(fake)) = (disc.as_mut(), gan_fake) {
+            let real = sae_cfg.pixels.output_to_unit(target_for_gan.clone());
+            let lr_d = diffaug::diff_augment(real, &mut rng);
+            let lf_d = diffaug::diff_augment(fake, &mut rng);
+            let dl = disc::hinge_d_loss(d.forward(lr_d), d.forward(lf_d));
+            let dv = dl.clone().into_scalar::<f32>() as f64;
+            if !dv.is_finite() {
+                return Err(EngineError::NonFinite(format!("discriminator loss at step {step}")));
+            }
+            acc_gan.1 += dv;
+            let g = GradientsParams::from_grads(dl.backward(), &d.heads);
+            d.heads = optim_d.step(lr, d.heads.clone(), g);
+        }
         acc = (acc.0 + lv, acc.1 + align_val, acc.2 + l1v, acc.3 + 1);
         step0 = step;
         if step % cfg.ema_every == 0 {
@@ -419,18 +483,33 @@ pub fn train(
         if step % cfg.log_every == 0 || step == cfg.steps {
             let n = acc.3.max(1) as f64;
             let row =
-                LogRow { step, loss: acc.0 / n, align: acc.1 / n, l1: acc.2 / n, lr, secs: t0.elapsed().as_secs_f64(), perc: acc_perc / n };
+                LogRow {
+                    step,
+                    loss: acc.0 / n,
+                    align: acc.1 / n,
+                    l1: acc.2 / n,
+                    lr,
+                    secs: t0.elapsed().as_secs_f64(),
+                    perc: acc_perc / n,
+                    gan_g: acc_gan.0 / n,
+                    gan_d: acc_gan.1 / n,
+                };
             acc = (0.0, 0.0, 0.0, 0);
             acc_perc = 0.0;
-            writeln!(csv, "{},{:.6},{:.6},{:.6},{:.3e},{:.1},{:.6}", row.step, row.loss, row.align, row.l1, row.lr, row.secs, row.perc)
-                .map_err(|e| EngineError::io(&csv_path, e))?;
+            acc_gan = (0.0, 0.0);
+            writeln!(
+                csv,
+                "{},{:.6},{:.6},{:.6},{:.3e},{:.1},{:.6},{:.6},{:.6}",
+                row.step, row.loss, row.align, row.l1, row.lr, row.secs, row.perc, row.gan_g, row.gan_d
+            )
+            .map_err(|e| EngineError::io(&csv_path, e))?;
             if !on_log(&row) {
-                save_checkpoint(&run, step, &model, &ema, cfg)?;
+                save_checkpoint(&run, step, &model, &ema, cfg, disc.as_ref())?;
                 return Err(EngineError::Cancelled);
             }
         }
         if step % cfg.checkpoint_every == 0 || step == cfg.steps {
-            save_checkpoint(&run, step, &model, &ema, cfg)?;
+            save_checkpoint(&run, step, &model, &ema, cfg, disc.as_ref())?;
             write_curve(out)?;
         }
     }
