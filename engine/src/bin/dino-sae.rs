@@ -81,7 +81,7 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
-    /// Train a DINO-SAE stage (1: align + L1, stem + decoder; 2: stage 1 + hinge GAN with a DINO discriminator;
+    /// Train a DINO-SAE stage (0: stem warm start on the teacher's patch embedding; 1: align + L1, stem + decoder; 2: stage 1 + hinge GAN with a DINO discriminator;
     /// 3: decoder only; 4: decoder with latent noise).
     Train {
         #[arg(long, default_value_t = 1)]

@@ -2,6 +2,9 @@
 //!
 //! - stage 1: semantic-structural alignment: stem + decoder trained, DINO blocks frozen;
 //!   loss = w_align * align(z_student, z_teacher) + w_l1 * L1(x_hat, x). `align` is cosine (the paper) or MSE (ablation).
+//! - stage 0 (ours, optional): stem warm start: the stem alone is fitted (relative MSE) to the teacher's own patch
+//!   embedding of the resized image, so that stage 1 starts from in-distribution tokens (see docs/RESULTS.md: the
+//!   pretrained patchify beats a randomly initialised stem at a short budget).
 //! - stage 2: adversarial adaptation: stage 1 + w_gan * hinge GAN loss from a DINO discriminator
 //!   ([`disc`]: the frozen teacher read at four depths by spectral-normalised per-token heads; inputs through
 //!   [`diffaug`]); the discriminator is trained in the same step on real vs detached reconstructions.
@@ -142,10 +145,10 @@ impl TrainConfig {
 
     fn validate(&self) -> Result<()> {
         match self.stage {
-            1 | 3 | 4 => {}
+            0 | 1 | 3 | 4 => {}
             2 if self.w_gan > 0.0 => {}
             2 => return Err(EngineError::Config("stage 2 is stage 1 + the GAN term: it needs w_gan > 0".into())),
-            s => return Err(EngineError::Config(format!("unknown stage {s} (1, 2, 3, 4)"))),
+            s => return Err(EngineError::Config(format!("unknown stage {s} (0, 1, 2, 3, 4)"))),
         }
         if !(self.w_gan >= 0.0 && self.w_gan.is_finite()) {
             return Err(EngineError::Config(format!("w_gan must be finite and >= 0, got {}", self.w_gan)));
@@ -229,9 +232,28 @@ pub fn init_student(
     Ok(m)
 }
 
+/// Stage 0 (stem warm start): the stem's tokens against the teacher's own patch embedding of the image resized to
+/// the teacher's grid, MSE relative to the target's mean square. Only the stem runs (no blocks, no decoder).
+///
+/// # Shapes
+/// - x (plain) / x_ad (autodiff): `[B, 3, 16g, 16g]`; `side` = p * g
+fn stem_warmup_loss(model: &DinoSae, teacher: &Vit, x: Tensor<4>, x_ad: Tensor<4>, side: usize, ad: &Device) -> (Tensor<1>, f64) {
+    let s = model.encoder.patch_embed.forward(x_ad, &mut Probe::default());
+    let t = teacher.patch_embed.forward(resize_bicubic(x, side, side, false, None), &mut Probe::default());
+    let t = Tensor::<4>::from_data(t.into_data(), ad);
+    let scale = (t.clone().square().mean().into_scalar::<f32>() as f64).max(1e-12);
+    let l = (s - t).square().mean().div_scalar(scale);
+    let v = l.clone().into_scalar::<f32>() as f64;
+    (l, v)
+}
+
 /// Freeze what a stage does not train.
 fn freeze_for_stage(mut m: DinoSae, stage: u8) -> DinoSae {
     let enc = m.encoder;
+    if stage == 0 {
+        // only the patch embedding (the stem) learns
+        m.decoder = m.decoder.freeze();
+    }
     let encoder = if stage <= 2 {
         let mut e = enc;
         e.blocks = e.blocks.into_iter().map(Module::freeze).collect();
@@ -403,57 +425,63 @@ pub fn train(
         let x_ad = Tensor::<4>::from_data(x.clone().into_data(), &ad);
         let target = Tensor::<4>::from_data(target.into_data(), &ad);
         let target_for_gan = target.clone();
-        let out_s = model.encoder.forward(x_ad, &mut Probe::default());
-        let s = out_s.patch_tokens();
-        let (align_loss, align_val) = if cfg.stage <= 2 {
-            let tx = resize_bicubic(x, ps * g, ps * g, false, None);
-            let t = teacher.forward(tx, &mut Probe::default()).patch_tokens();
-            let t = Tensor::<3>::from_data(t.into_data(), &ad);
-            let l = match cfg.align {
-                Align::Cosine => cosine_last(s.clone(), t).neg().add_scalar(1.0).mean(),
-                Align::Mse => (s.clone() - t).square().mean(),
-            };
-            let v = l.clone().into_scalar::<f32>() as f64;
-            (Some(l), v)
+        let (loss, align_val, l1v, gan_fake) = if cfg.stage == 0 {
+            let (l, v) = stem_warmup_loss(&model, &teacher, x, x_ad, ps * g, &ad);
+            (l, v, 0.0, None)
         } else {
-            (None, 0.0)
-        };
-        let mut z = tokens_to_map(s, out_s.grid);
-        if cfg.stage == 4 {
-            let frac = step as f64 / cfg.steps.max(1) as f64;
-            let tau = cfg.noise_tau.0 + (cfg.noise_tau.1 - cfg.noise_tau.0) * frac;
-            let sig: Vec<f32> = (0..cfg.batch).map(|_| rng.random_range(0.0..tau.max(1e-9)) as f32).collect();
-            let sig = Tensor::<4>::from_data(TensorData::new(sig, vec![cfg.batch, 1, 1, 1]), &ad);
-            let eps = Tensor::<4>::random(z.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
-            z = z + eps * sig;
-        }
-        let recon = model.decoder.forward(z, &mut Probe::default());
-        let recon_for_gan = recon.clone();
-        let perc = match &perc_net {
-            Some(net) => Some(net.layers(sae_cfg.pixels.output_to_unit(recon.clone()), sae_cfg.pixels.output_to_unit(target.clone()))?.sum_dim(1).mean()),
-            None => None,
-        };
-        let l1 = (recon - target).abs().mean();
-        let l1v = l1.clone().into_scalar::<f32>() as f64;
-        let mut loss = match align_loss {
-            Some(a) => a.mul_scalar(cfg.w_align) + l1.mul_scalar(cfg.w_l1),
-            None => l1.mul_scalar(cfg.w_l1),
-        };
-        if let Some(p) = perc {
-            acc_perc += p.clone().into_scalar::<f32>() as f64;
-            loss = loss + p.mul_scalar(cfg.w_perc);
-        }
-        // GAN: the generator term goes into this step's loss; the discriminator step uses the detached fake
-        let gan_fake = match disc.as_mut() {
-            Some(d) => {
-                d.update_spectral_norms()?;
-                let fake = sae_cfg.pixels.output_to_unit(recon_for_gan.clone());
-                let g = disc::hinge_g_loss(d.forward(diffaug::diff_augment(fake.clone(), &mut rng)));
-                acc_gan.0 += g.clone().into_scalar::<f32>() as f64;
-                loss = loss + g.mul_scalar(cfg.w_gan);
-                Some(fake.detach())
+            let out_s = model.encoder.forward(x_ad, &mut Probe::default());
+            let s = out_s.patch_tokens();
+            let (align_loss, align_val) = if cfg.stage <= 2 {
+                let tx = resize_bicubic(x, ps * g, ps * g, false, None);
+                let t = teacher.forward(tx, &mut Probe::default()).patch_tokens();
+                let t = Tensor::<3>::from_data(t.into_data(), &ad);
+                let l = match cfg.align {
+                    Align::Cosine => cosine_last(s.clone(), t).neg().add_scalar(1.0).mean(),
+                    Align::Mse => (s.clone() - t).square().mean(),
+                };
+                let v = l.clone().into_scalar::<f32>() as f64;
+                (Some(l), v)
+            } else {
+                (None, 0.0)
+            };
+            let mut z = tokens_to_map(s, out_s.grid);
+            if cfg.stage == 4 {
+                let frac = step as f64 / cfg.steps.max(1) as f64;
+                let tau = cfg.noise_tau.0 + (cfg.noise_tau.1 - cfg.noise_tau.0) * frac;
+                let sig: Vec<f32> = (0..cfg.batch).map(|_| rng.random_range(0.0..tau.max(1e-9)) as f32).collect();
+                let sig = Tensor::<4>::from_data(TensorData::new(sig, vec![cfg.batch, 1, 1, 1]), &ad);
+                let eps = Tensor::<4>::random(z.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
+                z = z + eps * sig;
             }
-            None => None,
+            let recon = model.decoder.forward(z, &mut Probe::default());
+            let recon_for_gan = recon.clone();
+            let perc = match &perc_net {
+                Some(net) => Some(net.layers(sae_cfg.pixels.output_to_unit(recon.clone()), sae_cfg.pixels.output_to_unit(target.clone()))?.sum_dim(1).mean()),
+                None => None,
+            };
+            let l1 = (recon - target).abs().mean();
+            let l1v = l1.clone().into_scalar::<f32>() as f64;
+            let mut loss = match align_loss {
+                Some(a) => a.mul_scalar(cfg.w_align) + l1.mul_scalar(cfg.w_l1),
+                None => l1.mul_scalar(cfg.w_l1),
+            };
+            if let Some(p) = perc {
+                acc_perc += p.clone().into_scalar::<f32>() as f64;
+                loss = loss + p.mul_scalar(cfg.w_perc);
+            }
+            // GAN: the generator term goes into this step's loss; the discriminator step uses the detached fake
+            let gan_fake = match disc.as_mut() {
+                Some(d) => {
+                    d.update_spectral_norms()?;
+                    let fake = sae_cfg.pixels.output_to_unit(recon_for_gan.clone());
+                    let g = disc::hinge_g_loss(d.forward(diffaug::diff_augment(fake.clone(), &mut rng)));
+                    acc_gan.0 += g.clone().into_scalar::<f32>() as f64;
+                    loss = loss + g.mul_scalar(cfg.w_gan);
+                    Some(fake.detach())
+                }
+                None => None,
+            };
+            (loss, align_val, l1v, gan_fake)
         };
         let lv = loss.clone().into_scalar::<f32>() as f64;
         if !lv.is_finite() {
