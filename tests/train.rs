@@ -124,6 +124,16 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     let csv = std::fs::read_to_string(out.join("loss.csv")).expect("csv");
     assert!(csv.starts_with("step,loss,align,l1,lr,secs,perc,gan_g,gan_d"), "{}", csv.lines().next().unwrap_or(""));
     let _ = std::fs::remove_dir_all(&out);
+    // its own learning rate: 0 freezes the heads (the generator still trains)
+    c.lr_d = Some(0.0);
+    c.checkpoint_every = 5;
+    train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut go).expect("lr_d 0");
+    let (a, b) = (
+        engine::raw::read_safetensors(out.join("ckpt-5").join(engine::train::DISC_FILE)).expect("5"),
+        engine::raw::read_safetensors(out.join("ckpt-10").join(engine::train::DISC_FILE)).expect("10"),
+    );
+    assert!(a.iter().filter(|(k, _)| k.starts_with("heads.")).all(|(k, v)| b[k].data == v.data), "lr_d 0 must leave the heads");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// The LPIPS-VGG-like term (scripts/fetch-lpips.sh weights) enters the loss as w * perc: one step with w = 0.5 logs

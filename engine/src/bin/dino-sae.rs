@@ -115,6 +115,9 @@ enum Cmd {
         /// Weight of the hinge GAN term (default: 0.5 in stage 2, 0 otherwise; > 0 adds the DINO discriminator).
         #[arg(long)]
         w_gan: Option<f64>,
+        /// Discriminator learning rate (default: the generator's), with the generator's warm-up and schedule.
+        #[arg(long)]
+        lr_d: Option<f64>,
         /// Patch embedding of a stage-1 run from scratch: stem (paper) or patchify (the teacher's own patch
         /// embedding on the image resized by p/16: the ablation without the stem).
         #[arg(long, default_value = "stem")]
@@ -401,7 +404,7 @@ fn run(cli: Cli) -> Result<()> {
             let l = checkpoint::load_backbone(&out, &device, false)?;
             println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
         }
-        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, w_gan, embed, schedule, checkpoint_every, seed } => {
+        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, w_gan, lr_d, embed, schedule, checkpoint_every, seed } => {
             let mut cfg = engine::train::TrainConfig::stage(stage);
             cfg.steps = steps;
             cfg.batch = batch;
@@ -413,6 +416,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(w) = w_gan {
                 cfg.w_gan = w;
             }
+            cfg.lr_d = lr_d;
             cfg.align = match align.as_str() {
                 "cosine" => engine::train::Align::Cosine,
                 "mse" => engine::train::Align::Mse,

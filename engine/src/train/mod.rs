@@ -87,6 +87,9 @@ pub struct TrainConfig {
     /// Weight of the hinge GAN term (stage 2 defaults to 0.5, the paper's; 0 = no discriminator).
     #[serde(default)]
     pub w_gan: f64,
+    /// Discriminator learning rate (None: the generator's); warm-up and schedule are the generator's.
+    #[serde(default)]
+    pub lr_d: Option<f64>,
     /// Stage 1 from scratch: the CNN stem (paper) or the backbone's resized patchify (ablation).
     #[serde(default)]
     pub embed: EmbedKind,
@@ -119,6 +122,7 @@ impl TrainConfig {
             w_perc: 0.0,
             perc_weights: None,
             w_gan: if stage == 2 { 0.5 } else { 0.0 },
+            lr_d: None,
             embed: EmbedKind::Stem,
             schedule: Schedule::Constant,
             noise_tau: (0.8, 1.2),
@@ -491,16 +495,17 @@ pub fn train(
         model = optim.step(lr, model, grads);
         if let (Some(d), Some(fake)) = (disc.as_mut(), gan_fake) {
             let real = sae_cfg.pixels.output_to_unit(target_for_gan.clone());
-            let lr_d = diffaug::diff_augment(real, &mut rng);
-            let lf_d = diffaug::diff_augment(fake, &mut rng);
-            let dl = disc::hinge_d_loss(d.forward(lr_d), d.forward(lf_d));
+            let real_aug = diffaug::diff_augment(real, &mut rng);
+            let fake_aug = diffaug::diff_augment(fake, &mut rng);
+            let dl = disc::hinge_d_loss(d.forward(real_aug), d.forward(fake_aug));
             let dv = dl.clone().into_scalar::<f32>() as f64;
             if !dv.is_finite() {
                 return Err(EngineError::NonFinite(format!("discriminator loss at step {step}")));
             }
             acc_gan.1 += dv;
             let g = GradientsParams::from_grads(dl.backward(), &d.heads);
-            d.heads = optim_d.step(lr, d.heads.clone(), g);
+            let lr_d = cfg.lr_d.map_or(lr, |l| lr * l / cfg.lr.max(1e-30));
+            d.heads = optim_d.step(lr_d, d.heads.clone(), g);
         }
         acc = (acc.0 + lv, acc.1 + align_val, acc.2 + l1v, acc.3 + 1);
         step0 = step;
