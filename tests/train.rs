@@ -14,6 +14,13 @@ fn teacher() -> PathBuf {
     root().join("tests/fixtures/dinosae-setA/dinov3/hf")
 }
 
+/// An empty run folder for this test process: `$TMP/dino-sae-{tag}-{pid}`.
+fn fresh_run_dir(tag: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("dino-sae-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    out
+}
+
 fn cfg(steps: usize) -> TrainConfig {
     let mut c = TrainConfig::stage(1);
     c.steps = steps;
@@ -43,8 +50,7 @@ fn rows(out: &std::path::Path) -> Vec<(usize, f64)> {
 #[test]
 fn stage1_trains_resumes_and_leaves_no_partial_checkpoint() {
     let photos = PhotoSet::load(&root().join("assets/samples"), 256).expect("photos");
-    let out = std::env::temp_dir().join(format!("dino-sae-train-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_run_dir("train");
     let dec = DecoderConfig::small(64);
     // interrupted after 20 steps (the callback says stop)
     let mut stop_at_20 = |r: &engine::train::LogRow| r.step < 20;
@@ -93,8 +99,7 @@ fn stage1_trains_resumes_and_leaves_no_partial_checkpoint() {
 #[test]
 fn stage2_trains_the_discriminator_and_resumes_it() {
     let photos = PhotoSet::load(&root().join("assets/samples"), 64).expect("photos");
-    let out = std::env::temp_dir().join(format!("dino-sae-train2-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_run_dir("train2");
     let mut c = cfg(10);
     c.stage = 2;
     c.w_gan = 0.0;
@@ -143,8 +148,7 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
 fn perceptual_term_enters_the_loss_with_its_weight() {
     let photos = PhotoSet::load(&root().join("assets/samples"), 256).expect("photos");
     let run = |w: f64, tag: &str| {
-        let out = std::env::temp_dir().join(format!("dino-sae-train-perc-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
+        let out = fresh_run_dir(&format!("train-perc-{tag}"));
         let mut c = cfg(1);
         c.log_every = 1;
         c.w_perc = w;
@@ -190,8 +194,7 @@ fn patchify_student_starts_as_the_teacher_and_trains() {
     let scale: f32 = t.abs().max().into_scalar();
     assert!(err <= 1e-5 * scale.max(1.0), "patchify student vs teacher: max |err| {err} (scale {scale})");
     // saved and reloaded with its embedding kind (config.json), and a stage-1 run from scratch uses it
-    let out = std::env::temp_dir().join(format!("dino-sae-train-patchify-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_run_dir("train-patchify");
     let photos = PhotoSet::load(&root().join("assets/samples"), 256).expect("photos");
     let mut c = cfg(10);
     c.embed = engine::train::EmbedKind::Patchify;
@@ -210,8 +213,7 @@ fn patchify_student_starts_as_the_teacher_and_trains() {
 fn stage0_fits_the_stem_to_the_teachers_patch_embedding_only() {
     let device = engine::cpu();
     let photos = PhotoSet::load(&root().join("assets/samples"), 128).expect("photos");
-    let out = std::env::temp_dir().join(format!("dino-sae-train0-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = fresh_run_dir("train0");
     let mut c = cfg(150);
     c.stage = 0;
     c.checkpoint_every = 150;

@@ -65,7 +65,7 @@ fn shift_axis(x: Tensor<4>, axis: usize, s: i64) -> Tensor<4> {
 /// # Shapes
 /// - x: `[B, 3, H, W]` in [0, 1] -> same
 pub fn apply(x: Tensor<4>, params: &[AugParams]) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
+    let [b, _, h, w] = x.dims();
     assert_eq!(params.len(), b, "one parameter set per sample");
     let dev = x.device();
     let per = |f: &dyn Fn(&AugParams) -> f32| Tensor::<4>::from_data(TensorData::new(params.iter().map(f).collect::<Vec<f32>>(), vec![b, 1, 1, 1]), &dev);
@@ -89,7 +89,6 @@ pub fn apply(x: Tensor<4>, params: &[AugParams]) -> Tensor<4> {
             }
         }
     }
-    let _ = c;
     x * Tensor::<4>::from_data(TensorData::new(mask, vec![b, 1, h, w]), &dev)
 }
 

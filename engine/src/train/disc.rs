@@ -111,13 +111,14 @@ pub const HEAD_WIDTH: usize = 128;
 
 impl Discriminator {
     /// `backbone` must already be frozen (no_grad). Heads are drawn with `seed`, or taken from `state`
-    /// (a [`Discriminator::export`] map) when given; `mean`/`std` = the backbone's input normalisation.
+    /// (a [`Discriminator::export`] map, spectral-norm vectors included) when given; `mean`/`std` = the backbone's
+    /// input normalisation.
     pub fn new(backbone: Vit, seed: u64, state: Option<TensorMap>, mean: [f32; 3], std: [f32; 3], device: &Device) -> Result<Self> {
         let depth = backbone.cfg.depth;
         let d = backbone.cfg.dim;
         let taps: Vec<usize> = (1..=4).map(|k| (depth * k / 4).max(1) - 1).collect();
-        let (mut ws, loading) = match state {
-            Some(m) => (WeightSource::from_map(m, device), true),
+        let (mut ws, loading) = match &state {
+            Some(m) => (WeightSource::from_map(m.clone(), device), true),
             None => (WeightSource::random(seed, device), false),
         };
         let heads: Vec<Head> = (0..taps.len())
@@ -132,15 +133,23 @@ impl Discriminator {
         if loading && !report.is_complete() {
             return Err(EngineError::IncompleteWeights(format!("discriminator state: {}", report.summary(10))));
         }
-        // u starts as a fixed unit vector per layer (deterministic resume is not needed for u: it converges in a
-        // few steps, and the saved state carries it anyway as `*.sn_u`)
-        let sn = heads
+        // u starts as a fixed unit vector per layer, or as saved (`sn_u.{head}.{layer}`)
+        let mut sn: Vec<Vec<(Vec<f32>, Vec<f32>)>> = heads
             .iter()
             .map(|h| h.layers().iter().map(|l| {
                 let [di, dout] = l.weight.val().dims();
                 (vec![0.0; di], vec![1.0 / (dout as f32).sqrt(); dout])
             }).collect())
             .collect();
+        if let Some(m) = &state {
+            for (i, layers) in sn.iter_mut().enumerate() {
+                for (j, uv) in layers.iter_mut().enumerate() {
+                    if let Some(r) = m.get(&format!("sn_u.{i}.{j}")).filter(|r| r.data.len() == uv.1.len()) {
+                        uv.1 = r.data.clone();
+                    }
+                }
+            }
+        }
         Ok(Self { backbone, heads: DiscHeads { heads }, taps, names, sn, mean, std })
     }
 
@@ -204,19 +213,6 @@ impl Discriminator {
             }
         }
         Ok(m)
-    }
-
-    /// Restore the spectral-norm vectors saved by [`Discriminator::export`] (absent ones keep their start value).
-    pub fn restore_sn(&mut self, m: &TensorMap) {
-        for (i, sn) in self.sn.iter_mut().enumerate() {
-            for (j, uv) in sn.iter_mut().enumerate() {
-                if let Some(r) = m.get(&format!("sn_u.{i}.{j}")) {
-                    if r.data.len() == uv.1.len() {
-                        uv.1 = r.data.clone();
-                    }
-                }
-            }
-        }
     }
 }
 

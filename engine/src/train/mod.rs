@@ -391,11 +391,7 @@ pub fn train(
             Some((_, p)) if p.join(DISC_FILE).exists() => Some(crate::raw::read_safetensors(p.join(DISC_FILE))?),
             _ => None,
         };
-        let mut d = disc::Discriminator::new(backbone, cfg.seed ^ 0xd15c, state.clone(), sae_cfg.pixels.mean, sae_cfg.pixels.std, &ad)?;
-        if let Some(m) = &state {
-            d.restore_sn(m);
-        }
-        Some(d)
+        Some(disc::Discriminator::new(backbone, cfg.seed ^ 0xd15c, state, sae_cfg.pixels.mean, sae_cfg.pixels.std, &ad)?)
     } else {
         None
     };
