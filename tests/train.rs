@@ -27,7 +27,9 @@ fn cfg(steps: usize) -> TrainConfig {
     c.batch = 2;
     c.crop = 32;
     c.min_crop_frac = 0.05;
-    c.lr = 2e-3;
+    // 5e-4: at 2e-3 the 60-step run is chaotic (a change in the order of float additions moved the fixed-batch L1
+    // from 0.20 to 0.32); at 5e-4 seeds 0-2 all land at 0.15-0.17 from 0.31-0.33
+    c.lr = 5e-4;
     c.warmup = 5;
     c.log_every = 5;
     c.ema_every = 5;
@@ -127,7 +129,7 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     let changed = disc5.iter().filter(|(k, _)| k.starts_with("heads.")).any(|(k, v)| disc10[k].data != v.data);
     assert!(changed, "the discriminator heads were trained between steps 5 and 10");
     let csv = std::fs::read_to_string(out.join("loss.csv")).expect("csv");
-    assert!(csv.starts_with("step,loss,align,l1,lr,secs,perc,gan_g,gan_d"), "{}", csv.lines().next().unwrap_or(""));
+    assert!(csv.starts_with("step,loss,align,l1,lr,secs,perc,gan_g,gan_d,mse\n"), "{}", csv.lines().next().unwrap_or(""));
     let _ = std::fs::remove_dir_all(&out);
     // its own learning rate: 0 freezes the heads (the generator still trains)
     c.lr_d = Some(0.0);
@@ -141,17 +143,19 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// The LPIPS-VGG-like term (scripts/fetch-lpips.sh weights) enters the loss as w * perc: one step with w = 0.5 logs
-/// the loss of the same step with w = 0 plus 0.5 * perc (same seed, same crops, same initial model), perc > 0, and
-/// gradients flow through the frozen VGG without changing it.
+/// The optional terms enter the loss as weight * term: one step with the LPIPS-VGG-like term (scripts/fetch-lpips.sh
+/// weights) at 0.5, or the pixel MSE at 2.0, logs the loss of the same step with both off plus that weighted term
+/// (same seed, same crops, same initial model); perc > 0, gradients flow through the frozen VGG without changing it;
+/// the logged MSE obeys Jensen's bound mse >= l1^2 and is logged whether or not it is in the loss.
 #[test]
-fn perceptual_term_enters_the_loss_with_its_weight() {
+fn optional_terms_enter_the_loss_with_their_weights() {
     let photos = PhotoSet::load(&root().join("assets/samples"), 256).expect("photos");
-    let run = |w: f64, tag: &str| {
-        let out = fresh_run_dir(&format!("train-perc-{tag}"));
+    let run = |w_perc: f64, w_mse: f64, tag: &str| {
+        let out = fresh_run_dir(&format!("train-terms-{tag}"));
         let mut c = cfg(1);
         c.log_every = 1;
-        c.w_perc = w;
+        c.w_perc = w_perc;
+        c.w_mse = w_mse;
         let mut row = None;
         let mut keep = |r: &engine::train::LogRow| {
             row = Some(r.clone());
@@ -161,13 +165,20 @@ fn perceptual_term_enters_the_loss_with_its_weight() {
         let _ = std::fs::remove_dir_all(&out);
         row.expect("one row")
     };
-    let a = run(0.0, "off");
-    let b = run(0.5, "on");
+    let a = run(0.0, 0.0, "off");
+    let b = run(0.5, 0.0, "perc");
+    let c = run(0.0, 2.0, "mse");
     assert_eq!(a.perc, 0.0);
     assert!(b.perc > 0.0 && b.perc < 2.0, "perc {}", b.perc);
-    assert!((a.l1 - b.l1).abs() < 1e-5, "same step, same reconstruction: l1 {} vs {}", a.l1, b.l1);
+    for r in [&b, &c] {
+        assert!((a.l1 - r.l1).abs() < 1e-5, "same step, same reconstruction: l1 {} vs {}", a.l1, r.l1);
+        assert!((a.mse - r.mse).abs() < 1e-5, "same step, same reconstruction: mse {} vs {}", a.mse, r.mse);
+    }
+    assert!(a.mse >= a.l1 * a.l1 * (1.0 - 1e-5) && a.mse > 0.0, "Jensen: mse {} >= l1^2 {}", a.mse, a.l1 * a.l1);
     let want = a.loss + 0.5 * b.perc;
     assert!((b.loss - want).abs() < 1e-4 * want.max(1.0), "loss {} vs {} + 0.5 * {}", b.loss, a.loss, b.perc);
+    let want = a.loss + 2.0 * a.mse;
+    assert!((c.loss - want).abs() < 1e-4 * want.max(1.0), "loss {} vs {} + 2 * {}", c.loss, a.loss, a.mse);
 }
 
 /// The ablation without the stem starts as the teacher itself: its patchify sees the 16-px grid resized to the

@@ -112,6 +112,9 @@ enum Cmd {
         /// Weight of the LPIPS-VGG-like perceptual term (0 = off; weights from scripts/fetch-lpips.sh).
         #[arg(long, default_value_t = 0.0)]
         w_perc: f64,
+        /// Weight of a mean-squared pixel error term next to L1 (0 = off, the paper's recipe).
+        #[arg(long, default_value_t = 0.0)]
+        w_mse: f64,
         /// Weight of the hinge GAN term (default: 0.5 in stage 2, 0 otherwise; > 0 adds the DINO discriminator).
         #[arg(long)]
         w_gan: Option<f64>,
@@ -404,7 +407,7 @@ fn run(cli: Cli) -> Result<()> {
             let l = checkpoint::load_backbone(&out, &device, false)?;
             println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
         }
-        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, w_gan, lr_d, embed, schedule, checkpoint_every, seed } => {
+        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, w_mse, w_gan, lr_d, embed, schedule, checkpoint_every, seed } => {
             let mut cfg = engine::train::TrainConfig::stage(stage);
             cfg.steps = steps;
             cfg.batch = batch;
@@ -413,6 +416,7 @@ fn run(cli: Cli) -> Result<()> {
             cfg.checkpoint_every = checkpoint_every;
             cfg.seed = seed;
             cfg.w_perc = w_perc;
+            cfg.w_mse = w_mse;
             if let Some(w) = w_gan {
                 cfg.w_gan = w;
             }
@@ -437,8 +441,8 @@ fn run(cli: Cli) -> Result<()> {
             let teacher_dim = checkpoint::load_backbone(&teacher, &device, false)?.model.cfg.dim;
             let mut on_log = |r: &engine::train::LogRow| {
                 eprintln!(
-                    "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  perc {:.4}  gan g {:.3} d {:.3}  lr {:.1e}  {:.0}s since start",
-                    r.step, r.loss, r.align, r.l1, r.perc, r.gan_g, r.gan_d, r.lr, r.secs
+                    "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  crop psnr {:.2}  perc {:.4}  gan g {:.3} d {:.3}  lr {:.1e}  {:.0}s since start",
+                    r.step, r.loss, r.align, r.l1, -10.0 * r.mse.max(1e-12).log10(), r.perc, r.gan_g, r.gan_d, r.lr, r.secs
                 );
                 true
             };

@@ -11,6 +11,9 @@
 //! - stage 3: decoder refinement: the whole encoder frozen, decoder trained on L1 (+ GAN when w_gan > 0).
 //! - stage 4: noise augmentation: as stage 3 with z' = z + sigma * eps, sigma ~ U(0, tau), tau ramping.
 //!
+//! Optional terms in every stage but 0: w_perc * LPIPS-VGG-like (the paper's LPIPS, here VGG16 + LPIPS heads),
+//! w_mse * mean squared pixel error (ours; 0 by default).
+//!
 //! Teacher targets come from the unmodified DINOv2 on the crop resized (bicubic) to 14 * grid pixels.
 //! Checkpoints every N steps (atomic: written to a temporary folder, then renamed; `latest` names the newest),
 //! resume after a kill, an EMA copy, CSV loss log and a loss-curve PNG.
@@ -78,6 +81,9 @@ pub struct TrainConfig {
     pub align: Align,
     pub w_align: f64,
     pub w_l1: f64,
+    /// Weight of a mean-squared pixel error term (0 = off, the paper's recipe; PSNR is this error's log).
+    #[serde(default)]
+    pub w_mse: f64,
     /// Weight of the LPIPS-VGG-like perceptual term (0 = off); its weights come from `perc_weights` or
     /// `lpips::default_dir()` (scripts/fetch-lpips.sh).
     #[serde(default)]
@@ -119,6 +125,7 @@ impl TrainConfig {
             align: Align::Cosine,
             w_align: 0.5,
             w_l1: 1.0,
+            w_mse: 0.0,
             w_perc: 0.0,
             perc_weights: None,
             w_gan: if stage == 2 { 0.5 } else { 0.0 },
@@ -171,6 +178,8 @@ pub struct LogRow {
     pub loss: f64,
     pub align: f64,
     pub l1: f64,
+    /// Mean squared pixel error in [0, 1] units (logged in every stage but 0; in the loss when w_mse > 0).
+    pub mse: f64,
     pub lr: f64,
     pub secs: f64,
     /// LPIPS-VGG-like term before weighting (0 when off).
@@ -409,14 +418,12 @@ pub fn train(
         .open(&csv_path)
         .map_err(|e| EngineError::io(&csv_path, e))?;
     if new_csv {
-        writeln!(csv, "step,loss,align,l1,lr,secs,perc,gan_g,gan_d").map_err(|e| EngineError::io(&csv_path, e))?;
+        writeln!(csv, "{CSV_HEADER}").map_err(|e| EngineError::io(&csv_path, e))?;
     }
     let t0 = Instant::now();
     let g = (cfg.crop / 16) as usize;
-    let ps = teacher.cfg.patch_size;
-    let mut acc = (0.0, 0.0, 0.0, 0usize);
-    let mut acc_perc = 0.0;
-    let mut acc_gan = (0.0, 0.0);
+    let ctx = StepCtx { cfg, teacher: &teacher, sae: &sae_cfg, perc_net: perc_net.as_ref(), ad: &ad, side: teacher.cfg.patch_size * g };
+    let mut acc = Stats::default();
     while step0 < cfg.steps {
         let step = step0 + 1;
         let imgs: Vec<image::RgbImage> = (0..cfg.batch).map(|_| photos.sample(&mut rng, cfg.crop, cfg.min_crop_frac).1).collect();
@@ -424,112 +431,36 @@ pub fn train(
         let lr = cfg.lr_at(step);
         let x_ad = Tensor::<4>::from_data(x.clone().into_data(), &ad);
         let target = Tensor::<4>::from_data(target.into_data(), &ad);
-        let target_for_gan = target.clone();
-        let (loss, align_val, l1v, gan_fake) = if cfg.stage == 0 {
-            let (l, v) = stem_warmup_loss(&model, &teacher, x, x_ad, ps * g, &ad);
-            (l, v, 0.0, None)
+        let (loss, mut stats, fake) = if cfg.stage == 0 {
+            let (l, v) = stem_warmup_loss(&model, &teacher, x, x_ad, ctx.side, &ad);
+            (l, Stats { align: v, ..Default::default() }, None)
         } else {
-            let out_s = model.encoder.forward(x_ad, &mut Probe::default());
-            let s = out_s.patch_tokens();
-            let (align_loss, align_val) = if cfg.stage <= 2 {
-                let tx = resize_bicubic(x, ps * g, ps * g, false, None);
-                let t = teacher.forward(tx, &mut Probe::default()).patch_tokens();
-                let t = Tensor::<3>::from_data(t.into_data(), &ad);
-                let l = match cfg.align {
-                    Align::Cosine => cosine_last(s.clone(), t).neg().add_scalar(1.0).mean(),
-                    Align::Mse => (s.clone() - t).square().mean(),
-                };
-                let v = l.clone().into_scalar::<f32>() as f64;
-                (Some(l), v)
-            } else {
-                (None, 0.0)
-            };
-            let mut z = tokens_to_map(s, out_s.grid);
-            if cfg.stage == 4 {
-                let frac = step as f64 / cfg.steps.max(1) as f64;
-                let tau = cfg.noise_tau.0 + (cfg.noise_tau.1 - cfg.noise_tau.0) * frac;
-                let sig: Vec<f32> = (0..cfg.batch).map(|_| rng.random_range(0.0..tau.max(1e-9)) as f32).collect();
-                let sig = Tensor::<4>::from_data(TensorData::new(sig, vec![cfg.batch, 1, 1, 1]), &ad);
-                let eps = Tensor::<4>::random(z.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
-                z = z + eps * sig;
-            }
-            let recon = model.decoder.forward(z, &mut Probe::default());
-            let recon_for_gan = recon.clone();
-            let perc = match &perc_net {
-                Some(net) => Some(net.layers(sae_cfg.pixels.output_to_unit(recon.clone()), sae_cfg.pixels.output_to_unit(target.clone()))?.sum_dim(1).mean()),
-                None => None,
-            };
-            let l1 = (recon - target).abs().mean();
-            let l1v = l1.clone().into_scalar::<f32>() as f64;
-            let mut loss = match align_loss {
-                Some(a) => a.mul_scalar(cfg.w_align) + l1.mul_scalar(cfg.w_l1),
-                None => l1.mul_scalar(cfg.w_l1),
-            };
-            if let Some(p) = perc {
-                acc_perc += p.clone().into_scalar::<f32>() as f64;
-                loss = loss + p.mul_scalar(cfg.w_perc);
-            }
-            // GAN: the generator term goes into this step's loss; the discriminator step uses the detached fake
-            let gan_fake = match disc.as_mut() {
-                Some(d) => {
-                    d.update_spectral_norms()?;
-                    let fake = sae_cfg.pixels.output_to_unit(recon_for_gan.clone());
-                    let g = disc::hinge_g_loss(d.forward(diffaug::diff_augment(fake.clone(), &mut rng)));
-                    acc_gan.0 += g.clone().into_scalar::<f32>() as f64;
-                    loss = loss + g.mul_scalar(cfg.w_gan);
-                    Some(fake.detach())
-                }
-                None => None,
-            };
-            (loss, align_val, l1v, gan_fake)
+            autoencoder_loss(&ctx, &model, x, x_ad, target.clone(), step, &mut rng, disc.as_mut())?
         };
-        let lv = loss.clone().into_scalar::<f32>() as f64;
-        if !lv.is_finite() {
+        stats.loss = loss.clone().into_scalar::<f32>() as f64;
+        if !stats.loss.is_finite() {
             return Err(EngineError::NonFinite(format!("loss at step {step}")));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(lr, model, grads);
-        if let (Some(d), Some(fake)) = (disc.as_mut(), gan_fake) {
-            let real = sae_cfg.pixels.output_to_unit(target_for_gan.clone());
-            let real_aug = diffaug::diff_augment(real, &mut rng);
-            let fake_aug = diffaug::diff_augment(fake, &mut rng);
-            let dl = disc::hinge_d_loss(d.forward(real_aug), d.forward(fake_aug));
-            let dv = dl.clone().into_scalar::<f32>() as f64;
-            if !dv.is_finite() {
-                return Err(EngineError::NonFinite(format!("discriminator loss at step {step}")));
-            }
-            acc_gan.1 += dv;
-            let g = GradientsParams::from_grads(dl.backward(), &d.heads);
+        if let (Some(d), Some(fake)) = (disc.as_mut(), fake) {
             let lr_d = cfg.lr_d.map_or(lr, |l| lr * l / cfg.lr.max(1e-30));
-            d.heads = optim_d.step(lr_d, d.heads.clone(), g);
+            let real = sae_cfg.pixels.output_to_unit(target);
+            stats.gan_d = discriminator_step(d, &mut optim_d, lr_d, real, fake, step, &mut rng)?;
         }
-        acc = (acc.0 + lv, acc.1 + align_val, acc.2 + l1v, acc.3 + 1);
+        acc.add(&stats);
         step0 = step;
         if step % cfg.ema_every == 0 {
             let cur = export(&model, &names)?;
             ema_update(&mut ema, &cur, cfg.ema_decay.powi(cfg.ema_every as i32));
         }
         if step % cfg.log_every == 0 || step == cfg.steps {
-            let n = acc.3.max(1) as f64;
-            let row =
-                LogRow {
-                    step,
-                    loss: acc.0 / n,
-                    align: acc.1 / n,
-                    l1: acc.2 / n,
-                    lr,
-                    secs: t0.elapsed().as_secs_f64(),
-                    perc: acc_perc / n,
-                    gan_g: acc_gan.0 / n,
-                    gan_d: acc_gan.1 / n,
-                };
-            acc = (0.0, 0.0, 0.0, 0);
-            acc_perc = 0.0;
-            acc_gan = (0.0, 0.0);
+            let row = acc.row(step, lr, t0.elapsed().as_secs_f64());
+            acc = Stats::default();
             writeln!(
                 csv,
-                "{},{:.6},{:.6},{:.6},{:.3e},{:.1},{:.6},{:.6},{:.6}",
-                row.step, row.loss, row.align, row.l1, row.lr, row.secs, row.perc, row.gan_g, row.gan_d
+                "{},{:.6},{:.6},{:.6},{:.3e},{:.1},{:.6},{:.6},{:.6},{:.6}",
+                row.step, row.loss, row.align, row.l1, row.lr, row.secs, row.perc, row.gan_g, row.gan_d, row.mse
             )
             .map_err(|e| EngineError::io(&csv_path, e))?;
             if !on_log(&row) {
@@ -546,6 +477,184 @@ pub fn train(
     save_sae(&final_model, out.join("final"), Precision::F32)?;
     write_curve(out)?;
     Ok(final_model)
+}
+
+/// Columns of `loss.csv` (one row per `log_every` steps, each the mean over those steps).
+pub const CSV_HEADER: &str = "step,loss,align,l1,lr,secs,perc,gan_g,gan_d,mse";
+
+/// Scalars of one step (before weighting), summed over a logging window.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stats {
+    loss: f64,
+    align: f64,
+    l1: f64,
+    mse: f64,
+    perc: f64,
+    gan_g: f64,
+    gan_d: f64,
+    n: usize,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.loss += o.loss;
+        self.align += o.align;
+        self.l1 += o.l1;
+        self.mse += o.mse;
+        self.perc += o.perc;
+        self.gan_g += o.gan_g;
+        self.gan_d += o.gan_d;
+        self.n += 1;
+    }
+
+    /// The window's means as a log row.
+    fn row(&self, step: usize, lr: f64, secs: f64) -> LogRow {
+        let n = self.n.max(1) as f64;
+        LogRow {
+            step,
+            loss: self.loss / n,
+            align: self.align / n,
+            l1: self.l1 / n,
+            mse: self.mse / n,
+            lr,
+            secs,
+            perc: self.perc / n,
+            gan_g: self.gan_g / n,
+            gan_d: self.gan_d / n,
+        }
+    }
+}
+
+/// What a step needs besides the model and the batch.
+struct StepCtx<'a> {
+    cfg: &'a TrainConfig,
+    teacher: &'a Vit,
+    sae: &'a SaeConfig,
+    perc_net: Option<&'a crate::lpips::LpipsVgg>,
+    ad: &'a Device,
+    /// Side of the teacher's input: its patch size times the crop's grid.
+    side: usize,
+}
+
+fn scalar(t: &Tensor<1>) -> f64 {
+    t.clone().into_scalar::<f32>() as f64
+}
+
+/// Stages 1-2: the student's tokens against the teacher's on the crop resized (bicubic) to the teacher's grid.
+///
+/// # Shapes
+/// - s: `[B, g*g, C]` (autodiff); x: `[B, 3, 16g, 16g]` (plain)
+fn align_loss(ctx: &StepCtx, s: Tensor<3>, x: Tensor<4>) -> Tensor<1> {
+    let tx = resize_bicubic(x, ctx.side, ctx.side, false, None);
+    let t = ctx.teacher.forward(tx, &mut Probe::default()).patch_tokens();
+    let t = Tensor::<3>::from_data(t.into_data(), ctx.ad);
+    match ctx.cfg.align {
+        Align::Cosine => cosine_last(s, t).neg().add_scalar(1.0).mean(),
+        Align::Mse => (s - t).square().mean(),
+    }
+}
+
+/// Stage 4: `z + sigma * eps`, one sigma ~ U(0, tau) per sample, tau ramping linearly over the run.
+///
+/// # Shapes
+/// - z: `[B, C, g, g]` -> `[B, C, g, g]`
+fn add_latent_noise(cfg: &TrainConfig, z: Tensor<4>, step: usize, rng: &mut StdRng) -> Tensor<4> {
+    let frac = step as f64 / cfg.steps.max(1) as f64;
+    let tau = cfg.noise_tau.0 + (cfg.noise_tau.1 - cfg.noise_tau.0) * frac;
+    let b = z.dims()[0];
+    let sig: Vec<f32> = (0..b).map(|_| rng.random_range(0.0..tau.max(1e-9)) as f32).collect();
+    let device = z.device();
+    let sig = Tensor::<4>::from_data(TensorData::new(sig, vec![b, 1, 1, 1]), &device);
+    let eps = Tensor::<4>::random(z.dims(), burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    z + eps * sig
+}
+
+/// The generator's loss for stages 1-4: alignment (stages 1-2), L1 + MSE on pixels, perceptual, and the GAN's
+/// generator term (its discriminator's spectral norms are refreshed first). Returns the loss, its unweighted parts,
+/// and the detached fake (in [0, 1]) for the discriminator's step.
+///
+/// # Shapes
+/// - x (plain) / x_ad (autodiff): `[B, 3, 16g, 16g]` normalised input; target: `[B, 3, 16g, 16g]` in [0, 1]
+#[allow(clippy::too_many_arguments)]
+fn autoencoder_loss(
+    ctx: &StepCtx,
+    model: &DinoSae,
+    x: Tensor<4>,
+    x_ad: Tensor<4>,
+    target: Tensor<4>,
+    step: usize,
+    rng: &mut StdRng,
+    disc: Option<&mut disc::Discriminator>,
+) -> Result<(Tensor<1>, Stats, Option<Tensor<4>>)> {
+    let cfg = ctx.cfg;
+    let mut stats = Stats::default();
+    let out_s = model.encoder.forward(x_ad, &mut Probe::default());
+    let s = out_s.patch_tokens();
+    let align = (cfg.stage <= 2).then(|| align_loss(ctx, s.clone(), x));
+    let mut z = tokens_to_map(s, out_s.grid);
+    if cfg.stage == 4 {
+        z = add_latent_noise(cfg, z, step, rng);
+    }
+    let recon = model.decoder.forward(z, &mut Probe::default());
+    let err = recon.clone() - target.clone();
+    let l1 = err.clone().abs().mean();
+    stats.l1 = scalar(&l1);
+    let mut loss = match align {
+        Some(a) => {
+            stats.align = scalar(&a);
+            a.mul_scalar(cfg.w_align) + l1.mul_scalar(cfg.w_l1)
+        }
+        None => l1.mul_scalar(cfg.w_l1),
+    };
+    if cfg.w_mse > 0.0 {
+        let mse = err.square().mean();
+        stats.mse = scalar(&mse);
+        loss = loss + mse.mul_scalar(cfg.w_mse);
+    } else {
+        stats.mse = scalar(&err.detach().square().mean());
+    }
+    if let Some(net) = ctx.perc_net {
+        let p = net.layers(ctx.sae.pixels.output_to_unit(recon.clone()), ctx.sae.pixels.output_to_unit(target))?.sum_dim(1).mean();
+        stats.perc = scalar(&p);
+        loss = loss + p.mul_scalar(cfg.w_perc);
+    }
+    let fake = match disc {
+        Some(d) => {
+            d.update_spectral_norms()?;
+            let fake = ctx.sae.pixels.output_to_unit(recon);
+            let g = disc::hinge_g_loss(d.forward(diffaug::diff_augment(fake.clone(), rng)));
+            stats.gan_g = scalar(&g);
+            loss = loss + g.mul_scalar(cfg.w_gan);
+            Some(fake.detach())
+        }
+        None => None,
+    };
+    Ok((loss, stats, fake))
+}
+
+/// One discriminator step on real vs (detached) fake images, both through DiffAugment. Returns its hinge loss.
+///
+/// # Shapes
+/// - real, fake: `[B, 3, H, W]` in [0, 1]
+fn discriminator_step(
+    d: &mut disc::Discriminator,
+    optim: &mut burn::optim::ModuleOptimizer,
+    lr: f64,
+    real: Tensor<4>,
+    fake: Tensor<4>,
+    step: usize,
+    rng: &mut StdRng,
+) -> Result<f64> {
+    let real_aug = diffaug::diff_augment(real, rng);
+    let fake_aug = diffaug::diff_augment(fake, rng);
+    let dl = disc::hinge_d_loss(d.forward(real_aug), d.forward(fake_aug));
+    let dv = scalar(&dl);
+    if !dv.is_finite() {
+        return Err(EngineError::NonFinite(format!("discriminator loss at step {step}")));
+    }
+    let g = GradientsParams::from_grads(dl.backward(), &d.heads);
+    d.heads = optim.step(lr, d.heads.clone(), g);
+    Ok(dv)
 }
 
 /// Redraw `loss.png` from `loss.csv`.
