@@ -250,10 +250,24 @@ impl Drop for Worker {
     }
 }
 
-/// The default model folder, if it holds a model.
+/// Where the default model is looked for, in order: `$DINO_SAE_DEFAULT_MODEL`, `assets/default-model` of the
+/// source tree this binary was built from, and `assets/default-model` under the current directory (a binary
+/// copied elsewhere, or built in a clone that is gone).
+pub fn default_model_candidates() -> Vec<PathBuf> {
+    let mut c = Vec::new();
+    if let Some(p) = std::env::var_os("DINO_SAE_DEFAULT_MODEL") {
+        c.push(PathBuf::from(p));
+    }
+    c.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/default-model"));
+    if let Ok(cwd) = std::env::current_dir() {
+        c.push(cwd.join("assets/default-model"));
+    }
+    c
+}
+
+/// The default model folder: the first of [`default_model_candidates`] that holds a model.
 pub fn default_model_dir() -> Option<PathBuf> {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/default-model");
-    here.join("model.safetensors").exists().then_some(here)
+    default_model_candidates().into_iter().find(|d| d.join("model.safetensors").exists())
 }
 
 /// The generator folder of the default model, if present.
@@ -268,7 +282,8 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
             let (m, name, report, random) = match src {
                 ModelSource::Default => {
                     let dir = default_model_dir().ok_or_else(|| {
-                        crate::EngineError::Checkpoint("no trained default model in assets/default-model yet".into())
+                        let looked: Vec<String> = default_model_candidates().iter().map(|p| p.display().to_string()).collect();
+                        crate::EngineError::Checkpoint(format!("no default model found (looked in {})", looked.join(", ")))
                     })?;
                     let l = load_sae(&dir, &device, false)?;
                     (l.model, "default model".to_string(), l.report, false)
