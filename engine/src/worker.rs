@@ -270,6 +270,14 @@ pub fn default_model_dir() -> Option<PathBuf> {
     default_model_candidates().into_iter().find(|d| d.join("model.safetensors").exists())
 }
 
+/// [`default_model_dir`], or an error naming every place looked in.
+pub fn require_default_model_dir() -> crate::Result<PathBuf> {
+    default_model_dir().ok_or_else(|| {
+        let looked: Vec<String> = default_model_candidates().iter().map(|p| p.display().to_string()).collect();
+        crate::EngineError::Checkpoint(format!("no default model found (looked in {})", looked.join(", ")))
+    })
+}
+
 /// The generator folder of the default model, if present.
 pub fn default_dit_dir() -> Option<PathBuf> {
     default_model_dir().map(|d| d.join("dit")).filter(|d| d.join("model.safetensors").exists())
@@ -281,10 +289,7 @@ fn handle(cmd: Command, state: &mut State, emit: &dyn Fn(Event)) -> crate::Resul
         Command::LoadModel(src) => {
             let (m, name, report, random) = match src {
                 ModelSource::Default => {
-                    let dir = default_model_dir().ok_or_else(|| {
-                        let looked: Vec<String> = default_model_candidates().iter().map(|p| p.display().to_string()).collect();
-                        crate::EngineError::Checkpoint(format!("no default model found (looked in {})", looked.join(", ")))
-                    })?;
+                    let dir = require_default_model_dir()?;
                     let l = load_sae(&dir, &device, false)?;
                     (l.model, "default model".to_string(), l.report, false)
                 }

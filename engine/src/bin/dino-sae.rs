@@ -288,7 +288,6 @@ fn parse_fit(s: &str) -> Result<Fit> {
     })
 }
 
-/// The embedded default model, if present.
 fn load_model(a: &ModelArgs) -> Result<DinoSae> {
     let device = engine::cpu();
     if let Some(p) = &a.random_preset {
@@ -296,13 +295,9 @@ fn load_model(a: &ModelArgs) -> Result<DinoSae> {
         eprintln!("warning: RANDOM weights ({p}); outputs are meaningless");
         return Ok(DinoSae::random(&cfg, 0, &device)?.0);
     }
-    let path = match (&a.model, engine::worker::default_model_dir()) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => p,
-        (None, None) => {
-            let looked: Vec<String> = engine::worker::default_model_candidates().iter().map(|p| p.display().to_string()).collect();
-            bail!("no --model given and no default model found (looked in {})", looked.join(", "))
-        }
+    let path = match &a.model {
+        Some(p) => p.clone(),
+        None => engine::worker::require_default_model_dir().context("no --model given")?,
     };
     let loaded = load_sae(&path, &device, a.allow_incomplete).with_context(|| format!("loading {}", path.display()))?;
     eprintln!("model: {} [{}] {}", path.display(), loaded.format, loaded.report.summary(0));
@@ -651,7 +646,7 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
     }
     // `default`: the embedded default model (and its generator); else a random-weight preset.
     let (m, dit) = if preset == "default" {
-        let dir = engine::worker::default_model_dir().context("no default model in assets/default-model")?;
+        let dir = engine::worker::require_default_model_dir()?;
         let m = load_sae(&dir, &device, false)?.model;
         let dit = engine::worker::default_dit_dir().map(|d| engine::generate::load_dit(&d, &device)).transpose()?;
         (m, dit)
@@ -786,7 +781,7 @@ impl Stopwatch {
 fn profile_all(preset: &str, repeats: usize, size: usize) -> Result<()> {
     let device = engine::cpu();
     let m = if preset == "default" {
-        load_sae(&engine::worker::default_model_dir().context("no default model")?, &device, false)?.model
+        load_sae(&engine::worker::require_default_model_dir()?, &device, false)?.model
     } else {
         DinoSae::random(&SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset}"))?, 0, &device)?.0
     };
