@@ -115,6 +115,12 @@ enum Cmd {
         /// Weight of a mean-squared pixel error term next to L1 (0 = off, the paper's recipe).
         #[arg(long, default_value_t = 0.0)]
         w_mse: f64,
+        /// Weight of the alignment term (the paper's 0.5).
+        #[arg(long, default_value_t = 0.5)]
+        w_align: f64,
+        /// Linear learning-rate warm-up, in steps.
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
         /// Weight of the hinge GAN term (default: 0.5 in stage 2, 0 otherwise; > 0 adds the DINO discriminator).
         #[arg(long)]
         w_gan: Option<f64>,
@@ -400,7 +406,7 @@ fn run(cli: Cli) -> Result<()> {
             let l = checkpoint::load_backbone(&out, &device, false)?;
             println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
         }
-        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, w_mse, w_gan, lr_d, embed, schedule, checkpoint_every, seed } => {
+        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, w_mse, w_align, warmup, w_gan, lr_d, embed, schedule, checkpoint_every, seed } => {
             let mut cfg = engine::train::TrainConfig::stage(stage);
             cfg.steps = steps;
             cfg.batch = batch;
@@ -410,6 +416,8 @@ fn run(cli: Cli) -> Result<()> {
             cfg.seed = seed;
             cfg.w_perc = w_perc;
             cfg.w_mse = w_mse;
+            cfg.w_align = w_align;
+            cfg.warmup = warmup;
             if let Some(w) = w_gan {
                 cfg.w_gan = w;
             }
