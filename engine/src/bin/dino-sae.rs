@@ -115,12 +115,12 @@ enum Cmd {
         /// Weight of a mean-squared pixel error term next to L1 (0 = off, the paper's recipe).
         #[arg(long, default_value_t = 0.0)]
         w_mse: f64,
-        /// Weight of the alignment term (the paper's 0.5).
-        #[arg(long, default_value_t = 0.5)]
-        w_align: f64,
-        /// Linear learning-rate warm-up, in steps.
-        #[arg(long, default_value_t = 50)]
-        warmup: usize,
+        /// Weight of the alignment term (default: the stage's, the paper's 0.5).
+        #[arg(long)]
+        w_align: Option<f64>,
+        /// Linear learning-rate warm-up, in steps (default: the stage's, 50).
+        #[arg(long)]
+        warmup: Option<usize>,
         /// Weight of the hinge GAN term (default: 0.5 in stage 2, 0 otherwise; > 0 adds the DINO discriminator).
         #[arg(long)]
         w_gan: Option<f64>,
@@ -416,8 +416,8 @@ fn run(cli: Cli) -> Result<()> {
             cfg.seed = seed;
             cfg.w_perc = w_perc;
             cfg.w_mse = w_mse;
-            cfg.w_align = w_align;
-            cfg.warmup = warmup;
+            cfg.w_align = w_align.unwrap_or(cfg.w_align);
+            cfg.warmup = warmup.unwrap_or(cfg.warmup);
             if let Some(w) = w_gan {
                 cfg.w_gan = w;
             }
