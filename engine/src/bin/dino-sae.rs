@@ -98,23 +98,27 @@ enum Cmd {
         /// Starting model for stages 3/4.
         #[arg(long)]
         init: Option<PathBuf>,
-        #[arg(long, default_value_t = 1000)]
-        steps: usize,
-        #[arg(long, default_value_t = 4)]
-        batch: usize,
-        #[arg(long, default_value_t = 128)]
-        crop: u32,
-        #[arg(long, default_value_t = 3e-4)]
-        lr: f64,
+        /// Optimiser steps (default: the stage's, 1000).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Photos per step (default: 4).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Crop side in pixels (default: 128).
+        #[arg(long)]
+        crop: Option<u32>,
+        /// Peak learning rate (default: the stage's, 3e-4).
+        #[arg(long)]
+        lr: Option<f64>,
         /// Alignment loss: cosine (paper) or mse (ablation).
         #[arg(long, default_value = "cosine")]
         align: String,
         /// Weight of the LPIPS-VGG-like perceptual term (0 = off; weights from scripts/fetch-lpips.sh).
-        #[arg(long, default_value_t = 0.0)]
-        w_perc: f64,
+        #[arg(long)]
+        w_perc: Option<f64>,
         /// Weight of a mean-squared pixel error term next to L1 (0 = off, the paper's recipe).
-        #[arg(long, default_value_t = 0.0)]
-        w_mse: f64,
+        #[arg(long)]
+        w_mse: Option<f64>,
         /// Weight of the alignment term (default: the stage's, the paper's 0.5).
         #[arg(long)]
         w_align: Option<f64>,
@@ -131,13 +135,15 @@ enum Cmd {
         /// embedding on the image resized by p/16: the ablation without the stem).
         #[arg(long, default_value = "stem")]
         embed: String,
-        /// Learning rate after warm-up: constant, or cosine (half cosine to 0 at the last step).
-        #[arg(long, default_value = "constant")]
-        schedule: String,
-        #[arg(long, default_value_t = 200)]
-        checkpoint_every: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Learning rate after warm-up: constant (the default) or cosine (half cosine to 0 at the last step).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Checkpoint every N steps (default: 200).
+        #[arg(long)]
+        checkpoint_every: Option<usize>,
+        /// Seed of crops, flips and noise (default: 0).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Reconstruction quality on a folder of photos (markdown table; appended to --append if given).
     Eval {
@@ -408,14 +414,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, w_mse, w_align, warmup, w_gan, lr_d, embed, schedule, checkpoint_every, seed } => {
             let mut cfg = engine::train::TrainConfig::stage(stage);
-            cfg.steps = steps;
-            cfg.batch = batch;
-            cfg.crop = crop;
-            cfg.lr = lr;
-            cfg.checkpoint_every = checkpoint_every;
-            cfg.seed = seed;
-            cfg.w_perc = w_perc;
-            cfg.w_mse = w_mse;
+            cfg.steps = steps.unwrap_or(cfg.steps);
+            cfg.batch = batch.unwrap_or(cfg.batch);
+            cfg.crop = crop.unwrap_or(cfg.crop);
+            cfg.lr = lr.unwrap_or(cfg.lr);
+            cfg.checkpoint_every = checkpoint_every.unwrap_or(cfg.checkpoint_every);
+            cfg.seed = seed.unwrap_or(cfg.seed);
+            cfg.w_perc = w_perc.unwrap_or(cfg.w_perc);
+            cfg.w_mse = w_mse.unwrap_or(cfg.w_mse);
             cfg.w_align = w_align.unwrap_or(cfg.w_align);
             cfg.warmup = warmup.unwrap_or(cfg.warmup);
             if let Some(w) = w_gan {
@@ -432,14 +438,16 @@ fn run(cli: Cli) -> Result<()> {
                 "patchify" => engine::train::EmbedKind::Patchify,
                 o => bail!("unknown --embed {o} (stem, patchify)"),
             };
-            cfg.schedule = match schedule.as_str() {
-                "constant" => engine::train::Schedule::Constant,
-                "cosine" => engine::train::Schedule::Cosine,
-                o => bail!("unknown --schedule {o} (constant, cosine)"),
+            cfg.schedule = match schedule.as_deref() {
+                None => cfg.schedule,
+                Some("constant") => engine::train::Schedule::Constant,
+                Some("cosine") => engine::train::Schedule::Cosine,
+                Some(o) => bail!("unknown --schedule {o} (constant, cosine)"),
             };
             let set = engine::train::data::PhotoSet::load(&photos, 768)?;
             eprintln!("training stage {stage} on {} photos -> {}", set.images.len(), out.display());
             let teacher_dim = checkpoint::load_backbone(&teacher, &device, false)?.model.cfg.dim;
+            let steps = cfg.steps;
             let mut on_log = |r: &engine::train::LogRow| {
                 eprintln!(
                     "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  crop psnr {:.2}  perc {:.4}  gan g {:.3} d {:.3}  lr {:.1e}  {:.0}s since start",
