@@ -21,6 +21,7 @@
 pub mod data;
 pub mod diffaug;
 pub mod disc;
+pub mod optim_state;
 pub mod plot;
 
 use std::io::Write;
@@ -28,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -298,12 +299,20 @@ pub fn ema_update(ema: &mut TensorMap, cur: &TensorMap, d: f64) {
     }
 }
 
-fn save_checkpoint(run: &RunDir, step: usize, model: &DinoSae, ema: &TensorMap, cfg: &TrainConfig, disc: Option<&disc::Discriminator>) -> Result<()> {
+/// The optimisers of a run: the autoencoder's and, in stage 2, the discriminator heads'.
+struct Optims {
+    model: ModuleOptimizer,
+    disc: ModuleOptimizer,
+}
+
+fn save_checkpoint(run: &RunDir, step: usize, model: &DinoSae, ema: &TensorMap, cfg: &TrainConfig, disc: Option<&disc::Discriminator>, optims: &Optims) -> Result<()> {
     let tmp = run.0.join(format!(".ckpt-{step}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     save_sae(model, tmp.join("model"), Precision::F32)?;
+    optim_state::save(&tmp, optim_state::MODEL, &optims.model, &model.names)?;
     if let Some(d) = disc {
         crate::raw::write_safetensors(tmp.join(DISC_FILE), &d.export()?, &Default::default(), Precision::F32)?;
+        optim_state::save(&tmp, optim_state::DISC, &optims.disc, &d.names)?;
     }
     let mut ema_model = model.clone();
     ema_model = load_weights(ema_model, ema)?;
@@ -374,7 +383,7 @@ pub fn train(
     let plain = crate::cpu();
     let ad = crate::cpu().autodiff();
     let teacher: Vit = checkpoint::load_backbone(teacher_dir, &plain, false)?.model;
-    let (mut step0, model) = match run.latest() {
+    let (mut step0, mut model) = match run.latest() {
         Some((s, p)) => (s, checkpoint::load_sae(p.join("model"), &ad, false)?.model),
         None => match init {
             Some(p) => (0, checkpoint::load_sae(p, &ad, false)?.model),
@@ -385,6 +394,18 @@ pub fn train(
         Some((_, p)) => crate::raw::read_safetensors(p.join("ema/model.safetensors"))?,
         None => export(&model, &model.names)?,
     };
+    let mut optims = Optims {
+        model: AdamWConfig::new().with_weight_decay(cfg.weight_decay).init(),
+        disc: AdamWConfig::new().with_weight_decay(0.0).init(),
+    };
+    // AdamW's moments continue across a resume (checkpoints from before optim_state existed restart them)
+    if let Some((_, p)) = run.latest().filter(|(_, p)| optim_state::restorable(p, optim_state::MODEL)) {
+        let old = model.names.clone();
+        let (m, names, o) = optim_state::restore(&p, optim_state::MODEL, model, &old, optims.model)?;
+        model = m;
+        model.names = names;
+        optims.model = o;
+    }
     let sae_cfg = model.cfg.clone();
     let names = model.names.clone();
     // frozen perceptual network on the autodiff device: gradients flow through it to the decoder, never into it
@@ -400,14 +421,16 @@ pub fn train(
             Some((_, p)) if p.join(DISC_FILE).exists() => Some(crate::raw::read_safetensors(p.join(DISC_FILE))?),
             _ => None,
         };
-        Some(disc::Discriminator::new(backbone, cfg.seed ^ 0xd15c, state, sae_cfg.pixels.mean, sae_cfg.pixels.std, &ad)?)
+        let mut d = disc::Discriminator::new(backbone, cfg.seed ^ 0xd15c, state, sae_cfg.pixels.mean, sae_cfg.pixels.std, &ad)?;
+        if let Some((_, p)) = run.latest().filter(|(_, p)| optim_state::restorable(p, optim_state::DISC)) {
+            let (heads, names, o) = optim_state::restore(&p, optim_state::DISC, d.heads, &d.names, optims.disc)?;
+            (d.heads, d.names, optims.disc) = (heads, names, o);
+        }
+        Some(d)
     } else {
         None
     };
-    let mut optim_d = AdamWConfig::new().with_weight_decay(0.0).init();
     let mut model = freeze_for_stage(model, cfg.stage);
-    let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
-    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(step0 as u64 * 7919));
     let csv_path = out.join("loss.csv");
     let new_csv = !csv_path.exists() || step0 == 0;
     let mut csv = std::fs::OpenOptions::new()
@@ -426,6 +449,8 @@ pub fn train(
     let mut acc = Stats::default();
     while step0 < cfg.steps {
         let step = step0 + 1;
+        // one stream per step (crops, flips, noise, DiffAugment), so a resumed run draws what an uninterrupted one would
+        let mut rng = step_rng(cfg.seed, step);
         let imgs: Vec<image::RgbImage> = (0..cfg.batch).map(|_| photos.sample(&mut rng, cfg.crop, cfg.min_crop_frac).1).collect();
         let (x, target) = images_to_tensor(&imgs, &sae_cfg, &plain)?;
         let lr = cfg.lr_at(step);
@@ -442,11 +467,11 @@ pub fn train(
             return Err(EngineError::NonFinite(format!("loss at step {step}")));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(lr, model, grads);
+        model = optims.model.step(lr, model, grads);
         if let (Some(d), Some(fake)) = (disc.as_mut(), fake) {
             let lr_d = cfg.lr_d.map_or(lr, |l| lr * l / cfg.lr.max(1e-30));
             let real = sae_cfg.pixels.output_to_unit(target);
-            stats.gan_d = discriminator_step(d, &mut optim_d, lr_d, real, fake, step, &mut rng)?;
+            stats.gan_d = discriminator_step(d, &mut optims.disc, lr_d, real, fake, step, &mut rng)?;
         }
         acc.add(&stats);
         step0 = step;
@@ -464,12 +489,12 @@ pub fn train(
             )
             .map_err(|e| EngineError::io(&csv_path, e))?;
             if !on_log(&row) {
-                save_checkpoint(&run, step, &model, &ema, cfg, disc.as_ref())?;
+                save_checkpoint(&run, step, &model, &ema, cfg, disc.as_ref(), &optims)?;
                 return Err(EngineError::Cancelled);
             }
         }
         if step % cfg.checkpoint_every == 0 || step == cfg.steps {
-            save_checkpoint(&run, step, &model, &ema, cfg, disc.as_ref())?;
+            save_checkpoint(&run, step, &model, &ema, cfg, disc.as_ref(), &optims)?;
             write_curve(out)?;
         }
     }
@@ -477,6 +502,11 @@ pub fn train(
     save_sae(&final_model, out.join("final"), Precision::F32)?;
     write_curve(out)?;
     Ok(final_model)
+}
+
+/// The random stream of training step `step` (1-based) of a run seeded `seed`.
+fn step_rng(seed: u64, step: usize) -> StdRng {
+    StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (step as u64).wrapping_mul(0xd1b5_4a32_d192_ed03))
 }
 
 /// Columns of `loss.csv` (one row per `log_every` steps, each the mean over those steps).
