@@ -203,6 +203,20 @@ impl RunDir {
     }
 }
 
+/// Recipe fields that differ between the configuration a checkpoint was written with (`saved`, its state.json's
+/// `train`) and the one a resume runs with, as `field: old -> new`. `steps`, `checkpoint_every` and `log_every` may
+/// change on a resume (a longer or shorter run) and are not reported.
+pub fn recipe_changes(saved: &serde_json::Value, now: &TrainConfig) -> Vec<String> {
+    let Ok(serde_json::Value::Object(now)) = serde_json::to_value(now) else { return Vec::new() };
+    now.iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "steps" | "checkpoint_every" | "log_every"))
+        .filter_map(|(k, v)| {
+            let old = saved.get(k).unwrap_or(&serde_json::Value::Null);
+            (old != v).then(|| format!("{k}: {old} -> {v}"))
+        })
+        .collect()
+}
+
 fn images_to_tensor(imgs: &[image::RgbImage], cfg: &SaeConfig, device: &Device) -> Result<(Tensor<4>, Tensor<4>)> {
     let refs: Vec<&image::RgbImage> = imgs.iter().collect();
     let x = crate::image_io::to_tensor(&refs, &cfg.pixels, device)?;
@@ -394,6 +408,16 @@ pub fn train(
         Some((_, p)) => crate::raw::read_safetensors(p.join("ema/model.safetensors"))?,
         None => export(&model, &model.names)?,
     };
+    // a resume with other flags changes the run's recipe from here on: allowed, but said
+    if let Some((s, p)) = run.latest() {
+        let state: Option<serde_json::Value> =
+            std::fs::read(p.join("state.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(saved) = state.as_ref().and_then(|v| v.get("train")) {
+            for c in recipe_changes(saved, cfg) {
+                eprintln!("resuming at step {s} with a changed setting: {c}");
+            }
+        }
+    }
     let mut optims = Optims {
         model: AdamWConfig::new().with_weight_decay(cfg.weight_decay).init(),
         disc: AdamWConfig::new().with_weight_decay(0.0).init(),
@@ -706,6 +730,22 @@ pub fn write_curve(out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resume_reports_changed_recipe_fields_only() {
+        let saved = TrainConfig::stage(1);
+        let mut now = saved.clone();
+        assert!(recipe_changes(&serde_json::to_value(&saved).unwrap(), &now).is_empty());
+        now.steps = 5000; // a longer run: not a recipe change
+        now.lr = 1e-4;
+        now.w_mse = 10.0;
+        let c = recipe_changes(&serde_json::to_value(&saved).unwrap(), &now);
+        assert_eq!(c, vec!["lr: 0.0003 -> 0.0001".to_string(), "w_mse: 0.0 -> 10.0".to_string()]);
+        // a field the old checkpoint did not record at all
+        let mut old = serde_json::to_value(&saved).unwrap();
+        old.as_object_mut().unwrap().remove("embed");
+        assert_eq!(recipe_changes(&old, &saved), vec!["embed: null -> \"stem\"".to_string()]);
+    }
 
     #[test]
     fn learning_rate_schedules_follow_their_formulas() {
