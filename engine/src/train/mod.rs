@@ -397,19 +397,21 @@ pub fn train(
     let plain = crate::cpu();
     let ad = crate::cpu().autodiff();
     let teacher: Vit = checkpoint::load_backbone(teacher_dir, &plain, false)?.model;
-    let (mut step0, mut model) = match run.latest() {
-        Some((s, p)) => (s, checkpoint::load_sae(p.join("model"), &ad, false)?.model),
+    // the checkpoint this run resumes from, if any (read once: model, EMA, optimisers, discriminator)
+    let resume = run.latest();
+    let (mut step0, mut model) = match &resume {
+        Some((s, p)) => (*s, checkpoint::load_sae(p.join("model"), &ad, false)?.model),
         None => match init {
             Some(p) => (0, checkpoint::load_sae(p, &ad, false)?.model),
             None => (0, init_student(teacher_dir, decoder, cfg.embed, cfg.seed, &ad)?),
         },
     };
-    let mut ema: TensorMap = match run.latest() {
+    let mut ema: TensorMap = match &resume {
         Some((_, p)) => crate::raw::read_safetensors(p.join("ema/model.safetensors"))?,
         None => export(&model, &model.names)?,
     };
     // a resume with other flags changes the run's recipe from here on: allowed, but said
-    if let Some((s, p)) = run.latest() {
+    if let Some((s, p)) = &resume {
         let state: Option<serde_json::Value> =
             std::fs::read(p.join("state.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
         if let Some(saved) = state.as_ref().and_then(|v| v.get("train")) {
@@ -423,9 +425,9 @@ pub fn train(
         disc: AdamWConfig::new().with_weight_decay(0.0).init(),
     };
     // AdamW's moments continue across a resume (checkpoints from before optim_state existed restart them)
-    if let Some((_, p)) = run.latest().filter(|(_, p)| optim_state::restorable(p, optim_state::MODEL)) {
+    if let Some((_, p)) = resume.as_ref().filter(|(_, p)| optim_state::restorable(p, optim_state::MODEL)) {
         let old = model.names.clone();
-        let (m, names, o) = optim_state::restore(&p, optim_state::MODEL, model, &old, optims.model)?;
+        let (m, names, o) = optim_state::restore(p, optim_state::MODEL, model, &old, optims.model)?;
         model = m;
         model.names = names;
         optims.model = o;
@@ -441,13 +443,13 @@ pub fn train(
     };
     let mut disc = if cfg.w_gan > 0.0 {
         let backbone = checkpoint::load_backbone(teacher_dir, &ad, false)?.model.no_grad();
-        let state = match run.latest() {
+        let state = match &resume {
             Some((_, p)) if p.join(DISC_FILE).exists() => Some(crate::raw::read_safetensors(p.join(DISC_FILE))?),
             _ => None,
         };
         let mut d = disc::Discriminator::new(backbone, cfg.seed ^ 0xd15c, state, sae_cfg.pixels.mean, sae_cfg.pixels.std, &ad)?;
-        if let Some((_, p)) = run.latest().filter(|(_, p)| optim_state::restorable(p, optim_state::DISC)) {
-            let (heads, names, o) = optim_state::restore(&p, optim_state::DISC, d.heads, &d.names, optims.disc)?;
+        if let Some((_, p)) = resume.as_ref().filter(|(_, p)| optim_state::restorable(p, optim_state::DISC)) {
+            let (heads, names, o) = optim_state::restore(p, optim_state::DISC, d.heads, &d.names, optims.disc)?;
             (d.heads, d.names, optims.disc) = (heads, names, o);
         }
         Some(d)

@@ -6,7 +6,7 @@
 //! the freshly loaded parameters those ids back, by name, before loading the state. Without this, every resume
 //! restarted AdamW from zero moments (a jolt of ~lr per weight on the first step after the restart).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
@@ -70,7 +70,7 @@ pub fn restore<M: Module>(
     if let Some(k) = saved.keys().find(|k| !by_name.contains_key(k.as_str())) {
         return Err(EngineError::Checkpoint(format!("{}: `{k}` is not a parameter of this model", ids_path.display())));
     }
-    let remap: std::collections::HashMap<ParamId, ParamId> =
+    let remap: HashMap<ParamId, ParamId> =
         saved.iter().map(|(k, v)| (by_name[k.as_str()], ParamId::from(*v))).collect();
     let model = model.map(&mut Reid { remap: &remap });
     let names = names.iter().map(|(id, v)| (remap.get(id).copied().unwrap_or(*id), v.clone())).collect();
@@ -80,7 +80,7 @@ pub fn restore<M: Module>(
 
 /// Replaces parameter ids (value, gradient setting and everything else untouched).
 struct Reid<'a> {
-    remap: &'a std::collections::HashMap<ParamId, ParamId>,
+    remap: &'a HashMap<ParamId, ParamId>,
 }
 
 impl ModuleMapper for Reid<'_> {
