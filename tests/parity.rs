@@ -133,3 +133,62 @@ fn fast_paths_equal_their_definitions() {
         close(conv.forward(x), want, &format!("conv1x1 {c_in}->{c_out}"));
     }
 }
+
+/// The host paths of the CPU engine (engine::model::host) against burn's own ops on the same device: convolutions
+/// lowered to matrix products in both layouts (pixels as rows when C_out <= 128 and C_in >= 8, channels as rows
+/// otherwise), banded into several chunks and whole, strides 1-2, kernels 2-7, batch 2, odd non-square maps; the
+/// folded upsample-convolution with and without bias; SiLU and exact GELU. Tolerance 1e-5 * max(1, max|ref|)
+/// (reassociation and the activations' polynomial approximations, <= 3e-7 relative, only).
+#[test]
+fn host_paths_equal_burns_ops() {
+    use burn::module::Param;
+    use burn::tensor::activation::{gelu, silu};
+    use burn::tensor::module::conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Distribution, Tensor};
+    use engine::model::host;
+    use engine::model::nn::{nearest_up2, Conv2d};
+    let device = engine::cpu();
+    let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
+        assert_eq!(a.dims(), b.dims(), "{what}");
+        let a = a.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+        let b = b.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        let err = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err <= 1e-5 * scale, "{what}: max err {err:e} (scale {scale})");
+    };
+    assert!(host::eligible(&Tensor::<1>::zeros([1], &device)), "CPU inference tensors take the host paths");
+    assert!(!host::eligible(&Tensor::<1>::zeros([1], &device.clone().autodiff())), "autodiff tensors never do");
+    // (c_in, c_out, h, w, k, stride, pad): both layouts, stem-like strided kernels, 2x2 kernels of the folded upsample
+    let cases = [(16, 12, 9, 13, 3, 1, 1), (5, 140, 7, 6, 3, 1, 1), (3, 8, 17, 11, 7, 2, 3), (12, 20, 10, 9, 3, 2, 1), (9, 6, 5, 8, 2, 1, 1), (4, 3, 3, 3, 3, 1, 0)];
+    for (c_in, c_out, h, w, k, stride, pad) in cases {
+        let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let wt = Tensor::<4>::random([c_out, c_in, k, k], Distribution::Normal(0.0, 0.3), &device);
+        let b = Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
+        let want = conv2d(x.clone(), wt.clone(), Some(b.clone()), ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1));
+        let g = host::conv_geom(&x, &wt, stride, pad).expect("host geometry");
+        let layout = if host::pixels_as_rows(c_in, c_out) { "pixels as rows" } else { "channels as rows" };
+        for budget in [1, c_in * k * k * w * 2, usize::MAX / 4] {
+            let got = host::conv2d_banded(x.clone(), wt.clone(), Some(b.clone()), g, budget);
+            close(got, want.clone(), &format!("conv {c_in}->{c_out} k{k} s{stride} p{pad} at {h}x{w}, {layout}, budget {budget}"));
+        }
+        // batch 1, no bias (the single-band shortcut of the channels-as-rows form)
+        let x1 = x.clone().narrow(0, 0, 1);
+        let want1 = conv2d(x1.clone(), wt.clone(), None, ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1));
+        close(host::conv2d(x1, wt, None, g), want1, &format!("conv {c_in}->{c_out} k{k}, batch 1, no bias"));
+    }
+    for (c_in, c_out, h, w, bias) in [(7, 5, 5, 9, true), (130, 3, 3, 2, false)] {
+        let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let wt = Tensor::<4>::random([c_out, c_in, 3, 3], Distribution::Normal(0.0, 0.3), &device);
+        let b = bias.then(|| Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device));
+        let want = conv2d(nearest_up2(x.clone()), wt.clone(), b.clone(), ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+        let conv = Conv2d { weight: Param::from_tensor(wt), bias: b.map(Param::from_tensor), stride: 1, padding: 1, groups: 1 };
+        close(conv.forward_up2(x), want, &format!("host upsample-conv {c_in}->{c_out} at {h}x{w}"));
+    }
+    let x = Tensor::<4>::random([2, 3, 50, 77], Distribution::Normal(0.0, 4.0), &device);
+    close(host::silu(x.clone()), silu(x.clone()), "SiLU");
+    close(host::gelu(x.clone()), gelu(x), "GELU");
+    let nan = Tensor::<4>::from_floats([[[[f32::NAN, 1.0]]]], &device);
+    assert!(host::silu(nan.clone()).into_data().iter::<f32>().next().is_some_and(f32::is_nan), "NaN stays NaN");
+    assert!(host::gelu(nan).into_data().iter::<f32>().next().is_some_and(f32::is_nan), "NaN stays NaN");
+}

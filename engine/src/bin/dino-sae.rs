@@ -808,7 +808,8 @@ fn profile_all(preset: &str, repeats: usize, size: usize) -> Result<()> {
 }
 
 fn profile_decoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tensor::Device) {
-    use burn::tensor::activation::{relu, silu};
+    use burn::tensor::activation::relu;
+    use engine::model::host::silu;
     use engine::model::decoder::{DecBlock, OutHead};
     use engine::model::nn::Probe;
     let d = &m.decoder;
@@ -877,7 +878,8 @@ fn profile_decoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tens
 }
 
 fn profile_encoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tensor::Device) {
-    use burn::tensor::activation::{gelu, softmax};
+    use burn::tensor::activation::softmax;
+    use engine::model::host::gelu;
     use engine::model::nn::Probe;
     use engine::model::vit::FeedForward;
     let enc = &m.encoder;

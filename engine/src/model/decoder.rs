@@ -7,10 +7,11 @@
 //! EViT_GLU reproduces the official quirk: no normalisation inside (a norm *instance* reaches `build_norm`).
 
 use burn::module::Module;
-use burn::tensor::activation::{relu, silu};
+use burn::tensor::activation::relu;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::host::silu;
 use super::nn::{pixel_shuffle2, repeat_interleave_channels, Conv2d, Probe, RmsNorm2d};
 use crate::error::{EngineError, Result};
 use crate::weights::WeightSource;

@@ -14,10 +14,11 @@
 //! native one. Time `t` is fed raw (in `[0, 1]`, no x1000 scaling), as both references do.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu_approximate, silu, softmax};
+use burn::tensor::activation::{gelu_approximate, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::host::silu;
 use super::nn::{Conv2d, Linear, Probe};
 use crate::error::{EngineError, Result};
 use crate::raw::TensorMap;

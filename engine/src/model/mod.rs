@@ -2,6 +2,7 @@
 pub mod decoder;
 pub mod dinov2;
 pub mod dinov3;
+pub mod host;
 pub mod nn;
 pub mod sae;
 pub mod stem;

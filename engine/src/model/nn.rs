@@ -7,6 +7,7 @@ use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 
+use super::host;
 use crate::raw::{RawTensor, TensorMap};
 use crate::weights::{Init, WeightSource};
 
@@ -83,8 +84,14 @@ impl Conv2d {
             }
             return y.reshape([b, c_out, h, w]);
         }
+        let bias = self.bias.as_ref().map(|b| b.val());
+        if self.groups == 1 && k > 1 {
+            if let Some(g) = host::conv_geom(&x, &self.weight.val(), self.stride, self.padding) {
+                return host::conv2d(x, self.weight.val(), bias, g);
+            }
+        }
         let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], self.groups);
-        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), opts)
+        conv2d(x, self.weight.val(), bias, opts)
     }
 
     /// `conv3x3(nearest_up2(x))`, computed at the input resolution: each of the four output phases (a, b) sees
@@ -99,6 +106,9 @@ impl Conv2d {
         let [c_out, c_in, k, _] = self.weight.dims();
         if k != 3 || self.stride != 1 || self.groups != 1 || !fast_paths() {
             return self.forward(nearest_up2(x));
+        }
+        if host::eligible(&x) && self.weight.val().dtype() == burn::tensor::DType::F32 {
+            return host::conv_up2(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()));
         }
         let [b, _, h, w] = x.dims();
         let wt = self.weight.val();

@@ -4,9 +4,9 @@
 //! first three. It replaces the backbone's one-shot patchify (stride 16 in total).
 
 use burn::module::Module;
-use burn::tensor::activation::silu;
 use burn::tensor::Tensor;
 
+use super::host::silu;
 use super::nn::{Conv2d, Probe, RmsNorm2d};
 use crate::weights::WeightSource;
 

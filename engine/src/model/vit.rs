@@ -4,12 +4,13 @@
 //! Family-specific parts live in `dinov3.rs` (axial RoPE) and `dinov2.rs` (learned, interpolated positions).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::dinov2::PosTable;
 use super::dinov3::Rope;
+use super::host::{gelu, silu};
 use super::nn::{Conv2d, LayerNorm, Linear, Probe};
 use super::stem::Stem;
 use crate::weights::{Init, WeightSource};
