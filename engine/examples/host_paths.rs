@@ -20,6 +20,12 @@ fn main() {
     t("host silu 1.5M (fresh)", 0.0, &|| { let _ = host::silu(x.clone() + 0.5).into_data(); });
     t("x + 0.5 only", 0.0, &|| { let _ = (x.clone() + 0.5).into_data(); });
     t("host gelu 1.5M (fresh)", 0.0, &|| { let _ = host::gelu(x.clone() + 0.5).into_data(); });
+    for (c, hh) in [(96usize, 64usize), (48, 128)] {
+        let norm = engine::model::nn::RmsNorm2d { weight: burn::module::Param::from_tensor(Tensor::<4>::random([1, c, 1, 1], Distribution::Normal(1.0, 0.1), &device)) };
+        let xx = Tensor::<4>::random([1, c, hh, hh], Distribution::Normal(0.0, 1.0), &device);
+        t(&format!("RmsNorm2d {c}x{hh}x{hh}"), 0.0, &|| { let _ = norm.forward(xx.clone()).into_data(); });
+        t(&format!("x + x {c}x{hh}x{hh}"), 0.0, &|| { let _ = (xx.clone() + xx.clone()).into_data(); });
+    }
     let y = Tensor::<4>::random([1, 768, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     let x3 = Tensor::<4>::random([1, 384, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     t("pixel_shuffle2 768x16x16", 0.0, &|| { let _ = engine::model::nn::pixel_shuffle2(y.clone() + 0.5).into_data(); });
