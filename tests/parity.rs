@@ -97,6 +97,16 @@ fn wrong_interpolation_variant_is_detected() {
     assert!(err > 0.1, "antialiased table should differ from HF Dinov2Model's by > 0.1, got {err}");
 }
 
+/// `a` equals the reference `b` to 1e-5 * max(1, max|b|), with the same shape.
+fn assert_close(a: burn::tensor::Tensor<4>, b: burn::tensor::Tensor<4>, what: &str) {
+    assert_eq!(a.dims(), b.dims(), "{what}");
+    let a = a.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+    let b = b.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(err <= 1e-5 * scale, "{what}: max err {err:e} (scale {scale})");
+}
+
 /// The fast paths of the CPU engine (folded upsample-convolution, 1x1 convolution as a matrix product) against
 /// their definitions written with burn's plain ops: nearest x2 then a 3x3 convolution, and a 1x1 convolution.
 /// Odd, non-square sizes; tolerance 1e-5 * max(1, max|ref|) (float reassociation only).
@@ -108,21 +118,13 @@ fn fast_paths_equal_their_definitions() {
     use burn::tensor::{Distribution, Tensor};
     use engine::model::nn::{nearest_up2, Conv2d};
     let device = engine::cpu();
-    let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
-        assert_eq!(a.dims(), b.dims(), "{what}");
-        let a = a.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
-        let b = b.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let err = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(err <= 1e-5 * scale, "{what}: max err {err:e} (scale {scale})");
-    };
     for (c_in, c_out, h, w, bias) in [(3, 5, 5, 7, true), (8, 4, 1, 3, false), (16, 3, 6, 6, true)] {
         let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
         let wt = Tensor::<4>::random([c_out, c_in, 3, 3], Distribution::Normal(0.0, 0.3), &device);
         let b = bias.then(|| Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device));
         let conv = Conv2d { weight: Param::from_tensor(wt.clone()), bias: b.clone().map(Param::from_tensor), stride: 1, padding: 1, groups: 1 };
         let want = conv2d(nearest_up2(x.clone()), wt, b, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
-        close(conv.forward_up2(x), want, &format!("upsample-conv {c_in}->{c_out} at {h}x{w}"));
+        assert_close(conv.forward_up2(x), want, &format!("upsample-conv {c_in}->{c_out} at {h}x{w}"));
     }
     for (c_in, c_out, h, w) in [(7, 5, 3, 4), (32, 96, 8, 8)] {
         let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
@@ -130,7 +132,7 @@ fn fast_paths_equal_their_definitions() {
         let b = Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
         let conv = Conv2d { weight: Param::from_tensor(wt.clone()), bias: Some(Param::from_tensor(b.clone())), stride: 1, padding: 0, groups: 1 };
         let want = conv2d(x.clone(), wt, Some(b), ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
-        close(conv.forward(x), want, &format!("conv1x1 {c_in}->{c_out}"));
+        assert_close(conv.forward(x), want, &format!("conv1x1 {c_in}->{c_out}"));
     }
 }
 
@@ -149,14 +151,6 @@ fn host_paths_equal_burns_ops() {
     use engine::model::host;
     use engine::model::nn::{nearest_up2, Conv2d};
     let device = engine::cpu();
-    let close = |a: Tensor<4>, b: Tensor<4>, what: &str| {
-        assert_eq!(a.dims(), b.dims(), "{what}");
-        let a = a.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
-        let b = b.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
-        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let err = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(err <= 1e-5 * scale, "{what}: max err {err:e} (scale {scale})");
-    };
     assert!(host::eligible(&Tensor::<1>::zeros([1], &device)), "CPU inference tensors take the host paths");
     assert!(!host::eligible(&Tensor::<1>::zeros([1], &device.clone().autodiff())), "autodiff tensors never do");
     // (c_in, c_out, h, w, k, stride, pad): both layouts, stem-like strided kernels, 2x2 kernels of the folded upsample
@@ -170,12 +164,12 @@ fn host_paths_equal_burns_ops() {
         let layout = if host::pixels_as_rows(c_in, c_out) { "pixels as rows" } else { "channels as rows" };
         for budget in [1, c_in * k * k * w * 2, usize::MAX / 4] {
             let got = host::conv2d_banded(x.clone(), wt.clone(), Some(b.clone()), g, budget);
-            close(got, want.clone(), &format!("conv {c_in}->{c_out} k{k} s{stride} p{pad} at {h}x{w}, {layout}, budget {budget}"));
+            assert_close(got, want.clone(), &format!("conv {c_in}->{c_out} k{k} s{stride} p{pad} at {h}x{w}, {layout}, budget {budget}"));
         }
         // batch 1, no bias (the single-band shortcut of the channels-as-rows form)
         let x1 = x.clone().narrow(0, 0, 1);
         let want1 = conv2d(x1.clone(), wt.clone(), None, ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1));
-        close(host::conv2d(x1, wt, None, g), want1, &format!("conv {c_in}->{c_out} k{k}, batch 1, no bias"));
+        assert_close(host::conv2d(x1, wt, None, g), want1, &format!("conv {c_in}->{c_out} k{k}, batch 1, no bias"));
     }
     for (c_in, c_out, h, w, bias) in [(7, 5, 5, 9, true), (130, 3, 3, 2, false)] {
         let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
@@ -183,11 +177,11 @@ fn host_paths_equal_burns_ops() {
         let b = bias.then(|| Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device));
         let want = conv2d(nearest_up2(x.clone()), wt.clone(), b.clone(), ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
         let conv = Conv2d { weight: Param::from_tensor(wt), bias: b.map(Param::from_tensor), stride: 1, padding: 1, groups: 1 };
-        close(conv.forward_up2(x), want, &format!("host upsample-conv {c_in}->{c_out} at {h}x{w}"));
+        assert_close(conv.forward_up2(x), want, &format!("host upsample-conv {c_in}->{c_out} at {h}x{w}"));
     }
     let x = Tensor::<4>::random([2, 3, 50, 77], Distribution::Normal(0.0, 4.0), &device);
-    close(host::silu(x.clone()), silu(x.clone()), "SiLU");
-    close(host::gelu(x.clone()), gelu(x), "GELU");
+    assert_close(host::silu(x.clone()), silu(x.clone()), "SiLU");
+    assert_close(host::gelu(x.clone()), gelu(x), "GELU");
     let nan = Tensor::<4>::from_floats([[[[f32::NAN, 1.0]]]], &device);
     assert!(host::silu(nan.clone()).into_data().iter::<f32>().next().is_some_and(f32::is_nan), "NaN stays NaN");
     assert!(host::gelu(nan).into_data().iter::<f32>().next().is_some_and(f32::is_nan), "NaN stays NaN");

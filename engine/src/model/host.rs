@@ -157,11 +157,8 @@ pub fn conv_up2(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Ten
         let v: Vec<f32> = host_vec(bb).iter().flat_map(|v| [*v; 4]).collect();
         Tensor::<1>::from_data(TensorData::new(v, [4 * c_out]), &device)
     });
-    let phases = match ConvGeom::new(c_in, h, w, 2, 1, 1) {
-        Some(g) => conv2d(x, folded, bias, g),
-        // unreachable: a 2x2 kernel always fits a 1-padded map
-        None => burn::tensor::module::conv2d(x, folded, bias, burn::tensor::ops::ConvOptions::new([1, 1], [1, 1], [1, 1], 1)),
-    };
+    // a 2x2 kernel always fits a 1-padded map
+    let phases = conv2d(x, folded, bias, ConvGeom { c: c_in, h, w, k: 2, stride: 1, pad: 1 });
     let ys = host_vec(phases);
     let per = 4 * c_out * (h + 1) * (w + 1);
     let out: Vec<f32> = (0..b).flat_map(|i| kernels::assemble_up2(&ys[i * per..(i + 1) * per], c_out, h, w)).collect();
