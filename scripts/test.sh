@@ -4,7 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --gui
-if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
 # Build the workspace as a whole first (building one crate alone would re-resolve features).
 cargo build --workspace --all-targets
 bash scripts/fetch-teacher.sh

@@ -3,7 +3,6 @@
 # recorded in docs/RESULTS.md with its exact step counts; this script runs the same stages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${CARGO_TARGET_DIR:-}" ] && [ -d /work/cargo-target ]; then export CARGO_TARGET_DIR=/work/cargo-target; fi
 cargo build --workspace --all-targets
 bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"
 bash scripts/fetch-teacher.sh

@@ -19,6 +19,9 @@ pub enum EngineError {
     NonFinite(String),
     #[error("cancelled")]
     Cancelled,
+    /// The memory preflight refused a job (estimate > budget); `advice` says what would fit.
+    #[error("{what} needs about {estimate} of memory, over the budget of {budget}: {advice}")]
+    TooBig { what: String, estimate: String, budget: String, advice: String },
     #[error("tensor data: {0}")]
     Data(String),
 }

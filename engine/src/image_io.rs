@@ -54,11 +54,27 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
     if (w as u64) * (h as u64) > MAX_PIXELS {
         return Err(EngineError::Image(format!("image is {w}x{h}, over the limit of {MAX_PIXELS} pixels")));
     }
-    let img = limited_reader(bytes)?.decode().map_err(|e| EngineError::Image(format!("cannot decode image: {e}")))?;
+    let decoder = limited_reader(bytes)?.into_decoder().map_err(|e| EngineError::Image(format!("cannot decode image: {e}")))?;
+    decode_oriented(decoder)
+}
+
+/// Decode with the EXIF orientation applied (phone photos come out upright); an unreadable orientation is
+/// ignored (the pixels are still good).
+fn decode_oriented(mut decoder: impl image::ImageDecoder) -> Result<RgbImage> {
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| EngineError::Image(format!("cannot decode image: {e}")))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(EngineError::Image("image has no pixels".into()));
     }
+    img.apply_orientation(orientation);
     Ok(to_rgb(img))
+}
+
+/// The EXIF orientation an image file declares (1-8, 1 = upright), if it declares one.
+pub fn exif_orientation(bytes: &[u8]) -> Option<u8> {
+    use image::ImageDecoder;
+    let mut d = limited_reader(bytes).ok()?.into_decoder().ok()?;
+    d.orientation().ok().map(|o| o.to_exif())
 }
 
 fn to_rgb(img: DynamicImage) -> RgbImage {
@@ -197,4 +213,18 @@ pub fn save_png(path: impl AsRef<Path>, img: &RgbImage, text: &[(&str, String)])
         w.write_image_data(img.as_raw()).map_err(|e| EngineError::Image(e.to_string()))?;
     }
     crate::raw::atomic_write(path.as_ref(), &buf)
+}
+
+/// The working copy of an opened image: scaled down (Lanczos3, aspect kept) so that its longest side is at most
+/// `max_side` (at least 16 px on each side); images already within it are returned unchanged.
+pub fn working_copy(img: &RgbImage, max_side: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let side = w.max(h);
+    let max_side = max_side.max(16);
+    if side <= max_side {
+        return img.clone();
+    }
+    let s = max_side as f64 / side as f64;
+    let (nw, nh) = (((w as f64 * s).round() as u32).max(16), ((h as f64 * s).round() as u32).max(16));
+    image::imageops::resize(img, nw, nh, image::imageops::FilterType::Lanczos3)
 }

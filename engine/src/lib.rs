@@ -14,6 +14,8 @@ pub mod interp;
 pub mod lpips;
 pub mod metrics;
 pub mod model;
+pub mod preflight;
+pub mod render;
 pub mod raw;
 pub mod sphere;
 pub mod steer;

@@ -425,6 +425,10 @@ impl Decoder {
             }
             let j0 = usize::from(st.up.is_some());
             for (jb, b) in st.blocks.iter().enumerate() {
+                if probe.cancelled() {
+                    // stop between blocks; the caller turns this into `Cancelled`
+                    return x;
+                }
                 x = match b {
                     DecBlock::Res(r) => r.forward(x),
                     DecBlock::Evit(e) => e.forward(x, probe, &format!("evit.stages.{ki}.op_list.{}", j0 + jb)),

@@ -228,18 +228,32 @@ pub fn nearest_up2(x: Tensor<4>) -> Tensor<4> {
     x.reshape([b, c, h, 1, w, 1]).repeat_dim(3, 2).repeat_dim(5, 2).reshape([b, c, 2 * h, 2 * w])
 }
 
-/// Collects named intermediate tensors for parity checks. Disabled probes cost nothing.
+/// Collects named intermediate tensors for parity checks (disabled probes cost nothing), and carries the
+/// cooperative cancel flag that forwards check between blocks and stages.
 #[derive(Default)]
 pub struct Probe {
     pub enabled: bool,
     /// Prepended to every name (e.g. `decoder.`).
     pub prefix: String,
     pub out: TensorMap,
+    /// Set from another thread to stop a forward at the next block / stage boundary; the forward then returns
+    /// early with a meaningless tensor and the caller reports [`crate::EngineError::Cancelled`].
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Probe {
     pub fn on() -> Self {
-        Self { enabled: true, prefix: String::new(), out: TensorMap::new() }
+        Self { enabled: true, ..Default::default() }
+    }
+
+    /// A disabled probe that only carries a cancel flag.
+    pub fn cancellable(cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Self { cancel: Some(cancel), ..Default::default() }
+    }
+
+    /// Whether the job was cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub fn put<const D: usize>(&mut self, name: impl Into<String>, t: &Tensor<D>) {

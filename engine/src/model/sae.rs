@@ -197,8 +197,35 @@ impl DinoSae {
     /// # Shapes
     /// - x: `[B, 3, H, W]` -> latent `[B, C, H/16, W/16]`
     pub fn encode(&self, x: Tensor<4>) -> Result<Latent> {
-        let out = self.encode_full(x, &mut Probe::default())?;
+        self.encode_probed(x, &mut Probe::default())
+    }
+
+    /// [`Self::encode`] with a probe (its cancel flag is checked between blocks).
+    ///
+    /// # Shapes
+    /// - x: `[B, 3, H, W]` -> latent `[B, C, H/16, W/16]`
+    pub fn encode_probed(&self, x: Tensor<4>, probe: &mut Probe) -> Result<Latent> {
+        let out = self.encode_full(x, probe)?;
+        if probe.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
         Ok(Latent { patches: tokens_to_map(out.patch_tokens(), out.grid), cls: out.cls() })
+    }
+
+    /// Encode, stopping between blocks when `cancel` is set (then `Err(Cancelled)`).
+    ///
+    /// # Shapes
+    /// - x: `[B, 3, H, W]` -> latent `[B, C, H/16, W/16]`
+    pub fn encode_cancellable(&self, x: Tensor<4>, cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<Latent> {
+        self.encode_probed(x, &mut Probe::cancellable(cancel.clone()))
+    }
+
+    /// Decode, stopping between decoder blocks when `cancel` is set (then `Err(Cancelled)`).
+    ///
+    /// # Shapes
+    /// - z: `[B, C, h, w]` -> `[B, 3, 16h, 16w]`
+    pub fn decode_cancellable(&self, z: Tensor<4>, cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<Tensor<4>> {
+        self.decode_probed(z, &mut Probe::cancellable(cancel.clone()))
     }
 
     /// # Shapes
@@ -216,7 +243,11 @@ impl DinoSae {
                 z.dims()
             )));
         }
-        Ok(self.decoder.forward(z, probe))
+        let out = self.decoder.forward(z, probe);
+        if probe.cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        Ok(out)
     }
 }
 

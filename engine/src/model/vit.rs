@@ -358,6 +358,7 @@ impl Vit {
     /// - x: `[B, 3, H, W]` (H, W multiples of the patch stride) -> [`VitOutput`]
     pub fn forward(&self, x: Tensor<4>, probe: &mut Probe) -> VitOutput {
         let (tokens, grid) = self.embed(x, probe);
+        // a cancelled forward stops between blocks: the hidden states are then incomplete (callers check)
         probe.put("tokens_in", &tokens);
         probe.put("hidden_states.0", &tokens);
         let rope = (self.cfg.family == Family::Dinov3)
@@ -370,6 +371,9 @@ impl Vit {
         let mut hidden = Vec::with_capacity(self.blocks.len());
         let mut x = tokens.clone();
         for (i, blk) in self.blocks.iter().enumerate() {
+            if probe.cancelled() {
+                break;
+            }
             x = blk.forward(x, rope.as_ref(), n_prefix, probe, &format!("layer{i}"));
             probe.put(format!("hidden_states.{}", i + 1), &x);
             hidden.push(x.clone());

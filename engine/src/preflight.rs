@@ -1,0 +1,331 @@
+//! Memory and time preflight: before an encode, decode, sample, render or training step starts, estimate its
+//! peak memory and FLOPs from the config and the input shape, and refuse a job that would not fit the memory
+//! budget with a typed error that says what would fit.
+//!
+//! The estimate counts the tensors that are alive at the worst moment of each forward (attention matrices,
+//! activations of the widest decoder stage, the batch), with factors calibrated against the measured peak RSS
+//! of this engine (`dino-sae preflight --measure`, `tests/preflight.rs`: the estimate is never below the
+//! measured increase and within a factor of 2 of it on the shapes tested).
+
+use crate::error::{EngineError, Result};
+use crate::model::decoder::{BlockType, DecoderConfig, UpsampleType};
+use crate::model::sae::SaeConfig;
+use crate::model::vit::{Ffn, VitConfig};
+
+const F32: f64 = 4.0;
+/// Fixed working set of any job (rayon stacks, im2col bands of at most 4 M floats, allocator slack).
+const BASE: f64 = 96.0 * 1024.0 * 1024.0;
+
+/// How much memory jobs may use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    pub bytes: u64,
+    /// Where the number came from (for messages).
+    pub source: String,
+}
+
+impl Budget {
+    pub fn bytes(bytes: u64) -> Self {
+        Self { bytes, source: "set".into() }
+    }
+
+    /// `$DINO_SAE_MEMORY_BUDGET` (`8GiB`, `512MiB`, `2000000000`, or a fraction of the available memory such as
+    /// `0.5`), else 60 % of the memory available now (`MemAvailable`), else 4 GiB where that is unknown.
+    pub fn from_env() -> Self {
+        match std::env::var("DINO_SAE_MEMORY_BUDGET") {
+            Ok(s) if !s.trim().is_empty() => match Self::parse(&s) {
+                Ok(b) => b,
+                Err(_) => Self::default_budget(),
+            },
+            _ => Self::default_budget(),
+        }
+    }
+
+    fn default_budget() -> Self {
+        match available_bytes() {
+            Some(a) => Self { bytes: (a as f64 * 0.6) as u64, source: "60 % of the available memory".into() },
+            None => Self { bytes: 4 << 30, source: "4 GiB (available memory unknown)".into() },
+        }
+    }
+
+    /// Parse a budget: a byte count with an optional unit (`KiB`, `MiB`, `GiB`, `KB`, `MB`, `GB`, `K`, `M`, `G`),
+    /// or a fraction in (0, 1] of the memory available now.
+    pub fn parse(s: &str) -> Result<Self> {
+        let t = s.trim();
+        let bad = || EngineError::Config(format!("memory budget {t:?}: expected e.g. 8GiB, 512MiB or a fraction like 0.5"));
+        let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let v: f64 = num.parse().map_err(|_| bad())?;
+        if !v.is_finite() || v <= 0.0 {
+            return Err(bad());
+        }
+        let mul = match unit.trim().to_ascii_lowercase().as_str() {
+            "" if v <= 1.0 => {
+                let a = available_bytes().ok_or_else(|| EngineError::Config("memory budget as a fraction: available memory unknown".into()))?;
+                return Ok(Self { bytes: (a as f64 * v) as u64, source: format!("{:.0} % of the available memory", v * 100.0) });
+            }
+            "" | "b" => 1.0,
+            "k" | "kb" => 1e3,
+            "kib" => 1024.0,
+            "m" | "mb" => 1e6,
+            "mib" => 1024.0 * 1024.0,
+            "g" | "gb" => 1e9,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            _ => return Err(bad()),
+        };
+        Ok(Self { bytes: (v * mul) as u64, source: format!("DINO_SAE_MEMORY_BUDGET={t}") })
+    }
+}
+
+/// `MemAvailable` of /proc/meminfo, bytes.
+pub fn available_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resident memory of this process now (VmRSS), bytes.
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// What a job will cost.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    /// Peak memory beyond the loaded weights, bytes.
+    pub bytes: f64,
+    pub flops: f64,
+}
+
+impl Estimate {
+    /// Seconds at a throughput of `gflops` GFLOP/s.
+    pub fn seconds_at(&self, gflops: f64) -> f64 {
+        self.flops / (gflops.max(1e-3) * 1e9)
+    }
+}
+
+/// Encoder peak at `batch x 3 x h x w` pixels (h, w multiples of 16).
+pub fn encode(cfg: &SaeConfig, batch: usize, h: usize, w: usize) -> Estimate {
+    let stem = cfg.embed == crate::model::sae::EmbedKind::Stem;
+    let flops = crate::flops::encoder(&cfg.encoder, h, w, stem) * batch as f64;
+    Estimate { bytes: encode_bytes(&cfg.encoder, batch, h, w, stem), flops }
+}
+
+fn encode_bytes(v: &VitConfig, batch: usize, h: usize, w: usize, stem: bool) -> f64 {
+    let b = batch as f64;
+    let px = b * 3.0 * (h * w) as f64 * F32;
+    // the stem's first stage: 64 channels at half resolution, conv output + norm + activation alive
+    let stem_peak = if stem {
+        let w0 = crate::model::stem::STEM_WIDTHS[0] as f64;
+        4.0 * b * w0 * (h * w) as f64 / 4.0 * F32
+    } else {
+        // the resized patchify: the bicubic resize of the input, a few copies
+        4.0 * px
+    };
+    let t = (v.n_prefix() + (h / 16) * (w / 16)) as f64;
+    let d = v.dim as f64;
+    let tok = b * t * d * F32;
+    // every block's output is kept (hidden states), plus tokens in / normed
+    let resident = (v.depth as f64 + 3.0) * tok;
+    // attention: scores, their softmax (max, exp, sum, division) and q, k, v, output
+    let attn = 4.0 * b * v.heads as f64 * t * t * F32 + 10.0 * tok;
+    let ffn = match v.ffn {
+        Ffn::Mlp => 3.0 * b * t * v.ffn_hidden as f64 * F32,
+        Ffn::Swiglu => 5.0 * b * t * v.ffn_hidden as f64 * F32,
+    } + 3.0 * tok;
+    BASE + 2.0 * px + stem_peak.max(resident + attn.max(ffn))
+}
+
+/// Decoder peak from a `batch x C x gh x gw` latent.
+pub fn decode(cfg: &SaeConfig, batch: usize, gh: usize, gw: usize) -> Estimate {
+    Estimate { bytes: decode_bytes(&cfg.decoder, batch, gh, gw), flops: crate::flops::decoder(&cfg.decoder, gh, gw) * batch as f64 }
+}
+
+fn decode_bytes(dc: &DecoderConfig, batch: usize, gh: usize, gw: usize) -> f64 {
+    let b = batch as f64;
+    let s = dc.stages();
+    let wl = &dc.width_list;
+    let (mut h, mut w) = (gh as f64, gw as f64);
+    let mut peak = 6.0 * b * wl[s - 1] as f64 * h * w * F32;
+    let mut c_prev = wl[s - 1] as f64;
+    for stage_id in (0..s).rev() {
+        let depth = dc.depth_list[stage_id];
+        if depth == 0 {
+            continue;
+        }
+        let c = wl[stage_id] as f64;
+        if stage_id < s - 1 {
+            // ConvPixelShuffle: conv to 4c at h x w, the shuffle, the duplicating shortcut, the sum
+            let out = b * c * 4.0 * h * w * F32;
+            peak = peak.max(b * c_prev * h * w * F32 + 4.0 * out);
+            h *= 2.0;
+            w *= 2.0;
+        }
+        let a = b * c * h * w * F32;
+        let block = match dc.block_of(stage_id) {
+            BlockType::ResBlock => 6.0 * a,
+            // GLUMBConv: 1x1 to 8c, depthwise 3x3 on 8c, the gate, plus the linear attention's 3c, 6c
+            BlockType::EvitGlu => 26.0 * a,
+        };
+        peak = peak.max(block);
+        c_prev = c;
+    }
+    // the output head: norm + activation at the last width, then 3 channels (x2 when it upsamples)
+    let last = b * c_prev * h * w * F32;
+    let out_px = if dc.depth_list[0] > 0 { b * 3.0 * h * w * F32 } else { b * 3.0 * 4.0 * h * w * F32 };
+    let head = match (dc.depth_list[0] > 0, dc.upsample_block_type) {
+        (true, _) => 3.0 * last + 3.0 * out_px,
+        (false, UpsampleType::ConvPixelShuffle) => 3.0 * last + 6.0 * out_px,
+        (false, UpsampleType::InterpolateConv) => 3.0 * last + 4.0 * last * 4.0 + 3.0 * out_px,
+    };
+    BASE + peak.max(head)
+}
+
+/// Encode then decode (the latent and the fitted input stay alive during the decode).
+pub fn reconstruct(cfg: &SaeConfig, batch: usize, h: usize, w: usize) -> Estimate {
+    let e = encode(cfg, batch, h, w);
+    let d = decode(cfg, batch, h / 16, w / 16);
+    let latent = (batch * cfg.decoder.latent_channels * (h / 16) * (w / 16)) as f64 * F32;
+    Estimate { bytes: e.bytes.max(d.bytes + latent), flops: e.flops + d.flops }
+}
+
+/// Sampling `count` latents on an `gh x gw` grid with `steps` steps (CFG doubles the batch), then decoding them.
+pub fn sample(dit: &crate::model::dit::DitConfig, sae: &SaeConfig, count: usize, gh: usize, gw: usize, steps: usize, cfg_scale: f64) -> Estimate {
+    let b = (count * if cfg_scale != 1.0 { 2 } else { 1 }) as f64;
+    let p = dit.patch_size.max(1);
+    let t = ((gh / p) * (gw / p)) as f64;
+    let d = dit.hidden_size as f64;
+    let attn = 4.0 * b * dit.num_heads as f64 * t * t * F32;
+    let act = 16.0 * b * t * d * F32 * dit.mlp_ratio.max(1.0);
+    let dit_bytes = BASE + attn + act;
+    let step = crate::flops::dit_step(dit, gh, gw) * b;
+    let dec = decode(sae, count, gh, gw);
+    Estimate { bytes: dit_bytes.max(dec.bytes), flops: step * steps.max(1) as f64 + dec.flops }
+}
+
+/// A training step of the autoencoder at `batch x crop x crop` (autodiff keeps every activation of the student
+/// and the decoder for the backward pass; the frozen teacher's forward adds one encode).
+pub fn train_step(cfg: &SaeConfig, batch: usize, crop: usize) -> Estimate {
+    let e = encode(cfg, batch, crop, crop);
+    let d = decode(cfg, batch, crop / 16, crop / 16);
+    let kept = (e.bytes - BASE) * (cfg.encoder.depth as f64 / 2.0).max(2.0) + (d.bytes - BASE) * 4.0;
+    Estimate { bytes: BASE + kept * 1.5 + e.bytes, flops: 3.0 * (e.flops + d.flops) + e.flops }
+}
+
+/// Human size: `1.9 GiB`, `340 MiB`.
+pub fn human(bytes: f64) -> String {
+    let mib = bytes / (1024.0 * 1024.0);
+    if mib >= 1024.0 { format!("{:.1} GiB", mib / 1024.0) } else { format!("{mib:.0} MiB") }
+}
+
+/// `1,904`
+pub fn thousands(v: usize) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// The largest `w x h` (multiples of 16) of the same aspect as `w x h` whose job fits `budget`, if any.
+pub fn largest_fitting(w: usize, h: usize, budget: &Budget, cost: impl Fn(usize, usize) -> Estimate) -> Option<(usize, usize)> {
+    let fits = |s: f64| {
+        let (sw, sh) = (((w as f64 * s) / 16.0).floor() as usize * 16, ((h as f64 * s) / 16.0).floor() as usize * 16);
+        (sw >= 16 && sh >= 16 && cost(sw, sh).bytes <= budget.bytes as f64).then_some((sw, sh))
+    };
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    if let Some(r) = fits(1.0) {
+        return Some(r);
+    }
+    for _ in 0..40 {
+        let mid = 0.5 * (lo + hi);
+        if fits(mid).is_some() { lo = mid } else { hi = mid }
+    }
+    fits(lo)
+}
+
+/// Refuse `est` when it exceeds `budget`. `what` names the job ("encode of 6000x4000"), `advice` what would fit.
+pub fn check(what: &str, est: &Estimate, budget: &Budget, advice: impl FnOnce() -> String) -> Result<()> {
+    if est.bytes.is_finite() && est.bytes <= budget.bytes as f64 {
+        return Ok(());
+    }
+    Err(EngineError::TooBig {
+        what: what.to_string(),
+        estimate: human(est.bytes),
+        budget: format!("{} ({})", human(budget.bytes as f64), budget.source),
+        advice: advice(),
+    })
+}
+
+/// Preflight of a reconstruct (encode + decode) of a `w x h` image; the refusal names the largest size that fits.
+pub fn check_reconstruct(cfg: &SaeConfig, w: usize, h: usize, budget: &Budget) -> Result<Estimate> {
+    let est = reconstruct(cfg, 1, h, w);
+    check(&format!("reconstruct of {w}x{h}"), &est, budget, || match largest_fitting(w, h, budget, |sw, sh| reconstruct(cfg, 1, sh, sw)) {
+        Some((fw, fh)) => format!("at most {} x {} fits at this model; use the working resolution or a tiled render", thousands(fw), thousands(fh)),
+        None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
+    })?;
+    Ok(est)
+}
+
+/// Preflight of an encode of `w x h`.
+pub fn check_encode(cfg: &SaeConfig, batch: usize, w: usize, h: usize, budget: &Budget) -> Result<Estimate> {
+    let est = encode(cfg, batch, h, w);
+    check(&format!("encode of {w}x{h} (batch {batch})"), &est, budget, || match largest_fitting(w, h, budget, |sw, sh| encode(cfg, batch, sh, sw)) {
+        Some((fw, fh)) => format!("at most {} x {} fits at this model; use the working resolution or a tiled render", thousands(fw), thousands(fh)),
+        None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
+    })?;
+    Ok(est)
+}
+
+/// Preflight of a decode of a `gw x gh` latent grid.
+pub fn check_decode(cfg: &SaeConfig, batch: usize, gh: usize, gw: usize, budget: &Budget) -> Result<Estimate> {
+    let est = decode(cfg, batch, gh, gw);
+    check(&format!("decode of a {gh}x{gw} latent (batch {batch}, {}x{} px)", gw * 16, gh * 16), &est, budget, || {
+        match largest_fitting(gw, gh, budget, |sw, sh| decode(cfg, batch, sh, sw)) {
+            Some((fw, fh)) => format!("at most a {}x{} grid fits in one pass at this model; decode big latents with a tiled render (--tiled)", fh, fw),
+            None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
+        }
+    })?;
+    Ok(est)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_budgets() {
+        assert_eq!(Budget::parse("8GiB").map(|b| b.bytes).ok(), Some(8 << 30));
+        assert_eq!(Budget::parse("512 MiB").map(|b| b.bytes).ok(), Some(512 << 20));
+        assert_eq!(Budget::parse("2000").map(|b| b.bytes).ok(), Some(2000));
+        assert!(Budget::parse("lots").is_err());
+        assert!(Budget::parse("-1GiB").is_err());
+        assert_eq!(thousands(1904), "1,904");
+        assert_eq!(thousands(123), "123");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn a_camera_photo_is_refused_with_what_fits() {
+        let cfg = SaeConfig::small_dinov2();
+        let budget = Budget::bytes(8 << 30);
+        let err = check_reconstruct(&cfg, 6000, 4000, &budget).expect_err("6000x4000 must not fit in 8 GiB");
+        let msg = err.to_string();
+        assert!(msg.contains("at most"), "{msg}");
+        // the attention alone over 93,755 tokens with 6 heads is 211 GB per matrix
+        assert!(reconstruct(&cfg, 1, 4000, 6000).bytes > 2.1e11, "{msg}");
+        // and the size it names does fit, while 16 px more on each side does not
+        let (fw, fh) = largest_fitting(6000, 4000, &budget, |w, h| reconstruct(&cfg, 1, h, w)).expect("something fits");
+        assert!(reconstruct(&cfg, 1, fh, fw).bytes <= budget.bytes as f64);
+        assert!(reconstruct(&cfg, 1, fh + 32, fw + 48).bytes > budget.bytes as f64);
+        assert!(check_reconstruct(&cfg, 256, 256, &budget).is_ok());
+    }
+}
