@@ -14,3 +14,7 @@ bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"
 "$bin" verify-fixture tests/fixtures/dinosae-setA
 "$bin" verify-fixture tests/fixtures/dinov2-evit-setA
 "$bin" verify-fixture tests/fixtures/dit-setA
+# Every kind of decoder configuration the official DCAE_Decoder builds (scripts/make_decoder_fixtures.py).
+for d in tests/fixtures/decoder-configs-*/; do
+  "$bin" verify-fixture "$d"
+done

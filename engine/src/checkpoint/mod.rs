@@ -6,6 +6,7 @@
 //! our own folder (`model.safetensors` + `config.json`).
 
 pub mod convert;
+pub mod decoder_keys;
 pub mod onnx;
 pub mod pickle;
 pub mod remap;
@@ -16,7 +17,9 @@ use burn::tensor::Device;
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
-use crate::model::decoder::{BlockType, Decoder, DecoderConfig, UpsampleType};
+pub use decoder_keys::{decoder_config, guess_decoder};
+
+use crate::model::decoder::{Decoder, DecoderConfig};
 use crate::model::sae::{DinoSae, EmbedKind, PixelConfig, SaeConfig};
 use crate::model::vit::{Family, Ffn, Vit, VitConfig};
 use crate::raw::{read_safetensors, safetensors_from_bytes, TensorMap};
@@ -108,9 +111,11 @@ pub fn read(path: impl AsRef<Path>) -> Result<SourceFile> {
     Ok(SourceFile { path, tensors, config, unwrapped, format })
 }
 
-const ANCHORS: [&str; 8] = [
+const ANCHORS: [&str; 10] = [
     "dino_model.cls_token",
     "decoder.project_in.main.conv.weight",
+    "decoder.project_in.conv.weight",
+    "project_in.conv.weight",
     "embeddings.cls_token",
     "cls_token",
     "project_in.main.conv.weight",
@@ -162,7 +167,7 @@ pub fn detect(map: &TensorMap) -> Result<Format> {
     if any("dino_model.") {
         return Ok(Format::DinoSae);
     }
-    if has("project_in.main.conv.weight") {
+    if has("project_in.main.conv.weight") || (has("project_in.conv.weight") && any("project_out.")) {
         return Ok(Format::Decoder);
     }
     if has("embeddings.position_embeddings") {
@@ -246,10 +251,13 @@ pub fn guess_vit(src: &SourceFile, t: &TensorMap, prefix: &str) -> Result<VitCon
     };
     // Heads: config, else the RoPE periods buffer (len = head_dim / 4), else head_dim 64 (all hub models).
     let periods = src.tensors.keys().find(|k| k.ends_with("rope_embed.periods")).and_then(|k| src.tensors.get(k));
+    // the official DINO-SAE config.json keeps the backbone's kwargs in `teacher_kwargs`
+    let teacher = hint.and_then(|c| c.get("teacher_kwargs"));
     let heads = cfg_usize(hint, "num_attention_heads")
+        .or(cfg_usize(teacher, "num_heads"))
         .or_else(|| periods.map(|p| dim / (4 * p.numel()).max(1)))
         .unwrap_or((dim / 64).max(1));
-    let patch_size = get("patch_embed.proj.weight").map(|w| w.shape[2]).or(cfg_usize(hint, "patch_size")).unwrap_or(16);
+    let patch_size = get("patch_embed.proj.weight").map(|w| w.shape[2]).or(cfg_usize(hint, "patch_size")).or(cfg_usize(teacher, "patch_size")).unwrap_or(16);
     let pos_grid = get("pos_embed").map(|p| ((p.shape[1] - 1) as f64).sqrt().round() as usize).unwrap_or(0);
     let model_type = hint.and_then(|c| c.get("model_type")).and_then(Value::as_str).unwrap_or("");
     let eps = hint.and_then(|c| c.get("layer_norm_eps")).and_then(Value::as_f64).unwrap_or(match family {
@@ -268,69 +276,15 @@ pub fn guess_vit(src: &SourceFile, t: &TensorMap, prefix: &str) -> Result<VitCon
         layer_norm_eps: eps,
         layerscale: get("blocks.0.ls1.gamma").is_some(),
         qkv_bias: get("blocks.0.attn.qkv.bias").is_some(),
-        rope_base: hint.and_then(|c| c.get("rope_theta")).and_then(Value::as_f64).unwrap_or(100.0),
+        rope_base: hint
+            .and_then(|c| c.get("rope_theta"))
+            .or(teacher.and_then(|c| c.get("pos_embed_rope_base")))
+            .and_then(Value::as_f64)
+            .unwrap_or(100.0),
         pos_grid,
         pos_antialias: family == Family::Dinov2 && (model_type == "dinov2_with_registers" || registers > 0),
         pos_offset: 0.0,
     };
-    cfg.validate()?;
-    Ok(cfg)
-}
-
-/// Infer the DC-AE decoder config from official `DCAE_Decoder` keys under `prefix`.
-pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
-    let get = |k: &str| t.get(&format!("{prefix}{k}"));
-    let pin = get("project_in.main.conv.weight").ok_or_else(|| EngineError::Checkpoint("no decoder.project_in".into()))?;
-    let latent = pin.shape[1];
-    let n_stages = (0..).take_while(|k| t.keys().any(|n| n.starts_with(&format!("{prefix}stages.{k}.")))).count();
-    if n_stages == 0 {
-        return Err(EngineError::Checkpoint("decoder has no stages".into()));
-    }
-    let mut width = vec![0; n_stages];
-    let mut depth = vec![0; n_stages];
-    let mut blocks = vec![BlockType::ResBlock; n_stages];
-    let mut up = UpsampleType::InterpolateConv;
-    width[n_stages - 1] = pin.shape[0];
-    for k in 0..n_stages {
-        let sid = n_stages - 1 - k;
-        let ops = (0..).take_while(|j| t.keys().any(|n| n.starts_with(&format!("{prefix}stages.{k}.op_list.{j}.")))).count();
-        let has_up = get(&format!("stages.{k}.op_list.0.main.conv.conv.weight")).is_some();
-        depth[sid] = ops - usize::from(has_up);
-        let j0 = usize::from(has_up);
-        // ResBlock width from whichever of its tensors is present (conv weights [C,C,3,3], norm [1,C,1,1]).
-        let res_width = get(&format!("stages.{k}.op_list.{j0}.main.conv2.conv.weight"))
-            .map(|w| w.shape[0])
-            .or_else(|| get(&format!("stages.{k}.op_list.{j0}.main.conv2.norm.weight")).map(|w| w.numel()));
-        if let Some(w) = get(&format!("stages.{k}.op_list.{j0}.main.conv1.conv.weight")) {
-            width[sid] = w.shape[0];
-        } else if let Some(w) = res_width {
-            width[sid] = w;
-        } else if let Some(w) = get(&format!("stages.{k}.op_list.{j0}.context_module.main.qkv.conv.weight")) {
-            width[sid] = w.shape[1];
-            blocks[sid] = BlockType::EvitGlu;
-        }
-        if let Some(w) = get(&format!("stages.{k}.op_list.0.main.conv.conv.weight")) {
-            if width[sid] == 0 {
-                width[sid] = w.shape[0];
-            }
-            if w.shape[0] == 4 * width[sid] {
-                up = UpsampleType::ConvPixelShuffle;
-            }
-        }
-    }
-    if let Some(w) = get("project_out.op_list.0.weight") {
-        if depth[0] > 0 {
-            width[0] = w.numel();
-        } else if width[0] == 0 {
-            // stage 0 is empty and unused; any width passing the shortcut rule will do
-            width[0] = width[1];
-        }
-    }
-    let mut cfg = DecoderConfig::released(latent);
-    cfg.width_list = width;
-    cfg.depth_list = depth;
-    cfg.block_type = blocks;
-    cfg.upsample_block_type = up;
     cfg.validate()?;
     Ok(cfg)
 }
@@ -387,7 +341,8 @@ pub fn load_sae(path: impl AsRef<Path>, device: &Device, allow_incomplete: bool)
         Some(our) => our.sae,
         None => {
             let encoder = guess_vit(&src, &r.tensors, "dino_model.")?;
-            let decoder = guess_decoder(&r.tensors, "decoder.")?;
+            // the official config.json (decoder_config) when it lies beside the weights, else the keys
+            let decoder = decoder_config(src.config.as_ref(), &r.tensors, "decoder.")?;
             // the stem ablation stores the backbone's patchify instead of the CNN stem
             let patchify = r.tensors.contains_key("dino_model.patch_embed.proj.weight")
                 && !r.tensors.keys().any(|k| k.starts_with("dino_model.patch_embed.cnn."));
