@@ -194,8 +194,8 @@ def maxabs(a, b):
     return float((a.double() - b.double()).abs().max())
 
 
-def make_set(mod, name, out_root, commit):
-    kwargs, seed, main, small, what = CONFIGS[name]
+def make_set(mod, name, out_root, commit, spec=None):
+    kwargs, seed, main, small, what = spec or CONFIGS[name]
     set_dir = os.path.join(out_root, f"decoder-configs-{name}")
     d = os.path.join(set_dir, "decoder")
     os.makedirs(d, exist_ok=True)
@@ -259,18 +259,82 @@ names; under `decoder.` in `DINOSphericalAutoencoder`); `decoder/io.safetensors`
     print(f"{name}: {size / 1e3:.0f} kB, output {checks['output_shape']}, f32 vs f64 {checks['f32_vs_f64_worst_maxabs']:.2e}")
 
 
+def random_spec(rng):
+    """A random DecoderConfig of the kinds the official builder accepts (it may still refuse or fail to run it;
+    the caller skips those)."""
+    pick = rng.choice
+    s = rng.randint(1, 6)
+    depth = [pick([0, 0, 1, 1, 2]) for _ in range(s)]
+    if s == 1:
+        depth[0] = max(depth[0], 1)
+    match = rng.random() < 0.7
+    width = [0] * s
+    width[s - 1] = pick([16, 32, 48, 64])
+    flow = width[s - 1]
+    for i in range(s - 2, -1, -1):
+        if depth[i] == 0:
+            width[i] = flow  # an empty stage passes the channels through
+        elif match:
+            width[i] = pick([8, 16, 32, 48, 64])
+            flow = width[i]
+        else:
+            width[i] = flow  # blocks need in == out
+    blocks = [pick(["ResBlock", "EViT_GLU"]) if w >= 32 else "ResBlock" for w in width]
+    default_acts = rng.random() < 0.5
+    norms = [pick(["trms2d", "bn2d", None] + (["ln2d"] if b == "EViT_GLU" else [])) for b in blocks]
+    acts = ["silu" if default_acts else pick(["relu", "relu6", "hswish", "silu", "gelu"] if b == "EViT_GLU"
+                                             else ["relu", "silu", "tanh", "sigmoid", None]) for b in blocks]
+    one = lambda v: v[0] if rng.random() < 0.3 and all(x == v[0] for x in v) else v  # noqa: E731
+    latent = pick([8, 16, 32])
+    in_shortcut = pick(["duplicating", None]) if width[s - 1] % latent == 0 else None
+    kwargs = dict(in_channels=pick([3, 3, 3, 4]), latent_channels=latent, width_list=width, depth_list=depth,
+                  block_type=one(blocks), norm=one(norms), act=one(acts),
+                  upsample_block_type=pick(["ConvPixelShuffle", "InterpolateConv"]), upsample_match_channel=match,
+                  upsample_shortcut=pick(["duplicating", "InterpolateConv", None]), in_shortcut=in_shortcut,
+                  out_norm="trms2d" if default_acts else pick(["trms2d", "bn2d", None]),
+                  out_act="relu" if default_acts else pick(["relu", "silu", "tanh", "sigmoid", None]))
+    grid = lambda: (rng.randint(1, 2), rng.randint(1, 4), rng.randint(1, 4))  # noqa: E731
+    return kwargs, rng.randint(0, 10**6), grid(), grid(), "random configuration"
+
+
+def make_random(mod, n, seed, out_root, commit):
+    """`n` random configurations the official code builds and runs, as `decoder-configs-random-SEED-I` sets."""
+    import random
+
+    rng = random.Random(seed)
+    made = tries = 0
+    while made < n and tries < 50 * n:
+        tries += 1
+        spec = random_spec(rng)
+        try:
+            dec = build(mod, spec[0], spec[1])
+            b, h, w = spec[2]
+            run(dec, latent(b, spec[0]["latent_channels"], h, w, torch.Generator().manual_seed(0)), True)
+        except Exception:  # the official builder or forward refuses this one
+            continue
+        make_set(mod, f"random-{seed}-{made}", out_root, commit, spec)
+        made += 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--official", default=os.environ.get("DINO_SAE_OFFICIAL"),
                     help="checkout of wkdgnsgo/dino-sae (env DINO_SAE_OFFICIAL)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures"))
     ap.add_argument("--only", nargs="*", choices=sorted(CONFIGS), help="make only these sets")
+    ap.add_argument("--random", type=int, default=0, metavar="N",
+                    help="instead: N random configurations the official code builds and runs (for a sweep outside "
+                         "the repository, e.g. --out /tmp/sweep; see tests/decoder_configs.rs)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --random")
     a = ap.parse_args()
     if not a.official:
         sys.exit("give --official PATH (a checkout of https://github.com/wkdgnsgo/dino-sae) or set DINO_SAE_OFFICIAL")
     torch.set_num_threads(1)
     mod = import_official(a.official)
     commit = official_commit(a.official)
+    if a.random:
+        make_random(mod, a.random, a.seed, a.out, commit)
+        return
     for name in a.only or CONFIGS:
         make_set(mod, name, a.out, commit)
 

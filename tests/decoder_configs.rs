@@ -267,3 +267,67 @@ fn the_bare_decoder_state_dicts_are_recognised() {
         assert_eq!(src.format, engine::checkpoint::Format::Decoder, "{name}");
     }
 }
+
+/// Opt-in sweep over many random configurations (`cargo test --workspace --test decoder_configs -- --ignored`
+/// with `DINO_SAE_DECODER_SWEEP` naming a folder of sets made by
+/// `scripts/make_decoder_fixtures.py --random N --out DIR`): each passes `verify_dir`, its keys alone give a config
+/// that uses every key, and, where its activations are the defaults the keys imply, decodes the references.
+#[test]
+#[ignore]
+fn random_configuration_sweep() {
+    let Some(dir) = std::env::var_os("DINO_SAE_DECODER_SWEEP") else {
+        println!("DINO_SAE_DECODER_SWEEP not set: nothing to sweep");
+        return;
+    };
+    let device = engine::cpu();
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("sweep folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    sets.sort();
+    let (mut verified, mut decoded) = (0, 0);
+    for set in &sets {
+        let name = set.display().to_string();
+        let report = verify_dir(set, &device).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            report.ok() && report.skipped.is_empty(),
+            "{name}: {:?} {:?}",
+            report.failures(),
+            report.skipped
+        );
+        verified += 1;
+        let t = read_safetensors(set.join("decoder/model.safetensors")).expect("weights");
+        let guessed = guess_decoder(&t, "").unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cfg = std::fs::read_to_string(set.join("decoder/config.json")).expect("config");
+        let v: serde_json::Value = serde_json::from_str(&cfg).expect("json");
+        let official: DecoderConfig =
+            serde_json::from_value(v["decoder_config"].clone()).expect("config");
+        let mut ws = WeightSource::from_map(t, &device);
+        let dec = Decoder::load(&mut ws, "", &guessed).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let rep = ws.finish();
+        assert!(rep.is_complete(), "{name}: {}\n{guessed:?}", rep.summary(8));
+        let used = |c: &DecoderConfig| {
+            (0..c.stages())
+                .filter(|&i| c.depth_list[i] > 0)
+                .map(|i| c.act_of(i).map(str::to_string))
+                .collect::<Vec<_>>()
+        };
+        if used(&guessed) != used(&official) || guessed.out_act != official.out_act {
+            continue;
+        }
+        let io = read_safetensors(set.join("decoder/io.safetensors")).expect("io");
+        for prefix in ["", "small."] {
+            let z = io[&format!("{prefix}latent")]
+                .to_tensor(&device)
+                .expect("latent");
+            let ours = RawTensor::from_tensor(dec.forward(z, &mut Probe::default())).expect("out");
+            let (e, tol) = err(&ours, &io[&format!("{prefix}output")]);
+            assert!(
+                e <= tol,
+                "{name} (keys alone) {prefix}output: {e:.3e} > {tol:.3e}\n{guessed:?}"
+            );
+        }
+        decoded += 1;
+    }
+    println!("{verified} sets verified, {decoded} decoded from their keys alone");
+}

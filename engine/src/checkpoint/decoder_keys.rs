@@ -248,11 +248,22 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
     // project_out's image channels, and its upsample type when no stage shows one
     let rows = out_w.shape[0];
     let (in_channels, up_type) = if out_up {
-        let ty = up_type.unwrap_or(if rows == 3 || rows % 4 != 0 {
-            UpsampleType::InterpolateConv
-        } else {
+        // no stage shows the type: ConvPixelShuffle writes 4 rows per image channel, InterpolateConv one; take
+        // the reading that gives RGB, then RGBA, then grey, then ConvPixelShuffle (the official default)
+        let reading = |ch: usize| {
+            if rows % 4 == 0 && rows / 4 == ch {
+                Some(UpsampleType::ConvPixelShuffle)
+            } else {
+                (rows == ch).then_some(UpsampleType::InterpolateConv)
+            }
+        };
+        let fallback = if rows % 4 == 0 {
             UpsampleType::ConvPixelShuffle
-        });
+        } else {
+            UpsampleType::InterpolateConv
+        };
+        let ty =
+            up_type.unwrap_or_else(|| [3, 4, 1].into_iter().find_map(reading).unwrap_or(fallback));
         (
             if ty == UpsampleType::ConvPixelShuffle {
                 rows / 4
