@@ -260,7 +260,20 @@ pub fn guess_vit(src: &SourceFile, t: &TensorMap, prefix: &str) -> Result<VitCon
     let patch_size = get("patch_embed.proj.weight").map(|w| w.shape[2]).or(cfg_usize(hint, "patch_size")).or(cfg_usize(teacher, "patch_size")).unwrap_or(16);
     let pos_grid = get("pos_embed").map(|p| ((p.shape[1] - 1) as f64).sqrt().round() as usize).unwrap_or(0);
     let model_type = hint.and_then(|c| c.get("model_type")).and_then(Value::as_str).unwrap_or("");
-    let eps = hint.and_then(|c| c.get("layer_norm_eps")).and_then(Value::as_f64).unwrap_or(match family {
+    // official DINOv3 kwargs: `layernorm` is eps 1e-6, `layernormbf16` (the hub models) 1e-5
+    let teacher_str = |k: &str| teacher.and_then(|c| c.get(k)).and_then(Value::as_str);
+    let teacher_eps = match teacher_str("norm_layer") {
+        None => None,
+        Some("layernorm") => Some(1e-6),
+        Some("layernormbf16") => Some(1e-5),
+        Some(o) => return Err(EngineError::Config(format!("teacher_kwargs.norm_layer {o:?} is not supported"))),
+    };
+    if let Some(o) = teacher_str("pos_embed_rope_normalize_coords").filter(|&o| o != "separate") {
+        return Err(EngineError::Config(format!(
+            "teacher_kwargs.pos_embed_rope_normalize_coords {o:?} is not supported (separate)"
+        )));
+    }
+    let eps = hint.and_then(|c| c.get("layer_norm_eps")).and_then(Value::as_f64).or(teacher_eps).unwrap_or(match family {
         Family::Dinov3 => 1e-5,
         Family::Dinov2 => 1e-6,
     });
