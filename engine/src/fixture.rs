@@ -280,7 +280,12 @@ fn dinov2_part(dir: &Path, name: &str, report: &mut Report, device: &Device) -> 
 
 fn decoder_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
     let io = read_safetensors(dir.join("io.safetensors"))?;
-    let cfg = read_decoder_config(&dir.join("config.json"))?;
+    // the official DecoderConfig from config.json; without one, what the state dict's keys say
+    let cfg = if dir.join("config.json").exists() {
+        read_decoder_config(&dir.join("config.json"))?
+    } else {
+        checkpoint::guess_decoder(&read_safetensors(dir.join("model.safetensors"))?, "")?
+    };
     let loaded = checkpoint::load_decoder(dir.join("model.safetensors"), &cfg, device)?;
     report.parts.push(format!("decoder: {:?} blocks, {:?} ({})", cfg.block_type, cfg.upsample_block_type, loaded.report.summary(0)));
     run_decoder(&loaded.model, &io, "decoder", report, device)
