@@ -1,20 +1,28 @@
-//! The Studio driven like a user, by labels (egui_kittest): open an image and see its reconstruction and PSNR,
-//! click a patch and get a cosine map, drag a steering slider and get a changed decode, export a PNG, and a
-//! corrupt file or a wrong checkpoint shows an error and keeps what the user had.
-//! Model: the fixture DINO-SAE (tiny random weights, fast on CPU). Panel snapshots go to docs/snapshots/.
+//! The Studio driven like a user, through its widgets (egui_kittest): text typed into fields, buttons, sliders,
+//! clicks and drags on the image. State is only read, never written, by these tests.
+//! Model: the fixture DINO-SAE (tiny random weights, fast on CPU). Panel snapshots are compared with the
+//! committed ones in docs/snapshots (`UPDATE_SNAPSHOTS=1` rewrites them after a deliberate change).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dino_sae_studio::app::{StartOptions, Studio, Tab};
-use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
+use dino_sae_studio::app::{StartOptions, Studio};
+use dino_sae_studio::state::Tab;
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::{Harness, SnapshotOptions};
+use engine::worker::JobKind;
+
+type H = Harness<'static, Option<Studio>>;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn wait_for(h: &mut Harness<'_, Option<Studio>>, what: &str, cond: impl Fn(&Studio) -> bool) {
+fn app(h: &H) -> &Studio {
+    h.state().as_ref().expect("studio started")
+}
+
+fn wait_for(h: &mut H, what: &str, cond: impl Fn(&Studio) -> bool) {
     let t = Instant::now();
     loop {
         h.step();
@@ -22,24 +30,69 @@ fn wait_for(h: &mut Harness<'_, Option<Studio>>, what: &str, cond: impl Fn(&Stud
             h.run_steps(2);
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(120), "timed out waiting for {what}");
+        assert!(t.elapsed() < Duration::from_secs(300), "timed out waiting for {what}; error: {:?}", h.state().as_ref().and_then(|s| s.error()));
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn snapshot(h: &mut Harness<'_, Option<Studio>>, name: &str) {
-    match h.render() {
-        Ok(img) => {
-            let dir = root().join("docs/snapshots");
-            let _ = std::fs::create_dir_all(&dir);
-            img.save(dir.join(format!("{name}.png"))).expect("save snapshot");
-        }
-        Err(e) => panic!("rendering through wgpu failed (install mesa-vulkan-drivers: scripts/setup.sh --gui): {e}"),
-    }
+fn idle(h: &mut H) {
+    wait_for(h, "idle", |s| s.is_idle());
 }
 
-fn click_patch(h: &mut Harness<'_, Option<Studio>>, fx: f32, fy: f32) {
-    let r = h.state().as_ref().and_then(|s| s.last_image_rect).expect("image drawn");
+fn fixture_model() -> PathBuf {
+    root().join("tests/fixtures/dinosae-setA/sae/model.safetensors")
+}
+
+fn options(open: Option<PathBuf>) -> StartOptions {
+    StartOptions { open, model: Some(fixture_model()), backend: engine::backend::BackendChoice::Cpu, no_restore: true, ..Default::default() }
+}
+
+fn harness(opts: StartOptions) -> H {
+    Harness::builder().with_size(egui::vec2(1360.0, 1000.0)).build_ui_state(
+        move |ui, state: &mut Option<Studio>| {
+            state.get_or_insert_with(|| Studio::new(ui.ctx().clone(), opts.clone())).show(ui);
+        },
+        None,
+    )
+}
+
+/// The Studio on the fixture model (CPU backend) with chelsea.png opened.
+fn studio() -> H {
+    let mut h = harness(options(Some(root().join("assets/samples/chelsea.png"))));
+    wait_for(&mut h, "reconstruction", |s| s.current().is_some());
+    h
+}
+
+/// Type `text` into the field labelled `label` as a keyboard would: a key event and a text event per character.
+fn type_into(h: &mut H, label: &str, text: &str) {
+    h.get_by_label(label).focus();
+    h.run_steps(2);
+    // select what is there and replace it
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.step();
+    for ch in text.chars() {
+        let key = egui::Key::from_name(&ch.to_ascii_uppercase().to_string());
+        if let Some(k) = key {
+            h.event(egui::Event::Key { key: k, physical_key: None, pressed: true, repeat: false, modifiers: Default::default() });
+        }
+        h.event(egui::Event::Text(ch.to_string()));
+        if let Some(k) = key {
+            h.event(egui::Event::Key { key: k, physical_key: None, pressed: false, repeat: false, modifiers: Default::default() });
+        }
+        h.step();
+    }
+    h.run_steps(2);
+}
+
+fn set_slider(h: &mut H, label: &str, v: f64) {
+    for n in h.query_all_by_label_contains(label) {
+        n.set_value_accesskit(v);
+    }
+    h.run_steps(2);
+}
+
+fn click_patch(h: &mut H, fx: f32, fy: f32) {
+    let r = app(h).last_image_rect().expect("image drawn");
     let pos = r.min + egui::vec2(r.width() * fx, r.height() * fy);
     h.hover_at(pos);
     h.step();
@@ -49,103 +102,97 @@ fn click_patch(h: &mut Harness<'_, Option<Studio>>, fx: f32, fy: f32) {
     }
 }
 
-fn fixture_model() -> PathBuf {
-    root().join("tests/fixtures/dinosae-setA/sae/model.safetensors")
+/// A tiny generator trained (a few steps) on the fixture model's latents.
+fn tiny_generator(tag: &str) -> PathBuf {
+    let run = std::env::temp_dir().join(format!("dino-sae-ui-dit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&run);
+    let cfg = engine::generate::DitRunConfig {
+        steps: 10,
+        batch: 8,
+        checkpoint_every: 10,
+        log_every: 5,
+        cache: engine::generate::CacheSpec { crop: 32, crops_per_photo: 2, min_crop_frac: 0.5, seed: 1 },
+        ..Default::default()
+    };
+    engine::generate::train_dit_run(&fixture_model(), &root().join("assets/samples"), &run, &cfg, &mut |_| true).expect("train a tiny generator");
+    run
 }
 
-/// The Studio on the fixture model (CPU backend) with chelsea.png opened, in a 1360x1000 harness.
-fn studio() -> Harness<'static, Option<Studio>> {
-    let opts = StartOptions {
-        model: Some(fixture_model()),
-        image: Some(root().join("assets/samples/chelsea.png")),
-        random_preset: None,
-        tab: None,
-        backend: Some("cpu".into()),
-    };
-    Harness::builder().with_size(egui::vec2(1360.0, 1000.0)).build_ui_state(
-        move |ui, state: &mut Option<Studio>| {
-            state.get_or_insert_with(|| Studio::new(ui.ctx().clone(), opts.clone())).show(ui);
-        },
-        None,
-    )
+fn load_generator(h: &mut H, run: &Path) {
+    h.get_by_label("Sample").click();
+    h.run_steps(2);
+    type_into(h, "Generator folder", &run.join("final").display().to_string());
+    h.get_by_label("Load generator").click();
+    wait_for(h, "generator", |s| !s.sample_ui().classes.is_empty());
 }
 
 #[test]
 fn every_panel_by_its_labels() {
     let mut h = studio();
-    // Compare: the reconstruction and its PSNR
-    wait_for(&mut h, "reconstruction", |s| s.current.is_some());
     assert!(h.query_by_label_contains("PSNR").is_some(), "PSNR label shown");
     assert!(h.query_by_label("Reconstruction").is_some());
     // LPIPS-VGG-like arrives as its own job; the value is the engine's metric on the shown pair (8-bit rounding)
-    wait_for(&mut h, "LPIPS-VGG-like", |s| s.current.as_ref().is_some_and(|c| c.lpips.is_some()));
+    wait_for(&mut h, "LPIPS-VGG-like", |s| s.current().is_some_and(|c| c.lpips.is_some()));
     let (input, recon, shown) = {
-        let c = h.state().as_ref().and_then(|s| s.current.as_ref()).expect("c");
+        let c = app(&h).current().expect("c");
         (c.input.clone(), c.recon.clone(), c.lpips.as_ref().expect("lpips").0)
     };
     let lp = engine::lpips::LpipsVgg::load(&engine::lpips::default_dir(), &engine::cpu()).expect("weights");
     let want = lp.distance_rgb(&engine::image_io::rgb8_to_f32(&input), &engine::image_io::rgb8_to_f32(&recon), &engine::cpu()).expect("d");
     assert!((shown - want).abs() < 2e-3, "shown {shown} vs {want}");
     assert!(h.query_by_label_contains(&format!("LPIPS-VGG-like {shown:.4}")).is_some(), "the score is on screen");
-    // swipe divider and hold-Space flicker
-    for n in h.query_all_by_label_contains("swipe (original on the left)") {
-        n.set_value_accesskit(0.5);
-    }
+    set_slider(&mut h, "swipe (original on the left)", 0.5);
+    assert_eq!(app(&h).swipe(), 0.5);
+    // a second model side by side, and the teacher for per-patch student-vs-teacher cosines (Models tab)
+    type_into(&mut h, "Model path", &fixture_model().display().to_string());
+    h.get_by_label("Models").click();
     h.run_steps(2);
-    assert_eq!(h.state().as_ref().map(|s| s.swipe), Some(0.5));
-    snapshot(&mut h, "compare");
-    // a second model side by side, and the teacher for per-patch student-vs-teacher cosines
-    {
-        let app = h.state_mut().as_mut().expect("app");
-        app.model_path = fixture_model().display().to_string();
-        app.teacher_path = root().join("tests/fixtures/dinosae-setA/dinov3/hf").display().to_string();
-    }
     h.get_by_label("Add model to compare").click();
-    wait_for(&mut h, "compare model", |s| s.current.as_ref().is_some_and(|c| c.others.len() == 1));
-    assert!(h.query_by_label_contains("model.safetensors: PSNR").is_some(), "the second reconstruction is labelled");
+    wait_for(&mut h, "compare model", |s| s.current().is_some_and(|c| c.others.len() == 1) && s.is_idle());
+    assert_eq!(app(&h).models().compare.len(), 1);
+    assert!(h.query_by_label_contains("Compare 1:").is_some(), "the Models tab lists the compare model");
+    type_into(&mut h, "Teacher path", &root().join("tests/fixtures/dinosae-setA/dinov3/hf").display().to_string());
     h.get_by_label("Load teacher").click();
-    wait_for(&mut h, "teacher cosine", |s| s.current.as_ref().is_some_and(|c| c.teacher_cosine.is_some()));
-    let n = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| (c.teacher_cosine.as_ref().map(Vec::len), c.grid))).expect("c");
-    assert_eq!(n.0, Some(n.1 .0 * n.1 .1), "one cosine per patch");
+    wait_for(&mut h, "teacher cosine", |s| s.current().is_some_and(|c| c.teacher_cosine.is_some()));
+    let c = app(&h).current().expect("c");
+    assert_eq!(c.teacher_cosine.as_ref().map(Vec::len), Some(c.grid.0 * c.grid.1), "one cosine per patch");
+    h.get_by_label("Compare").click();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("model.safetensors: PSNR").is_some(), "the second reconstruction is labelled");
     // synchronised zoom: 1:1 zooms all three views, Fit resets
     h.get_by_label("1:1").click();
     h.run_steps(2);
-    assert!(h.state().as_ref().is_some_and(|s| s.zoom > 1.0), "1:1 zooms in on a downscaled view");
+    assert!(app(&h).zoom() > 1.0, "1:1 zooms in on a downscaled view");
     h.get_by_label("Fit").click();
     h.run_steps(2);
-    assert_eq!(h.state().as_ref().map(|s| s.zoom), Some(1.0));
+    assert_eq!(app(&h).zoom(), 1.0);
     // settings survive a round trip and tolerate missing fields
-    let st = h.state().as_ref().expect("app").settings();
-    let json = serde_json::to_string(&st).expect("json");
-    let back: dino_sae_studio::app::Settings = serde_json::from_str(&json).expect("parse");
+    let st = app(&h).settings().clone();
+    let back: dino_sae_studio::state::Settings = serde_json::from_str(&serde_json::to_string(&st).expect("json")).expect("parse");
     assert_eq!(back, st);
-    let partial: dino_sae_studio::app::Settings = serde_json::from_str(r#"{"opacity":0.25}"#).expect("partial");
-    assert_eq!(partial.opacity, 0.25);
-    assert_eq!(partial.fit, "Crop");
+    let partial: dino_sae_studio::state::Settings = serde_json::from_str(r#"{"opacity":0.25}"#).expect("partial");
+    assert_eq!((partial.opacity, partial.working_side), (0.25, 384));
     h.key_down(egui::Key::Space);
     h.run_steps(2);
     assert!(h.query_by_label("Original (Space held)").is_some(), "Space flickers to the original");
     h.key_up(egui::Key::Space);
     h.run_steps(2);
-    assert!(h.query_by_label("Reconstruction").is_some());
 
     // Inspect: click a patch -> cosine map
     h.get_by_label("Inspect").click();
     h.run_steps(3);
-    assert_eq!(h.state().as_ref().map(|s| s.tab), Some(Tab::Inspect));
+    assert_eq!(app(&h).tab(), Tab::Inspect);
     click_patch(&mut h, 0.5, 0.5);
-    wait_for(&mut h, "cosine map", |s| s.current.as_ref().is_some_and(|c| c.cosine.is_some()));
+    wait_for(&mut h, "cosine map", |s| s.current().is_some_and(|c| c.cosine.is_some()));
     assert!(h.query_by_label_contains("cosine map of patch").is_some());
-    let (patch, values) = h.state().as_ref().and_then(|s| s.current.as_ref()?.cosine.clone()).expect("cosine");
+    let (patch, values) = app(&h).current().and_then(|c| c.cosine.clone()).expect("cosine");
     assert!((values[patch] - 1.0).abs() < 1e-4, "the clicked patch is most similar to itself");
-    snapshot(&mut h, "inspect");
 
-    // Steer: drag the rotation slider -> a changed decode
+    // Steer: a box selection, then the rotation slider -> a changed decode
     h.get_by_label("Steer").click();
     h.run_steps(3);
-    // box selection: drag over the original from 10% to 50% of its width and height
-    let r = h.state().as_ref().and_then(|s| s.last_image_rect).expect("image drawn");
-    let (gh, gw) = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| c.grid)).expect("grid");
+    let r = app(&h).last_image_rect().expect("image drawn");
+    let (gh, gw) = app(&h).current().map(|c| c.grid).expect("grid");
     let a = r.min + egui::vec2(r.width() * 0.1, r.height() * 0.1);
     let b = r.min + egui::vec2(r.width() * 0.5, r.height() * 0.5);
     h.hover_at(a);
@@ -158,245 +205,316 @@ fn every_panel_by_its_labels() {
     }
     h.event(egui::Event::PointerButton { pos: b, button: egui::PointerButton::Primary, pressed: false, modifiers: Default::default() });
     h.run_steps(2);
-    let expect = |n: usize, lo: f32, hi: f32| (0..n).filter(|&i| { let c = (i as f32 + 0.5) / n as f32; c >= lo && c <= hi }).count();
-    let want = expect(gh, 0.1, 0.5) * expect(gw, 0.1, 0.5);
-    let got = h.state().as_ref().map(|s| s.selection.len()).unwrap_or(0);
-    assert_eq!(got, want, "box selects the patches whose centres it covers");
+    let inside = |n: usize, lo: f32, hi: f32| (0..n).filter(|&i| (lo..=hi).contains(&((i as f32 + 0.5) / n as f32))).count();
+    assert_eq!(app(&h).selection().len(), inside(gh, 0.1, 0.5) * inside(gw, 0.1, 0.5), "box selects the patches whose centres it covers");
     h.get_by_label("All patches").click();
     h.run_steps(2);
-    assert!(h.state().as_ref().is_some_and(|s| s.selection.is_empty()));
-    // brush: Shift+drag along the top row of patches paints the patches under the pointer
-    let y = r.min.y + r.height() * (0.5 / gh as f32);
-    let p0 = egui::pos2(r.min.x + r.width() * (0.5 / gw as f32), y);
-    let p1 = egui::pos2(r.min.x + r.width() * (5.5 / gw as f32), y);
-    let shift = egui::Modifiers::SHIFT;
-    h.hover_at(p0);
-    h.step();
-    h.event_modifiers(egui::Event::PointerButton { pos: p0, button: egui::PointerButton::Primary, pressed: true, modifiers: shift }, shift);
-    h.step();
-    for k in 0..=20 {
-        let p = p0 + (p1 - p0) * (k as f32 / 20.0);
-        h.event_modifiers(egui::Event::PointerMoved(p), shift);
-        h.step();
-    }
-    h.event_modifiers(egui::Event::PointerButton { pos: p1, button: egui::PointerButton::Primary, pressed: false, modifiers: shift }, shift);
-    h.run_steps(2);
-    let mut sel = h.state().as_ref().map(|s| s.selection.clone()).unwrap_or_default();
-    sel.sort();
-    assert!(sel.len() >= 3 && sel.iter().all(|&p| p < gw), "brush painted top-row patches: {sel:?}");
-    h.get_by_label("All patches").click();
-    h.run_steps(2);
-    // the slider and its text label both carry the name; the value action reaches the slider
-    for n in h.query_all_by_label_contains("rotate (degrees)") {
-        n.set_value_accesskit(60.0);
-    }
-    h.run_steps(2);
-    wait_for(&mut h, "steered decode", |s| s.current.as_ref().is_some_and(|c| c.steered.is_some()));
-    let (steered, recon) = {
-        let c = h.state().as_ref().and_then(|s| s.current.as_ref()).expect("current");
-        (c.steered.as_ref().expect("steered").0.clone(), c.recon.clone())
-    };
-    assert_ne!(steered, recon, "rotating every patch by 60 degrees changes the decode");
+    assert!(app(&h).selection().is_empty());
+    set_slider(&mut h, "rotate (degrees)", 60.0);
+    wait_for(&mut h, "steered decode", |s| s.current().is_some_and(|c| c.steered.is_some()) && !s.is_running(JobKind::Steer));
+    let c = app(&h).current().expect("current");
+    assert_ne!(c.steered.as_ref().expect("steered").0, c.recon, "rotating every patch by 60 degrees changes the decode");
     assert!(h.query_by_label_contains("Steered decode: PSNR").is_some());
-    snapshot(&mut h, "steer");
-    // undo brings the edit back to zero rotation
     h.get_by_label("Undo").click();
     h.run_steps(2);
-    assert_eq!(h.state().as_ref().map(|s| s.edit.angle_deg), Some(0.0));
-    // steer towards the first principal axis of the patch directions
+    assert_eq!(app(&h).edit().angle_deg, 0.0, "undo brings the edit back to zero rotation");
     h.get_by_label("PCA 1+").click();
-    for n in h.query_all_by_label_contains("rotate (degrees)") {
-        n.set_value_accesskit(30.0);
-    }
-    h.run_steps(2);
-    wait_for(&mut h, "PCA steer", |s| {
-        matches!(&s.edit.target, engine::steer::SteerTarget::Direction(d) if d.len() == 64) && s.edit.angle_deg == 30.0 && !s.busy
-    });
+    set_slider(&mut h, "rotate (degrees)", 30.0);
+    wait_for(&mut h, "PCA steer", |s| matches!(&s.edit().target, engine::steer::SteerTarget::Direction(d) if d.len() == 64) && s.edit().angle_deg == 30.0 && s.is_idle());
 
-    // Export a PNG with its parameters
+    // Export a PNG with its parameters (written off the UI thread)
     let out = std::env::temp_dir().join(format!("dino-sae-ui-{}.png", std::process::id()));
-    h.state_mut().as_mut().expect("app").export_path = out.display().to_string();
+    type_into(&mut h, "Export path", &out.display().to_string());
     h.get_by_label("Export PNG").click();
-    h.run_steps(2);
+    wait_for(&mut h, "export", |s| s.last_export() == Some(out.as_path()));
     let bytes = std::fs::read(&out).expect("exported file");
-    let text = String::from_utf8_lossy(&bytes);
-    assert!(text.contains("Steer") && text.contains("angle_deg"), "parameters are in the PNG text chunks");
+    assert!(String::from_utf8_lossy(&bytes).contains("angle_deg"), "parameters are in the PNG text chunks");
     assert!(engine::image_io::decode_rgb(&bytes).is_ok());
+    let _ = std::fs::remove_file(&out);
 
-    // Sample: load a generator trained (here, for a few steps) on this model's latents, sample with previews,
-    // then start again and cancel: the last state is kept and shown.
-    let run = std::env::temp_dir().join(format!("dino-sae-ui-dit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&run);
-    let cfg = engine::generate::DitRunConfig {
-        steps: 10,
-        batch: 8,
-        checkpoint_every: 10,
-        log_every: 5,
-        cache: engine::generate::CacheSpec { crop: 32, crops_per_photo: 2, min_crop_frac: 0.5, seed: 1 },
-        ..Default::default()
-    };
-    engine::generate::train_dit_run(
-        &fixture_model(),
-        &root().join("assets/samples"),
-        &run,
-        &cfg,
-        &mut |_| true,
-    )
-    .expect("train a tiny generator");
-    h.get_by_label("Sample").click();
-    h.run_steps(2);
-    h.state_mut().as_mut().expect("app").sample.dit_path = run.join("final").display().to_string();
-    h.get_by_label("Load generator").click();
-    wait_for(&mut h, "generator", |s| !s.sample.classes.is_empty());
-    assert!(h.query_by_label("class").is_some(), "class picker shown");
-    h.state_mut().as_mut().expect("app").sample.steps = 20;
-    h.get_by_label("Start sampling").click();
-    wait_for(&mut h, "samples", |s| s.sample.result.is_some() && !s.sample.running);
-    assert!(h.query_by_label_contains("Samples: 20 steps").is_some());
-    assert!(h.state().as_ref().is_some_and(|s| s.sample.preview.is_some()), "previews arrived during sampling");
-    snapshot(&mut h, "sample");
-    h.state_mut().as_mut().expect("app").sample.steps = 100;
-    h.get_by_label("Start sampling").click();
-    wait_for(&mut h, "first preview", |s| s.sample.running && s.sample.progress.is_some());
-    h.get_by_label("Cancel sampling").click();
-    wait_for(&mut h, "cancelled samples", |s| !s.sample.running && s.sample.result.as_ref().is_some_and(|r| r.1));
-    assert!(h.query_by_label_contains("Cancelled after").is_some(), "the last state is kept");
-    // slerp walk between two seeds: playable frames, exported as PNGs
-    {
-        let app = h.state_mut().as_mut().expect("app");
-        app.sample.steps = 10;
-        app.sample.walk_frames = 4;
-        app.sample.seed_b = 5;
-        app.sample.frames_dir = run.join("frames").display().to_string();
-    }
-    h.get_by_label("Walk").click();
-    wait_for(&mut h, "walk", |s| !s.sample.walk.is_empty() && !s.sample.running);
-    let (first, last, n) = {
-        let w = &h.state().as_ref().expect("app").sample.walk;
-        (w[0].clone(), w[w.len() - 1].clone(), w.len())
-    };
-    assert_eq!(n, 5, "4 intervals give 5 frames");
-    assert_ne!(first, last, "two different seeds give different endpoints");
-    h.get_by_label("Play").click();
-    h.run_steps(2);
-    h.get_by_label("Export frames").click();
-    h.run_steps(2);
-    for i in 0..5 {
-        assert!(run.join(format!("frames/frame_{i:03}.png")).exists(), "frame {i} exported ({:?}, saved {:?})", h.state().as_ref().and_then(|s| s.error.clone()), h.state().as_ref().map(|s| s.sample.frames_saved));
-    }
-    // Steer towards the mean direction of a generator class
+    // Bad inputs keep everything: a corrupt image file, then a wrong checkpoint
+    let bad_img = std::env::temp_dir().join(format!("dino-sae-ui-bad-{}.png", std::process::id()));
+    std::fs::write(&bad_img, b"not an image at all").expect("write");
+    let psnr_before = app(&h).current().map(|c| c.psnr);
+    type_into(&mut h, "Image path", &bad_img.display().to_string());
+    h.get_by_label("Open image").click();
+    wait_for(&mut h, "image error", |s| s.error().is_some() && s.is_idle());
+    assert!(h.query_by_label_contains("error:").is_some(), "the error is shown");
+    let _ = std::fs::remove_file(&bad_img);
+    type_into(&mut h, "Model path", &root().join("tests/fixtures/dinosae-setA/dinov3/hf/model.safetensors").display().to_string());
+    h.get_by_label("Load model").click();
+    wait_for(&mut h, "load failure", |s| s.is_idle() && s.error().is_some_and(|e| e.contains("not a DINO-SAE")));
+    assert_eq!(app(&h).current().map(|c| c.psnr), psnr_before, "the reconstruction is kept");
+    assert!(app(&h).models().main.as_ref().is_some_and(|m| m.name.contains("sae")), "the previous model is kept");
+}
+
+/// Typing a path that contains "2", "h" and "r" into the image field types it: the tab, the heatmap and the
+/// steering stay as they were, and the image opens. Outside a text field the same keys are shortcuts.
+#[test]
+fn typing_into_a_text_field_never_triggers_a_command() {
+    let dir = std::env::temp_dir().join(format!("dino-sae-ui-2hr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("photo-2hr.png");
+    std::fs::copy(root().join("assets/samples/coffee.png"), &path).expect("copy");
+    let mut h = studio();
     h.get_by_label("Steer").click();
     h.run_steps(2);
-    h.get_by_label_contains("Target: class mean of").click();
-    wait_for(&mut h, "class mean", |s| s.class_mean.as_ref().is_some_and(|(_, d)| d.len() == 64) && !s.busy);
-    assert!(h.state().as_ref().is_some_and(|s| matches!(&s.edit.target, engine::steer::SteerTarget::Direction(d) if d.len() == 64)));
-    let _ = std::fs::remove_dir_all(&run);
-
-    // Bad inputs keep everything: a corrupt image, then a wrong checkpoint
-    let psnr_before = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| c.psnr));
-    h.state_mut().as_mut().expect("app").open_bytes(b"not an image at all");
+    set_slider(&mut h, "rotate (degrees)", 40.0);
+    idle(&mut h);
+    let (tab, edit) = (app(&h).tab(), app(&h).edit().clone());
+    assert_eq!(tab, Tab::Steer);
+    type_into(&mut h, "Image path", &path.display().to_string());
+    assert_eq!(app(&h).tab(), tab, "typing 2 did not switch tabs");
+    assert_eq!(app(&h).edit(), &edit, "typing r did not reset the steering");
+    assert_eq!(app(&h).settings().image_path, path.display().to_string(), "the field holds what was typed");
+    h.key_press(egui::Key::Enter);
     h.run_steps(2);
-    assert!(h.query_by_label_contains("error:").is_some(), "the error is shown");
-    let bad = root().join("tests/fixtures/dinosae-setA/dinov3/hf/model.safetensors");
-    h.state_mut().as_mut().expect("app").model_path = bad.display().to_string();
-    h.get_by_label("Load model").click();
-    wait_for(&mut h, "load failure", |s| !s.busy && s.error.as_deref().is_some_and(|e| e.contains("not a DINO-SAE")));
-    let s = h.state().as_ref().expect("app");
-    assert_eq!(s.current.as_ref().map(|c| c.psnr), psnr_before, "the reconstruction is kept");
-    assert!(s.model.as_ref().is_some_and(|m| m.name.contains("sae")), "the previous model is kept");
+    let before = app(&h).current().map(|c| c.input.clone());
+    wait_for(&mut h, "the typed image", |s| s.is_idle() && s.current().map(|c| c.input.clone()) != before);
+    assert_eq!(app(&h).tab(), tab);
+    // out of the field (click on empty canvas), "2" is the Inspect shortcut again
+    h.hover_at(egui::pos2(1300.0, 990.0));
+    h.event(egui::Event::PointerButton { pos: egui::pos2(1300.0, 990.0), button: egui::PointerButton::Primary, pressed: true, modifiers: Default::default() });
+    h.event(egui::Event::PointerButton { pos: egui::pos2(1300.0, 990.0), button: egui::PointerButton::Primary, pressed: false, modifiers: Default::default() });
+    h.run_steps(2);
+    h.key_press(egui::Key::Num2);
+    h.run_steps(2);
+    assert_eq!(app(&h).tab(), Tab::Inspect, "the shortcut works outside text fields");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Cosine of two vectors in f64.
-fn cos(a: &[f32], b: &[f32]) -> f64 {
-    let d: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let n = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    d / (n(a) * n(b))
-}
-
+/// Results of one kind never displace another's: steering while sampling (both finish), and a cosine map
+/// asked for while a reconstruction runs (both finish, and the map belongs to the image shown).
 #[test]
-fn histogram_pinned_patch_of_another_image_undoer_and_image_walk() {
+fn steer_while_sampling_and_click_while_reconstructing() {
+    let run = tiny_generator("concurrent");
+    let mut h = studio();
+    load_generator(&mut h, &run);
+    set_slider(&mut h, "steps", 100.0);
+    h.get_by_label("Start sampling").click();
+    h.run_steps(2);
+    assert!(app(&h).is_running(JobKind::Sample));
+    h.get_by_label("Steer").click();
+    h.run_steps(2);
+    set_slider(&mut h, "rotate (degrees)", 45.0);
+    wait_for(&mut h, "steer and sample both finish", |s| {
+        s.current().is_some_and(|c| c.steered.is_some()) && s.sample_ui().result.is_some() && s.is_idle()
+    });
+    assert!(app(&h).sample_ui().result.as_ref().is_some_and(|r| r.2 == 100 && !r.1), "the sampling ran all its steps");
+    // the Start button is enabled again (it was stuck before the job slots)
+    h.get_by_label("Sample").click();
+    h.run_steps(2);
+    assert!(!h.get_by_label("Start sampling").accesskit_node().is_disabled(), "Start sampling is enabled again");
+
+    // open another image and click a patch while it reconstructs
+    h.get_by_label("Inspect").click();
+    h.run_steps(2);
+    type_into(&mut h, "Image path", &root().join("assets/samples/coffee.png").display().to_string());
+    h.get_by_label("Open image").click();
+    h.run_steps(1);
+    click_patch(&mut h, 0.3, 0.3);
+    wait_for(&mut h, "reconstruction and cosine map", |s| s.is_idle() && s.recent_images() == 2);
+    // the click was on the old image: its map is dropped (other latent) or arrived before; a click now works
+    click_patch(&mut h, 0.5, 0.5);
+    wait_for(&mut h, "cosine map of the new image", |s| s.is_idle() && s.current().is_some_and(|c| c.cosine.is_some()));
+    let c = app(&h).current().expect("c");
+    let (p, v) = c.cosine.clone().expect("cos");
+    assert_eq!(v.len(), c.grid.0 * c.grid.1, "the map has the shown image's grid");
+    assert!((v[p] - 1.0).abs() < 1e-4);
+    let _ = std::fs::remove_dir_all(&run);
+}
+
+/// A 6000x4000 camera photo: the app stays up, edits a 384 px working copy, renders the full resolution in
+/// tiles with progress, keeps that render when a second render is cancelled, and its peak memory stays within
+/// the memory budget.
+#[test]
+fn camera_photo_working_copy_full_render_and_cancel() {
+    let dir = std::env::temp_dir().join(format!("dino-sae-ui-camera-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("camera.jpg");
+    let big = image::RgbImage::from_fn(6000, 4000, |x, y| image::Rgb([(x / 24 % 256) as u8, (y / 16 % 256) as u8, ((x + y) / 40 % 256) as u8]));
+    big.save(&path).expect("write jpeg");
+    drop(big);
+    let mut h = harness(options(Some(path.clone())));
+    wait_for(&mut h, "working copy", |s| s.current().is_some() && s.is_idle());
+    let c = app(&h).current().expect("c");
+    assert_eq!(c.input.dimensions(), (384, 256), "the working copy's longest side is 384");
+    assert_eq!(app(&h).original().map(|o| o.dimensions()), Some((6000, 4000)));
+    assert!(h.query_by_label_contains("original 6000x4000, working copy 384x256").is_some());
+    h.get_by_label("Render full resolution").click();
+    wait_for(&mut h, "render progress", |s| s.is_running(JobKind::Render));
+    wait_for(&mut h, "render", |s| s.render_ui().result.is_some() && !s.is_running(JobKind::Render));
+    let (img, _, tiles) = app(&h).render_ui().result.clone().expect("render");
+    assert_eq!(img.dimensions(), (6000, 4000));
+    assert!(tiles > 1, "rendered in tiles");
+    // a second render, cancelled: the first stays
+    h.get_by_label("Render full resolution").click();
+    h.run_steps(2);
+    h.get_by_label("Cancel render").click();
+    wait_for(&mut h, "cancelled", |s| !s.is_running(JobKind::Render));
+    assert!(h.query_by_label_contains("cancelled; the previous render is kept").is_some());
+    assert_eq!(app(&h).render_ui().result.as_ref().map(|r| r.0.dimensions()), Some((6000, 4000)));
+    // peak resident memory of this test process (all tests of the binary share it) within the budget
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map(|kb| kb * 1024);
+    let budget = engine::preflight::Budget::from_env();
+    if let Some(b) = hwm {
+        assert!(b < budget.bytes.max(4 << 30), "peak RSS {} over the budget {}", engine::preflight::human(b as f64), engine::preflight::human(budget.bytes as f64));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Save a session through the UI, open it in a new studio: image, working size, edit and tab come back.
+#[test]
+fn sessions_save_and_open_through_the_ui() {
+    let mut h = studio();
+    h.get_by_label("Steer").click();
+    h.run_steps(2);
+    set_slider(&mut h, "rotate (degrees)", 25.0);
+    idle(&mut h);
+    let edit = app(&h).edit().clone();
+    let file = std::env::temp_dir().join(format!("dino-sae-ui-session-{}.json", std::process::id()));
+    type_into(&mut h, "Session file", &file.display().to_string());
+    h.get_by_label("Save session").click();
+    idle(&mut h);
+    assert!(file.exists(), "{:?}", app(&h).error());
+    assert!(engine::session::Session::latents_path(&file).exists(), "the latent is written beside it");
+    drop(h);
+    let mut h2 = harness(options(Some(file.clone())));
+    wait_for(&mut h2, "session restored", |s| s.is_idle() && s.current().is_some_and(|c| c.steered.is_some()));
+    assert_eq!(app(&h2).edit(), &edit);
+    assert_eq!(app(&h2).tab(), Tab::Steer);
+    assert!(app(&h2).settings().image_path.ends_with("chelsea.png"));
+    let _ = std::fs::remove_file(engine::session::Session::latents_path(&file));
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Panels rendered through wgpu (lavapipe) and compared with the committed snapshots. Paths are relative (the
+/// test runs in app/) and run-dependent values (timings, memory) are hidden, so the pictures are the same on
+/// every checkout.
+#[test]
+fn panel_snapshots_match_the_committed_ones() {
+    let opts = StartOptions {
+        open: Some(PathBuf::from("../assets/samples/chelsea.png")),
+        model: Some(PathBuf::from("../tests/fixtures/dinosae-setA/sae/model.safetensors")),
+        stable_ui: true,
+        ..options(None)
+    };
+    let mut h = harness(opts);
+    wait_for(&mut h, "reconstruction", |s| s.current().is_some_and(|c| c.lpips.is_some() || !c.lpips_note.contains("computing")) && s.is_idle());
+    let snap = SnapshotOptions::new().output_path(root().join("docs/snapshots"));
+    h.snapshot_options("studio-compare", &snap);
+    for (tab, name) in [("Inspect", "studio-inspect"), ("Steer", "studio-steer"), ("Models", "studio-models")] {
+        h.get_by_label(tab).click();
+        h.run_steps(3);
+        idle(&mut h);
+        h.hover_at(egui::pos2(1350.0, 5.0));
+        h.run_steps(2);
+        h.snapshot_options(name, &snap);
+    }
+}
+
+/// Inspect's histogram and colour bar, a patch pinned on one image steering another, undo / redo, sampling
+/// with previews and a cancel that keeps the last state, slerp walks between seeds and between two opened
+/// images (exported as PNG frames), and the class-mean target.
+#[test]
+fn histogram_pin_undo_sampling_walks_and_class_mean() {
     let model = fixture_model();
     let mut h = studio();
-    wait_for(&mut h, "reconstruction", |s| s.current.is_some());
     assert!(h.query_by_label_contains("backend: CPU (burn Flex").is_some(), "the status bar names the engine's backend");
-
-    // Inspect: the histogram of |z| (egui_plot) with its summary
     h.get_by_label("Inspect").click();
     h.run_steps(3);
     assert!(h.query_by_label("Histogram of |z|").is_some());
-    let n = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| c.magnitude.len())).expect("c");
+    let (n, lo, hi) = app(&h).current().map(|c| (c.magnitude.len(), c.magnitude.iter().fold(f32::MAX, |a, v| a.min(*v)), c.magnitude.iter().fold(f32::MIN, |a, v| a.max(*v)))).expect("c");
     assert!(h.query_by_label_contains(&format!("{n} patches, mean |z|")).is_some());
-    // the colour bar names its ends: the smallest and largest |z| of this image
-    let (lo, hi) = h.state().as_ref().and_then(|s| s.current.as_ref()).map(|c| c.magnitude.iter().fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)))).expect("c");
     assert!(h.query_by_label(&format!("colour scale {lo:.2}")).is_some(), "colour bar low end");
     assert!(h.query_by_label_contains(&format!("{hi:.2}  (mid")).is_some(), "colour bar high end");
 
-    // Steer: pin patch 3 of this image as the target
+    // Steer: pin patch 0 (the target patch field's start value) of this image as the target
     h.get_by_label("Steer").click();
     h.run_steps(3);
     h.get_by_label("patch").click();
     h.run_steps(2);
-    h.state_mut().as_mut().expect("app").target_patch = 3;
     h.get_by_label("Pin as target").click();
-    wait_for(&mut h, "pinned patch", |s| s.pinned.is_some() && !s.busy);
-    let pinned = h.state().as_ref().and_then(|s| s.pinned.clone()).expect("pinned").1;
-    // reference: the engine's own encoding of the fitted input, patch 3, straight from the model
-    let input = h.state().as_ref().and_then(|s| s.current.as_ref().map(|c| c.input.clone())).expect("input");
+    wait_for(&mut h, "pinned patch", |s| s.pinned().is_some() && s.is_idle());
+    let pinned = app(&h).pinned().expect("pinned").1.clone();
+    // reference: the engine's own encoding of the working input, patch 0, straight from the model
+    let input = app(&h).current().map(|c| c.input.clone()).expect("input");
     let device = engine::cpu();
     let m = engine::checkpoint::load_sae(&model, &device, false).expect("model").model;
     let x = engine::image_io::to_tensor(&[&input], &m.cfg.pixels, &device).expect("tensor");
     let z = engine::raw::RawTensor::from_tensor(m.encode(x).expect("encode").patches).expect("raw");
     let hw = z.shape[2] * z.shape[3];
-    let want: Vec<f32> = (0..z.shape[1]).map(|k| z.data[k * hw + 3]).collect();
-    assert_eq!(pinned.len(), want.len());
-    assert!(cos(&pinned, &want) > 1.0 - 1e-6, "pinned direction is patch 3's ({})", cos(&pinned, &want));
-    let norm = pinned.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-    assert!((norm - 1.0).abs() < 1e-5, "unit direction, |d| = {norm}");
+    let want: Vec<f32> = (0..z.shape[1]).map(|k| z.data[k * hw]).collect();
+    let dot: f64 = pinned.iter().zip(&want).map(|(a, b)| *a as f64 * *b as f64).sum();
+    let nw = want.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    assert!(dot / nw > 1.0 - 1e-6, "the pinned direction is patch 0's (cos {})", dot / nw);
 
-    // open another image; the pinned target stays and steers the new image towards it
-    h.state_mut().as_mut().expect("app").open_image(&root().join("assets/samples/coffee.png"));
-    wait_for(&mut h, "second image", |s| s.recent.len() == 2 && !s.busy);
-    h.get_by_label_contains("pinned: patch 3 of image 1").click();
+    // another image; the pinned target stays and steers it; undo / redo
+    type_into(&mut h, "Image path", &root().join("assets/samples/coffee.png").display().to_string());
+    h.get_by_label("Open image").click();
+    wait_for(&mut h, "second image", |s| s.recent_images() == 2 && s.is_idle());
+    h.get_by_label_contains("pinned: patch 0 of image 1").click();
     h.run_steps(2);
-    for n in h.query_all_by_label_contains("rotate (degrees)") {
-        n.set_value_accesskit(90.0);
-    }
-    h.run_steps(2);
-    wait_for(&mut h, "steered towards the pinned patch", |s| s.current.as_ref().is_some_and(|c| c.steered.is_some()) && !s.busy);
-    assert!(h.state().as_ref().is_some_and(|s| matches!(&s.edit.target, engine::steer::SteerTarget::Direction(d) if *d == pinned)));
-    // egui's Undoer: undo returns to 0 degrees, redo to 90
+    set_slider(&mut h, "rotate (degrees)", 90.0);
+    wait_for(&mut h, "steered towards the pinned patch", |s| s.current().is_some_and(|c| c.steered.is_some()) && s.is_idle());
+    assert!(matches!(&app(&h).edit().target, engine::steer::SteerTarget::Direction(d) if *d == pinned));
     h.get_by_label("Undo").click();
     h.run_steps(2);
-    assert_eq!(h.state().as_ref().map(|s| s.edit.angle_deg), Some(0.0));
+    assert_eq!(app(&h).edit().angle_deg, 0.0);
     h.get_by_label("Redo").click();
     h.run_steps(2);
-    assert_eq!(h.state().as_ref().map(|s| s.edit.angle_deg), Some(90.0));
+    assert_eq!(app(&h).edit().angle_deg, 90.0);
 
     // Sample tab without a generator: a slerp walk from the current image (coffee) to the first one (chelsea)
     let dir = std::env::temp_dir().join(format!("dino-sae-ui-walk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    {
-        let app = h.state_mut().as_mut().expect("app");
-        app.sample.walk_frames = 3;
-        app.sample.frames_dir = dir.display().to_string();
-    }
     h.get_by_label("Sample").click();
     h.run_steps(2);
+    set_slider(&mut h, "intervals", 3.0);
     h.get_by_label_contains("recent image 1 (").click();
-    wait_for(&mut h, "image walk", |s| !s.sample.walk.is_empty() && !s.sample.running);
-    let (walk, recon) = {
-        let s = h.state().as_ref().expect("app");
-        (s.sample.walk.clone(), s.current.as_ref().expect("c").recon.clone())
-    };
+    wait_for(&mut h, "image walk", |s| !s.sample_ui().walk.is_empty() && s.is_idle());
+    let walk = app(&h).sample_ui().walk.clone();
+    let recon = app(&h).current().expect("c").recon.clone();
     assert_eq!(walk.len(), 4, "3 intervals give 4 frames");
-    assert_eq!(walk[0].dimensions(), recon.dimensions(), "frames at the current image's size");
-    // frame 0 is the current image's own reconstruction (encoded in a batch of two: float noise only)
     let p = engine::metrics::psnr(&engine::image_io::rgb8_to_f32(&walk[0]), &engine::image_io::rgb8_to_f32(&recon));
     assert!(p > 40.0, "frame 0 = reconstruction of A (PSNR {p:.1} dB)");
     assert_ne!(walk[0], walk[3], "the walk ends elsewhere");
+    type_into(&mut h, "Frames folder", &dir.display().to_string());
     h.get_by_label("Export frames").click();
-    h.run_steps(2);
+    wait_for(&mut h, "frames written", |s| s.last_export() == Some(dir.as_path()));
     let bytes = std::fs::read(dir.join("frame_003.png")).expect("exported frame");
     assert!(String::from_utf8_lossy(&bytes).contains("current image -> recent image 1"), "walk parameters in the PNG");
+
+    // a generator: sample with previews, then start again and cancel (the last state is kept)
+    let run = tiny_generator("walks");
+    load_generator(&mut h, &run);
+    assert!(h.query_by_label("class").is_some(), "class picker shown");
+    set_slider(&mut h, "steps", 20.0);
+    h.get_by_label("Start sampling").click();
+    wait_for(&mut h, "samples", |s| s.sample_ui().result.is_some() && !s.is_running(JobKind::Sample));
+    assert!(h.query_by_label_contains("Samples: 20 steps").is_some());
+    assert!(app(&h).sample_ui().preview.is_some(), "previews arrived during sampling");
+    assert!(h.query_by_label_contains("step 20/25").is_none() && h.query_by_label_contains("ETA").is_none(), "no progress bar once it ended");
+    set_slider(&mut h, "steps", 100.0);
+    h.get_by_label("Start sampling").click();
+    wait_for(&mut h, "first preview", |s| s.is_running(JobKind::Sample) && s.sample_ui().preview.is_some());
+    h.get_by_label("Cancel sampling").click();
+    wait_for(&mut h, "cancelled samples", |s| !s.is_running(JobKind::Sample) && s.sample_ui().result.as_ref().is_some_and(|r| r.1));
+    assert!(h.query_by_label_contains("Cancelled after").is_some(), "the last state is kept");
+    // a walk between two seeds
+    set_slider(&mut h, "steps", 10.0);
+    set_slider(&mut h, "intervals", 4.0);
+    h.get_by_label("Walk").click();
+    wait_for(&mut h, "seed walk", |s| s.sample_ui().walk.len() == 5 && s.is_idle());
+    // steer towards the mean direction of a generator class
+    h.get_by_label("Steer").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Target: class mean of").click();
+    wait_for(&mut h, "class mean", |s| s.class_mean().is_some_and(|(_, d)| d.len() == 64) && s.is_idle());
+    assert!(matches!(&app(&h).edit().target, engine::steer::SteerTarget::Direction(d) if d.len() == 64));
+    let _ = std::fs::remove_dir_all(&run);
     let _ = std::fs::remove_dir_all(&dir);
 }

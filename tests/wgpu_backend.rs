@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use engine::backend::{Backend, BackendChoice};
-use engine::worker::{Command, Event, ModelSource, Worker};
+use engine::worker::{Event, Job, ModelSource, Ticket, Worker};
 
 fn fixtures(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
@@ -59,17 +59,17 @@ fn worker_on_wgpu_reports_it_and_agrees_with_the_cpu_worker() {
         let w = Worker::spawn_on(choice, || {});
         let next = || w.recv_timeout(Duration::from_secs(300)).expect("event");
         let name = match next() {
-            Event::BackendReady { name, wgpu } => {
-                assert_eq!(wgpu, choice == BackendChoice::Wgpu, "{name}");
-                name
+            Event::BackendReady(b) => {
+                assert_eq!(b.wgpu, choice == BackendChoice::Wgpu, "{}", b.name);
+                b.name
             }
             e => panic!("expected BackendReady, got {e:?}"),
         };
-        w.send(Command::LoadModel(ModelSource::Path(model.clone())));
+        w.submit(Ticket::new(0), Job::LoadModel(ModelSource::Path(model.clone())));
         assert!(matches!(next(), Event::Loaded(_)));
-        w.send(Command::Reconstruct { id: 1, image: img.clone(), fit: engine::image_io::Fit::Crop });
+        w.submit(Ticket::new(1), Job::Reconstruct { image: img.clone(), fit: engine::image_io::Fit::Crop });
         match next() {
-            Event::Reconstructed { recon, magnitude, .. } => (name, recon, magnitude),
+            Event::Reconstructed(r) => (name, r.recon, r.magnitude),
             e => panic!("expected Reconstructed, got {e:?}"),
         }
     };

@@ -1,11 +1,78 @@
-//! DINO-SAE Studio: compare reconstructions, inspect and steer spherical latents.
-//! The engine runs on its own thread (`engine::worker`); this crate only exchanges messages and images.
+//! DINO-SAE Studio: compare reconstructions, inspect and steer spherical latents, sample.
+//! `dino-sae-studio [IMAGE|SESSION.json] [--model PATH] [--backend auto|cpu|wgpu] [--working-size PX]`
 
-use dino_sae_studio::app::{StartOptions, Studio, StudioApp};
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use dino_sae_studio::app::{StartOptions, Studio, StudioApp, SETTINGS_KEY};
+use dino_sae_studio::state::{Settings, Tab};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BackendArg {
+    /// wgpu on a hardware GPU, else the CPU
+    Auto,
+    Cpu,
+    Wgpu,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TabArg {
+    Compare,
+    Inspect,
+    Steer,
+    Sample,
+    Models,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "dino-sae-studio", about = "See and steer the spherical latents of a DINO-SAE")]
+struct Cli {
+    /// An image, or a session file (.json) saved by File > Save session.
+    open: Option<PathBuf>,
+    /// A DINO-SAE checkpoint (our folder, or an official state dict); default: the embedded default model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// An image to open (same as the positional argument).
+    #[arg(long, conflicts_with = "open")]
+    image: Option<PathBuf>,
+    /// Random weights of a preset (pipeline demo only).
+    #[arg(long)]
+    random_preset: Option<String>,
+    #[arg(long, value_enum)]
+    tab: Option<TabArg>,
+    /// Where the engine computes (default: $DINO_SAE_BACKEND, else auto).
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Longest side of the working copy of opened images, pixels (64..=4096; default: remembered, else 384).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(64..=4096))]
+    working_size: Option<u32>,
+}
 
 fn main() -> eframe::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let opts = StartOptions::from_args(&args[1..]);
+    let cli = Cli::parse();
+    let backend = match cli.backend {
+        Some(BackendArg::Auto) => engine::backend::BackendChoice::Auto,
+        Some(BackendArg::Cpu) => engine::backend::BackendChoice::Cpu,
+        Some(BackendArg::Wgpu) => engine::backend::BackendChoice::Wgpu,
+        None => engine::backend::BackendChoice::from_env(),
+    };
+    let tab = cli.tab.map(|t| match t {
+        TabArg::Compare => Tab::Compare,
+        TabArg::Inspect => Tab::Inspect,
+        TabArg::Steer => Tab::Steer,
+        TabArg::Sample => Tab::Sample,
+        TabArg::Models => Tab::Models,
+    });
+    let opts = StartOptions {
+        no_restore: cli.open.is_some() || cli.image.is_some(),
+        open: cli.open.or(cli.image),
+        model: cli.model,
+        random_preset: cli.random_preset,
+        tab,
+        backend,
+        working_side: cli.working_size,
+        stable_ui: false,
+    };
     let native = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1360.0, 820.0]).with_title("DINO-SAE Studio"),
         ..Default::default()
@@ -14,10 +81,8 @@ fn main() -> eframe::Result<()> {
         "DINO-SAE Studio",
         native,
         Box::new(move |cc| {
-            let mut studio = Studio::new(cc.egui_ctx.clone(), opts);
-            if let Some(st) = cc.storage.and_then(|s| eframe::get_value(s, "dino-sae-studio.settings")) {
-                studio.apply_settings(st);
-            }
+            let settings: Settings = cc.storage.and_then(|s| eframe::get_value(s, SETTINGS_KEY)).unwrap_or_default();
+            let mut studio = Studio::with_settings(cc.egui_ctx.clone(), opts, settings);
             if let Some(rs) = &cc.wgpu_render_state {
                 studio.enable_gpu(rs);
             }

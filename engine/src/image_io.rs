@@ -226,5 +226,10 @@ pub fn working_copy(img: &RgbImage, max_side: u32) -> RgbImage {
     }
     let s = max_side as f64 / side as f64;
     let (nw, nh) = (((w as f64 * s).round() as u32).max(16), ((h as f64 * s).round() as u32).max(16));
+    if side > 4 * max_side {
+        // a camera photo: box-average to twice the target first (fast, alias-free), then Lanczos3
+        let pre = image::imageops::thumbnail(img, (2 * nw).min(w), (2 * nh).min(h));
+        return image::imageops::resize(&pre, nw, nh, image::imageops::FilterType::Lanczos3);
+    }
     image::imageops::resize(img, nw, nh, image::imageops::FilterType::Lanczos3)
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod preflight;
 pub mod render;
+pub mod session;
 pub mod raw;
 pub mod sphere;
 pub mod steer;

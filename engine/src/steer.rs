@@ -106,3 +106,57 @@ pub fn apply(latent: &RawTensor, edit: &SteerEdit, device: &Device) -> Result<Ra
     }
     Ok(out)
 }
+
+/// The working-copy patch whose area holds the centre of patch `i` of `n` along one axis, for a grid of `m`.
+fn source_index(i: usize, n: usize, m: usize) -> usize {
+    (((i as f64 + 0.5) * m as f64 / n as f64).floor() as usize).min(m.saturating_sub(1))
+}
+
+/// Map an edit made on the latent `work` (`[1, C, h, w]`, e.g. of the working copy) to a latent of grid `to`
+/// (`(H, W)`) of the same image, e.g. its full-resolution render: a patch of the new grid is selected when the
+/// working patch under its centre is; a target patch becomes that patch's direction (the same direction at
+/// every size); explicit directions carry over; random targets and angular noise keep their seeds (drawn per
+/// patch of the new grid: the same statistics, not the same pattern).
+pub fn map_to_grid(edit: &SteerEdit, work: &RawTensor, to: (usize, usize)) -> Result<SteerEdit> {
+    if work.shape.len() != 4 || work.shape[0] != 1 {
+        return Err(EngineError::Shape(format!("steer expects a [1, C, h, w] latent, got {:?}", work.shape)));
+    }
+    let (c, h, w) = (work.shape[1], work.shape[2], work.shape[3]);
+    let n = h * w;
+    if let Some(&bad) = edit.patches.iter().find(|&&p| p >= n) {
+        return Err(EngineError::Shape(format!("patch {bad} out of range (grid {h}x{w})")));
+    }
+    let (th, tw) = to;
+    let patches = if edit.patches.is_empty() {
+        Vec::new()
+    } else {
+        let mut sel = vec![false; n];
+        for &p in &edit.patches {
+            sel[p] = true;
+        }
+        let mut out = Vec::new();
+        for y in 0..th {
+            let sy = source_index(y, th, h);
+            for x in 0..tw {
+                if sel[sy * w + source_index(x, tw, w)] {
+                    out.push(y * tw + x);
+                }
+            }
+        }
+        if out.is_empty() {
+            // a selection always covers at least one patch of a larger grid; of a smaller one, keep the nearest
+            out.push(source_index(edit.patches[0] / w, h, th) * tw + source_index(edit.patches[0] % w, w, tw));
+        }
+        out
+    };
+    let target = match &edit.target {
+        SteerTarget::Patch(p) => {
+            if *p >= n {
+                return Err(EngineError::Shape(format!("target patch {p} out of range")));
+            }
+            SteerTarget::Direction((0..c).map(|k| work.data[k * n + p]).collect())
+        }
+        t => t.clone(),
+    };
+    Ok(SteerEdit { patches, target, ..edit.clone() })
+}

@@ -1,0 +1,248 @@
+//! Applying the engine's events to the studio. The engine link has already dropped results that are not the
+//! newest of their kind; results computed on an older latent (another image) are dropped here by version.
+
+use eframe::egui::{self, TextureOptions};
+use engine::worker::{Event, Job, JobKind};
+
+use crate::app::{color_image, Studio};
+use crate::heatmap;
+use crate::state::*;
+
+impl Studio {
+    fn is_current(&self, version: u64) -> bool {
+        self.current.as_ref().is_some_and(|c| c.version == version)
+    }
+
+    pub(crate) fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::BackendReady(b) => self.backend = b.name,
+            Event::Loaded(l) => {
+                let had_generator = self.models.generator.clone();
+                self.models = l.models;
+                if self.models.generator != had_generator {
+                    if let Some(g) = &self.models.generator {
+                        self.sample.classes = g.classes.clone();
+                        self.sample.s_vae_default = g.s_vae;
+                        self.sample.s_vae = g.s_vae;
+                        self.sample.class = self.sample.class.min(g.classes.len().saturating_sub(1));
+                    } else {
+                        self.sample.classes.clear();
+                    }
+                }
+                self.error = None;
+                match l.kind {
+                    JobKind::LoadModel | JobKind::LoadCompare => {
+                        // the main model (or the compare set) changed: reconstruct what is open again
+                        if let Some(w) = self.pending_work.take() {
+                            self.submit_reconstruct(w);
+                        } else if l.kind == JobKind::LoadModel || self.current.is_some() {
+                            self.rework();
+                        }
+                        if l.kind == JobKind::LoadModel {
+                            self.current = None;
+                            self.status = self.models.main.as_ref().map(|m| format!("loaded {}", crate::app::short_name(&m.name)));
+                        } else {
+                            self.status = Some("compare models updated".into());
+                        }
+                    }
+                    JobKind::LoadTeacher => {
+                        self.status = self.models.teacher.as_ref().map(|t| format!("loaded teacher {}", crate::app::short_name(t)));
+                        if self.current.is_some() {
+                            self.link.submit(Job::TeacherCosine);
+                        }
+                    }
+                    _ => self.status = Some("generator loaded".into()),
+                }
+            }
+            Event::Reconstructed(r) => self.on_reconstructed(*r),
+            Event::CosineMap(c) => {
+                if self.is_current(c.version) {
+                    if let Some(cur) = &mut self.current {
+                        cur.cosine = Some((c.patch, c.values));
+                    }
+                    self.heat = HeatMode::Cosine;
+                    self.show_heat = true;
+                    self.refresh_overlay();
+                }
+            }
+            Event::TeacherCosine(t) => {
+                if self.is_current(t.version) {
+                    if let Some(cur) = &mut self.current {
+                        cur.teacher_cosine = Some(t.values);
+                    }
+                    self.refresh_overlay();
+                }
+            }
+            Event::Steered(s) => {
+                if let Some(c) = self.current.as_mut().filter(|c| c.version == s.version) {
+                    c.tex_steered = Some(self.ctx.load_texture("steered", color_image(&s.image), TextureOptions::NEAREST));
+                    c.steered = Some((s.image, s.psnr, s.millis));
+                }
+            }
+            Event::PatchDirection(p) => {
+                let n = self.recent.len();
+                self.pinned = Some((format!("patch {} of image {n}", p.patch), p.direction));
+                self.target_kind = TargetKind::Pinned;
+                self.send_steer();
+            }
+            Event::Lpips(l) => {
+                if let Some(c) = self.current.as_mut().filter(|c| c.version == l.version) {
+                    c.lpips = Some((l.main, l.others));
+                    c.lpips_note = format!("LPIPS-VGG-like at {}x{}", l.size.0, l.size.1);
+                }
+            }
+            Event::Progress(p) => {
+                if let (JobKind::Sample, Some(img)) = (p.kind, p.preview) {
+                    self.sample.preview = Some(self.ctx.load_texture("sample-preview", color_image(&img), TextureOptions::NEAREST));
+                }
+            }
+            Event::Sampled(s) => match engine::generate::tile(&s.images) {
+                Ok(grid) => {
+                    let t = self.ctx.load_texture("sample-result", color_image(&grid), TextureOptions::NEAREST);
+                    self.sample.result = Some((t, s.cancelled, s.steps_done, s.millis));
+                    self.sample.result_image = Some(grid);
+                }
+                Err(e) => self.error = Some(e.to_string()),
+            },
+            Event::ClassMean(c) => {
+                self.class_mean = Some((c.class, c.direction));
+                self.target_kind = TargetKind::ClassMean;
+                self.send_steer();
+            }
+            Event::Walked(w) => {
+                self.sample.walk_tex = w
+                    .frames
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| self.ctx.load_texture(format!("walk{i}"), color_image(f), TextureOptions::NEAREST))
+                    .collect();
+                self.sample.walk = w.frames;
+                self.sample.walk_pos = 0;
+            }
+            Event::Exported(e) => self.last_export = Some(e.path),
+            Event::Rendered(r) => {
+                if self.is_current(r.version) {
+                    self.render.texture = Some(self.ctx.load_texture("render", color_image(&r.image), TextureOptions::LINEAR));
+                    self.render.result = Some((r.image, r.millis, r.tiles));
+                    self.render.note = None;
+                }
+            }
+            Event::Failed(f) => self.on_failed(f),
+        }
+    }
+
+    fn on_failed(&mut self, f: engine::worker::Failed) {
+        match (f.kind, f.cancelled) {
+            (Some(JobKind::Render), true) => {
+                self.render.note = Some(if self.render.result.is_some() { "cancelled; the previous render is kept".into() } else { "cancelled".into() });
+            }
+            (_, true) => {} // superseded or cancelled on purpose: nothing to say
+            (Some(JobKind::Lpips), false) => {
+                // not an error of anything the user did: say it where the score would be
+                if let Some(c) = &mut self.current {
+                    c.lpips_note = f.error;
+                }
+            }
+            (Some(JobKind::Render), false) => {
+                self.render.note = Some(f.error.clone());
+                self.error = Some(f.error);
+            }
+            _ => self.error = Some(f.error), // what the user had stays as it was
+        }
+    }
+
+    fn on_reconstructed(&mut self, r: engine::worker::Reconstruction) {
+        if self.recent.last() != Some(&r.input) && !r.from_latent {
+            self.recent.push(r.input.clone());
+            if self.recent.len() > 6 {
+                self.recent.remove(0);
+            }
+        }
+        let err = heatmap::error_image(&r.input, &r.recon);
+        let o = self.tex_options();
+        let others = r
+            .others
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| (x.name, self.ctx.load_texture(format!("other{i}"), color_image(&x.image), o), x.psnr, x.ssim))
+            .collect();
+        let same_grid = self.current.as_ref().is_some_and(|c| c.grid == r.grid);
+        self.current = Some(Current {
+            version: r.version,
+            tex_input: self.ctx.load_texture("input", color_image(&r.input), o),
+            tex_recon: self.ctx.load_texture("recon", color_image(&r.recon), o),
+            tex_error: self.ctx.load_texture("error", color_image(&err), o),
+            tex_overlay: None,
+            tex_steered: None,
+            input: r.input,
+            recon: r.recon,
+            psnr: r.psnr,
+            ssim: r.ssim,
+            millis: r.millis,
+            grid: r.grid,
+            magnitude: r.magnitude,
+            pca_rgb: r.pca_rgb,
+            pca_axes: r.pca_axes,
+            teacher_cosine: None,
+            others,
+            cosine: None,
+            steered: None,
+            lpips: None,
+            lpips_note: "LPIPS-VGG-like: computing...".into(),
+            from_latent: r.from_latent,
+        });
+        if !same_grid {
+            self.selection.clear();
+        }
+        let n = r.grid.0 * r.grid.1;
+        self.target_patch = self.target_patch.min(n.saturating_sub(1));
+        self.refresh_overlay();
+        if let Some(e) = self.pending_edit.take() {
+            self.selection = e.patches.iter().copied().filter(|&p| p < n).collect();
+            self.edit = e;
+            self.push_undo();
+            self.send_steer();
+        }
+        // the perceptual distance and the teacher's cosines run as their own (background / interactive) jobs
+        self.link.submit(Job::Lpips);
+        if self.models.teacher.is_some() {
+            self.link.submit(Job::TeacherCosine);
+        }
+    }
+
+    pub(crate) fn reload_textures(&mut self) {
+        let o = self.tex_options();
+        if let Some(c) = &mut self.current {
+            c.tex_input.set(color_image(&c.input), o);
+            c.tex_recon.set(color_image(&c.recon), o);
+            let err = heatmap::error_image(&c.input, &c.recon);
+            c.tex_error.set(color_image(&err), o);
+        }
+    }
+
+    fn overlay_texture(&self, c: &Current) -> Option<egui::ColorImage> {
+        let img = match self.heat {
+            HeatMode::Magnitude => heatmap::overlay(&c.input, &c.magnitude, c.grid, 1.0).0,
+            HeatMode::Cosine => {
+                let (_, v) = c.cosine.as_ref()?;
+                heatmap::overlay_range(&c.input, v, c.grid, -1.0, 1.0)
+            }
+            HeatMode::Teacher => heatmap::overlay_range(&c.input, c.teacher_cosine.as_ref()?, c.grid, -1.0, 1.0),
+            HeatMode::Pca => {
+                if c.pca_rgb.is_empty() {
+                    return None;
+                }
+                heatmap::overlay_colors(&c.input, &c.pca_rgb, c.grid)
+            }
+        };
+        Some(color_image(&img))
+    }
+
+    pub(crate) fn refresh_overlay(&mut self) {
+        self.overlay_version += 1;
+        let tex = self.current.as_ref().and_then(|c| self.overlay_texture(c));
+        if let Some(c) = &mut self.current {
+            c.tex_overlay = tex.map(|t| self.ctx.load_texture("overlay", t, TextureOptions::NEAREST));
+        }
+    }
+}

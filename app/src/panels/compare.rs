@@ -1,0 +1,105 @@
+//! Compare: original | reconstruction | error side by side (and every compare model's reconstruction), PSNR /
+//! SSIM / LPIPS-VGG-like, swipe divider, hold-Space flicker, synchronised zoom and pan, Fit / 1:1.
+
+use eframe::egui::{self, Color32, TextureHandle};
+
+use crate::app::Studio;
+use crate::widgets::overlay::fit_size;
+
+pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
+    let Some(c) = &s.current else {
+        ui.label(if s.opening.is_some() { "Opening the image..." } else { "Open an image (path on the left, or drop a file here)." });
+        return;
+    };
+    let lp = match &c.lpips {
+        Some((v, _)) => format!("LPIPS-VGG-like {v:.4}"),
+        None => c.lpips_note.clone(),
+    };
+    let timing = if s.stable_ui { String::new() } else { format!("   {:.0} ms", c.millis) };
+    let from = if c.from_latent { "   (decoded from a saved latent: no original)" } else { "" };
+    ui.label(format!(
+        "PSNR {:.2} dB   SSIM {:.4}   {lp}   {}x{} px, {}x{} patches{timing}{from}",
+        c.psnr,
+        c.ssim,
+        c.input.width(),
+        c.input.height(),
+        c.grid.1,
+        c.grid.0
+    ));
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut s.swipe, 0.0..=1.0).text("swipe (original on the left)"));
+        let before = s.settings.linear;
+        ui.checkbox(&mut s.settings.linear, "linear filtering");
+        if before != s.settings.linear {
+            s.reload_textures();
+        }
+        ui.label("hold Space: flicker to the original");
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut s.settings.zoom, 1.0..=16.0).logarithmic(true).text("zoom (all views; drag to pan)"));
+        if ui.button("Fit").clicked() {
+            s.settings.zoom = 1.0;
+            s.pan = egui::Vec2::ZERO;
+        }
+        if ui.button("1:1").clicked() {
+            let fit = fit_size(s, ui, 3.0, 60.0);
+            if let Some(c) = &s.current {
+                s.settings.zoom = (c.input.width() as f32 / fit.x.max(1.0)).max(1.0);
+            }
+        }
+    });
+    let size = fit_size(s, ui, 3.0, 60.0);
+    let flicker = !ui.ctx().egui_wants_keyboard_input() && ui.ctx().input(|i| i.key_down(egui::Key::Space));
+    // the same uv window for every view: zoom around the centre, shifted by the pan
+    let half = 0.5 / s.settings.zoom.max(1.0);
+    let lim = 0.5 - half;
+    s.pan = egui::vec2(s.pan.x.clamp(-lim, lim), s.pan.y.clamp(-lim, lim));
+    let centre = egui::pos2(0.5 + s.pan.x, 0.5 + s.pan.y);
+    let uv = egui::Rect::from_center_size(centre, egui::vec2(2.0 * half, 2.0 * half));
+    let mut drag = egui::Vec2::ZERO;
+    let mut view = |ui: &mut egui::Ui, tex: &TextureHandle| {
+        let r = ui.add(egui::Image::new((tex.id(), size)).uv(uv).sense(egui::Sense::drag()));
+        drag += r.drag_delta() / size;
+        r
+    };
+    let Some(c) = &s.current else { return };
+    let swipe = s.swipe;
+    ui.horizontal(|ui| {
+        ui.vertical(|ui| {
+            ui.label("Original");
+            view(ui, &c.tex_input);
+        });
+        ui.vertical(|ui| {
+            ui.label(if flicker { "Original (Space held)" } else { "Reconstruction" });
+            let tex = if flicker { &c.tex_input } else { &c.tex_recon };
+            let resp = view(ui, tex);
+            if swipe > 0.0 && !flicker {
+                // the original over the left part, split at the divider
+                let r = resp.rect;
+                let split = r.left() + r.width() * swipe;
+                let left = egui::Rect::from_min_max(r.min, egui::pos2(split, r.bottom()));
+                let uv_left = egui::Rect::from_min_max(uv.min, egui::pos2(uv.min.x + uv.width() * swipe, uv.max.y));
+                ui.painter().image(c.tex_input.id(), left, uv_left, Color32::WHITE);
+                ui.painter().vline(split, r.y_range(), egui::Stroke::new(2.0, Color32::WHITE));
+            }
+        });
+        ui.vertical(|ui| {
+            ui.label("Error |x - recon| x4");
+            view(ui, &c.tex_error);
+        });
+    });
+    if !c.others.is_empty() {
+        ui.horizontal(|ui| {
+            for (i, (name, tex, p, q)) in c.others.iter().enumerate() {
+                ui.vertical(|ui| {
+                    let short = std::path::Path::new(name).file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+                    let lp = c.lpips.as_ref().and_then(|(_, o)| o.get(i)).map(|v| format!(", LPIPS-VGG-like {v:.4}")).unwrap_or_default();
+                    ui.label(format!("{short}: PSNR {p:.2} dB, SSIM {q:.4}{lp}"));
+                    view(ui, tex);
+                });
+            }
+        });
+    }
+    // dragging any view pans all of them
+    s.pan -= drag * uv.width();
+}

@@ -1,0 +1,142 @@
+//! Sample: the generator's class, seed, steps, sampler, CFG, s_vae and batch; decoded previews while it runs,
+//! cancel keeps the last state; slerp walks between two seeds or two opened images, playable and exportable.
+
+use eframe::egui;
+use engine::worker::{Job, JobKind};
+
+use crate::app::Studio;
+use crate::dialogs::DialogFor;
+use crate::panels::side::path_field;
+
+pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        path_field(ui, "Generator folder", &mut s.sample.dit_path);
+    });
+    ui.horizontal(|ui| {
+        if ui.button("Load generator").clicked() && !s.sample.dit_path.trim().is_empty() {
+            s.link.submit(Job::LoadGenerator(s.sample.dit_path.trim().into()));
+        }
+        if ui.button("Browse...").clicked() {
+            s.ask(DialogFor::Generator);
+        }
+    });
+    if s.sample.classes.is_empty() {
+        ui.label("No generator loaded. The default model ships one in assets/default-model/dit.");
+        walk_ui(s, ui);
+        return;
+    }
+    let sm = &mut s.sample;
+    egui::ComboBox::from_label("class").selected_text(sm.classes.get(sm.class).cloned().unwrap_or_default()).show_ui(ui, |ui| {
+        for (i, c) in sm.classes.iter().enumerate() {
+            ui.selectable_value(&mut sm.class, i, c);
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::DragValue::new(&mut sm.seed).prefix("seed "));
+        if ui.button("Randomise seed").clicked() {
+            sm.seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000).unwrap_or(7);
+        }
+    });
+    ui.add(egui::Slider::new(&mut sm.steps, 1..=100).text("steps"));
+    ui.horizontal(|ui| {
+        ui.radio_value(&mut sm.exp_map, false, "Euler + projection");
+        ui.radio_value(&mut sm.exp_map, true, "exp-map");
+    });
+    ui.add(egui::Slider::new(&mut sm.cfg, 1.0..=6.0).text("CFG scale"));
+    ui.add(egui::Slider::new(&mut sm.s_vae, 1.0..=40.0).text("s_vae (decode radius)"));
+    ui.add(egui::Slider::new(&mut sm.count, 1..=16).text("batch"));
+    let running = s.link.is_running(JobKind::Sample);
+    ui.horizontal(|ui| {
+        if ui.add_enabled(!running, egui::Button::new("Start sampling")).clicked() {
+            let spec = s.sample.spec(s.sample.count);
+            s.sample.preview = None;
+            s.link.submit(Job::Sample { spec, preview_every: 5 });
+        }
+        if ui.add_enabled(running, egui::Button::new("Cancel sampling")).clicked() {
+            s.link.cancel(JobKind::Sample);
+        }
+    });
+    if running {
+        if let Some((step, of, eta)) = s.link.slot(JobKind::Sample).and_then(|x| x.progress) {
+            ui.add(egui::ProgressBar::new(step as f32 / of.max(1) as f32).text(format!("step {step}/{of}, ETA {eta:.1} s")));
+        }
+    }
+    ui.horizontal(|ui| {
+        if let Some(p) = &s.sample.preview {
+            ui.vertical(|ui| {
+                ui.label("Preview (current state, decoded)");
+                ui.image((p.id(), egui::vec2(240.0, 240.0)));
+            });
+        }
+        if let Some((t, cancelled, done, ms)) = &s.sample.result {
+            ui.vertical(|ui| {
+                let timing = if s.stable_ui { String::new() } else { format!(", {ms:.0} ms") };
+                ui.label(if *cancelled { format!("Cancelled after {done} steps (last state kept){timing}") } else { format!("Samples: {done} steps{timing}") });
+                ui.image((t.id(), egui::vec2(240.0, 240.0)));
+            });
+        }
+    });
+    walk_ui(s, ui);
+}
+
+fn walk_ui(s: &mut Studio, ui: &mut egui::Ui) {
+    ui.separator();
+    ui.heading("Slerp walk between two seeds or two images");
+    let busy = s.link.is_running(JobKind::Walk);
+    ui.horizontal(|ui| {
+        ui.label(format!("from seed {} to", s.sample.seed));
+        ui.add(egui::DragValue::new(&mut s.sample.seed_b).prefix("seed "));
+        ui.add(egui::Slider::new(&mut s.sample.walk_frames, 1..=60).text("intervals"));
+        if ui.add_enabled(!busy && !s.sample.classes.is_empty(), egui::Button::new("Walk")).clicked() {
+            let spec = s.sample.spec(1);
+            s.sample.walk_label = format!("seed {} -> seed {}", s.sample.seed, s.sample.seed_b);
+            s.link.submit(Job::Walk { spec, seed_b: s.sample.seed_b, frames: s.sample.walk_frames });
+        }
+    });
+    ui.horizontal(|ui| {
+        let current = s.current.as_ref().map(|c| c.input.clone());
+        let others: Vec<usize> = (0..s.recent.len()).filter(|&k| Some(&s.recent[k]) != current.as_ref()).collect();
+        if others.is_empty() {
+            ui.label("Images: open two images to walk between them");
+            return;
+        }
+        ui.label("Images: from the current image to");
+        let mut pick = None;
+        for k in others {
+            let (w, h) = s.recent[k].dimensions();
+            if ui.add_enabled(!busy, egui::Button::new(format!("recent image {} ({w}x{h})", k + 1))).clicked() {
+                pick = Some(k);
+            }
+        }
+        if let (Some(k), Some(a)) = (pick, current) {
+            s.sample.walk_label = format!("current image -> recent image {}", k + 1);
+            s.link.submit(Job::WalkImages { a, b: s.recent[k].clone(), frames: s.sample.walk_frames });
+        }
+    });
+    if s.sample.walk_tex.is_empty() {
+        return;
+    }
+    let n = s.sample.walk_tex.len();
+    ui.horizontal(|ui| {
+        if ui.button(if s.sample.playing { "Pause" } else { "Play" }).clicked() {
+            s.sample.playing = !s.sample.playing;
+        }
+        ui.add(egui::Slider::new(&mut s.sample.walk_pos, 0..=n - 1).text("frame"));
+    });
+    if s.sample.playing {
+        let now = ui.ctx().input(|i| i.time);
+        if now - s.sample.last_advance > 0.12 {
+            s.sample.walk_pos = (s.sample.walk_pos + 1) % n;
+            s.sample.last_advance = now;
+        }
+        ui.ctx().request_repaint_after(std::time::Duration::from_millis(120));
+    }
+    let t = &s.sample.walk_tex[s.sample.walk_pos.min(n - 1)];
+    ui.image((t.id(), egui::vec2(200.0, 200.0)));
+    ui.horizontal(|ui| {
+        path_field(ui, "Frames folder", &mut s.sample.frames_dir);
+    });
+    if ui.button("Export frames").clicked() {
+        s.export_walk();
+    }
+}

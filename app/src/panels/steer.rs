@@ -1,0 +1,173 @@
+//! Steer: select patches (click, box, Shift+drag brush), pick a target (random, a patch, a principal axis, a
+//! class mean, a pinned patch of any image), rotate along great circles, rescale magnitudes, add angular noise;
+//! every change decodes the cached latent live (newest request wins); undo / redo / reset.
+
+use eframe::egui::{self, Color32};
+use engine::worker::Job;
+
+use crate::app::Studio;
+use crate::commands::AppCommand;
+use crate::state::TargetKind;
+use crate::widgets::{overlay, patch_grid};
+
+pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
+    if s.current.is_none() {
+        ui.label("Open an image first.");
+        return;
+    }
+    let mut changed = false;
+    ui.horizontal(|ui| {
+        ui.label("Selection:");
+        if ui.button("All patches").clicked() {
+            s.selection.clear();
+            changed = true;
+        }
+        ui.label(if s.selection.is_empty() {
+            "all (click patches to toggle, drag a box, Shift+drag to brush)".to_string()
+        } else {
+            format!("{} patches (click to toggle, drag a box, Shift+drag to brush)", s.selection.len())
+        });
+    });
+    ui.horizontal(|ui| {
+        ui.label("Target:");
+        changed |= ui.radio_value(&mut s.target_kind, TargetKind::Random, "random direction").changed();
+        changed |= ui.radio_value(&mut s.target_kind, TargetKind::Patch, "patch").changed();
+        for k in 0..3 {
+            for (positive, sign) in [(true, "+"), (false, "-")] {
+                changed |= ui.radio_value(&mut s.target_kind, TargetKind::Pca(k, positive), format!("PCA {}{sign}", k + 1)).changed();
+            }
+        }
+    });
+    changed |= targets_row(s, ui);
+    let before = s.edit.clone();
+    let r1 = ui.add(egui::Slider::new(&mut s.edit.angle_deg, 0.0..=180.0).text("rotate (degrees)"));
+    let r2 = ui.add(egui::Slider::new(&mut s.edit.magnitude_scale, 0.0..=3.0).text("magnitude scale"));
+    let r3 = ui.add(egui::Slider::new(&mut s.edit.noise_deg, 0.0..=90.0).text("angular noise (degrees)"));
+    let mut settled = false;
+    for r in [&r1, &r2, &r3] {
+        // an undo point before every drag or discrete change (keyboard, typed value, accessibility) and after it
+        if r.drag_started() || (r.changed() && !r.dragged()) {
+            s.undoer.add_undo(&before);
+        }
+        settled |= r.drag_stopped() || (r.changed() && !r.dragged());
+        changed |= r.changed();
+    }
+    ui.horizontal(|ui| {
+        for cmd in [AppCommand::Undo, AppCommand::Redo, AppCommand::ResetSteer] {
+            let enabled = match cmd {
+                AppCommand::Undo => s.can_undo(),
+                AppCommand::Redo => s.can_redo(),
+                _ => true,
+            };
+            if ui.add_enabled(enabled, egui::Button::new(cmd.label())).clicked() {
+                s.run(cmd);
+            }
+        }
+    });
+    if changed {
+        s.send_steer();
+    }
+    if settled {
+        // after send_steer, which resolves the target into the edit
+        s.push_undo();
+    }
+    let size = overlay::fit_size(s, ui, 2.0, 60.0);
+    ui.horizontal(|ui| {
+        ui.vertical(|ui| {
+            ui.label("Original (click patches to select)");
+            if let Some(resp) = overlay::show(s, ui, size) {
+                select(s, ui, resp);
+            }
+        });
+        ui.vertical(|ui| {
+            let Some(c) = s.current.as_ref() else { return };
+            match (&c.tex_steered, &c.steered) {
+                (Some(t), Some((_, psnr, ms))) => {
+                    let timing = if s.stable_ui { String::new() } else { format!(" ({ms:.0} ms)") };
+                    ui.label(format!("Steered decode: PSNR vs original {psnr:.2} dB{timing}"));
+                    ui.image((t.id(), size));
+                }
+                _ => {
+                    ui.label("Steered decode: move a slider");
+                    ui.image((c.tex_recon.id(), size));
+                }
+            }
+        });
+    });
+}
+
+/// Class-mean and pinned-patch targets. Returns whether the target changed.
+fn targets_row(s: &mut Studio, ui: &mut egui::Ui) -> bool {
+    let mut changed = false;
+    ui.horizontal(|ui| {
+        let classes = s.sample.classes.clone();
+        ui.add_enabled_ui(!classes.is_empty(), |ui| {
+            let name = classes.get(s.sample.class).cloned().unwrap_or_else(|| "(load a generator)".into());
+            if ui.button(format!("Target: class mean of {name}")).clicked() {
+                s.link.submit(Job::ClassMean { class: s.sample.class, count: 4 });
+            }
+        });
+        if let Some((k, _)) = &s.class_mean {
+            let selected = s.target_kind == TargetKind::ClassMean;
+            if ui.radio(selected, format!("class mean ({})", s.sample.classes.get(*k).cloned().unwrap_or_default())).clicked() {
+                s.target_kind = TargetKind::ClassMean;
+                changed = true;
+            }
+        }
+        if s.target_kind == TargetKind::Patch {
+            let n = s.current.as_ref().map(|c| c.grid.0 * c.grid.1).unwrap_or(1);
+            changed |= ui.add(egui::DragValue::new(&mut s.target_patch).range(0..=n.saturating_sub(1)).prefix("patch ")).changed();
+            // keep this patch's direction as the target, also after another image is opened
+            if ui.button("Pin as target").on_hover_text("keep this patch's direction; open another image to steer it there").clicked() {
+                s.link.submit(Job::PatchDirection { patch: s.target_patch });
+            }
+        }
+        if let Some((label, _)) = &s.pinned {
+            let selected = s.target_kind == TargetKind::Pinned;
+            if ui.radio(selected, format!("pinned: {label}")).clicked() {
+                s.target_kind = TargetKind::Pinned;
+                changed = true;
+            }
+        }
+    });
+    changed
+}
+
+/// Clicks toggle a patch, a drag selects a box, Shift+drag paints with a brush; each sends a steer.
+fn select(s: &mut Studio, ui: &mut egui::Ui, resp: egui::Response) {
+    let Some(grid) = s.current.as_ref().map(|c| c.grid) else { return };
+    let resp = resp.interact(egui::Sense::click_and_drag());
+    let brush = ui.ctx().input(|i| i.modifiers.shift);
+    if brush && resp.dragged() {
+        if let Some(p) = resp.interact_pointer_pos().and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid)) {
+            if !s.selection.contains(&p) {
+                s.selection.push(p);
+            }
+        }
+        if resp.drag_stopped() {
+            s.send_steer();
+        }
+    } else if resp.drag_started() {
+        // where the button went down, not where the drag was recognised
+        s.box_start = ui.ctx().input(|i| i.pointer.press_origin()).or(resp.interact_pointer_pos());
+    }
+    if let (Some(a), Some(b)) = (s.box_start, resp.interact_pointer_pos()) {
+        if resp.dragged() {
+            ui.painter().rect_stroke(egui::Rect::from_two_pos(a, b), 0.0, egui::Stroke::new(1.0, Color32::WHITE), egui::StrokeKind::Inside);
+        }
+        if resp.drag_stopped() {
+            s.selection = patch_grid::patches_in(resp.rect, egui::Rect::from_two_pos(a, b), grid);
+            s.box_start = None;
+            s.send_steer();
+        }
+    }
+    if let Some(p) = resp.interact_pointer_pos().filter(|_| resp.clicked()).and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid)) {
+        match s.selection.iter().position(|&q| q == p) {
+            Some(i) => {
+                s.selection.remove(i);
+            }
+            None => s.selection.push(p),
+        }
+        s.send_steer();
+    }
+}

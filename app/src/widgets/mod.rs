@@ -1,0 +1,5 @@
+//! Small reusable widgets: the patch grid geometry, the colour bar, the heatmap-overlaid image.
+
+pub mod colour_bar;
+pub mod overlay;
+pub mod patch_grid;

@@ -1,0 +1,102 @@
+//! The engine thread: jobs in, named events out. The GUI never touches tensors, only these messages and images.
+//!
+//! Every job carries a [`Ticket`] (its id and a cooperative cancel flag) and belongs to a [`JobKind`]; the
+//! UI keeps one slot per kind and drops results that are not the newest of their kind, so results of one
+//! kind never displace another's. The scheduler runs interactive jobs (reconstruct, steer, cosine maps, loads)
+//! before background ones (LPIPS, sampling, walks, exports, full-resolution renders), skips jobs cancelled
+//! while queued, and keeps only the newest queued job of an interactive kind. Long background jobs pump the
+//! queue between their steps / tiles, so a steer or a cosine map is answered while a render or a sample runs.
+//! Every job runs under `catch_unwind`: a failing or panicking job becomes [`Event::Failed`] and the worker
+//! keeps its models and goes on.
+
+mod jobs;
+mod protocol;
+mod scheduler;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+pub use protocol::*;
+
+/// Handle to the engine thread.
+pub struct Worker {
+    tx: Sender<Command>,
+    rx: Receiver<Event>,
+}
+
+impl Worker {
+    /// Start the thread on the backend `DINO_SAE_BACKEND` names (default: auto). `notify` is called after each
+    /// event (e.g. egui's `request_repaint`).
+    pub fn spawn(notify: impl Fn() + Send + 'static) -> Self {
+        Self::spawn_on(crate::backend::BackendChoice::from_env(), notify)
+    }
+
+    /// Start the thread on a chosen backend. The first event is `BackendReady` (preceded by `Failed` when wgpu
+    /// was asked for and no adapter exists; then the CPU is used).
+    pub fn spawn_on(choice: crate::backend::BackendChoice, notify: impl Fn() + Send + 'static) -> Self {
+        let (tx, crx) = channel::<Command>();
+        let (etx, rx) = channel::<Event>();
+        std::thread::Builder::new()
+            .name("dino-sae-engine".into())
+            .spawn(move || scheduler::run(choice, crx, etx, Box::new(notify)))
+            .expect("spawn engine thread");
+        Self { tx, rx }
+    }
+
+    pub fn send(&self, cmd: Command) {
+        let _ = self.tx.send(cmd);
+    }
+
+    /// Queue `job` under `ticket`.
+    pub fn submit(&self, ticket: Ticket, job: Job) {
+        self.send(Command::Run { ticket, job });
+    }
+
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Blocking receive with timeout (tests, CLI).
+    pub fn recv_timeout(&self, d: std::time::Duration) -> Option<Event> {
+        self.rx.recv_timeout(d).ok()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::Shutdown);
+    }
+}
+
+/// Where the default model is looked for, in order: `$DINO_SAE_DEFAULT_MODEL`, `assets/default-model` of the
+/// source tree this binary was built from, and `assets/default-model` under the current directory (a binary
+/// copied elsewhere, or built in a clone that is gone).
+pub fn default_model_candidates() -> Vec<PathBuf> {
+    let mut c = Vec::new();
+    if let Some(p) = std::env::var_os("DINO_SAE_DEFAULT_MODEL") {
+        c.push(PathBuf::from(p));
+    }
+    c.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/default-model"));
+    if let Ok(cwd) = std::env::current_dir() {
+        c.push(cwd.join("assets/default-model"));
+    }
+    c
+}
+
+/// The default model folder: the first of [`default_model_candidates`] that holds a model.
+pub fn default_model_dir() -> Option<PathBuf> {
+    default_model_candidates().into_iter().find(|d| d.join("model.safetensors").exists())
+}
+
+/// [`default_model_dir`], or an error naming every place looked in.
+pub fn require_default_model_dir() -> crate::Result<PathBuf> {
+    default_model_dir().ok_or_else(|| {
+        let looked: Vec<String> = default_model_candidates().iter().map(|p| p.display().to_string()).collect();
+        crate::EngineError::Checkpoint(format!("no default model found (looked in {})", looked.join(", ")))
+    })
+}
+
+/// The generator folder of the default model, if present.
+pub fn default_dit_dir() -> Option<PathBuf> {
+    default_model_dir().map(|d| d.join("dit")).filter(|d| d.join("model.safetensors").exists())
+}

@@ -1,0 +1,150 @@
+//! The engine thread's loop: a queue ordered by priority, stale and cancelled jobs skipped, panics caught, and a
+//! pump that answers read-only interactive jobs between the steps of long background jobs.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, Sender};
+
+use super::jobs::{self, State};
+use super::protocol::{BackendReady, Command, Event, Failed, Job, JobKind, Ticket};
+
+/// The event channel and the UI's wake-up call.
+pub(super) struct Out {
+    tx: Sender<Event>,
+    notify: Box<dyn Fn() + Send>,
+}
+
+impl Out {
+    /// Send an event; false when the UI is gone.
+    pub(super) fn send(&self, ev: Event) -> bool {
+        let ok = self.tx.send(ev).is_ok();
+        (self.notify)();
+        ok
+    }
+}
+
+type Queue = VecDeque<(Ticket, Job)>;
+
+pub(super) fn run(choice: crate::backend::BackendChoice, crx: Receiver<Command>, etx: Sender<Event>, notify: Box<dyn Fn() + Send>) {
+    let out = Out { tx: etx, notify };
+    let backend = match crate::backend::Backend::select(choice) {
+        Ok(b) => b,
+        Err(e) => {
+            out.send(Event::Failed(Failed { kind: None, id: None, error: format!("{e}; using the CPU"), cancelled: false }));
+            crate::backend::Backend::cpu()
+        }
+    };
+    out.send(Event::BackendReady(BackendReady { name: backend.name.clone(), wgpu: backend.is_wgpu }));
+    let mut state = State::new(backend.device);
+    let mut queue: Queue = VecDeque::new();
+    let mut shutdown = false;
+    loop {
+        if queue.is_empty() {
+            match crx.recv() {
+                Ok(Command::Run { ticket, job }) => queue.push_back((ticket, job)),
+                Ok(Command::Shutdown) | Err(_) => return,
+            }
+        }
+        drain(&crx, &mut queue, &mut shutdown);
+        if shutdown {
+            return;
+        }
+        let Some((ticket, job)) = pick(&mut queue, &out) else { continue };
+        let kind = job.kind();
+        let mut pump = |st: &State, running: &Ticket| {
+            drain(&crx, &mut queue, &mut shutdown);
+            if shutdown {
+                running.cancel();
+                return;
+            }
+            pump_readonly(st, &mut queue, &out);
+        };
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            jobs::handle(job, &ticket, &mut state, &|ev| {
+                out.send(ev);
+            }, &mut pump)
+        }));
+        if !out.send(outcome(kind, &ticket, res)) || shutdown {
+            return;
+        }
+    }
+}
+
+/// The final event of a job from its result (errors and panics become `Failed`).
+fn outcome(kind: JobKind, ticket: &Ticket, res: std::thread::Result<crate::Result<Event>>) -> Event {
+    match res {
+        Ok(Ok(ev)) => ev,
+        Ok(Err(e)) => {
+            let cancelled = matches!(e, crate::EngineError::Cancelled);
+            Event::Failed(Failed { kind: Some(kind), id: Some(ticket.id), error: e.to_string(), cancelled })
+        }
+        Err(p) => Event::Failed(Failed {
+            kind: Some(kind),
+            id: Some(ticket.id),
+            error: format!(
+                "internal error (the engine recovered): {}",
+                p.downcast_ref::<String>().cloned().or(p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+            ),
+            cancelled: false,
+        }),
+    }
+}
+
+fn drain(crx: &Receiver<Command>, queue: &mut Queue, shutdown: &mut bool) {
+    while let Ok(c) = crx.try_recv() {
+        match c {
+            Command::Run { ticket, job } => queue.push_back((ticket, job)),
+            Command::Shutdown => *shutdown = true,
+        }
+    }
+}
+
+fn cancelled_event(kind: JobKind, t: &Ticket, why: &str) -> Event {
+    Event::Failed(Failed { kind: Some(kind), id: Some(t.id), error: why.into(), cancelled: true })
+}
+
+/// Drop jobs cancelled while queued and jobs superseded by a newer queued one of their kind (each answered with
+/// a cancelled `Failed`, so the UI's slot never waits for them).
+fn prune(queue: &mut Queue, out: &Out) {
+    let mut i = 0;
+    while i < queue.len() {
+        let (t, j) = &queue[i];
+        let kind = j.kind();
+        let superseded = kind.newest_wins() && queue.iter().skip(i + 1).any(|(_, later)| later.kind() == kind);
+        if t.is_cancelled() || superseded {
+            let (t, _) = queue.remove(i).expect("index in range");
+            out.send(cancelled_event(kind, &t, if superseded { "superseded by a newer request" } else { "cancelled" }));
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// The next job: the oldest interactive one, else the oldest.
+fn pick(queue: &mut Queue, out: &Out) -> Option<(Ticket, Job)> {
+    prune(queue, out);
+    let pos = queue.iter().position(|(_, j)| j.kind().interactive()).unwrap_or(0);
+    queue.remove(pos)
+}
+
+/// Run the queued read-only interactive jobs (steer, cosine maps, pins) that no state-changing job precedes,
+/// while a background job holds the engine.
+fn pump_readonly(state: &State, queue: &mut Queue, out: &Out) {
+    loop {
+        prune(queue, out);
+        let mut found = None;
+        for (i, (_, j)) in queue.iter().enumerate() {
+            if jobs::is_readonly(j) {
+                found = Some(i);
+                break;
+            }
+            if j.kind().interactive() {
+                break; // a load or reconstruct must run first; what follows it belongs to its result
+            }
+        }
+        let Some(i) = found else { return };
+        let (ticket, job) = queue.remove(i).expect("index in range");
+        let kind = job.kind();
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| jobs::handle_readonly(job, &ticket, state)));
+        out.send(outcome(kind, &ticket, res));
+    }
+}
