@@ -33,3 +33,149 @@ fn default_model_can_be_named_by_the_environment() {
     assert_eq!((img.width(), img.height()), (448, 288), "chelsea 451x300 cropped to multiples of 16");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dino-sae-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn fixture_model() -> PathBuf {
+    root().join("tests/fixtures/dinosae-setA/sae")
+}
+
+/// Run the CLI; returns (exit code, stdout, stderr, seconds). A death by signal (abort) fails the test.
+fn dino_sae(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> (i32, String, String, f64) {
+    let t0 = std::time::Instant::now();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dino-sae"));
+    c.args(args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let o = c.output().expect("run dino-sae");
+    let secs = t0.elapsed().as_secs_f64();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+    let code = o.status.code().unwrap_or_else(|| panic!("dino-sae died by a signal ({:?})\n{stdout}\n{stderr}", o.status));
+    (code, stdout, stderr, secs)
+}
+
+/// A 6000x4000 camera-sized JPEG given to `reconstruct` is refused within seconds with the estimate, the budget
+/// and the largest size that fits; nothing is written and the process exits with an error code, not an abort.
+#[test]
+fn reconstruct_refuses_a_camera_photo_within_seconds() {
+    let dir = tmp_dir("camera");
+    let photo = dir.join("camera.jpg");
+    let img = image::RgbImage::from_fn(6000, 4000, |x, y| image::Rgb([(x / 24) as u8, (y / 16) as u8, ((x + y) / 40) as u8]));
+    img.save(&photo).expect("write the 6000x4000 JPEG");
+    let out = dir.join("recon.png");
+    let (code, stdout, stderr, secs) = dino_sae(
+        &["reconstruct".as_ref(), photo.as_os_str(), "-o".as_ref(), out.as_os_str()],
+        &[("DINO_SAE_DEFAULT_MODEL", root().join("assets/default-model").to_str().expect("utf-8"))],
+    );
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    println!("refused in {secs:.1} s: {stderr}");
+    for needle in ["reconstruct of 6000x4000", "needs about", "GiB of memory", "over the budget of", "at most", "tiled"] {
+        assert!(stderr.contains(needle), "missing {needle:?} in: {stderr}");
+    }
+    // the size it names is a real size with the photo's aspect (3:2 within a patch)
+    let at_most = stderr.split("at most ").nth(1).expect("at most");
+    let nums: Vec<usize> = at_most.split(" x ").take(2).map(|s| s.trim().split(' ').next().unwrap_or("").replace(',', "").parse().unwrap_or(0)).collect();
+    assert!(nums.len() == 2 && nums[0] >= 16 && nums[1] >= 16 && nums[0] < 6000, "{at_most}");
+    assert!((nums[0] as f64 / nums[1] as f64 - 1.5).abs() < 0.15, "aspect of {nums:?}");
+    assert!(secs < 30.0, "refusal took {secs:.1} s (model load + JPEG decode + preflight)");
+    assert!(!out.exists(), "nothing is written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn write_latent(path: &std::path::Path, c: usize, h: usize, w: usize) {
+    let mut t = engine::raw::TensorMap::new();
+    let data: Vec<f32> = (0..c * h * w).map(|i| ((i % 97) as f32 / 97.0 - 0.5) * 0.2).collect();
+    t.insert("latent".into(), engine::raw::RawTensor::new(vec![1, c, h, w], data).expect("shape"));
+    engine::raw::write_safetensors(path, &t, &Default::default(), engine::raw::Precision::F32).expect("write latent");
+}
+
+/// `decode` of a latent with a 400x400 grid is refused within seconds, saying which grid fits and pointing to
+/// `--tiled`; the same file with `--tiled` would be a 6400x6400 render (checked by the preflight only).
+#[test]
+fn decode_refuses_a_400x400_latent_and_says_what_fits() {
+    let dir = tmp_dir("bigdec");
+    let lat = dir.join("big.safetensors");
+    write_latent(&lat, 64, 400, 400);
+    let out = dir.join("big.png");
+    let model = fixture_model();
+    let (code, stdout, stderr, secs) = dino_sae(
+        &["decode".as_ref(), lat.as_os_str(), "-o".as_ref(), out.as_os_str(), "-m".as_ref(), model.as_os_str()],
+        &[("DINO_SAE_MEMORY_BUDGET", "2GiB")],
+    );
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    println!("refused in {secs:.1} s: {stderr}");
+    for needle in ["decode of a 400x400 latent", "6400x6400 px", "over the budget of 2.0 GiB", "DINO_SAE_MEMORY_BUDGET=2GiB", "grid fits in one pass", "--tiled"] {
+        assert!(stderr.contains(needle), "missing {needle:?} in: {stderr}");
+    }
+    assert!(secs < 20.0, "refusal took {secs:.1} s");
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `decode --tiled` renders a latent larger than one tile with a progress line per tile on stderr, and the
+/// full-size PNG comes out; the single-pass decode of the same latent agrees away from the seams.
+#[test]
+fn tiled_decode_reports_progress_and_writes_the_full_image() {
+    let dir = tmp_dir("tiled");
+    let lat = dir.join("l.safetensors");
+    write_latent(&lat, 64, 40, 48);
+    let model = fixture_model();
+    let tiled = dir.join("tiled.png");
+    let (code, stdout, stderr, _) =
+        dino_sae(&["decode".as_ref(), lat.as_os_str(), "-o".as_ref(), tiled.as_os_str(), "-m".as_ref(), model.as_os_str(), "--tiled".as_ref()], &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // 40 x 48 patches in 32-patch tiles overlapping by 4: 2 x 2 tiles
+    assert!(stderr.contains("decode: tile 1/4") && stderr.contains("tile 4/4 (100 %)"), "{stderr}");
+    let a = image::open(&tiled).expect("tiled png").to_rgb8();
+    assert_eq!(a.dimensions(), (768, 640));
+    let single = dir.join("single.png");
+    let (code, _, stderr, _) = dino_sae(&["decode".as_ref(), lat.as_os_str(), "-o".as_ref(), single.as_os_str(), "-m".as_ref(), model.as_os_str()], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("preflight: decode of a 40x48 latent"), "{stderr}");
+    let b = image::open(&single).expect("png").to_rgb8();
+    // tiles start at patches (0, 8) down and (0, 16) across: the top-left 112 x 224 px are covered by the first
+    // tile alone, far from its edges. The decoder is not exactly local (its norms see the whole map), so the two
+    // agree closely there but not bit for bit; a misplaced or mis-blended tile would differ by far more.
+    let (mut worst, mut sum, mut n) = (0i32, 0f64, 0f64);
+    for y in 0..112 {
+        for x in 0..224 {
+            for c in 0..3 {
+                let d = (a.get_pixel(x, y)[c] as i32 - b.get_pixel(x, y)[c] as i32).abs();
+                worst = worst.max(d);
+                sum += d as f64;
+                n += 1.0;
+            }
+        }
+    }
+    // and the whole image: the blended seams stay close to the single pass too
+    let whole = a.pixels().zip(b.pixels()).map(|(p, q)| (0..3).map(|c| (p[c] as i32 - q[c] as i32).abs() as f64).sum::<f64>()).sum::<f64>() / (3.0 * 768.0 * 640.0);
+    println!("tiled vs single pass: inside the first tile max {worst}, mean {:.2} levels; whole image mean {whole:.2}", sum / n);
+    assert!(worst <= 16 && sum / n <= 2.0, "inside the first tile: max {worst}, mean {:.2} levels", sum / n);
+    assert!(whole <= 4.0, "whole image: mean {whole:.2} levels");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `reconstruct --tiled` goes through the tiled encode and decode with progress lines.
+#[test]
+fn tiled_reconstruct_runs_with_progress() {
+    let dir = tmp_dir("tiledrec");
+    let photo = dir.join("p.png");
+    image::RgbImage::from_fn(600, 600, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])).save(&photo).expect("png");
+    let out = dir.join("r.png");
+    let model = fixture_model();
+    let (code, stdout, stderr, _) = dino_sae(
+        &["reconstruct".as_ref(), photo.as_os_str(), "-o".as_ref(), out.as_os_str(), "-m".as_ref(), model.as_os_str(), "--tiled".as_ref()],
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("encode: tile 4/4") && stderr.contains("decode: tile 4/4"), "{stderr}");
+    assert!(stdout.contains("PSNR") && stdout.contains("tiled"), "{stdout}");
+    assert_eq!(image::open(&out).expect("png").to_rgb8().dimensions(), (592, 592));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,7 @@ pub mod error;
 pub mod eval;
 pub mod fixture;
 pub mod flops;
+pub mod fuzz;
 pub mod generate;
 pub mod image_io;
 pub mod inspect;

@@ -14,7 +14,7 @@ use crate::model::vit::{Ffn, VitConfig};
 
 const F32: f64 = 4.0;
 /// Fixed working set of any job (rayon stacks, im2col bands of at most 4 M floats, allocator slack).
-const BASE: f64 = 96.0 * 1024.0 * 1024.0;
+pub const BASE: f64 = 96.0 * 1024.0 * 1024.0;
 
 /// How much memory jobs may use.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,6 +91,20 @@ pub fn rss_bytes() -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Peak resident memory of this process (VmHWM), bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Reset the peak resident memory (VmHWM) to the current RSS (Linux: `5` into /proc/self/clear_refs); false where
+/// that is not possible (VmHWM then counts since the process started).
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// What a job will cost.
@@ -214,6 +228,85 @@ pub fn train_step(cfg: &SaeConfig, batch: usize, crop: usize) -> Estimate {
     let d = decode(cfg, batch, crop / 16, crop / 16);
     let kept = (e.bytes - BASE) * (cfg.encoder.depth as f64 / 2.0).max(2.0) + (d.bytes - BASE) * 4.0;
     Estimate { bytes: BASE + kept * 1.5 + e.bytes, flops: 3.0 * (e.flops + d.flops) + e.flops }
+}
+
+/// Parameters a decoder config asks for (every conv weight and bias, norms), in f64 so absurd configs do not
+/// overflow.
+pub fn decoder_numel(dc: &DecoderConfig) -> f64 {
+    let s = dc.stages();
+    if s == 0 || dc.depth_list.len() != s || !(dc.block_type.len() == 1 || dc.block_type.len() == s) {
+        return 0.0; // not a valid config (validate() says why)
+    }
+    let wl: Vec<f64> = dc.width_list.iter().map(|&w| w as f64).collect();
+    let conv = |ci: f64, co: f64, k: f64| ci * co * k * k + co;
+    let up = |ci: f64, co: f64| match dc.upsample_block_type {
+        UpsampleType::ConvPixelShuffle => conv(ci, 4.0 * co, 3.0),
+        UpsampleType::InterpolateConv => conv(ci, co, 3.0),
+    };
+    let mut n = conv(dc.latent_channels as f64, wl[s - 1], 3.0);
+    for stage_id in 0..s {
+        let (w, depth) = (wl[stage_id], dc.depth_list[stage_id] as f64);
+        if depth == 0.0 {
+            continue;
+        }
+        if stage_id < s - 1 {
+            n += up(wl[stage_id + 1], w);
+        }
+        let block = match dc.block_of(stage_id) {
+            BlockType::ResBlock => 2.0 * 9.0 * w * w + 2.0 * w,
+            // qkv + proj (<= w each way), inverted 1x1 to 8w, depthwise 3x3 on 8w, point 4w -> w
+            BlockType::EvitGlu => {
+                let td = (w / 32.0).floor() * 32.0;
+                3.0 * td * w + td * w + 8.0 * w * w + 8.0 * w + 72.0 * w + 8.0 * w + 4.0 * w * w
+            }
+        };
+        n += depth * block;
+    }
+    let c_out = if dc.depth_list[0] > 0 { wl[0] } else { wl.get(1).copied().unwrap_or(wl[0]) };
+    n += c_out + if dc.depth_list[0] > 0 { conv(c_out, dc.in_channels as f64, 3.0) } else { up(c_out, dc.in_channels as f64) };
+    n
+}
+
+/// Parameters a DINO-SAE config asks for (backbone with the stem or the patchify, blocks, decoder).
+pub fn sae_numel(cfg: &SaeConfig) -> f64 {
+    let v = &cfg.encoder;
+    let d = v.dim as f64;
+    let h = v.ffn_hidden as f64;
+    let embed = if cfg.embed == crate::model::sae::EmbedKind::Stem {
+        let w = crate::model::stem::STEM_WIDTHS.map(|x| x as f64);
+        3.0 * w[0] * 49.0 + w[0] * w[1] * 9.0 + w[1] * w[2] * 9.0 + w[2] * d * 9.0 + w[0] + w[1] + w[2]
+    } else {
+        3.0 * (v.patch_size as f64).powi(2) * d + d
+    };
+    let pos = if v.family == crate::model::vit::Family::Dinov2 { (1.0 + (v.pos_grid as f64).powi(2)) * d } else { 0.0 };
+    let ffn = match v.ffn {
+        Ffn::Mlp => 2.0 * d * h + h + d,
+        Ffn::Swiglu => 3.0 * d * h + 2.0 * h + d,
+    };
+    let block = 4.0 * d + 3.0 * d * d + d * d + d + ffn;
+    embed + d * (1.0 + v.registers as f64) + pos + v.depth as f64 * block + 2.0 * d + decoder_numel(&cfg.decoder)
+}
+
+/// Refuse a config that asks for more parameters than its weights file holds (x2 slack) or than the memory
+/// budget: such a config and file do not belong together, and building the model would allocate what the file
+/// never had.
+pub fn check_weights_match(what: &str, config_numel: f64, file_numel: usize, budget: &Budget) -> Result<()> {
+    if !config_numel.is_finite() || config_numel * F32 > budget.bytes as f64 {
+        return Err(EngineError::TooBig {
+            what: format!("the model {what} describes"),
+            estimate: human(config_numel * F32),
+            budget: format!("{} ({})", human(budget.bytes as f64), budget.source),
+            advice: "the config is wrong for these weights, or the model is too large for this machine".into(),
+        });
+    }
+    if config_numel > 2.0 * file_numel as f64 + 65536.0 {
+        return Err(EngineError::Config(format!(
+            "{what} describes a model of {:.2} M parameters, but the weights hold {:.2} M values: config and weights do not belong together",
+            config_numel / 1e6,
+            file_numel as f64 / 1e6
+        )));
+    }
+    Ok(())
 }
 
 /// Human size: `1.9 GiB`, `340 MiB`.

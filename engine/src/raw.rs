@@ -20,8 +20,9 @@ pub type TensorMap = BTreeMap<String, RawTensor>;
 
 impl RawTensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
+        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if n != Some(data.len()) {
+            let n = n.map(|n| n.to_string()).unwrap_or_else(|| "more than usize::MAX".into());
             return Err(EngineError::Shape(format!("shape {shape:?} needs {n} values, got {}", data.len())));
         }
         Ok(Self { shape, data })
@@ -160,6 +161,37 @@ pub fn safetensors_from_bytes(bytes: &[u8]) -> Result<TensorMap> {
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<TensorMap> {
     let bytes = std::fs::read(path.as_ref()).map_err(|e| EngineError::io(&path, e))?;
     safetensors_from_bytes(&bytes)
+}
+
+/// A latent file's `latent` tensor as `[B, C, h, w]` (a `[C, h, w]` tensor gets a batch of 1), checked: present,
+/// rank 3 or 4, no empty side, `channels` channels (when given), finite. Only that tensor is converted.
+pub fn latent_from_bytes(bytes: &[u8], channels: Option<usize>) -> Result<RawTensor> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| EngineError::Data(format!("not a latent file: not valid safetensors ({e})")))?;
+    let v = st.tensor("latent").map_err(|_| EngineError::Data("latent file has no `latent` tensor".into()))?;
+    let mut shape = v.shape().to_vec();
+    if shape.len() == 3 {
+        shape.insert(0, 1);
+    }
+    if shape.len() != 4 || shape.contains(&0) {
+        return Err(EngineError::Shape(format!("latent must be [B, C, h, w] (or [C, h, w]) with no empty side, got {:?}", v.shape())));
+    }
+    if let Some(c) = channels {
+        if shape[1] != c {
+            return Err(EngineError::Shape(format!("latent has {} channels, this model's decoder takes {c}", shape[1])));
+        }
+    }
+    let t = RawTensor::new(shape, view_to_f32("latent", v.dtype(), v.data())?)?;
+    if !t.is_finite() {
+        return Err(EngineError::NonFinite("latent".into()));
+    }
+    Ok(t)
+}
+
+/// Read a latent file (see [`latent_from_bytes`]).
+pub fn read_latent(path: impl AsRef<Path>, channels: usize) -> Result<RawTensor> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
+    latent_from_bytes(&bytes, Some(channels)).map_err(|e| EngineError::Data(format!("{}: {e}", path.display())))
 }
 
 /// Read one tensor of a safetensors file as f64 (for float64 references).

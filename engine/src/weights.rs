@@ -160,6 +160,14 @@ impl WeightSource {
         }
     }
 
+    /// Values the source holds, for a source that serves only from its map (None: random or drawing sources).
+    pub fn source_numel(&self) -> Option<usize> {
+        match &self.mode {
+            Mode::File(m) => Some(m.values().map(RawTensor::numel).sum()),
+            _ => None,
+        }
+    }
+
     /// Shape of `key` in the source, if present.
     pub fn shape_of(&self, key: &str) -> Option<Vec<usize>> {
         match &self.mode {

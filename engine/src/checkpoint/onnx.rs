@@ -133,8 +133,9 @@ fn parse_tensor(b: &[u8]) -> Result<(String, RawTensor)> {
         (6, Some(s)) => s.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4")) as f32).collect(),
         _ => Vec::new(), // other types (and typed non-float fields) are not weights we need
     };
-    let n: usize = dims.iter().product();
-    if data.len() != n {
+    // a shape whose product overflows cannot match the data
+    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if n != Some(data.len()) {
         return Ok((name, RawTensor { shape: vec![0], data: Vec::new() }));
     }
     Ok((name, RawTensor { shape: dims, data }))

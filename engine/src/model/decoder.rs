@@ -388,6 +388,10 @@ impl DecoderConfig {
         if self.width_list.contains(&0) || self.latent_channels == 0 || self.in_channels == 0 {
             return bad(format!("zero channels in width_list {:?} / latent / in_channels", self.width_list));
         }
+        // bounds that keep every channel product below overflow (a config file is untrusted input)
+        if s > 64 || self.width_list.iter().chain([&self.latent_channels, &self.in_channels]).any(|&c| c > 1 << 20) || self.depth_list.iter().any(|&d| d > 4096) {
+            return bad(format!("absurd sizes: {s} stages, width_list {:?}, depth_list {:?}, latent {}", self.width_list, self.depth_list, self.latent_channels));
+        }
         for (what, n) in [("block_type", self.block_type.len()), ("norm", self.norm.len()), ("act", self.act.len())] {
             if n != 1 && n != s {
                 return bad(format!("{what} has {n} entries for {s} stages"));

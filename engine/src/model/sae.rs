@@ -161,6 +161,11 @@ impl DinoSae {
     /// `patch_embed.proj.*` for [`EmbedKind::Patchify`]) and `decoder.*`.
     pub fn load(ws: &mut WeightSource, cfg: &SaeConfig) -> Result<Self> {
         cfg.validate()?;
+        // a config (config.json) that asks for far more than the weights hold would allocate what the file never
+        // had: refused before any tensor is built
+        if let Some(n) = ws.source_numel() {
+            crate::preflight::check_weights_match("the config", crate::preflight::sae_numel(cfg), n, &crate::preflight::Budget::from_env())?;
+        }
         let mut encoder = Vit::load(ws, "dino_model", &cfg.encoder, cfg.embed == EmbedKind::Stem);
         if let PatchEmbed::Conv(c) = encoder.patch_embed {
             encoder.patch_embed = PatchEmbed::Resized(c);
