@@ -457,13 +457,25 @@ pub fn mutate_safetensors(r: &mut Rng, data: &[u8], seeds: &[Vec<u8>]) -> Vec<u8
         1 if !names.is_empty() => {
             let n = pick(r);
             if let Some(s) = h.get_mut(&n).and_then(|t| t.get_mut("shape")).and_then(Json::as_array_mut) {
-                match r.below(4) {
+                let dims: Vec<u64> = s.iter().filter_map(Json::as_u64).collect();
+                match r.below(6) {
                     0 if !s.is_empty() => {
                         let i = r.below(s.len());
                         s[i] = Json::from(interesting(r));
                     }
                     1 => s.push(Json::from(interesting(r))),
                     2 => s.clear(),
+                    // same element count, other layout: flattened, reversed, unit dims added or dropped
+                    3 | 4 if dims.len() == s.len() => {
+                        let mut d = dims.clone();
+                        match r.below(4) {
+                            0 => d = vec![dims.iter().fold(1u64, |a, &x| a.wrapping_mul(x))],
+                            1 => d.reverse(),
+                            2 => d.insert(r.below(d.len() + 1), 1),
+                            _ => d.retain(|&x| x != 1),
+                        }
+                        *s = d.into_iter().map(Json::from).collect();
+                    }
                     _ => {
                         // a product that overflows usize
                         *s = vec![Json::from(1u64 << 32), Json::from(1u64 << 32), Json::from(16u64)];
