@@ -147,3 +147,27 @@ pub fn dit_step(cfg: &crate::model::dit::DitConfig, h: usize, w: usize) -> f64 {
     };
     f + 2.0 * t * last as f64 * c_in
 }
+
+/// One preview-decoder forward ([`crate::model::preview`]) from an `h x w` latent grid: every convolution at its
+/// nominal size (the nearest-x2 + 3x3 upsampling counted at the output resolution, as in [`decoder`]).
+pub fn preview(cfg: &crate::model::preview::PreviewConfig, h: usize, w: usize) -> f64 {
+    use crate::model::preview::PreviewArch;
+    let s = cfg.shuffle();
+    match cfg.arch {
+        PreviewArch::Linear => conv(cfg.latent_channels, 3 * s * s, 1, 1, h, w),
+        PreviewArch::Conv => {
+            let wl = &cfg.widths;
+            let mut f = conv(cfg.latent_channels, wl[0], 1, 1, h, w);
+            let (mut ch, mut cw) = (h, w);
+            for i in 0..wl.len() {
+                if i > 0 {
+                    ch *= 2;
+                    cw *= 2;
+                    f += conv(wl[i - 1], wl[i], 3, 1, ch, cw);
+                }
+                f += cfg.depths[i] as f64 * conv(wl[i], wl[i], 3, 1, ch, cw);
+            }
+            f + conv(wl[wl.len() - 1], 3 * s * s, 3, 1, ch, cw)
+        }
+    }
+}

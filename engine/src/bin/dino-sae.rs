@@ -50,6 +50,12 @@ enum Cmd {
         /// large for one pass (the memory preflight says when).
         #[arg(long)]
         tiled: bool,
+        /// Decode with the distilled preview decoder (fast, approximate) instead of the full decoder.
+        #[arg(long)]
+        preview: bool,
+        /// Preview decoder folder (default: the model folder's `preview/`).
+        #[arg(long)]
+        preview_dir: Option<PathBuf>,
     },
     /// Encode an image to a latent file (safetensors: `latent` [1,C,h,w], `cls` [1,C]; no `cls` when --tiled).
     Encode {
@@ -75,6 +81,12 @@ enum Cmd {
         /// latents too large for one pass (the memory preflight says when).
         #[arg(long)]
         tiled: bool,
+        /// Decode with the distilled preview decoder (fast, approximate) instead of the full decoder.
+        #[arg(long)]
+        preview: bool,
+        /// Preview decoder folder (default: the model folder's `preview/`).
+        #[arg(long)]
+        preview_dir: Option<PathBuf>,
     },
     /// Memory and time estimate of an encode, decode or reconstruct at a size (the preflight every job runs);
     /// `--measure` also runs the job and reports the measured peak RSS increase next to the estimate.
@@ -307,6 +319,67 @@ enum Cmd {
         #[arg(long)]
         f16: bool,
     },
+    /// Distil a preview decoder from a model's full decoder on photo crops (decode-once cache, L1 + MSE + photo
+    /// L1 (+ LPIPS-VGG-like), latent noise like steered / sampled latents); checkpoints, resume, loss.csv/png.
+    TrainPreview {
+        /// The DINO-SAE whose decoder is distilled (our folder or an official checkpoint).
+        #[arg(long, short = 'm')]
+        model: PathBuf,
+        /// Training photos folder (scripts/fetch-photos.sh).
+        #[arg(long)]
+        photos: PathBuf,
+        /// Run folder (cache/, checkpoints, loss.csv, loss.png, final/). An existing run resumes.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Architecture preset: linear, tiny, small, base, wide.
+        #[arg(long, default_value = "small")]
+        preset: String,
+        #[arg(long)]
+        steps: Option<usize>,
+        #[arg(long)]
+        batch: Option<usize>,
+        #[arg(long)]
+        crop: Option<u32>,
+        #[arg(long)]
+        lr: Option<f64>,
+        #[arg(long)]
+        crops_per_photo: Option<usize>,
+        /// Perturbed latents per crop (decoded once each).
+        #[arg(long)]
+        noise_variants: Option<usize>,
+        /// Largest angular noise per patch, degrees.
+        #[arg(long)]
+        noise_max_deg: Option<f32>,
+        #[arg(long)]
+        w_l1: Option<f64>,
+        #[arg(long)]
+        w_mse: Option<f64>,
+        /// Weight of the L1 to the photo itself (clean latents).
+        #[arg(long)]
+        w_photo: Option<f64>,
+        /// Weight of the LPIPS-VGG-like term to the full decode (scripts/fetch-lpips.sh; slow on CPU).
+        #[arg(long)]
+        w_perc: Option<f64>,
+        #[arg(long)]
+        checkpoint_every: Option<usize>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write final/ in f16 (the shipped form).
+        #[arg(long)]
+        f16: bool,
+    },
+    /// Preview decoder vs full decoder vs photo (PSNR per photo, centre crops as `eval`), markdown table.
+    EvalPreview {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Preview folder (default: the model folder's `preview/`).
+        #[arg(long)]
+        preview_dir: Option<PathBuf>,
+        #[arg(long)]
+        photos: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        size: u32,
+    },
     /// Time encode, decode, one DiT step and 25-step sampling (median, p10, p90, FLOPs, peak RSS).
     Bench {
         #[arg(long, default_value = "small")]
@@ -351,6 +424,25 @@ fn load_model(a: &ModelArgs) -> Result<DinoSae> {
     Ok(loaded.model)
 }
 
+/// The preview decoder for `--preview`: `dir`, else the model folder's `preview/` (the default model's when no
+/// --model is given).
+fn load_preview(model: &ModelArgs, dir: Option<&Path>) -> Result<engine::model::preview::PreviewDecoder> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let m = match &model.model {
+                Some(p) => p.clone(),
+                None => engine::worker::require_default_model_dir().context("no --model given")?,
+            };
+            engine::model::preview::preview_dir_for(&m)
+                .with_context(|| format!("{} has no preview decoder (preview/); distil one with `dino-sae train-preview`", m.display()))?
+        }
+    };
+    let (p, report) = engine::model::preview::PreviewDecoder::load(&dir, &engine::cpu()).with_context(|| format!("loading preview {}", dir.display()))?;
+    eprintln!("preview: {} ({:?}, {:.2} M params) {}", dir.display(), p.cfg.arch, p.cfg.param_count() as f64 / 1e6, report.summary(0));
+    Ok(p)
+}
+
 fn main() {
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
@@ -361,7 +453,10 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let device = engine::cpu();
     match cli.cmd {
-        Cmd::Reconstruct { image, out, model, fit, tiled } => {
+        Cmd::Reconstruct { image, out, model, fit, tiled, preview, preview_dir } => {
+            if tiled && preview {
+                bail!("--preview decodes in one pass; drop --tiled");
+            }
             let fit = parse_fit(&fit)?;
             let m = load_model(&model)?;
             let img = image_io::fit16(&image_io::load_rgb(&image)?, fit);
@@ -380,7 +475,7 @@ fn run(cli: Cli) -> Result<()> {
                 let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
                 let lat = m.encode(x)?;
                 let t1 = Instant::now();
-                let rec = m.decode(lat.patches)?;
+                let rec = if preview { load_preview(&model, preview_dir.as_deref())?.decode(lat.patches)? } else { m.decode(lat.patches)? };
                 let mut recs = image_io::from_tensor(rec, &m.cfg.pixels)?;
                 (recs.remove(0), t1)
             };
@@ -424,7 +519,10 @@ fn run(cli: Cli) -> Result<()> {
             write_safetensors(&out, &t, &meta, Precision::F32)?;
             println!("wrote {} (latent {:?})", out.display(), t["latent"].shape);
         }
-        Cmd::Decode { latent, out, model, tiled } => {
+        Cmd::Decode { latent, out, model, tiled, preview, preview_dir } => {
+            if tiled && preview {
+                bail!("--preview decodes in one pass; drop --tiled");
+            }
             let m = load_model(&model)?;
             let z = engine::raw::read_latent(&latent, m.cfg.decoder.latent_channels)?;
             let (b, gh, gw) = (z.shape[0], z.shape[2], z.shape[3]);
@@ -438,7 +536,11 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 let est = preflight::check_decode(&m.cfg, b, gh, gw, &budget).context("memory preflight")?;
                 announce(&format!("decode of a {gh}x{gw} latent"), &est);
-                let rec = m.decode(z.to_tensor(&device)?)?;
+                let rec = if preview {
+                    load_preview(&model, preview_dir.as_deref())?.decode(z.to_tensor(&device)?)?
+                } else {
+                    m.decode(z.to_tensor(&device)?)?
+                };
                 image_io::from_tensor(rec, &m.cfg.pixels)?.remove(0)
             };
             image_io::save_png(&out, &image_io::f32_to_rgb8(&img), &[("Source", latent.display().to_string())])?;
@@ -691,6 +793,68 @@ fn run(cli: Cli) -> Result<()> {
             let back = load_sae(&out, &device, false)?;
             println!("wrote {} ({}; reloads: {})", out.display(), if f16 { "f16" } else { "f32" }, back.report.summary(0));
         }
+        Cmd::TrainPreview {
+            model,
+            photos,
+            out,
+            preset,
+            steps,
+            batch,
+            crop,
+            lr,
+            crops_per_photo,
+            noise_variants,
+            noise_max_deg,
+            w_l1,
+            w_mse,
+            w_photo,
+            w_perc,
+            checkpoint_every,
+            seed,
+            f16,
+        } => {
+            let d = engine::train::preview::PreviewTrainConfig::default();
+            let cfg = engine::train::preview::PreviewTrainConfig {
+                preset,
+                steps: steps.unwrap_or(d.steps),
+                batch: batch.unwrap_or(d.batch),
+                crop: crop.unwrap_or(d.crop),
+                lr: lr.unwrap_or(d.lr),
+                crops_per_photo: crops_per_photo.unwrap_or(d.crops_per_photo),
+                noise_variants: noise_variants.unwrap_or(d.noise_variants),
+                noise_max_deg: noise_max_deg.unwrap_or(d.noise_max_deg),
+                w_l1: w_l1.unwrap_or(d.w_l1),
+                w_mse: w_mse.unwrap_or(d.w_mse),
+                w_photo: w_photo.unwrap_or(d.w_photo),
+                w_perc: w_perc.unwrap_or(d.w_perc),
+                checkpoint_every: checkpoint_every.unwrap_or(d.checkpoint_every),
+                seed: seed.unwrap_or(d.seed),
+                final_f16: f16,
+                ..d
+            };
+            use engine::train::preview::PreviewEvent;
+            let r = engine::train::preview::train_preview(&model, &photos, &out, &cfg, &mut |e| {
+                match e {
+                    PreviewEvent::Caching { done, total } => eprint!("\rcaching latents + full decodes: {done}/{total}   "),
+                    PreviewEvent::Cached { count, reused } => eprintln!("\n{count} training items ({})", if reused { "cache reused" } else { "cache built" }),
+                    PreviewEvent::Resumed { step } => eprintln!("resuming at step {step}"),
+                    PreviewEvent::Log(r) => println!(
+                        "step {:>6}  loss {:.5}  l1 {:.5}  mse {:.6}  photo {:.5}  perc {:.4}  lr {:.2e}  {:.0} s",
+                        r.step, r.loss, r.l1, r.mse, r.photo, r.perc, r.lr, r.secs
+                    ),
+                    PreviewEvent::Checkpoint { step } => eprintln!("checkpoint {step}"),
+                }
+                true
+            })?;
+            println!("wrote {} (steps {} -> {}, {} items)", r.final_dir.display(), r.start_step, r.steps, r.items);
+        }
+        Cmd::EvalPreview { model, preview_dir, photos, size } => {
+            let m = load_model(&model)?;
+            let p = load_preview(&model, preview_dir.as_deref())?;
+            let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
+            let rows = engine::train::preview::evaluate_preview(&m, &p, &set, size)?;
+            print!("{}", engine::train::preview::eval_markdown(&rows, size));
+        }
         Cmd::Bench { preset, backend, repeats, size, json, profile } => {
             bench(&preset, &backend, repeats, size, json)?;
             if profile {
@@ -795,6 +959,17 @@ fn preflight_cmd(model: &ModelArgs, op: &str, size: &str, batch: usize, measure:
 }
 
 fn inspect(file: &Path) -> Result<()> {
+    let pdir = if file.is_file() { file.parent().unwrap_or(Path::new(".")).to_path_buf() } else { file.to_path_buf() };
+    if engine::model::preview::is_preview_dir(&pdir) {
+        let meta = engine::model::preview::read_meta(&pdir)?;
+        let (p, report) = engine::model::preview::PreviewDecoder::load(&pdir, &engine::cpu())?;
+        println!("file:      {}", pdir.display());
+        println!("format:    preview decoder ({})", engine::model::preview::PREVIEW_KIND);
+        println!("config:    {}", serde_json::to_string(&p.cfg)?);
+        println!("params:    {:.3} M; {:.3} GFLOP at 256x256; trained {} steps", p.cfg.param_count() as f64 / 1e6, engine::flops::preview(&p.cfg, 16, 16) / 1e9, meta.steps);
+        println!("report:    {}", report.summary(20));
+        return Ok(());
+    }
     let src = checkpoint::read(file)?;
     println!("file:      {}", src.path.display());
     println!("format:    {}", src.format);
@@ -809,6 +984,20 @@ fn inspect(file: &Path) -> Result<()> {
             let l = load_sae(file, &device, true)?;
             println!("config:    {}", serde_json::to_string(&l.model.cfg)?);
             println!("report:    {}", l.report.summary(20));
+            match engine::model::preview::preview_dir_for(file) {
+                Some(d) => match engine::model::preview::PreviewDecoder::load(&d, &device) {
+                    Ok((p, r)) => println!(
+                        "preview:   {} ({:?}, {:.3} M params, {:.3} GFLOP at 256x256; {})",
+                        d.display(),
+                        p.cfg.arch,
+                        p.cfg.param_count() as f64 / 1e6,
+                        engine::flops::preview(&p.cfg, 16, 16) / 1e9,
+                        r.summary(0)
+                    ),
+                    Err(e) => println!("preview:   {} does not load: {e}", d.display()),
+                },
+                None => println!("preview:   none (distil one with `dino-sae train-preview`)"),
+            }
         }
         checkpoint::Format::Decoder => {
             let r = checkpoint::to_internal(&src)?;
@@ -896,6 +1085,25 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
         let y = m.decode(lat.patches.clone()).expect("decode");
         let _ = y.into_data();
     });
+    // the preview decoder (issue 17): the default model's shipped one, else the `small` preset at random weights
+    let preview = match engine::model::preview::default_preview_dir().filter(|_| preset == "default") {
+        Some(d) => engine::model::preview::PreviewDecoder::load(&d, &device)?.0,
+        None => {
+            let cfg = engine::model::preview::PreviewConfig::preset("small", m.cfg.decoder.latent_channels)?;
+            engine::model::preview::PreviewDecoder::random(&cfg, 0, &device)?.0
+        }
+    };
+    let mut psizes = vec![size];
+    if size != 512 {
+        psizes.push(512);
+    }
+    for ps in psizes {
+        let pg = ps / 16;
+        let zp = burn::tensor::Tensor::<4>::random([1, m.cfg.decoder.latent_channels, pg, pg], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        times(&format!("preview_{ps}"), Some(engine::flops::preview(&preview.cfg, pg, pg)), &mut || {
+            let _ = preview.forward(zp.clone()).into_data();
+        });
+    }
     if let Some(b) = &dit {
         // At the generator's training grid, and at the bench size (the DiT rebuilds its tables per grid).
         let mut grids = vec![b.meta.grid];

@@ -8,3 +8,4 @@ pub mod sae;
 pub mod stem;
 pub mod vit;
 pub mod dit;
+pub mod preview;

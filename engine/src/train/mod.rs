@@ -23,6 +23,7 @@ pub mod diffaug;
 pub mod disc;
 pub mod optim_state;
 pub mod plot;
+pub mod preview;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
