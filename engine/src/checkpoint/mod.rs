@@ -225,6 +225,11 @@ pub fn to_internal(src: &SourceFile) -> Result<remap::Remapped> {
     }
 }
 
+/// Size of axis `i` of a tensor whose layout a config is read from (a file may hold any shape).
+fn axis(t: &crate::raw::RawTensor, i: usize, what: &str) -> Result<usize> {
+    t.shape.get(i).copied().ok_or_else(|| EngineError::Checkpoint(format!("{what} has shape {:?}: too few dimensions", t.shape)))
+}
+
 fn cfg_usize(cfg: Option<&Value>, key: &str) -> Option<usize> {
     cfg.and_then(|c| c.get(key)).and_then(Value::as_u64).map(|v| v as usize)
 }
@@ -240,12 +245,12 @@ pub fn guess_vit(src: &SourceFile, t: &TensorMap, prefix: &str) -> Result<VitCon
     let cls = get("cls_token").ok_or_else(|| EngineError::Checkpoint("no cls_token: not a DINO backbone".into()))?;
     let dim = *cls.shape.last().unwrap_or(&0);
     let depth = (0..).take_while(|i| get(&format!("blocks.{i}.norm1.weight")).is_some()).count();
-    let registers = get("storage_tokens").map(|r| r.shape[1]).unwrap_or(0);
+    let registers = get("storage_tokens").map(|r| axis(r, 1, "storage_tokens")).transpose()?.unwrap_or(0);
     let family = if get("pos_embed").is_some() { Family::Dinov2 } else { Family::Dinov3 };
     let (ffn, ffn_hidden) = if let Some(w) = get("blocks.0.mlp.fc1.weight") {
-        (Ffn::Mlp, w.shape[0])
+        (Ffn::Mlp, axis(w, 0, "blocks.0.mlp.fc1.weight")?)
     } else if let Some(w) = get("blocks.0.mlp.w1.weight") {
-        (Ffn::Swiglu, w.shape[0])
+        (Ffn::Swiglu, axis(w, 0, "blocks.0.mlp.w1.weight")?)
     } else {
         return Err(EngineError::Checkpoint("no MLP weights in block 0".into()));
     };
@@ -257,8 +262,8 @@ pub fn guess_vit(src: &SourceFile, t: &TensorMap, prefix: &str) -> Result<VitCon
         .or(cfg_usize(teacher, "num_heads"))
         .or_else(|| periods.map(|p| dim / (4 * p.numel()).max(1)))
         .unwrap_or((dim / 64).max(1));
-    let patch_size = get("patch_embed.proj.weight").map(|w| w.shape[2]).or(cfg_usize(hint, "patch_size")).or(cfg_usize(teacher, "patch_size")).unwrap_or(16);
-    let pos_grid = get("pos_embed").map(|p| ((p.shape[1] - 1) as f64).sqrt().round() as usize).unwrap_or(0);
+    let patch_size = get("patch_embed.proj.weight").map(|w| axis(w, 2, "patch_embed.proj.weight")).transpose()?.or(cfg_usize(hint, "patch_size")).or(cfg_usize(teacher, "patch_size")).unwrap_or(16);
+    let pos_grid = get("pos_embed").map(|p| axis(p, 1, "pos_embed")).transpose()?.map(|n| (n.saturating_sub(1) as f64).sqrt().round() as usize).unwrap_or(0);
     let model_type = hint.and_then(|c| c.get("model_type")).and_then(Value::as_str).unwrap_or("");
     // official DINOv3 kwargs: `layernorm` is eps 1e-6, `layernormbf16` (the hub models) 1e-5
     let teacher_str = |k: &str| teacher.and_then(|c| c.get(k)).and_then(Value::as_str);
