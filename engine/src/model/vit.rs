@@ -77,6 +77,23 @@ impl VitConfig {
     }
     /// Parameter count of the transformer (without patch embedding).
     pub fn validate(&self) -> crate::Result<()> {
+        // a config file is untrusted input: sizes that cannot be a model are refused before anything is built
+        let sizes = [
+            ("dim", self.dim, 1, 1 << 16),
+            ("depth", self.depth, 0, 1 << 10),
+            ("ffn_hidden", self.ffn_hidden, 1, 1 << 20),
+            ("registers", self.registers, 0, 1 << 12),
+            ("patch_size", self.patch_size, 1, 1 << 8),
+            ("pos_grid", self.pos_grid, 0, 1 << 12),
+        ];
+        for (what, v, lo, hi) in sizes {
+            if v < lo || v > hi {
+                return Err(crate::EngineError::Config(format!("{what} {v} outside {lo}..={hi}")));
+            }
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) || !self.rope_base.is_finite() {
+            return Err(crate::EngineError::Config(format!("layer_norm_eps {} / rope_base {} must be finite (eps > 0)", self.layer_norm_eps, self.rope_base)));
+        }
         if self.heads == 0 || self.dim % self.heads != 0 {
             return Err(crate::EngineError::Config(format!("dim {} not divisible by heads {}", self.dim, self.heads)));
         }
