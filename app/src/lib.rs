@@ -1,5 +1,6 @@
 //! DINO-SAE Studio's UI, as a library so tests can drive it (egui_kittest). The engine runs on its own thread
 //! (`engine::worker`); this crate only exchanges job messages, events and images with it.
+pub mod actions;
 pub mod app;
 pub mod commands;
 pub mod dialogs;

@@ -46,10 +46,35 @@ struct Cli {
     /// Longest side of the working copy of opened images, pixels (64..=4096; default: remembered, else 384).
     #[arg(long, value_parser = clap::value_parser!(u32).range(64..=4096))]
     working_size: Option<u32>,
+    /// Memory budget for every job: 8GiB, 512MiB, or a fraction of the available memory such as 0.5
+    /// (default: $DINO_SAE_MEMORY_BUDGET, else 0.6).
+    #[arg(long, value_parser = parse_budget)]
+    memory_budget: Option<engine::preflight::Budget>,
+}
+
+fn parse_budget(s: &str) -> Result<engine::preflight::Budget, String> {
+    engine::preflight::Budget::parse(s).map_err(|e| e.to_string())
+}
+
+/// A variable that is set must be valid: a typo is an error, not a silent fallback.
+fn check_env() -> Result<(), String> {
+    if let Ok(v) = std::env::var("DINO_SAE_BACKEND") {
+        v.parse::<engine::backend::BackendChoice>().map_err(|e| format!("DINO_SAE_BACKEND: {e}"))?;
+    }
+    if let Ok(v) = std::env::var("DINO_SAE_MEMORY_BUDGET") {
+        if !v.trim().is_empty() {
+            engine::preflight::Budget::parse(&v).map_err(|e| format!("DINO_SAE_MEMORY_BUDGET: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn main() -> eframe::Result<()> {
     let cli = Cli::parse();
+    if let Err(e) = check_env() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let backend = match cli.backend {
         Some(BackendArg::Auto) => engine::backend::BackendChoice::Auto,
         Some(BackendArg::Cpu) => engine::backend::BackendChoice::Cpu,
@@ -72,6 +97,7 @@ fn main() -> eframe::Result<()> {
         backend,
         working_side: cli.working_size,
         stable_ui: false,
+        memory_budget: cli.memory_budget,
     };
     let native = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1360.0, 820.0]).with_title("DINO-SAE Studio"),

@@ -40,11 +40,17 @@ pub(super) struct State {
     lpips: Option<std::result::Result<crate::lpips::LpipsVgg, String>>,
     /// The fitted input and the reconstructions (main, then compare models) of the current image.
     recons: Option<(RgbF32, Vec<RgbF32>)>,
+    /// The memory budget every job is preflighted against (None: `Budget::from_env()`, read per job).
+    budget: Option<Budget>,
 }
 
 impl State {
-    pub(super) fn new(device: burn::tensor::Device) -> Self {
-        Self { device, main: None, current: None, version: 0, history: Vec::new(), dit: None, others: Vec::new(), teacher: None, lpips: None, recons: None }
+    pub(super) fn new(device: burn::tensor::Device, budget: Option<Budget>) -> Self {
+        Self { device, main: None, current: None, version: 0, history: Vec::new(), dit: None, others: Vec::new(), teacher: None, lpips: None, recons: None, budget }
+    }
+
+    fn budget(&self) -> Budget {
+        self.budget.clone().unwrap_or_else(Budget::from_env)
     }
 
     fn models(&self) -> Models {
@@ -206,7 +212,7 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             let t0 = Instant::now();
             let frames = frames.clamp(1, 120);
             let [gh, gw] = spec.grid.unwrap_or(b.meta.grid);
-            preflight::check_decode(&m.cfg, frames + 1, gh, gw, &Budget::from_env())?;
+            preflight::check_decode(&m.cfg, frames + 1, gh, gw, &st.budget())?;
             let one = crate::generate::SampleSpec { count: 1, ..spec.clone() };
             let za = crate::generate::sample_latents(b, &one)?;
             pump(st, ticket);
@@ -222,7 +228,7 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             let t0 = Instant::now();
             let (ia, ib) = crate::generate::pair_images(&a, &b, None)?;
             let frames = frames.clamp(1, 120);
-            let budget = Budget::from_env();
+            let budget = st.budget();
             preflight::check_encode(&m.cfg, 2, ia.width() as usize, ia.height() as usize, &budget)?;
             preflight::check_decode(&m.cfg, 1, ia.height() as usize / 16, ia.width() as usize / 16, &budget)?;
             let x = image_io::to_tensor(&[&ia, &ib], &m.cfg.pixels, &st.device)?;
@@ -294,7 +300,7 @@ pub(super) fn handle_readonly(job: Job, ticket: &Ticket, state: &State) -> Resul
             let ps = t.cfg.patch_size;
             let mut budget_cfg = m.cfg.clone();
             budget_cfg.encoder = t.cfg.clone();
-            preflight::check_encode(&budget_cfg, 1, ps * gw, ps * gh, &Budget::from_env())?;
+            preflight::check_encode(&budget_cfg, 1, ps * gw, ps * gh, &state.budget())?;
             let x = image_io::to_tensor(&[img], &m.cfg.pixels, device)?;
             let tx = crate::interp::resize_bicubic(x, ps * gh, ps * gw, false, None);
             let mut probe = crate::model::nn::Probe::cancellable(ticket.cancel.clone());
@@ -311,7 +317,7 @@ pub(super) fn handle_readonly(job: Job, ticket: &Ticket, state: &State) -> Resul
         Job::Steer { edit } => {
             let m = state.model()?;
             let (lat, img) = state.current()?;
-            preflight::check_decode(&m.cfg, 1, lat.shape[2], lat.shape[3], &Budget::from_env())?;
+            preflight::check_decode(&m.cfg, 1, lat.shape[2], lat.shape[3], &state.budget())?;
             let t0 = Instant::now();
             let edited = crate::steer::apply(lat, &edit, device)?;
             let rec = image_io::from_tensor(m.decode_cancellable(edited.to_tensor(device)?, &ticket.cancel)?, &m.cfg.pixels)?;
@@ -333,7 +339,7 @@ fn reconstruct(state: &mut State, ticket: &Ticket, image: &RgbImage, fit: Fit) -
     let t0 = Instant::now();
     let img = image_io::fit16(image, fit);
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let budget = Budget::from_env();
+    let budget = state.budget();
     let m = state.model()?;
     preflight::check_reconstruct(&m.cfg, w, h, &budget)?;
     let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
@@ -398,7 +404,7 @@ fn load_latent(state: &mut State, ticket: &Ticket, latent: RawTensor) -> Result<
         return Err(EngineError::NonFinite("latent".into()));
     }
     let grid = (latent.shape[2], latent.shape[3]);
-    preflight::check_decode(&m.cfg, 1, grid.0, grid.1, &Budget::from_env())?;
+    preflight::check_decode(&m.cfg, 1, grid.0, grid.1, &state.budget())?;
     let rec = image_io::from_tensor(m.decode_cancellable(latent.to_tensor(&state.device)?, &ticket.cancel)?, &m.cfg.pixels)?;
     let img = image_io::f32_to_rgb8(&rec[0]);
     state.recons = Some((rec[0].clone(), vec![rec[0].clone()]));
@@ -453,7 +459,7 @@ fn sample(
     let [h, w] = spec.grid.unwrap_or(b.meta.grid);
     let count = spec.count.max(1);
     let est = preflight::sample(&b.meta.dit, &m.cfg, count, h, w, spec.steps.max(1), spec.cfg_scale);
-    preflight::check(&format!("sampling {count} latents of {h}x{w}"), &est, &Budget::from_env(), || "sample a smaller batch".into())?;
+    preflight::check(&format!("sampling {count} latents of {h}x{w}"), &est, &state.budget(), || "sample a smaller batch".into())?;
     let s_vae = spec.s_vae.unwrap_or(b.meta.s_vae);
     let sc = crate::generate::sphere_config(b, &crate::generate::SampleSpec { steps: spec.steps.max(1), ..spec.clone() });
     let y = vec![spec.class as i64; count];
@@ -494,7 +500,7 @@ fn render(
     let m = state.model()?;
     let (work, _) = state.current()?;
     let t0 = Instant::now();
-    let budget = Budget::from_env();
+    let budget = state.budget();
     let img = image_io::fit16(original, fit);
     let (gh, gw) = (img.height() as usize / 16, img.width() as usize / 16);
     let (ty, tx) = (crate::render::axis_tiles(gh, tiling.tile, tiling.overlap), crate::render::axis_tiles(gw, tiling.tile, tiling.overlap));

@@ -34,11 +34,17 @@ impl Worker {
     /// Start the thread on a chosen backend. The first event is `BackendReady` (preceded by `Failed` when wgpu
     /// was asked for and no adapter exists; then the CPU is used).
     pub fn spawn_on(choice: crate::backend::BackendChoice, notify: impl Fn() + Send + 'static) -> Self {
+        Self::spawn_with_budget(choice, None, notify)
+    }
+
+    /// [`Self::spawn_on`] with a fixed memory budget for every job (None: `DINO_SAE_MEMORY_BUDGET` / 60 % of the
+    /// available memory, read per job).
+    pub fn spawn_with_budget(choice: crate::backend::BackendChoice, budget: Option<crate::preflight::Budget>, notify: impl Fn() + Send + 'static) -> Self {
         let (tx, crx) = channel::<Command>();
         let (etx, rx) = channel::<Event>();
         std::thread::Builder::new()
             .name("dino-sae-engine".into())
-            .spawn(move || scheduler::run(choice, crx, etx, Box::new(notify)))
+            .spawn(move || scheduler::run(choice, budget, crx, etx, Box::new(notify)))
             .expect("spawn engine thread");
         Self { tx, rx }
     }

@@ -24,7 +24,13 @@ impl Out {
 
 type Queue = VecDeque<(Ticket, Job)>;
 
-pub(super) fn run(choice: crate::backend::BackendChoice, crx: Receiver<Command>, etx: Sender<Event>, notify: Box<dyn Fn() + Send>) {
+pub(super) fn run(
+    choice: crate::backend::BackendChoice,
+    budget: Option<crate::preflight::Budget>,
+    crx: Receiver<Command>,
+    etx: Sender<Event>,
+    notify: Box<dyn Fn() + Send>,
+) {
     let out = Out { tx: etx, notify };
     let backend = match crate::backend::Backend::select(choice) {
         Ok(b) => b,
@@ -34,7 +40,7 @@ pub(super) fn run(choice: crate::backend::BackendChoice, crx: Receiver<Command>,
         }
     };
     out.send(Event::BackendReady(BackendReady { name: backend.name.clone(), wgpu: backend.is_wgpu }));
-    let mut state = State::new(backend.device);
+    let mut state = State::new(backend.device, budget);
     let mut queue: Queue = VecDeque::new();
     let mut shutdown = false;
     loop {

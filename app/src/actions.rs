@@ -1,0 +1,179 @@
+//! What the user can do: open images (on a thread, as working copies), load models, steer, render, and the
+//! commands of menus and shortcuts. Each sends jobs through the engine link; none waits for the engine.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use eframe::egui;
+use engine::steer::SteerEdit;
+use engine::worker::{Job, JobKind, ModelSource};
+
+use crate::app::Studio;
+use crate::commands::AppCommand;
+use crate::state::*;
+
+impl Studio {
+    /// Read `path` and make its working copy on a thread; the reconstruction follows.
+    pub fn open_image(&mut self, path: &std::path::Path) {
+        let p = path.to_path_buf();
+        let side = self.settings.working_side;
+        self.opening = Some(poll_promise::Promise::spawn_thread("open-image", move || {
+            let img = engine::image_io::load_rgb(&p).map_err(|e| e.to_string())?;
+            let work = engine::image_io::working_copy(&img, side);
+            Ok((Some(p), Arc::new(img), work))
+        }));
+    }
+
+    /// Decode dropped bytes on a thread, like [`Self::open_image`].
+    pub fn open_bytes(&mut self, bytes: Vec<u8>) {
+        let side = self.settings.working_side;
+        self.opening = Some(poll_promise::Promise::spawn_thread("open-bytes", move || {
+            let img = engine::image_io::decode_rgb(&bytes).map_err(|e| e.to_string())?;
+            let work = engine::image_io::working_copy(&img, side);
+            Ok((None, Arc::new(img), work))
+        }));
+    }
+
+    pub(crate) fn poll_opening(&mut self) {
+        let Some(p) = &self.opening else { return };
+        let Some(res) = p.ready() else { return };
+        let res = res.clone();
+        self.opening = None;
+        match res {
+            Ok((path, original, work)) => {
+                // results for the previous image are stale now
+                for k in [JobKind::Steer, JobKind::Cosine, JobKind::TeacherCosine, JobKind::Lpips, JobKind::Render] {
+                    self.link.cancel(k);
+                }
+                self.image = Some(OpenImage { path, original });
+                self.render = RenderUi::default();
+                self.submit_reconstruct(work);
+            }
+            Err(e) => self.error = Some(e), // what the user had stays as it was
+        }
+    }
+
+    /// Re-make the working copy of the open image (after the working size or the fit changed).
+    pub(crate) fn rework(&mut self) {
+        if let Some(img) = &self.image {
+            let work = engine::image_io::working_copy(&img.original, self.settings.working_side);
+            self.submit_reconstruct(work);
+        }
+    }
+
+    pub(crate) fn submit_reconstruct(&mut self, work: image::RgbImage) {
+        if self.models.main.is_none() {
+            self.pending_work = Some(work);
+            return;
+        }
+        self.link.submit(Job::Reconstruct { image: work, fit: self.settings.fit });
+    }
+
+    pub(crate) fn load_model(&mut self, src: ModelSource) {
+        self.link.submit(Job::LoadModel(src));
+    }
+
+    /// The edit with its target resolved from the controls.
+    pub(crate) fn resolved_edit(&self) -> SteerEdit {
+        use engine::steer::SteerTarget;
+        let mut e = self.edit.clone();
+        e.patches = self.selection.clone();
+        let random = SteerTarget::Random(e.noise_seed.wrapping_add(1));
+        e.target = match self.target_kind {
+            TargetKind::Patch => SteerTarget::Patch(self.target_patch),
+            TargetKind::Random => random,
+            TargetKind::ClassMean => self.class_mean.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random),
+            TargetKind::Pinned => self.pinned.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random),
+            TargetKind::Pca(k, positive) => match self.current.as_ref().and_then(|c| c.pca_axes.get(k)) {
+                Some(a) => SteerTarget::Direction(a.iter().map(|v| if positive { *v } else { -*v }).collect()),
+                None => random,
+            },
+        };
+        e
+    }
+
+    pub(crate) fn send_steer(&mut self) {
+        if self.current.is_none() {
+            return;
+        }
+        self.edit = self.resolved_edit();
+        self.link.submit(Job::Steer { edit: self.edit.clone() });
+    }
+
+    pub(crate) fn push_undo(&mut self) {
+        self.undoer.add_undo(&self.edit);
+    }
+
+    pub(crate) fn can_undo(&self) -> bool {
+        self.undoer.has_undo(&self.edit)
+    }
+
+    pub(crate) fn can_redo(&self) -> bool {
+        self.undoer.has_redo(&self.edit)
+    }
+
+    /// Start the full-resolution render of the current edit.
+    pub(crate) fn start_render(&mut self) {
+        let (Some(img), Some(_)) = (&self.image, &self.current) else { return };
+        let job = Job::Render { original: img.original.clone(), fit: self.settings.fit, edit: self.resolved_edit(), tiling: Default::default() };
+        self.render.note = None;
+        self.link.submit(job);
+    }
+
+    /// Run a command (menus, shortcuts and tests all come here).
+    pub fn run(&mut self, cmd: AppCommand) {
+        match cmd {
+            AppCommand::OpenImage => {
+                let p = PathBuf::from(self.settings.image_path.trim());
+                self.open_image(&p);
+            }
+            AppCommand::OpenSession => {
+                let p = PathBuf::from(self.session_path.trim());
+                self.open_session(&p);
+            }
+            AppCommand::SaveSession => {
+                let p = PathBuf::from(self.session_path.trim());
+                self.save_session(&p);
+            }
+            AppCommand::ExportImage => self.export_image(),
+            AppCommand::ExportLatent => {
+                let p = PathBuf::from(self.settings.export_path.trim()).with_extension("safetensors");
+                self.link.submit(Job::ExportLatent { path: p, edit: Some(self.resolved_edit()) });
+            }
+            AppCommand::RenderFull => self.start_render(),
+            AppCommand::CancelRender => self.link.cancel(JobKind::Render),
+            AppCommand::ShowCompare => self.tab = Tab::Compare,
+            AppCommand::ShowInspect => self.tab = Tab::Inspect,
+            AppCommand::ShowSteer => self.tab = Tab::Steer,
+            AppCommand::ShowSample => self.tab = Tab::Sample,
+            AppCommand::ShowModels => self.tab = Tab::Models,
+            AppCommand::ToggleHeatmap => self.show_heat = !self.show_heat,
+            AppCommand::ResetSteer => {
+                self.push_undo();
+                self.edit = SteerEdit::default();
+                self.selection.clear();
+                self.push_undo();
+                self.send_steer();
+            }
+            AppCommand::Undo => {
+                if let Some(e) = self.undoer.undo(&self.edit).cloned() {
+                    self.selection = e.patches.clone();
+                    self.edit = e;
+                    self.send_steer();
+                }
+            }
+            AppCommand::Redo => {
+                if let Some(e) = self.undoer.redo(&self.edit).cloned() {
+                    self.selection = e.patches.clone();
+                    self.edit = e;
+                    self.send_steer();
+                }
+            }
+            AppCommand::ToggleTheme => {
+                self.settings.dark = !self.settings.dark;
+                self.ctx.set_visuals(if self.settings.dark { egui::Visuals::dark() } else { egui::Visuals::light() });
+            }
+            AppCommand::ToggleHelp => self.help = !self.help,
+        }
+    }
+}
