@@ -165,7 +165,7 @@ fn pickles_that_try_to_run_code_are_inert() {
         assert_inert(what, p);
     }
     // GLOBAL + REDUCE is kept as an opaque record, never resolved: the value says what it would have called
-    let v = unpickle(format!("cos\nsystem\n(S'x'\ntR.").as_bytes());
+    let v = unpickle(b"cos\nsystem\n(S'x'\ntR.");
     if let Ok(Value::Opaque(f, _)) = &v {
         assert!(matches!(&**f, Value::Global(m, n) if m == "os" && n == "system"), "{v:?}");
     }

@@ -406,11 +406,11 @@ pub fn mutate_json(r: &mut Rng, v: &mut Json) {
 
 /// Mutate JSON text: structure-aware when it parses (3 in 4), byte-level otherwise.
 pub fn mutate_json_text(r: &mut Rng, data: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
-    if r.chance(0.75) {
-        if let Ok(mut v) = serde_json::from_slice::<Json>(data) {
-            mutate_json(r, &mut v);
-            return serde_json::to_vec_pretty(&v).unwrap_or_default();
-        }
+    if r.chance(0.75)
+        && let Ok(mut v) = serde_json::from_slice::<Json>(data)
+    {
+        mutate_json(r, &mut v);
+        return serde_json::to_vec_pretty(&v).unwrap_or_default();
     }
     mutate_bytes(r, data, seeds)
 }
@@ -486,14 +486,14 @@ pub fn mutate_safetensors(r: &mut Rng, data: &[u8], seeds: &[Vec<u8>]) -> Vec<u8
         2 if !names.is_empty() => {
             let n = pick(r);
             let len = body.len() as u64;
-            if let Some(o) = h.get_mut(&n).and_then(|t| t.get_mut("data_offsets")).and_then(Json::as_array_mut) {
-                if o.len() == 2 {
-                    match r.below(4) {
-                        0 => o.swap(0, 1),
-                        1 => o[1] = Json::from(interesting(r)),
-                        2 => o[0] = Json::from(interesting(r)),
-                        _ => o[1] = Json::from(len + 1 + r.below(1 << 20) as u64),
-                    }
+            if let Some(o) = h.get_mut(&n).and_then(|t| t.get_mut("data_offsets")).and_then(Json::as_array_mut)
+                && o.len() == 2
+            {
+                match r.below(4) {
+                    0 => o.swap(0, 1),
+                    1 => o[1] = Json::from(interesting(r)),
+                    2 => o[0] = Json::from(interesting(r)),
+                    _ => o[1] = Json::from(len + 1 + r.below(1 << 20) as u64),
                 }
             }
         }
@@ -1030,13 +1030,13 @@ pub fn mutate_image(r: &mut Rng, data: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
     }
     if d.starts_with(&[0xff, 0xd8]) && r.chance(0.6) {
         // SOF0/SOF2: ff c0/c2 len(2) precision(1) height(2) width(2)
-        if let Some(p) = d.windows(2).position(|w| w[0] == 0xff && (w[1] == 0xc0 || w[1] == 0xc2)) {
-            if p + 9 <= d.len() {
-                let v = (interesting(r) as u16).to_be_bytes();
-                let at = p + 5 + 2 * r.below(2);
-                d[at..at + 2].copy_from_slice(&v);
-                return d;
-            }
+        if let Some(p) = d.windows(2).position(|w| w[0] == 0xff && (w[1] == 0xc0 || w[1] == 0xc2))
+            && p + 9 <= d.len()
+        {
+            let v = (interesting(r) as u16).to_be_bytes();
+            let at = p + 5 + 2 * r.below(2);
+            d[at..at + 2].copy_from_slice(&v);
+            return d;
         }
     }
     mutate_bytes(r, data, seeds)

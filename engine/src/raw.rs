@@ -175,10 +175,10 @@ pub fn latent_from_bytes(bytes: &[u8], channels: Option<usize>) -> Result<RawTen
     if shape.len() != 4 || shape.contains(&0) {
         return Err(EngineError::Shape(format!("latent must be [B, C, h, w] (or [C, h, w]) with no empty side, got {:?}", v.shape())));
     }
-    if let Some(c) = channels {
-        if shape[1] != c {
-            return Err(EngineError::Shape(format!("latent has {} channels, this model's decoder takes {c}", shape[1])));
-        }
+    if let Some(c) = channels
+        && shape[1] != c
+    {
+        return Err(EngineError::Shape(format!("latent has {} channels, this model's decoder takes {c}", shape[1])));
     }
     let t = RawTensor::new(shape, view_to_f32("latent", v.dtype(), v.data())?)?;
     if !t.is_finite() {

@@ -91,7 +91,7 @@ impl VitConfig {
                 return Err(crate::EngineError::Config(format!("{what} {v} outside {lo}..={hi}")));
             }
         }
-        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) || !self.rope_base.is_finite() {
+        if !self.layer_norm_eps.is_finite() || self.layer_norm_eps <= 0.0 || !self.rope_base.is_finite() {
             return Err(crate::EngineError::Config(format!("layer_norm_eps {} / rope_base {} must be finite (eps > 0)", self.layer_norm_eps, self.rope_base)));
         }
         if self.heads == 0 || self.dim % self.heads != 0 {
