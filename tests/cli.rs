@@ -179,3 +179,31 @@ fn tiled_reconstruct_runs_with_progress() {
     assert_eq!(image::open(&out).expect("png").to_rgb8().dimensions(), (592, 592));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `sample` consults the preflight before sampling: a batch far beyond the budget is refused at once, naming how
+/// many fit.
+#[test]
+fn sample_refuses_a_batch_beyond_the_budget() {
+    let dir = tmp_dir("sample");
+    let out = dir.join("grid.png");
+    let model = root().join("assets/default-model");
+    let dit = model.join("dit");
+    let (code, stdout, stderr, secs) = dino_sae(
+        &[
+            "sample".as_ref(),
+            "--dit".as_ref(),
+            dit.as_os_str(),
+            "--sae".as_ref(),
+            model.as_os_str(),
+            "--n".as_ref(),
+            "100000".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ],
+        &[("DINO_SAE_MEMORY_BUDGET", "2GiB")],
+    );
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stderr.contains("sampling 100000 latents") && stderr.contains("over the budget of 2.0 GiB") && stderr.contains("at most --n"), "{stderr}");
+    assert!(secs < 20.0 && !out.exists(), "{secs:.1} s");
+    let _ = std::fs::remove_dir_all(&dir);
+}
