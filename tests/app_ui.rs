@@ -527,3 +527,31 @@ fn histogram_pin_undo_sampling_walks_and_class_mean() {
     let _ = std::fs::remove_dir_all(&run);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With a preview decoder loaded (Models tab), a steering change shows the preview decoder's image first and the
+/// full decode replaces it once the input is still.
+#[test]
+fn steering_shows_a_preview_then_the_full_decode() {
+    use engine::model::preview::{PreviewConfig, PreviewDecoder};
+    let dir = std::env::temp_dir().join(format!("dino-sae-ui-preview-{}", std::process::id()));
+    let (p, _) = PreviewDecoder::random(&PreviewConfig::preset("tiny", 64).expect("preset"), 5, &engine::cpu()).expect("build");
+    p.save(&dir, engine::raw::Precision::F32, 0, "").expect("save");
+    let mut h = studio();
+    h.get_by_label("Models").click();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("This model has no preview decoder").is_some(), "the app says so");
+    type_into(&mut h, "Preview decoder folder", &dir.display().to_string());
+    h.get_by_label("Load preview decoder").click();
+    wait_for(&mut h, "preview decoder", |s| s.models().preview.is_some());
+    h.get_by_label("Steer").click();
+    h.run_steps(2);
+    set_slider(&mut h, "rotate (degrees)", 50.0);
+    wait_for(&mut h, "preview then full decode", |s| {
+        s.previews_shown() >= 1 && s.current().is_some_and(|c| c.steered.is_some() && !c.steered_is_preview) && s.is_idle()
+    });
+    // the full decode shown is the engine's decode of this edit (not the preview's)
+    let c = app(&h).current().expect("c");
+    assert_ne!(c.steered.as_ref().expect("steered").0, c.recon);
+    assert!(h.query_by_label_contains("Steered decode: PSNR").is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -290,3 +290,56 @@ fn over_budget_jobs_are_refused_and_leave_the_state() {
     w.submit(Ticket::new(4), Job::PatchCosine { patch: 0 });
     assert!(matches!(next(&w), Event::CosineMap(c) if c.version == version), "the previous latent is kept");
 }
+
+/// A preview decoder (random weights here) of the fixture model's latent width, saved as a folder.
+fn preview_dir(tag: &str) -> PathBuf {
+    use engine::model::preview::{PreviewConfig, PreviewDecoder};
+    let dir = std::env::temp_dir().join(format!("dino-sae-worker-preview-{tag}-{}", std::process::id()));
+    let (p, _) = PreviewDecoder::random(&PreviewConfig::preset("tiny", 64).expect("preset"), 5, &engine::cpu()).expect("build");
+    p.save(&dir, engine::raw::Precision::F32, 0, "").expect("save");
+    dir
+}
+
+/// Preview-first steering: a preview steer runs before a full decode queued ahead of it, is answered as a
+/// preview, and a stale full decode cancelled in the queue never runs; without a preview decoder a preview
+/// steer is refused and the worker goes on.
+#[test]
+fn preview_steers_run_first_and_stale_full_decodes_are_cancelled() {
+    let w = loaded();
+    w.submit(Ticket::new(1), Job::SteerPreview { edit: SteerEdit::default() });
+    assert!(matches!(next(&w), Event::Failed(f) if f.id == Some(1) && f.error.contains("no preview decoder")));
+    let dir = preview_dir("first");
+    w.submit(Ticket::new(2), Job::LoadPreview(dir.clone()));
+    match next(&w) {
+        Event::Loaded(l) => assert!(l.models.preview.as_ref().is_some_and(|p| p.params > 0 && p.path == dir)),
+        e => panic!("unexpected {e:?}"),
+    }
+    w.submit(Ticket::new(3), Job::Reconstruct { image: image(128, 96), fit: Fit::Crop });
+    let recon = match next(&w) {
+        Event::Reconstructed(r) => r.recon,
+        e => panic!("unexpected {e:?}"),
+    };
+    // the worker is busy with a slow job; meanwhile a full steer, then (the user moved on) its cancel and a
+    // newer preview and full steer
+    w.submit(Ticket::new(4), Job::Lpips);
+    let stale = Ticket::new(5);
+    w.submit(stale.clone(), Job::Steer { edit: SteerEdit { angle_deg: 10.0, ..Default::default() } });
+    stale.cancel();
+    let edit = SteerEdit { angle_deg: 40.0, target: SteerTarget::Random(3), ..Default::default() };
+    w.submit(Ticket::new(7), Job::Steer { edit: edit.clone() });
+    w.submit(Ticket::new(6), Job::SteerPreview { edit });
+    let mut order = Vec::new();
+    while !order.iter().any(|(id, _)| *id == 7) {
+        match next(&w) {
+            Event::Steered(s) => {
+                assert_eq!(s.image.dimensions(), recon.dimensions(), "the preview has the input's size");
+                order.push((s.id, s.preview));
+            }
+            Event::Failed(f) if f.id == Some(5) => assert!(f.cancelled, "{f:?}"),
+            Event::Lpips(_) | Event::Failed(_) => {}
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(order, vec![(6, true), (7, false)], "the preview first, then the full decode; never the stale one");
+    let _ = std::fs::remove_dir_all(&dir);
+}

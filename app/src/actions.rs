@@ -92,12 +92,34 @@ impl Studio {
         e
     }
 
+    /// Decode the current edit: with a preview decoder, the preview at once and the full decode once input has
+    /// been still for [`crate::app::FULL_DECODE_AFTER`] (a full decode in flight is stale now: cancelled);
+    /// without one, the full decode at once.
     pub(crate) fn send_steer(&mut self) {
         if self.current.is_none() {
             return;
         }
         self.edit = self.resolved_edit();
-        self.link.submit(Job::Steer { edit: self.edit.clone() });
+        if self.models.preview.is_some() {
+            self.link.cancel(JobKind::Steer);
+            self.link.submit(Job::SteerPreview { edit: self.edit.clone() });
+            self.full_pending = Some(self.ctx.input(|i| i.time));
+            self.ctx.request_repaint_after(std::time::Duration::from_secs_f64(crate::app::FULL_DECODE_AFTER));
+        } else {
+            self.link.submit(Job::Steer { edit: self.edit.clone() });
+        }
+    }
+
+    /// Send the full decode of a settled edit.
+    pub(crate) fn poll_full_decode(&mut self, now: f64) {
+        let Some(t) = self.full_pending else { return };
+        let dragging = self.ctx.input(|i| i.pointer.any_down());
+        if now - t >= crate::app::FULL_DECODE_AFTER && !dragging {
+            self.full_pending = None;
+            self.link.submit(Job::Steer { edit: self.edit.clone() });
+        } else {
+            self.ctx.request_repaint_after(std::time::Duration::from_millis(30));
+        }
     }
 
     pub(crate) fn push_undo(&mut self) {

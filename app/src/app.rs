@@ -69,6 +69,7 @@ pub struct Studio {
     pub(crate) pan: egui::Vec2,
     // text fields
     pub(crate) teacher_path: String,
+    pub(crate) preview_path: String,
     pub(crate) session_path: String,
     pub(crate) exporter: Exporter,
     pub(crate) last_export: Option<PathBuf>,
@@ -82,7 +83,15 @@ pub struct Studio {
     /// The last session, offered on start.
     pub(crate) offer_restore: Option<PathBuf>,
     pub(crate) stable_ui: bool,
+    /// The edit waiting for its full decode (sent once input has been still for [`FULL_DECODE_AFTER`]), and when
+    /// it last changed.
+    pub(crate) full_pending: Option<f64>,
+    /// Steer previews shown so far (the status line and tests read it).
+    pub(crate) previews_shown: u64,
 }
+
+/// Seconds of stillness after a steering change before the full decode replaces the preview.
+pub const FULL_DECODE_AFTER: f64 = 0.15;
 
 /// A path shown in the UI: its last two components (the whole path is in the Models tab).
 pub fn short_name(name: &str) -> String {
@@ -162,6 +171,7 @@ impl Studio {
             teacher_path: std::env::var("HOME")
                 .map(|h| PathBuf::from(h).join(".cache/dino-sae/teacher-dinov2-s14").display().to_string())
                 .unwrap_or_default(),
+            preview_path: String::new(),
             session_path: std::env::temp_dir().join("dino-sae-session.json").display().to_string(),
             exporter: Exporter::default(),
             last_export: None,
@@ -174,6 +184,8 @@ impl Studio {
             dialog: None,
             offer_restore: None,
             stable_ui: opts.stable_ui,
+            full_pending: None,
+            previews_shown: 0,
         };
         match opts.open {
             Some(p) if engine::session::Session::is_session_path(&p) => s.open_session(&p),
@@ -261,6 +273,9 @@ impl Studio {
     pub fn last_export(&self) -> Option<&std::path::Path> {
         self.last_export.as_deref()
     }
+    pub fn previews_shown(&self) -> u64 {
+        self.previews_shown
+    }
 
     pub(crate) fn tex_options(&self) -> TextureOptions {
         if self.settings.linear { TextureOptions::LINEAR } else { TextureOptions::NEAREST }
@@ -281,6 +296,7 @@ impl Studio {
         }
         let now = ui.input(|i| i.time);
         self.undoer.feed_state(now, &self.edit);
+        self.poll_full_decode(now);
         for cmd in AppCommand::pressed(ui.ctx()) {
             self.run(cmd);
         }

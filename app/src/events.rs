@@ -45,6 +45,9 @@ impl Studio {
                             self.status = Some("compare models updated".into());
                         }
                     }
+                    JobKind::LoadPreview => {
+                        self.status = self.models.preview.as_ref().map(|p| format!("loaded preview decoder {}", crate::app::short_name(&p.path.display().to_string())));
+                    }
                     JobKind::LoadTeacher => {
                         self.status = self.models.teacher.as_ref().map(|t| format!("loaded teacher {}", crate::app::short_name(t)));
                         if self.current.is_some() {
@@ -74,9 +77,15 @@ impl Studio {
                 }
             }
             Event::Steered(s) => {
-                if let Some(c) = self.current.as_mut().filter(|c| c.version == s.version) {
+                // a preview never replaces a full decode of the same edit that arrived first
+                let full_newer = s.preview && self.full_pending.is_none() && !self.link.is_running(JobKind::Steer);
+                if let Some(c) = self.current.as_mut().filter(|c| c.version == s.version && !(full_newer && !c.steered_is_preview && c.steered.is_some())) {
                     c.tex_steered = Some(self.ctx.load_texture("steered", color_image(&s.image), TextureOptions::NEAREST));
                     c.steered = Some((s.image, s.psnr, s.millis));
+                    c.steered_is_preview = s.preview;
+                    if s.preview {
+                        self.previews_shown += 1;
+                    }
                 }
             }
             Event::PatchDirection(p) => {
@@ -94,6 +103,7 @@ impl Studio {
             Event::Progress(p) => {
                 if let (JobKind::Sample, Some(img)) = (p.kind, p.preview) {
                     self.sample.preview = Some(self.ctx.load_texture("sample-preview", color_image(&img), TextureOptions::NEAREST));
+                    self.sample.preview_fast = p.fast;
                 }
             }
             Event::Sampled(s) => match engine::generate::tile(&s.images) {
@@ -187,6 +197,7 @@ impl Studio {
             others,
             cosine: None,
             steered: None,
+            steered_is_preview: false,
             lpips: None,
             lpips_note: "LPIPS-VGG-like: computing...".into(),
             from_latent: r.from_latent,

@@ -77,6 +77,14 @@ impl Studio {
 
     /// Export what the current tab shows (samples, the steered decode, or the reconstruction).
     pub(crate) fn export_image(&mut self) {
+        if self.tab == Tab::Steer && self.current.as_ref().is_some_and(|c| c.steered_is_preview) {
+            // exports always use the full decoder
+            self.status = Some("the full decode of this edit is on its way: export again in a moment".into());
+            if self.full_pending.take().is_some() || !self.link.is_running(engine::worker::JobKind::Steer) {
+                self.link.submit(engine::worker::Job::Steer { edit: self.resolved_edit() });
+            }
+            return;
+        }
         let (img, what) = match (&self.sample.result_image, &self.current, self.tab) {
             (Some(g), _, Tab::Sample) => (g.clone(), "samples"),
             (_, Some(c), Tab::Steer) if c.steered.is_some() => (c.steered.as_ref().map(|s| s.0.clone()).unwrap_or_default(), "steered"),

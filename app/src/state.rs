@@ -132,6 +132,8 @@ pub struct Current {
     pub cosine: Option<(usize, Vec<f32>)>,
     /// The steered decode: image, PSNR vs the input, milliseconds.
     pub steered: Option<(image::RgbImage, f64, f64)>,
+    /// The steered decode shown is the preview decoder's (the full decode follows).
+    pub steered_is_preview: bool,
     /// LPIPS-VGG-like of the main reconstruction and of the compare models', once computed.
     pub lpips: Option<(f64, Vec<f64>)>,
     /// "computing...", the size it was measured at, or why it is not available.
@@ -157,6 +159,8 @@ pub struct SampleUi {
     pub s_vae: f64,
     pub count: usize,
     pub preview: Option<TextureHandle>,
+    /// The sampling preview came from the preview decoder.
+    pub preview_fast: bool,
     /// Samples: texture, cancelled, steps done, milliseconds.
     pub result: Option<(TextureHandle, bool, usize, f64)>,
     pub result_image: Option<image::RgbImage>,
@@ -217,6 +221,7 @@ impl Default for SampleUi {
             s_vae: 14.0,
             count: 4,
             preview: None,
+            preview_fast: false,
             result: None,
             result_image: None,
             dit_path: String::new(),

@@ -32,6 +32,23 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             ui.label("No main model loaded.");
         }
     }
+    ui.add_space(4.0);
+    ui.strong("Preview decoder (live steering previews)");
+    match &s.models.preview {
+        Some(p) => {
+            ui.label(format!("{:.2} M parameters, {:.2} GFLOP at 256x256, from {}", p.params as f64 / 1e6, p.gflop_256, p.path.display()));
+        }
+        None => {
+            ui.label(
+                "This model has no preview decoder: steering shows the full decode only. Distil one (best on a GPU): \
+                 dino-sae train-preview --model MODEL --photos PHOTOS -o MODEL/preview",
+            );
+        }
+    }
+    path_field(ui, "Preview decoder folder", &mut s.preview_path);
+    if ui.button("Load preview decoder").clicked() && !s.preview_path.trim().is_empty() {
+        s.link.submit(Job::LoadPreview(s.preview_path.trim().into()));
+    }
     let compare = s.models.compare.clone();
     for (i, m) in compare.iter().enumerate() {
         ui.separator();

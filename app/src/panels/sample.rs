@@ -64,7 +64,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         if let Some(p) = &s.sample.preview {
             ui.vertical(|ui| {
-                ui.label("Preview (current state, decoded)");
+                ui.label(if s.sample.preview_fast { "Preview (current state, preview decoder)" } else { "Preview (current state, decoded)" });
                 ui.image((p.id(), egui::vec2(240.0, 240.0)));
             });
         }

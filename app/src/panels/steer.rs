@@ -84,7 +84,8 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             match (&c.tex_steered, &c.steered) {
                 (Some(t), Some((_, psnr, ms))) => {
                     let timing = if s.stable_ui { String::new() } else { format!(" ({ms:.0} ms)") };
-                    ui.label(format!("Steered decode: PSNR vs original {psnr:.2} dB{timing}"));
+                    let kind = if c.steered_is_preview { "Steered preview (full decode follows)" } else { "Steered decode" };
+                    ui.label(format!("{kind}: PSNR vs original {psnr:.2} dB{timing}"));
                     ui.image((t.id(), size));
                 }
                 _ => {

@@ -42,11 +42,13 @@ pub(super) struct State {
     recons: Option<(RgbF32, Vec<RgbF32>)>,
     /// The memory budget every job is preflighted against (None: `Budget::from_env()`, read per job).
     budget: Option<Budget>,
+    /// The main model's preview decoder (steer previews, sampling previews).
+    preview: Option<(crate::model::preview::PreviewDecoder, PreviewInfo)>,
 }
 
 impl State {
     pub(super) fn new(device: burn::tensor::Device, budget: Option<Budget>) -> Self {
-        Self { device, main: None, current: None, version: 0, history: Vec::new(), dit: None, others: Vec::new(), teacher: None, lpips: None, recons: None, budget }
+        Self { device, main: None, current: None, version: 0, history: Vec::new(), dit: None, others: Vec::new(), teacher: None, lpips: None, recons: None, budget, preview: None }
     }
 
     fn budget(&self) -> Budget {
@@ -59,6 +61,38 @@ impl State {
             compare: self.others.iter().map(|h| h.info.clone()).collect(),
             teacher: self.teacher.as_ref().map(|t| t.1.clone()),
             generator: self.dit.as_ref().map(|d| d.1.clone()),
+            preview: self.preview.as_ref().map(|p| p.1.clone()),
+        }
+    }
+
+    /// Load the preview decoder at `dir` for the main model (its latent width must match).
+    fn load_preview(&mut self, dir: &std::path::Path) -> Result<()> {
+        let (p, _report) = crate::model::preview::PreviewDecoder::load(dir, &self.device)?;
+        let m = self.model()?;
+        if p.cfg.latent_channels != m.cfg.decoder.latent_channels {
+            return Err(EngineError::Config(format!(
+                "preview decoder expects {} latent channels, the model has {}",
+                p.cfg.latent_channels, m.cfg.decoder.latent_channels
+            )));
+        }
+        let info = PreviewInfo { path: dir.to_path_buf(), params: p.num_params(), gflop_256: crate::flops::preview(&p.cfg, 16, 16) / 1e9 };
+        self.preview = Some((p, info));
+        Ok(())
+    }
+
+    /// Look for the preview decoder that ships with the main model (`MODEL/preview`); a broken one is reported,
+    /// the model still works without it.
+    fn find_preview(&mut self, src: &ModelSource, emit: &dyn Fn(Event)) {
+        self.preview = None;
+        let dir = match src {
+            ModelSource::Default => crate::model::preview::default_preview_dir(),
+            ModelSource::Path(p) => crate::model::preview::preview_dir_for(p),
+            ModelSource::RandomPreset(_) => None,
+        };
+        if let Some(d) = dir {
+            if let Err(e) = self.load_preview(&d) {
+                emit(Event::Failed(Failed { kind: None, id: None, error: format!("preview decoder {}: {e}", d.display()), cancelled: false }));
+            }
         }
     }
 
@@ -118,7 +152,7 @@ fn ms(t0: Instant) -> f64 {
 
 /// Jobs that only read the state (and are interactive): they may run while a background job holds the engine.
 pub(super) fn is_readonly(job: &Job) -> bool {
-    matches!(job, Job::Steer { .. } | Job::PatchCosine { .. } | Job::PatchDirection { .. } | Job::TeacherCosine)
+    matches!(job, Job::Steer { .. } | Job::SteerPreview { .. } | Job::PatchCosine { .. } | Job::PatchDirection { .. } | Job::TeacherCosine)
 }
 
 /// Run any job. `pump` is called between the steps of long jobs (sampling, renders, walks).
@@ -135,6 +169,7 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             state.version += 1;
             state.history.clear();
             state.dit = None;
+            state.find_preview(&src, emit);
             if is_default {
                 if let Some(d) = super::default_dit_dir() {
                     match crate::generate::load_dit(&d, &device) {
@@ -159,7 +194,9 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             }
             let main = state.main.take().ok_or_else(|| EngineError::Config("no model loaded".into()))?;
             let new_main = std::mem::replace(&mut state.others[i], main);
+            let src = new_main.info.source.clone();
             state.main = Some(new_main);
+            state.find_preview(&src, emit);
             // the cached latent belongs to the old main model
             state.current = None;
             state.recons = None;
@@ -191,6 +228,10 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             let info = generator_info(&b, Some(path));
             state.dit = Some((b, info));
             Ok(Event::Loaded(Loaded { kind: JobKind::LoadGenerator, id, models: state.models() }))
+        }
+        Job::LoadPreview(path) => {
+            state.load_preview(&path)?;
+            Ok(Event::Loaded(Loaded { kind: JobKind::LoadPreview, id, models: state.models() }))
         }
         Job::Reconstruct { image, fit } => reconstruct(state, ticket, &image, fit),
         Job::LoadLatent { latent } => load_latent(state, ticket, latent),
@@ -250,7 +291,9 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             Ok(Event::Exported(Exported { id, path }))
         }
         Job::Render { original, fit, edit, tiling } => render(state, ticket, &original, fit, &edit, tiling, emit, pump),
-        job @ (Job::Steer { .. } | Job::PatchCosine { .. } | Job::PatchDirection { .. } | Job::TeacherCosine) => handle_readonly(job, ticket, state),
+        job @ (Job::Steer { .. } | Job::SteerPreview { .. } | Job::PatchCosine { .. } | Job::PatchDirection { .. } | Job::TeacherCosine) => {
+            handle_readonly(job, ticket, state)
+        }
     }
 }
 
@@ -314,24 +357,47 @@ pub(super) fn handle_readonly(job: Job, ticket: &Ticket, state: &State) -> Resul
             let cos = crate::fixture::cosine_last(z.reshape([1, c, gh * gw]).swap_dims(1, 2), st.reshape([1, c, gh * gw]).swap_dims(1, 2));
             Ok(Event::TeacherCosine(TeacherCosine { id, version: state.version, values: RawTensor::from_tensor(cos)?.data }))
         }
-        Job::Steer { edit } => {
-            let m = state.model()?;
-            let (lat, img) = state.current()?;
-            preflight::check_decode(&m.cfg, 1, lat.shape[2], lat.shape[3], &state.budget())?;
-            let t0 = Instant::now();
-            let edited = crate::steer::apply(lat, &edit, device)?;
-            let rec = image_io::from_tensor(m.decode_cancellable(edited.to_tensor(device)?, &ticket.cancel)?, &m.cfg.pixels)?;
-            Ok(Event::Steered(Steered {
-                id,
-                version: state.version,
-                psnr: metrics::psnr(&image_io::rgb8_to_f32(img), &rec[0]),
-                image: image_io::f32_to_rgb8(&rec[0]),
-                magnitude: crate::inspect::magnitudes(&edited),
-                millis: ms(t0),
-            }))
-        }
+        Job::Steer { edit } => steer(state, ticket, &edit, false),
+        Job::SteerPreview { edit } => steer(state, ticket, &edit, true),
         other => Err(EngineError::Config(format!("{:?} is not a read-only job", other.kind()))),
     }
+}
+
+/// Apply `edit` to the cached latent and decode it with the full decoder, or the preview decoder (`preview`).
+fn steer(state: &State, ticket: &Ticket, edit: &crate::steer::SteerEdit, preview: bool) -> Result<Event> {
+    if preview && state.preview.is_none() {
+        return Err(EngineError::Config("no preview decoder loaded".into()));
+    }
+    let m = state.model()?;
+    let (lat, img) = state.current()?;
+    let device = &state.device;
+    let t0 = Instant::now();
+    let edited = crate::steer::apply(lat, edit, device)?;
+    let z = edited.to_tensor(device)?;
+    let x = if preview {
+        let (p, _) = state.preview.as_ref().ok_or_else(|| EngineError::Config("no preview decoder loaded".into()))?;
+        p.decode(z)?
+    } else {
+        preflight::check_decode(&m.cfg, 1, lat.shape[2], lat.shape[3], &state.budget())?;
+        m.decode_cancellable(z, &ticket.cancel)?
+    };
+    if ticket.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    let rec = image_io::from_tensor(x, &m.cfg.pixels)?;
+    let mut image = image_io::f32_to_rgb8(&rec[0]);
+    if image.dimensions() != img.dimensions() {
+        image = image_io::resize_exact(&image, img.width(), img.height());
+    }
+    Ok(Event::Steered(Steered {
+        id: ticket.id,
+        version: state.version,
+        preview,
+        psnr: metrics::psnr(&image_io::rgb8_to_f32(img), &image_io::rgb8_to_f32(&image)),
+        image,
+        magnitude: crate::inspect::magnitudes(&edited),
+        millis: ms(t0),
+    }))
 }
 
 fn reconstruct(state: &mut State, ticket: &Ticket, image: &RgbImage, fit: Fit) -> Result<Event> {
@@ -472,10 +538,15 @@ fn sample(
         }
         if info.step % every == 0 && info.step < info.steps {
             let zr = sphere::project_to_radius(z, s_vae);
-            if let Ok(imgs) = crate::generate::decode_images(m, zr) {
+            let fast = state.preview.as_ref().map(|(p, _)| p);
+            let imgs = match fast {
+                Some(p) => p.decode(zr).and_then(|x| image_io::from_tensor(x, &m.cfg.pixels)).map(|v| v.iter().map(image_io::f32_to_rgb8).collect::<Vec<_>>()),
+                None => crate::generate::decode_images(m, zr),
+            };
+            if let Ok(imgs) = imgs {
                 if let Ok(preview) = crate::generate::tile(&imgs) {
                     let eta = t0.elapsed().as_secs_f64() / info.step.max(1) as f64 * (info.steps - info.step) as f64;
-                    emit(Event::Progress(Progress { kind: JobKind::Sample, id, done: info.step, of: info.steps, eta_secs: eta, preview: Some(preview) }));
+                    emit(Event::Progress(Progress { kind: JobKind::Sample, id, done: info.step, of: info.steps, eta_secs: eta, preview: Some(preview), fast: fast.is_some() }));
                 }
             }
         }
@@ -511,7 +582,7 @@ fn render(
     let mut progress = |_: crate::render::TileProgress| {
         done += 1;
         let eta = t0.elapsed().as_secs_f64() / done as f64 * (of - done) as f64;
-        emit(Event::Progress(Progress { kind: JobKind::Render, id, done, of, eta_secs: eta, preview: None }));
+        emit(Event::Progress(Progress { kind: JobKind::Render, id, done, of, eta_secs: eta, preview: None, fast: false }));
         pump(state, ticket);
     };
     let full = crate::render::encode_tiled(m, &img, tiling, &budget, &state.device, &ticket.cancel, &mut progress)?;

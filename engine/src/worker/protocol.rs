@@ -29,7 +29,10 @@ pub enum JobKind {
     LoadCompare,
     LoadTeacher,
     LoadGenerator,
+    LoadPreview,
     Reconstruct,
+    /// A steer decoded by the preview decoder (runs before everything else).
+    SteerPreview,
     Steer,
     Cosine,
     Pin,
@@ -43,12 +46,14 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 15] = [
+    pub const ALL: [JobKind; 17] = [
         JobKind::LoadModel,
         JobKind::LoadCompare,
         JobKind::LoadTeacher,
         JobKind::LoadGenerator,
+        JobKind::LoadPreview,
         JobKind::Reconstruct,
+        JobKind::SteerPreview,
         JobKind::Steer,
         JobKind::Cosine,
         JobKind::Pin,
@@ -69,7 +74,9 @@ impl JobKind {
                 | JobKind::LoadCompare
                 | JobKind::LoadTeacher
                 | JobKind::LoadGenerator
+                | JobKind::LoadPreview
                 | JobKind::Reconstruct
+                | JobKind::SteerPreview
                 | JobKind::Steer
                 | JobKind::Cosine
                 | JobKind::Pin
@@ -79,7 +86,7 @@ impl JobKind {
 
     /// Of several queued jobs of this kind only the newest is worth running (its result supersedes theirs).
     pub fn newest_wins(self) -> bool {
-        matches!(self, JobKind::Reconstruct | JobKind::Steer | JobKind::Cosine | JobKind::TeacherCosine | JobKind::Lpips | JobKind::Render)
+        matches!(self, JobKind::Reconstruct | JobKind::SteerPreview | JobKind::Steer | JobKind::Cosine | JobKind::TeacherCosine | JobKind::Lpips | JobKind::Render)
     }
 
     /// What the status bar calls it.
@@ -89,6 +96,8 @@ impl JobKind {
             JobKind::LoadCompare => "loading compare model",
             JobKind::LoadTeacher => "loading teacher",
             JobKind::LoadGenerator => "loading generator",
+            JobKind::LoadPreview => "loading preview decoder",
+            JobKind::SteerPreview => "steering (preview)",
             JobKind::Reconstruct => "reconstructing",
             JobKind::Steer => "steering",
             JobKind::Cosine => "cosine map",
@@ -140,6 +149,8 @@ pub enum Job {
     LoadTeacher(PathBuf),
     /// Load a generator (`train-dit` final folder) trained on this model's latents.
     LoadGenerator(PathBuf),
+    /// Load a preview decoder (`train-preview` output) distilled from this model's decoder.
+    LoadPreview(PathBuf),
     /// Encode (caching the latent), decode, measure. `image` is the working copy; the preflight refuses sizes
     /// that do not fit the memory budget.
     Reconstruct { image: RgbImage, fit: Fit },
@@ -155,6 +166,8 @@ pub enum Job {
     TeacherCosine,
     /// Edit the cached latent and decode (no re-encode).
     Steer { edit: SteerEdit },
+    /// Edit the cached latent and decode it with the preview decoder (fails when none is loaded).
+    SteerPreview { edit: SteerEdit },
     /// LPIPS-VGG-like distance of the current image to its reconstructions (main model, then compare models).
     /// Images larger than 512 px on a side are measured at a size fitting 512 (reported).
     Lpips,
@@ -182,6 +195,8 @@ impl Job {
             Job::AddCompareModel(_) | Job::PromoteCompareModel(_) | Job::RemoveCompareModel(_) => JobKind::LoadCompare,
             Job::LoadTeacher(_) => JobKind::LoadTeacher,
             Job::LoadGenerator(_) => JobKind::LoadGenerator,
+            Job::LoadPreview(_) => JobKind::LoadPreview,
+            Job::SteerPreview { .. } => JobKind::SteerPreview,
             Job::Reconstruct { .. } | Job::LoadLatent { .. } => JobKind::Reconstruct,
             Job::PatchCosine { .. } => JobKind::Cosine,
             Job::PatchDirection { .. } => JobKind::Pin,
@@ -232,6 +247,16 @@ pub struct Models {
     pub compare: Vec<ModelInfo>,
     pub teacher: Option<String>,
     pub generator: Option<GeneratorInfo>,
+    /// The preview decoder of the main model (where it came from, parameters, GFLOP at 256x256).
+    pub preview: Option<PreviewInfo>,
+}
+
+/// A loaded preview decoder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreviewInfo {
+    pub path: PathBuf,
+    pub params: usize,
+    pub gflop_256: f64,
 }
 
 #[derive(Debug)]
@@ -297,6 +322,8 @@ pub struct TeacherCosine {
 pub struct Steered {
     pub id: u64,
     pub version: u64,
+    /// Decoded by the preview decoder (a full decode follows).
+    pub preview: bool,
     pub image: RgbImage,
     pub psnr: f64,
     pub magnitude: Vec<f32>,
@@ -329,6 +356,8 @@ pub struct Progress {
     pub of: usize,
     pub eta_secs: f64,
     pub preview: Option<RgbImage>,
+    /// The preview image came from the preview decoder.
+    pub fast: bool,
 }
 
 #[derive(Debug)]
@@ -409,7 +438,7 @@ impl Event {
             Event::Reconstructed(e) => (JobKind::Reconstruct, e.id),
             Event::CosineMap(e) => (JobKind::Cosine, e.id),
             Event::TeacherCosine(e) => (JobKind::TeacherCosine, e.id),
-            Event::Steered(e) => (JobKind::Steer, e.id),
+            Event::Steered(e) => (if e.preview { JobKind::SteerPreview } else { JobKind::Steer }, e.id),
             Event::PatchDirection(e) => (JobKind::Pin, e.id),
             Event::Lpips(e) => (JobKind::Lpips, e.id),
             Event::Progress(e) => (e.kind, e.id),

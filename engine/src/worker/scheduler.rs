@@ -125,11 +125,29 @@ fn prune(queue: &mut Queue, out: &Out) {
     }
 }
 
-/// The next job: the oldest interactive one, else the oldest.
+/// The next job: a preview steer, else the oldest interactive one, else the oldest.
 fn pick(queue: &mut Queue, out: &Out) -> Option<(Ticket, Job)> {
     prune(queue, out);
-    let pos = queue.iter().position(|(_, j)| j.kind().interactive()).unwrap_or(0);
+    let pos = queue
+        .iter()
+        .position(|(_, j)| j.kind() == JobKind::SteerPreview && !state_changing_before(queue, j))
+        .or_else(|| queue.iter().position(|(_, j)| j.kind().interactive()))
+        .unwrap_or(0);
     queue.remove(pos)
+}
+
+/// Whether a state-changing interactive job (a load, a reconstruct) is queued before `job`: what follows it
+/// belongs to its result.
+fn state_changing_before(queue: &Queue, job: &Job) -> bool {
+    for (_, j) in queue.iter() {
+        if std::ptr::eq(j, job) {
+            return false;
+        }
+        if j.kind().interactive() && !jobs::is_readonly(j) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Run the queued read-only interactive jobs (steer, cosine maps, pins) that no state-changing job precedes,
@@ -140,7 +158,11 @@ fn pump_readonly(state: &State, queue: &mut Queue, out: &Out) {
         let mut found = None;
         for (i, (_, j)) in queue.iter().enumerate() {
             if jobs::is_readonly(j) {
-                found = Some(i);
+                // a preview steer goes first among the read-only jobs
+                found = queue.iter().skip(i).position(|(_, k)| k.kind() == JobKind::SteerPreview).map(|d| i + d).filter(|&p| {
+                    !queue.iter().skip(i).take(p - i).any(|(_, k)| k.kind().interactive() && !jobs::is_readonly(k))
+                });
+                found = found.or(Some(i));
                 break;
             }
             if j.kind().interactive() {
