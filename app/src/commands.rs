@@ -70,6 +70,20 @@ impl AppCommand {
         }
     }
 
+    /// The View menu's entries.
+    pub fn in_view_menu(self) -> bool {
+        matches!(
+            self,
+            AppCommand::ShowCompare
+                | AppCommand::ShowInspect
+                | AppCommand::ShowSteer
+                | AppCommand::ShowSample
+                | AppCommand::ShowModels
+                | AppCommand::ToggleHeatmap
+                | AppCommand::ToggleTheme
+        )
+    }
+
     pub fn shortcut(self) -> KeyboardShortcut {
         let c = Modifiers::COMMAND;
         let cs = Modifiers::COMMAND | Modifiers::SHIFT;

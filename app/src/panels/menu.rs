@@ -52,15 +52,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             item(s, ui, AppCommand::RenderFull, has && s.image.is_some());
         });
         ui.menu_button("View", |ui| {
-            for cmd in [
-                AppCommand::ShowCompare,
-                AppCommand::ShowInspect,
-                AppCommand::ShowSteer,
-                AppCommand::ShowSample,
-                AppCommand::ShowModels,
-                AppCommand::ToggleHeatmap,
-                AppCommand::ToggleTheme,
-            ] {
+            for cmd in AppCommand::ALL.into_iter().filter(|c| c.in_view_menu()) {
                 item(s, ui, cmd, true);
             }
         });
