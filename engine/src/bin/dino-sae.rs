@@ -1014,7 +1014,8 @@ fn inspect(file: &Path) -> Result<()> {
 }
 
 fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
-    let backend = engine::backend::Backend::select(backend.parse()?)?;
+    let backend_choice: engine::backend::BackendChoice = backend.parse()?;
+    let backend = engine::backend::Backend::select(backend_choice)?;
     let device = backend.device.clone();
     let tag = backend.tag();
     if !json {
@@ -1104,6 +1105,8 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
             let _ = preview.forward(zp.clone()).into_data();
         });
     }
+    // steer command -> preview image event, through the studio's engine thread (its own overhead included)
+    steer_preview_row(preset, backend_choice, size, &preview, &times)?;
     if let Some(b) = &dit {
         // At the generator's training grid, and at the bench size (the DiT rebuilds its tables per grid).
         let mut grids = vec![b.meta.grid];
@@ -1129,6 +1132,50 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
             });
         }
     }
+    Ok(())
+}
+
+/// `steer_preview_{size}`: the time from a steer command to the preview image event in the worker (the studio's
+/// engine thread: queue, edit on the sphere, preview decode, image conversion, PSNR), on a `size x size` image.
+fn steer_preview_row(
+    preset: &str,
+    choice: engine::backend::BackendChoice,
+    size: usize,
+    preview: &engine::model::preview::PreviewDecoder,
+    times: &dyn Fn(&str, Option<f64>, &mut dyn FnMut()),
+) -> Result<()> {
+    use engine::worker::{Event, Job, ModelSource, Ticket, Worker};
+    let w = Worker::spawn_on(choice, || {});
+    let wait = |w: &Worker| -> Result<Event> {
+        loop {
+            match w.recv_timeout(std::time::Duration::from_secs(600)).context("the engine thread stopped answering")? {
+                Event::BackendReady(_) | Event::Progress(_) => continue,
+                Event::Failed(f) if f.id.is_none() => continue,
+                Event::Failed(f) => anyhow::bail!("steer bench: {}", f.error),
+                e => return Ok(e),
+            }
+        }
+    };
+    let src = if preset == "default" { ModelSource::Default } else { ModelSource::RandomPreset(preset.to_string()) };
+    w.submit(Ticket::new(1), Job::LoadModel(src));
+    let Event::Loaded(l) = wait(&w)? else { anyhow::bail!("steer bench: model not loaded") };
+    let tmp = std::env::temp_dir().join(format!("dino-sae-bench-preview-{}", std::process::id()));
+    if l.models.preview.is_none() {
+        preview.save(&tmp, engine::raw::Precision::F32, 0, "")?;
+        w.submit(Ticket::new(2), Job::LoadPreview(tmp.clone()));
+        wait(&w)?;
+    }
+    let img = image::RgbImage::from_fn(size as u32, size as u32, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x ^ y) % 256) as u8]));
+    w.submit(Ticket::new(3), Job::Reconstruct { image: img, fit: engine::image_io::Fit::Crop });
+    wait(&w)?;
+    let mut id = 10;
+    times(&format!("steer_preview_{size}"), Some(engine::flops::preview(&preview.cfg, size / 16, size / 16)), &mut || {
+        id += 1;
+        let edit = engine::steer::SteerEdit { angle_deg: (id % 90) as f32, ..Default::default() };
+        w.submit(Ticket::new(id), Job::SteerPreview { edit });
+        let _ = wait(&w).expect("steer preview");
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
 
