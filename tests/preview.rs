@@ -494,3 +494,93 @@ fn trainer_loss_falls_and_resume_is_exact() {
     let _ = std::fs::remove_dir_all(&straight);
     let _ = std::fs::remove_dir_all(&resumed);
 }
+
+/// The default model ships its preview decoder (assets/default-model/preview): it loads completely, fits the issue's
+/// budgets (<= 10 MB, <= 1.5 GFLOP at 256x256), previews the sample photos close to the full decoder, and the CLI
+/// twins (`reconstruct --preview`, `decode --preview`, `inspect-checkpoint`) work on it.
+#[test]
+fn the_default_model_ships_a_preview_decoder() {
+    let device = engine::cpu();
+    let dir = engine::model::preview::default_preview_dir().expect("assets/default-model/preview");
+    let bytes = std::fs::metadata(dir.join("model.safetensors"))
+        .expect("weights")
+        .len();
+    assert!(bytes <= 10_000_000, "{bytes} bytes");
+    let (p, report) = PreviewDecoder::load(&dir, &device).expect("loads");
+    assert!(
+        report.is_complete() && report.unexpected.is_empty(),
+        "{}",
+        report.summary(5)
+    );
+    assert!(engine::flops::preview(&p.cfg, 16, 16) <= 1.5e9);
+    let model = engine::worker::default_model_dir().expect("default model");
+    let sae = engine::checkpoint::load_sae(&model, &device, false)
+        .expect("sae")
+        .model;
+    assert_eq!(p.cfg.latent_channels, sae.cfg.decoder.latent_channels);
+    let photos =
+        engine::train::data::PhotoSet::load(&root().join("assets/samples"), 1024).expect("photos");
+    let rows = engine::train::preview::evaluate_preview(&sae, &p, &photos, 128).expect("eval");
+    let mean = rows.iter().map(|r| r.preview_vs_full).sum::<f64>() / rows.len() as f64;
+    eprintln!("{}", engine::train::preview::eval_markdown(&rows, 128));
+    assert!(mean > 22.0, "preview vs full decode {mean:.2} dB");
+
+    let bin = env!("CARGO_BIN_EXE_dino-sae");
+    let tmp = fresh_dir("cli");
+    std::fs::create_dir_all(&tmp).expect("mkdir");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin)
+            .args(args)
+            .output()
+            .expect("run dino-sae");
+        assert!(
+            o.status.success(),
+            "dino-sae {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let s = |p: &Path| p.to_str().expect("utf8 path").to_string();
+    let (img, rec, lat, dec) = (
+        root().join("assets/samples/chelsea.png"),
+        tmp.join("rec.png"),
+        tmp.join("z.safetensors"),
+        tmp.join("dec.png"),
+    );
+    let out = run(&[
+        "reconstruct",
+        &s(&img),
+        "-o",
+        &s(&rec),
+        "--model",
+        &s(&model),
+        "--preview",
+    ]);
+    assert!(out.contains("PSNR"), "{out}");
+    assert_eq!(
+        image::open(&rec).expect("png").to_rgb8().dimensions(),
+        (448, 288)
+    );
+    run(&["encode", &s(&img), "-o", &s(&lat), "--model", &s(&model)]);
+    run(&[
+        "decode",
+        &s(&lat),
+        "-o",
+        &s(&dec),
+        "--model",
+        &s(&model),
+        "--preview",
+    ]);
+    assert_eq!(
+        image::open(&dec).expect("png").to_rgb8().dimensions(),
+        (448, 288)
+    );
+    let out = run(&["inspect-checkpoint", &s(&dir)]);
+    assert!(out.contains("preview decoder"), "{out}");
+    let out = run(&["inspect-checkpoint", &s(&model)]);
+    assert!(
+        out.contains("preview:") && !out.contains("does not load"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
