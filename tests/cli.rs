@@ -207,3 +207,26 @@ fn sample_refuses_a_batch_beyond_the_budget() {
     assert!(secs < 20.0 && !out.exists(), "{secs:.1} s");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `dino-sae sample` with no model flags uses the default model and its generator; the same seed gives the same
+/// PNG (sampling is deterministic per seed), another seed another one.
+#[test]
+fn sample_defaults_to_the_default_model_and_its_generator() {
+    let dir = tmp_dir("sample-default");
+    let run = |seed: &str, name: &str| {
+        let out = dir.join(name);
+        let o = Command::new(env!("CARGO_BIN_EXE_dino-sae"))
+            .current_dir(&dir)
+            .args(["sample", "--class", "0", "--seed", seed, "--steps", "8", "-o"])
+            .arg(&out)
+            .output()
+            .expect("run dino-sae");
+        assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        image::open(&out).expect("samples written").to_rgb8()
+    };
+    let (a, a2, b) = (run("7", "a.png"), run("7", "a2.png"), run("8", "b.png"));
+    assert_eq!(a.dimensions(), (256, 256), "4 samples of 128 px tiled 2 x 2");
+    assert_eq!(a, a2, "same seed, same samples");
+    assert_ne!(a, b, "another seed, other samples");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -251,11 +251,12 @@ enum Cmd {
     },
     /// Sample latents of one class with a trained DiT, decode them with the SAE, write a grid PNG.
     Sample {
-        /// Generator folder (RUN/final).
+        /// Generator folder (RUN/final); default: the default model's generator.
         #[arg(long)]
-        dit: PathBuf,
+        dit: Option<PathBuf>,
+        /// The autoencoder the generator was trained on; default: the default model.
         #[arg(long)]
-        sae: PathBuf,
+        sae: Option<PathBuf>,
         /// Class index or name (photo file name, with or without extension).
         #[arg(long, default_value = "0")]
         class: String,
@@ -284,9 +285,10 @@ enum Cmd {
     Interpolate {
         a: String,
         b: String,
+        /// The autoencoder; default: the default model.
         #[arg(long)]
-        sae: PathBuf,
-        /// Generator folder, required for seed endpoints.
+        sae: Option<PathBuf>,
+        /// Generator folder for seed endpoints; default: the default model's generator.
         #[arg(long)]
         dit: Option<PathBuf>,
         /// Intervals: writes steps + 1 frames (frame_000 = A, last = B).
@@ -739,6 +741,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Sample { dit, sae, class, seed, steps, sampler, cfg, svae, shift, n, out } => {
             use engine::generate::{load_dit, parse_sampler, resolve_class, sample_grid, SampleSpec};
+            let (sae, dit) = default_sae_and_dit(sae, dit)?;
+            let dit = dit.context("no generator: pass --dit (the default model's generator is missing)")?;
             let b = load_dit(&dit, &device).with_context(|| format!("loading {}", dit.display()))?;
             let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
             let spec = SampleSpec {
@@ -769,6 +773,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Interpolate { a, b, sae, dit, steps, size, class, sample_steps, sampler, cfg, svae, out } => {
             use engine::generate::{interpolate, load_dit, parse_sampler, resolve_class, Endpoint, InterpSpec, SampleSpec};
             let (ea, eb) = (Endpoint::parse(&a)?, Endpoint::parse(&b)?);
+            let (sae, dit) = default_sae_and_dit(sae, dit)?;
             let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
             let bundle = match &dit {
                 Some(p) => Some(load_dit(p, &device).with_context(|| format!("loading {}", p.display()))?),
@@ -1133,6 +1138,15 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
         }
     }
     Ok(())
+}
+
+/// The autoencoder and generator a generation command uses: the ones named, else the default model and its
+/// generator (a named autoencoder without a named generator gets none).
+fn default_sae_and_dit(sae: Option<PathBuf>, dit: Option<PathBuf>) -> Result<(PathBuf, Option<PathBuf>)> {
+    match sae {
+        Some(s) => Ok((s, dit)),
+        None => Ok((engine::worker::require_default_model_dir().context("no --sae given")?, dit.or_else(engine::worker::default_dit_dir))),
+    }
 }
 
 /// `steer_preview_{size}`: the time from a steer command to the preview image event in the worker (the studio's
