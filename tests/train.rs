@@ -298,3 +298,18 @@ fn stage0_fits_the_stem_to_the_teachers_patch_embedding_only() {
     assert!(stem_changed, "the stem was trained");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A training step that cannot fit the memory budget is refused before the first step, naming its estimate.
+#[test]
+fn a_training_step_over_the_budget_is_refused_before_it_starts() {
+    let photos = PhotoSet::load(&root().join("assets/samples"), 256).expect("photos");
+    let out = fresh_run_dir("train-too-big");
+    let mut c = cfg(5);
+    c.batch = 4096;
+    c.crop = 1024;
+    let mut never = |_: &engine::train::LogRow| -> bool { panic!("no step may run") };
+    let e = train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut never).err().expect("refused");
+    let msg = e.to_string();
+    assert!(matches!(e, engine::EngineError::TooBig { .. }) && msg.contains("training step of batch 4096"), "{msg}");
+    assert!(!out.join("loss.csv").exists(), "nothing ran");
+}

@@ -434,6 +434,14 @@ pub fn train(
         optims.model = o;
     }
     let sae_cfg = model.cfg.clone();
+    // the memory preflight of one training step (autodiff keeps the activations for the backward pass)
+    let est = crate::preflight::train_step(&sae_cfg, cfg.batch, cfg.crop as usize);
+    crate::preflight::check(
+        &format!("a training step of batch {} at {}x{} crops", cfg.batch, cfg.crop, cfg.crop),
+        &est,
+        &crate::preflight::Budget::from_env(),
+        || "use a smaller batch or crop".into(),
+    )?;
     let names = model.names.clone();
     // frozen perceptual network on the autodiff device: gradients flow through it to the decoder, never into it
     let perc_net = if cfg.w_perc > 0.0 {
