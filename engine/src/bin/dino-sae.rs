@@ -381,6 +381,12 @@ enum Cmd {
         photos: PathBuf,
         #[arg(long, default_value_t = 256)]
         size: u32,
+        /// Perturb each latent first (angular noise up to this many degrees per patch, then a magnitude scale or a
+        /// projection to the mean radius), as steering or sampling would; both decoders decode the perturbed latent.
+        #[arg(long, default_value_t = 0.0)]
+        noise_deg: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Time encode, decode, one DiT step and 25-step sampling (median, p10, p90, FLOPs, peak RSS).
     Bench {
@@ -853,11 +859,11 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             println!("wrote {} (steps {} -> {}, {} items)", r.final_dir.display(), r.start_step, r.steps, r.items);
         }
-        Cmd::EvalPreview { model, preview_dir, photos, size } => {
+        Cmd::EvalPreview { model, preview_dir, photos, size, noise_deg, seed } => {
             let m = load_model(&model)?;
             let p = load_preview(&model, preview_dir.as_deref())?;
             let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
-            let rows = engine::train::preview::evaluate_preview(&m, &p, &set, size)?;
+            let rows = engine::train::preview::evaluate_preview_perturbed(&m, &p, &set, size, noise_deg, seed)?;
             print!("{}", engine::train::preview::eval_markdown(&rows, size));
         }
         Cmd::Bench { preset, backend, repeats, size, json, profile } => {

@@ -805,13 +805,38 @@ pub fn evaluate_preview(
     photos: &PhotoSet,
     size: u32,
 ) -> Result<Vec<PreviewEvalRow>> {
+    evaluate_preview_perturbed(sae, preview, photos, size, 0.0, 0)
+}
+
+/// [`evaluate_preview`] on perturbed latents: when `noise_deg > 0`, each photo's latent is first perturbed by
+/// [`perturb_latent`] (angular noise up to `noise_deg` per patch, then a magnitude scale or a projection to the mean
+/// radius; seeded by `(seed, photo)`), as a steer or a sampler would move it; both decoders then decode that latent.
+pub fn evaluate_preview_perturbed(
+    sae: &DinoSae,
+    preview: &PreviewDecoder,
+    photos: &PhotoSet,
+    size: u32,
+    noise_deg: f32,
+    seed: u64,
+) -> Result<Vec<PreviewEvalRow>> {
     let device = crate::cpu();
     let mut rows = Vec::new();
     for i in 0..photos.images.len() {
         let img = photos.center(i, size);
-        let z = sae
+        let mut z = sae
             .encode(image_io::to_tensor(&[&img], &sae.cfg.pixels, &device)?)?
             .patches;
+        if noise_deg > 0.0 {
+            let dims = z.dims();
+            let mut v = host4(z)?;
+            perturb_latent(
+                &mut v,
+                dims[1],
+                &mut StdRng::seed_from_u64(mix(seed, i as u64)),
+                noise_deg,
+            );
+            z = Tensor::from_data(TensorData::new(v, dims.to_vec()), &device);
+        }
         let full = image_io::from_tensor(sae.decode(z.clone())?, &sae.cfg.pixels)?.remove(0);
         let prev = image_io::from_tensor(preview.decode(z)?, &preview.cfg.pixels)?.remove(0);
         let orig = image_io::rgb8_to_f32(&img);
