@@ -343,3 +343,31 @@ fn preview_steers_run_first_and_stale_full_decodes_are_cancelled() {
     assert_eq!(order, vec![(6, true), (7, false)], "the preview first, then the full decode; never the stale one");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With a preview decoder, a walk's frames come first from it (not final: the slot keeps waiting), then the full
+/// decode of the same frames ends the job.
+#[test]
+fn walks_send_preview_frames_first() {
+    let w = loaded();
+    let dir = preview_dir("walk");
+    w.submit(Ticket::new(2), Job::LoadPreview(dir.clone()));
+    assert!(matches!(next(&w), Event::Loaded(_)));
+    w.submit(Ticket::new(3), Job::Reconstruct { image: image(64, 64), fit: Fit::Crop });
+    assert!(matches!(next(&w), Event::Reconstructed(_)));
+    w.submit(Ticket::new(4), Job::WalkImages { a: image(64, 64), b: image(80, 64), frames: 3 });
+    let first = match next(&w) {
+        Event::Walked(f) => f,
+        e => panic!("unexpected {e:?}"),
+    };
+    assert!(first.preview && first.frames.len() == 4);
+    assert!(!Event::Walked(engine::worker::Walked { id: 4, frames: Vec::new(), millis: 0.0, preview: true }).is_final());
+    match next(&w) {
+        Event::Walked(full) => {
+            assert!(!full.preview && full.frames.len() == 4);
+            assert_eq!(full.frames[0].dimensions(), first.frames[0].dimensions());
+            assert_ne!(full.frames[1], first.frames[1], "the full decoder's frames, not the preview's");
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

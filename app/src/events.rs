@@ -126,8 +126,12 @@ impl Studio {
                     .enumerate()
                     .map(|(i, f)| self.ctx.load_texture(format!("walk{i}"), color_image(f), TextureOptions::NEAREST))
                     .collect();
+                let same = self.sample.walk.len() == w.frames.len() && self.sample.walk_is_preview && !w.preview;
                 self.sample.walk = w.frames;
-                self.sample.walk_pos = 0;
+                self.sample.walk_is_preview = w.preview;
+                if !same {
+                    self.sample.walk_pos = 0; // the full frames replace the preview ones where playback is
+                }
             }
             Event::Exported(e) => self.last_export = Some(e.path),
             Event::Rendered(r) => {

@@ -169,6 +169,8 @@ pub struct SampleUi {
     pub seed_b: u64,
     pub walk_frames: usize,
     pub walk: Vec<image::RgbImage>,
+    /// The walk's frames are the preview decoder's (the full decode is on its way).
+    pub walk_is_preview: bool,
     pub walk_tex: Vec<TextureHandle>,
     pub walk_pos: usize,
     pub playing: bool,
@@ -228,6 +230,7 @@ impl Default for SampleUi {
             seed_b: 1,
             walk_frames: 16,
             walk: Vec::new(),
+            walk_is_preview: false,
             walk_tex: Vec::new(),
             walk_pos: 0,
             playing: false,

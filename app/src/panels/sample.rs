@@ -133,10 +133,13 @@ fn walk_ui(s: &mut Studio, ui: &mut egui::Ui) {
     }
     let t = &s.sample.walk_tex[s.sample.walk_pos.min(n - 1)];
     ui.image((t.id(), egui::vec2(200.0, 200.0)));
+    if s.sample.walk_is_preview {
+        ui.small("preview decoder frames; the full decode follows");
+    }
     ui.horizontal(|ui| {
         path_field(ui, "Frames folder", &mut s.sample.frames_dir);
     });
-    if ui.button("Export frames").clicked() {
+    if ui.add_enabled(!s.sample.walk_is_preview, egui::Button::new("Export frames")).clicked() {
         s.export_walk();
     }
 }

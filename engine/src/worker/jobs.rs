@@ -260,8 +260,9 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             let zb = crate::generate::sample_latents(b, &crate::generate::SampleSpec { seed: seed_b, ..one })?;
             pump(st, ticket);
             let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
+            preview_frames(st, &zs, id, t0, emit);
             let frames = decode_frames(m, zs, ticket, &mut |t| pump(st, t))?;
-            Ok(Event::Walked(Walked { id, frames, millis: ms(t0) }))
+            Ok(Event::Walked(Walked { id, frames, millis: ms(t0), preview: false }))
         }
         Job::WalkImages { a, b, frames } => {
             let st: &State = state;
@@ -276,8 +277,9 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             let z = m.encode_cancellable(x, &ticket.cancel)?.patches;
             let (za, zb) = (z.clone().narrow(0, 0, 1), z.narrow(0, 1, 1));
             let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
+            preview_frames(st, &zs, id, t0, emit);
             let frames = decode_frames(m, zs, ticket, &mut |t| pump(st, t))?;
-            Ok(Event::Walked(Walked { id, frames, millis: ms(t0) }))
+            Ok(Event::Walked(Walked { id, frames, millis: ms(t0), preview: false }))
         }
         Job::ExportLatent { path, edit } => {
             let (lat, _) = state.current()?;
@@ -295,6 +297,19 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             handle_readonly(job, ticket, state)
         }
     }
+}
+
+/// With a preview decoder, send the walk's frames decoded by it first (playable at once; the full decode follows).
+fn preview_frames(st: &State, zs: &[Tensor<4>], id: u64, t0: Instant, emit: &dyn Fn(Event)) {
+    let (Some((p, _)), Ok(m)) = (st.preview.as_ref(), st.model()) else { return };
+    let mut frames = Vec::with_capacity(zs.len());
+    for z in zs {
+        match p.decode(z.clone()).and_then(|x| image_io::from_tensor(x, &m.cfg.pixels)) {
+            Ok(r) => frames.extend(r.iter().map(image_io::f32_to_rgb8)),
+            Err(_) => return, // the full decode follows anyway
+        }
+    }
+    emit(Event::Walked(Walked { id, frames, millis: ms(t0), preview: true }));
 }
 
 /// Decode frames one at a time (each is one preflighted decode), pumping between them.

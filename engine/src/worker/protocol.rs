@@ -381,6 +381,8 @@ pub struct Walked {
     pub id: u64,
     pub frames: Vec<RgbImage>,
     pub millis: f64,
+    /// Frames decoded by the preview decoder, sent first; the full decode of the same frames follows.
+    pub preview: bool,
 }
 
 #[derive(Debug)]
@@ -453,6 +455,6 @@ impl Event {
 
     /// Whether this event ends its job (everything but progress).
     pub fn is_final(&self) -> bool {
-        !matches!(self, Event::Progress(_) | Event::BackendReady(_))
+        !matches!(self, Event::Progress(_) | Event::BackendReady(_)) && !matches!(self, Event::Walked(w) if w.preview)
     }
 }
