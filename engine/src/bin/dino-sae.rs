@@ -34,6 +34,17 @@ struct ModelArgs {
     allow_incomplete: bool,
 }
 
+/// `--preview [--preview-dir DIR]`: decode with the distilled preview decoder.
+#[derive(clap::Args, Debug)]
+struct PreviewArgs {
+    /// Decode with the distilled preview decoder (fast, approximate) instead of the full decoder.
+    #[arg(long)]
+    preview: bool,
+    /// Preview decoder folder (default: the model folder's `preview/`).
+    #[arg(long)]
+    preview_dir: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Encode and decode an image; prints PSNR / SSIM.
@@ -50,12 +61,8 @@ enum Cmd {
         /// large for one pass (the memory preflight says when).
         #[arg(long)]
         tiled: bool,
-        /// Decode with the distilled preview decoder (fast, approximate) instead of the full decoder.
-        #[arg(long)]
-        preview: bool,
-        /// Preview decoder folder (default: the model folder's `preview/`).
-        #[arg(long)]
-        preview_dir: Option<PathBuf>,
+        #[command(flatten)]
+        preview: PreviewArgs,
     },
     /// Encode an image to a latent file (safetensors: `latent` [1,C,h,w], `cls` [1,C]; no `cls` when --tiled).
     Encode {
@@ -81,12 +88,8 @@ enum Cmd {
         /// latents too large for one pass (the memory preflight says when).
         #[arg(long)]
         tiled: bool,
-        /// Decode with the distilled preview decoder (fast, approximate) instead of the full decoder.
-        #[arg(long)]
-        preview: bool,
-        /// Preview decoder folder (default: the model folder's `preview/`).
-        #[arg(long)]
-        preview_dir: Option<PathBuf>,
+        #[command(flatten)]
+        preview: PreviewArgs,
     },
     /// Memory and time estimate of an encode, decode or reconstruct at a size (the preflight every job runs);
     /// `--measure` also runs the job and reports the measured peak RSS increase next to the estimate.
@@ -461,7 +464,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let device = engine::cpu();
     match cli.cmd {
-        Cmd::Reconstruct { image, out, model, fit, tiled, preview, preview_dir } => {
+        Cmd::Reconstruct { image, out, model, fit, tiled, preview: PreviewArgs { preview, preview_dir } } => {
             if tiled && preview {
                 bail!("--preview decodes in one pass; drop --tiled");
             }
@@ -527,7 +530,7 @@ fn run(cli: Cli) -> Result<()> {
             write_safetensors(&out, &t, &meta, Precision::F32)?;
             println!("wrote {} (latent {:?})", out.display(), t["latent"].shape);
         }
-        Cmd::Decode { latent, out, model, tiled, preview, preview_dir } => {
+        Cmd::Decode { latent, out, model, tiled, preview: PreviewArgs { preview, preview_dir } } => {
             if tiled && preview {
                 bail!("--preview decodes in one pass; drop --tiled");
             }

@@ -144,16 +144,7 @@ impl TrainConfig {
     /// Learning rate at `step` (1-based): linear warm-up over `warmup` steps, then constant, or a half cosine
     /// from `lr` down to 0 at `steps`.
     pub fn lr_at(&self, step: usize) -> f64 {
-        let warm = (step as f64 / self.warmup.max(1) as f64).min(1.0);
-        let decay = match self.schedule {
-            Schedule::Constant => 1.0,
-            Schedule::Cosine => {
-                let span = self.steps.saturating_sub(self.warmup).max(1) as f64;
-                let t = (step.saturating_sub(self.warmup) as f64 / span).min(1.0);
-                0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-        };
-        self.lr * warm * decay
+        lr_schedule(self.lr, self.warmup, self.steps, self.schedule, step)
     }
 
     fn validate(&self) -> Result<()> {
@@ -372,6 +363,21 @@ pub fn load_weights(model: DinoSae, map: &TensorMap) -> Result<DinoSae> {
 
 /// Progress callback: (row) -> keep going?
 pub type OnLog<'a> = &'a mut dyn FnMut(&LogRow) -> bool;
+
+/// Learning rate at `step` (1-based) of a run of `steps`: linear warm-up over `warmup` steps, then constant, or a
+/// half cosine from `lr` down to 0 at `steps` (every trainer's schedule).
+pub fn lr_schedule(lr: f64, warmup: usize, steps: usize, schedule: Schedule, step: usize) -> f64 {
+    let warm = (step as f64 / warmup.max(1) as f64).min(1.0);
+    let decay = match schedule {
+        Schedule::Constant => 1.0,
+        Schedule::Cosine => {
+            let span = steps.saturating_sub(warmup).max(1) as f64;
+            let t = (step.saturating_sub(warmup) as f64 / span).min(1.0);
+            0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+        }
+    };
+    lr * warm * decay
+}
 
 /// Train. `init` is the starting model for stages 3/4 (a stage-1 result); stage 1 starts from the teacher.
 /// Resumes from `out/latest` when present. Returns the final EMA model, saved to `out/final`.

@@ -102,16 +102,7 @@ impl Default for PreviewTrainConfig {
 impl PreviewTrainConfig {
     /// Learning rate at `step` (1-based): linear warm-up, then constant or a half cosine to 0 at `steps`.
     pub fn lr_at(&self, step: usize) -> f64 {
-        let warm = (step as f64 / self.warmup.max(1) as f64).min(1.0);
-        let decay = match self.schedule {
-            Schedule::Constant => 1.0,
-            Schedule::Cosine => {
-                let span = self.steps.saturating_sub(self.warmup).max(1) as f64;
-                let t = (step.saturating_sub(self.warmup) as f64 / span).min(1.0);
-                0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-        };
-        self.lr * warm * decay
+        super::lr_schedule(self.lr, self.warmup, self.steps, self.schedule, step)
     }
 
     fn validate(&self) -> Result<()> {
