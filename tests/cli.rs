@@ -230,3 +230,42 @@ fn sample_defaults_to_the_default_model_and_its_generator() {
     assert_ne!(a, b, "another seed, other samples");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `dino-sae interpolate` between two images consults the memory preflight: over a small budget it is refused with
+/// what fits, before anything is written.
+#[test]
+fn interpolate_refuses_images_over_the_budget() {
+    let dir = tmp_dir("interp-budget");
+    let out = dir.join("frames");
+    let o = Command::new(env!("CARGO_BIN_EXE_dino-sae"))
+        .current_dir(&dir)
+        .env("DINO_SAE_MEMORY_BUDGET", "24MiB")
+        .arg("interpolate")
+        .arg(root().join("assets/samples/chelsea.png"))
+        .arg(root().join("assets/samples/coffee.png"))
+        .arg("--sae")
+        .arg(fixture_model())
+        .args(["--steps", "2", "-o"])
+        .arg(&out)
+        .output()
+        .expect("run dino-sae");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "refused");
+    assert!(stderr.contains("encode of 448x288 (batch 2)") && stderr.contains("at most"), "{stderr}");
+    assert!(!out.exists(), "nothing written");
+    // the same with the budget the machine gives works
+    let o = Command::new(env!("CARGO_BIN_EXE_dino-sae"))
+        .current_dir(&dir)
+        .arg("interpolate")
+        .arg(root().join("assets/samples/chelsea.png"))
+        .arg(root().join("assets/samples/coffee.png"))
+        .arg("--sae")
+        .arg(fixture_model())
+        .args(["--steps", "2", "-o"])
+        .arg(&out)
+        .output()
+        .expect("run dino-sae");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("frame_002.png").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1163,6 +1163,11 @@ pub fn endpoint_latents(sae: &DinoSae, dit: Option<&DitBundle>, a: &Endpoint, b:
     match (a, b) {
         (Endpoint::Image(pa), Endpoint::Image(pb)) => {
             let (ia, ib) = pair_images(&image_io::load_rgb(pa)?, &image_io::load_rgb(pb)?, spec.size)?;
+            // the memory preflight: both endpoints are encoded in one batch, every frame decoded alone
+            let (w, h) = (ia.width() as usize, ia.height() as usize);
+            let budget = crate::preflight::Budget::from_env();
+            crate::preflight::check_encode(&sae.cfg, 2, w, h, &budget)?;
+            crate::preflight::check_decode(&sae.cfg, 1, h / 16, w / 16, &budget)?;
             let x = image_io::to_tensor(&[&ia, &ib], &sae.cfg.pixels, &device)?;
             let z = sae.encode(x)?.patches;
             Ok((z.clone().narrow(0, 0, 1), z.narrow(0, 1, 1)))
