@@ -215,13 +215,10 @@ fn sample_defaults_to_the_default_model_and_its_generator() {
     let dir = tmp_dir("sample-default");
     let run = |seed: &str, name: &str| {
         let out = dir.join(name);
-        let o = Command::new(env!("CARGO_BIN_EXE_dino-sae"))
-            .current_dir(&dir)
-            .args(["sample", "--class", "0", "--seed", seed, "--steps", "8", "-o"])
-            .arg(&out)
-            .output()
-            .expect("run dino-sae");
-        assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let flags = ["sample", "--class", "0", "--seed", seed, "--steps", "8", "-o"];
+        let args: Vec<&std::ffi::OsStr> = flags.iter().map(|a| a.as_ref()).chain([out.as_os_str()]).collect();
+        let (code, stdout, stderr, _) = dino_sae(&args, &[]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
         image::open(&out).expect("samples written").to_rgb8()
     };
     let (a, a2, b) = (run("7", "a.png"), run("7", "a2.png"), run("8", "b.png"));
@@ -237,35 +234,25 @@ fn sample_defaults_to_the_default_model_and_its_generator() {
 fn interpolate_refuses_images_over_the_budget() {
     let dir = tmp_dir("interp-budget");
     let out = dir.join("frames");
-    let o = Command::new(env!("CARGO_BIN_EXE_dino-sae"))
-        .current_dir(&dir)
-        .env("DINO_SAE_MEMORY_BUDGET", "24MiB")
-        .arg("interpolate")
-        .arg(root().join("assets/samples/chelsea.png"))
-        .arg(root().join("assets/samples/coffee.png"))
-        .arg("--sae")
-        .arg(fixture_model())
-        .args(["--steps", "2", "-o"])
-        .arg(&out)
-        .output()
-        .expect("run dino-sae");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "refused");
+    let (a, b, model) = (root().join("assets/samples/chelsea.png"), root().join("assets/samples/coffee.png"), fixture_model());
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "interpolate".as_ref(),
+        a.as_os_str(),
+        b.as_os_str(),
+        "--sae".as_ref(),
+        model.as_os_str(),
+        "--steps".as_ref(),
+        "2".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ];
+    let (code, _, stderr, _) = dino_sae(&args, &[("DINO_SAE_MEMORY_BUDGET", "24MiB")]);
+    assert_ne!(code, 0, "refused");
     assert!(stderr.contains("encode of 448x288 (batch 2)") && stderr.contains("at most"), "{stderr}");
     assert!(!out.exists(), "nothing written");
     // the same with the budget the machine gives works
-    let o = Command::new(env!("CARGO_BIN_EXE_dino-sae"))
-        .current_dir(&dir)
-        .arg("interpolate")
-        .arg(root().join("assets/samples/chelsea.png"))
-        .arg(root().join("assets/samples/coffee.png"))
-        .arg("--sae")
-        .arg(fixture_model())
-        .args(["--steps", "2", "-o"])
-        .arg(&out)
-        .output()
-        .expect("run dino-sae");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, _, stderr, _) = dino_sae(&args, &[]);
+    assert_eq!(code, 0, "{stderr}");
     assert!(out.join("frame_002.png").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
