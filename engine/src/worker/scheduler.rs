@@ -125,51 +125,38 @@ fn prune(queue: &mut Queue, out: &Out) {
     }
 }
 
-/// The next job: a preview steer, else the oldest interactive one, else the oldest.
+/// Index of the first queued state-changing interactive job (a load, a reconstruct), or the queue's length: the
+/// jobs behind it belong to its result, so none of them may run ahead of it.
+fn barrier(queue: &Queue) -> usize {
+    queue.iter().position(|(_, j)| j.kind().interactive() && !jobs::is_readonly(j)).unwrap_or(queue.len())
+}
+
+/// The next job: a preview steer ahead of the barrier, else the oldest interactive one, else the oldest.
 fn pick(queue: &mut Queue, out: &Out) -> Option<(Ticket, Job)> {
     prune(queue, out);
     let pos = queue
         .iter()
-        .position(|(_, j)| j.kind() == JobKind::SteerPreview && !state_changing_before(queue, j))
+        .take(barrier(queue))
+        .position(|(_, j)| j.kind() == JobKind::SteerPreview)
         .or_else(|| queue.iter().position(|(_, j)| j.kind().interactive()))
         .unwrap_or(0);
     queue.remove(pos)
 }
 
-/// Whether a state-changing interactive job (a load, a reconstruct) is queued before `job`: what follows it
-/// belongs to its result.
-fn state_changing_before(queue: &Queue, job: &Job) -> bool {
-    for (_, j) in queue.iter() {
-        if std::ptr::eq(j, job) {
-            return false;
-        }
-        if j.kind().interactive() && !jobs::is_readonly(j) {
-            return true;
-        }
-    }
-    false
-}
-
-/// Run the queued read-only interactive jobs (steer, cosine maps, pins) that no state-changing job precedes,
-/// while a background job holds the engine.
+/// Run the queued read-only interactive jobs (steer, cosine maps, pins) ahead of the barrier, preview steers
+/// first, while a background job holds the engine.
 fn pump_readonly(state: &State, queue: &mut Queue, out: &Out) {
     loop {
         prune(queue, out);
-        let mut found = None;
-        for (i, (_, j)) in queue.iter().enumerate() {
-            if jobs::is_readonly(j) {
-                // a preview steer goes first among the read-only jobs
-                found = queue.iter().skip(i).position(|(_, k)| k.kind() == JobKind::SteerPreview).map(|d| i + d).filter(|&p| {
-                    !queue.iter().skip(i).take(p - i).any(|(_, k)| k.kind().interactive() && !jobs::is_readonly(k))
-                });
-                found = found.or(Some(i));
-                break;
-            }
-            if j.kind().interactive() {
-                break; // a load or reconstruct must run first; what follows it belongs to its result
-            }
-        }
-        let Some(i) = found else { return };
+        let ahead = barrier(queue);
+        let Some(i) = queue
+            .iter()
+            .take(ahead)
+            .position(|(_, j)| j.kind() == JobKind::SteerPreview)
+            .or_else(|| queue.iter().take(ahead).position(|(_, j)| jobs::is_readonly(j)))
+        else {
+            return;
+        };
         let (ticket, job) = queue.remove(i).expect("index in range");
         let kind = job.kind();
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| jobs::handle_readonly(job, &ticket, state)));
