@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use engine::checkpoint::pickle::{read_torch_zip, unpickle, Value};
+use engine::checkpoint::pickle::{Value, read_torch_zip, unpickle};
 use engine::fuzz::{self, CountingAlloc};
 use engine::raw::{latent_from_bytes, safetensors_from_bytes};
 
@@ -54,7 +54,10 @@ fn assert_inert(what: &str, pkl: &[u8]) {
     // refused, or an inert value (calls are kept as opaque records, never resolved)
     let _ = bounded(what, pkl.len(), || unpickle(pkl));
     // and as a torch checkpoint it loads no tensors / is refused
-    let zip = fuzz::zip_entries(&[("archive/data.pkl".into(), pkl.to_vec()), ("archive/version".into(), b"3\n".to_vec())], false);
+    let zip = fuzz::zip_entries(
+        &[("archive/data.pkl".into(), pkl.to_vec()), ("archive/version".into(), b"3\n".to_vec())],
+        false,
+    );
     let z = bounded(what, zip.len(), || read_torch_zip(&zip));
     assert!(z.as_ref().map(|m| m.is_empty()).unwrap_or(true), "{what}: tensors from an attack: {z:?}");
     let p = tmp(&format!("{}.pth", what.replace(' ', "_")));
@@ -83,7 +86,14 @@ fn pickles_that_try_to_run_code_are_inert() {
     let cmd = payload_cmd();
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
     // protocol 0 (text): GLOBAL + MARK + STRING + TUPLE + REDUCE
-    for (m, n) in [("os", "system"), ("posix", "system"), ("subprocess", "call"), ("builtins", "eval"), ("builtins", "exec"), ("__builtin__", "eval")] {
+    for (m, n) in [
+        ("os", "system"),
+        ("posix", "system"),
+        ("subprocess", "call"),
+        ("builtins", "eval"),
+        ("builtins", "exec"),
+        ("__builtin__", "eval"),
+    ] {
         cases.push((format!("p0 GLOBAL REDUCE {m}.{n}"), format!("c{m}\n{n}\n(S'{cmd}'\ntR.").into_bytes()));
     }
     // protocol 0 INST: instantiate a class with arguments in one opcode
@@ -219,7 +229,12 @@ struct RawZip {
 
 impl RawZip {
     fn new(path: &std::path::Path) -> Self {
-        Self { out: std::io::BufWriter::new(std::fs::File::create(path).expect("create")), pos: 0, central: Vec::new(), entries: 0 }
+        Self {
+            out: std::io::BufWriter::new(std::fs::File::create(path).expect("create")),
+            pos: 0,
+            central: Vec::new(),
+            entries: 0,
+        }
     }
     fn put(&mut self, b: &[u8]) {
         self.out.write_all(b).expect("write");
@@ -331,7 +346,8 @@ fn zip_bombs_are_refused_without_inflating() {
     let n = 300;
     let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
     let pkl300 = {
-        let small: Vec<(&str, Vec<usize>, Vec<f32>)> = names.iter().map(|a| (a.as_str(), vec![1usize << 18], vec![0.0; 1])).collect();
+        let small: Vec<(&str, Vec<usize>, Vec<f32>)> =
+            names.iter().map(|a| (a.as_str(), vec![1usize << 18], vec![0.0; 1])).collect();
         let e = fuzz::unzip_all(&fuzz::torch_zip(&small, 2)).expect("zip");
         e.into_iter().find(|(n, _)| n.ends_with("data.pkl")).expect("pkl").1
     };
@@ -395,10 +411,25 @@ fn safetensors_claiming_more_than_the_file_are_refused() {
             v.extend(b"{}");
             v
         }),
-        ("a tensor of 2^60 bytes", st(r#"{"latent":{"dtype":"F32","shape":[268435456,1073741824],"data_offsets":[0,1152921504606846976]}}"#, &data)),
-        ("offsets beyond the file", st(r#"{"latent":{"dtype":"F32","shape":[1,16,4,4],"data_offsets":[0,1024]}}"#, &data)),
+        (
+            "a tensor of 2^60 bytes",
+            st(
+                r#"{"latent":{"dtype":"F32","shape":[268435456,1073741824],"data_offsets":[0,1152921504606846976]}}"#,
+                &data,
+            ),
+        ),
+        (
+            "offsets beyond the file",
+            st(r#"{"latent":{"dtype":"F32","shape":[1,16,4,4],"data_offsets":[0,1024]}}"#, &data),
+        ),
         ("end before start", st(r#"{"latent":{"dtype":"F32","shape":[4],"data_offsets":[32,16]}}"#, &data)),
-        ("offsets past u64", st(r#"{"latent":{"dtype":"F32","shape":[4],"data_offsets":[18446744073709551615,18446744073709551615]}}"#, &data)),
+        (
+            "offsets past u64",
+            st(
+                r#"{"latent":{"dtype":"F32","shape":[4],"data_offsets":[18446744073709551615,18446744073709551615]}}"#,
+                &data,
+            ),
+        ),
     ];
     for (what, b) in &cases {
         let e = bounded(what, b.len(), || safetensors_from_bytes(b)).expect_err(what);
@@ -416,7 +447,8 @@ fn shapes_whose_element_count_overflows_are_refused() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let big = 1u64 << 32;
     // safetensors: 2^32 x 2^32 x 16 elements over 64 bytes
-    let b = st(&format!(r#"{{"latent":{{"dtype":"F32","shape":[{big},{big},16],"data_offsets":[0,64]}}}}"#), &[0u8; 64]);
+    let b =
+        st(&format!(r#"{{"latent":{{"dtype":"F32","shape":[{big},{big},16],"data_offsets":[0,64]}}}}"#), &[0u8; 64]);
     assert!(bounded("safetensors overflow", b.len(), || safetensors_from_bytes(&b)).is_err());
     assert!(bounded("latent overflow", b.len(), || latent_from_bytes(&b, None)).is_err());
     // torch pickle: _rebuild_tensor_v2 with size (2^32, 2^32, 16)
@@ -476,6 +508,7 @@ fn shapes_whose_element_count_overflows_are_refused() {
     cfg.encoder.depth = 1 << 10;
     let n = engine::preflight::sae_numel(&cfg);
     assert!(n > 1e15, "{n}");
-    let e = engine::preflight::check_weights_match("config.json", n, 1000, &engine::preflight::Budget::bytes(8 << 30)).expect_err("refused");
+    let e = engine::preflight::check_weights_match("config.json", n, 1000, &engine::preflight::Budget::bytes(8 << 30))
+        .expect_err("refused");
     assert!(e.to_string().contains("budget"), "{e}");
 }

@@ -30,7 +30,11 @@ fn wait_for(h: &mut H, what: &str, cond: impl Fn(&Studio) -> bool) {
             h.run_steps(2);
             return;
         }
-        assert!(t.elapsed() < Duration::from_secs(600), "timed out waiting for {what}; error: {:?}", h.state().as_ref().and_then(|s| s.error()));
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "timed out waiting for {what}; error: {:?}",
+            h.state().as_ref().and_then(|s| s.error())
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -44,7 +48,13 @@ fn fixture_model() -> PathBuf {
 }
 
 fn options(open: Option<PathBuf>) -> StartOptions {
-    StartOptions { open, model: Some(fixture_model()), backend: engine::backend::BackendChoice::Cpu, no_restore: true, ..Default::default() }
+    StartOptions {
+        open,
+        model: Some(fixture_model()),
+        backend: engine::backend::BackendChoice::Cpu,
+        no_restore: true,
+        ..Default::default()
+    }
 }
 
 fn harness(opts: StartOptions) -> H {
@@ -73,11 +83,23 @@ fn type_into(h: &mut H, label: &str, text: &str) {
     for ch in text.chars() {
         let key = egui::Key::from_name(&ch.to_ascii_uppercase().to_string());
         if let Some(k) = key {
-            h.event(egui::Event::Key { key: k, physical_key: None, pressed: true, repeat: false, modifiers: Default::default() });
+            h.event(egui::Event::Key {
+                key: k,
+                physical_key: None,
+                pressed: true,
+                repeat: false,
+                modifiers: Default::default(),
+            });
         }
         h.event(egui::Event::Text(ch.to_string()));
         if let Some(k) = key {
-            h.event(egui::Event::Key { key: k, physical_key: None, pressed: false, repeat: false, modifiers: Default::default() });
+            h.event(egui::Event::Key {
+                key: k,
+                physical_key: None,
+                pressed: false,
+                repeat: false,
+                modifiers: Default::default(),
+            });
         }
         h.step();
     }
@@ -97,7 +119,12 @@ fn click_patch(h: &mut H, fx: f32, fy: f32) {
     h.hover_at(pos);
     h.step();
     for pressed in [true, false] {
-        h.event(egui::Event::PointerButton { pos, button: egui::PointerButton::Primary, pressed, modifiers: Default::default() });
+        h.event(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: Default::default(),
+        });
         h.step();
     }
 }
@@ -114,7 +141,8 @@ fn tiny_generator(tag: &str) -> PathBuf {
         cache: engine::generate::CacheSpec { crop: 32, crops_per_photo: 2, min_crop_frac: 0.5, seed: 1 },
         ..Default::default()
     };
-    engine::generate::train_dit_run(&fixture_model(), &root().join("assets/samples"), &run, &cfg, &mut |_| true).expect("train a tiny generator");
+    engine::generate::train_dit_run(&fixture_model(), &root().join("assets/samples"), &run, &cfg, &mut |_| true)
+        .expect("train a tiny generator");
     run
 }
 
@@ -138,7 +166,9 @@ fn every_panel_by_its_labels() {
         (c.input.clone(), c.recon.clone(), c.lpips.as_ref().expect("lpips").0)
     };
     let lp = engine::lpips::LpipsVgg::load(&engine::lpips::default_dir(), &engine::cpu()).expect("weights");
-    let want = lp.distance_rgb(&engine::image_io::rgb8_to_f32(&input), &engine::image_io::rgb8_to_f32(&recon), &engine::cpu()).expect("d");
+    let want = lp
+        .distance_rgb(&engine::image_io::rgb8_to_f32(&input), &engine::image_io::rgb8_to_f32(&recon), &engine::cpu())
+        .expect("d");
     assert!((shown - want).abs() < 2e-3, "shown {shown} vs {want}");
     assert!(h.query_by_label_contains(&format!("LPIPS-VGG-like {shown:.4}")).is_some(), "the score is on screen");
     set_slider(&mut h, "swipe (original on the left)", 0.5);
@@ -168,7 +198,8 @@ fn every_panel_by_its_labels() {
     assert_eq!(app(&h).zoom(), 1.0);
     // settings survive a round trip and tolerate missing fields
     let st = app(&h).settings().clone();
-    let back: dino_sae_studio::state::Settings = serde_json::from_str(&serde_json::to_string(&st).expect("json")).expect("parse");
+    let back: dino_sae_studio::state::Settings =
+        serde_json::from_str(&serde_json::to_string(&st).expect("json")).expect("parse");
     assert_eq!(back, st);
     let partial: dino_sae_studio::state::Settings = serde_json::from_str(r#"{"opacity":0.25}"#).expect("partial");
     assert_eq!((partial.opacity, partial.working_side), (0.25, 384));
@@ -197,30 +228,55 @@ fn every_panel_by_its_labels() {
     let b = r.min + egui::vec2(r.width() * 0.5, r.height() * 0.5);
     h.hover_at(a);
     h.step();
-    h.event(egui::Event::PointerButton { pos: a, button: egui::PointerButton::Primary, pressed: true, modifiers: Default::default() });
+    h.event(egui::Event::PointerButton {
+        pos: a,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: Default::default(),
+    });
     h.step();
     for k in 1..=8 {
         h.hover_at(a + (b - a) * (k as f32 / 8.0));
         h.step();
     }
-    h.event(egui::Event::PointerButton { pos: b, button: egui::PointerButton::Primary, pressed: false, modifiers: Default::default() });
+    h.event(egui::Event::PointerButton {
+        pos: b,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: Default::default(),
+    });
     h.run_steps(2);
-    let inside = |n: usize, lo: f32, hi: f32| (0..n).filter(|&i| (lo..=hi).contains(&((i as f32 + 0.5) / n as f32))).count();
-    assert_eq!(app(&h).selection().len(), inside(gh, 0.1, 0.5) * inside(gw, 0.1, 0.5), "box selects the patches whose centres it covers");
+    let inside =
+        |n: usize, lo: f32, hi: f32| (0..n).filter(|&i| (lo..=hi).contains(&((i as f32 + 0.5) / n as f32))).count();
+    assert_eq!(
+        app(&h).selection().len(),
+        inside(gh, 0.1, 0.5) * inside(gw, 0.1, 0.5),
+        "box selects the patches whose centres it covers"
+    );
     h.get_by_label("All patches").click();
     h.run_steps(2);
     assert!(app(&h).selection().is_empty());
     set_slider(&mut h, "rotate (degrees)", 60.0);
-    wait_for(&mut h, "steered decode", |s| s.current().is_some_and(|c| c.steered.is_some()) && !s.is_running(JobKind::Steer));
+    wait_for(&mut h, "steered decode", |s| {
+        s.current().is_some_and(|c| c.steered.is_some()) && !s.is_running(JobKind::Steer)
+    });
     let c = app(&h).current().expect("current");
-    assert_ne!(c.steered.as_ref().expect("steered").0, c.recon, "rotating every patch by 60 degrees changes the decode");
+    assert_ne!(
+        c.steered.as_ref().expect("steered").0,
+        c.recon,
+        "rotating every patch by 60 degrees changes the decode"
+    );
     assert!(h.query_by_label_contains("Steered decode: PSNR").is_some());
     h.get_by_label("Undo").click();
     h.run_steps(2);
     assert_eq!(app(&h).edit().angle_deg, 0.0, "undo brings the edit back to zero rotation");
     h.get_by_label("PCA 1+").click();
     set_slider(&mut h, "rotate (degrees)", 30.0);
-    wait_for(&mut h, "PCA steer", |s| matches!(&s.edit().target, engine::steer::SteerTarget::Direction(d) if d.len() == 64) && s.edit().angle_deg == 30.0 && s.is_idle());
+    wait_for(&mut h, "PCA steer", |s| {
+        matches!(&s.edit().target, engine::steer::SteerTarget::Direction(d) if d.len() == 64)
+            && s.edit().angle_deg == 30.0
+            && s.is_idle()
+    });
 
     // Export a PNG with its parameters (written off the UI thread)
     let out = std::env::temp_dir().join(format!("dino-sae-ui-{}.png", std::process::id()));
@@ -241,7 +297,11 @@ fn every_panel_by_its_labels() {
     wait_for(&mut h, "image error", |s| s.error().is_some() && s.is_idle());
     assert!(h.query_by_label_contains("error:").is_some(), "the error is shown");
     let _ = std::fs::remove_file(&bad_img);
-    type_into(&mut h, "Model path", &root().join("tests/fixtures/dinosae-setA/dinov3/hf/model.safetensors").display().to_string());
+    type_into(
+        &mut h,
+        "Model path",
+        &root().join("tests/fixtures/dinosae-setA/dinov3/hf/model.safetensors").display().to_string(),
+    );
     h.get_by_label("Load model").click();
     wait_for(&mut h, "load failure", |s| s.is_idle() && s.error().is_some_and(|e| e.contains("not a DINO-SAE")));
     assert_eq!(app(&h).current().map(|c| c.psnr), psnr_before, "the reconstruction is kept");
@@ -274,8 +334,18 @@ fn typing_into_a_text_field_never_triggers_a_command() {
     assert_eq!(app(&h).tab(), tab);
     // out of the field (click on empty canvas), "2" is the Inspect shortcut again
     h.hover_at(egui::pos2(1300.0, 990.0));
-    h.event(egui::Event::PointerButton { pos: egui::pos2(1300.0, 990.0), button: egui::PointerButton::Primary, pressed: true, modifiers: Default::default() });
-    h.event(egui::Event::PointerButton { pos: egui::pos2(1300.0, 990.0), button: egui::PointerButton::Primary, pressed: false, modifiers: Default::default() });
+    h.event(egui::Event::PointerButton {
+        pos: egui::pos2(1300.0, 990.0),
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: Default::default(),
+    });
+    h.event(egui::Event::PointerButton {
+        pos: egui::pos2(1300.0, 990.0),
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: Default::default(),
+    });
     h.run_steps(2);
     h.key_press(egui::Key::Num2);
     h.run_steps(2);
@@ -366,11 +436,18 @@ fn camera_photo_working_copy_full_render_and_cancel() {
     // peak resident memory of this test process (all tests of the binary share it) within the budget
     let hwm = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kb| kb * 1024);
     let budget = engine::preflight::Budget::from_env();
     if let Some(b) = hwm {
-        assert!(b < budget.bytes.max(4 << 30), "peak RSS {} over the budget {}", engine::preflight::human(b as f64), engine::preflight::human(budget.bytes as f64));
+        assert!(
+            b < budget.bytes.max(4 << 30),
+            "peak RSS {} over the budget {}",
+            engine::preflight::human(b as f64),
+            engine::preflight::human(budget.bytes as f64)
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -412,7 +489,9 @@ fn panel_snapshots_match_the_committed_ones() {
         ..options(None)
     };
     let mut h = harness(opts);
-    wait_for(&mut h, "reconstruction", |s| s.current().is_some_and(|c| c.lpips.is_some() || !c.lpips_note.contains("computing")) && s.is_idle());
+    wait_for(&mut h, "reconstruction", |s| {
+        s.current().is_some_and(|c| c.lpips.is_some() || !c.lpips_note.contains("computing")) && s.is_idle()
+    });
     let snap = SnapshotOptions::new().output_path(root().join("docs/snapshots"));
     h.snapshot_options("studio-compare", &snap);
     for (tab, name) in [("Inspect", "studio-inspect"), ("Steer", "studio-steer"), ("Models", "studio-models")] {
@@ -432,11 +511,23 @@ fn panel_snapshots_match_the_committed_ones() {
 fn histogram_pin_undo_sampling_walks_and_class_mean() {
     let model = fixture_model();
     let mut h = studio();
-    assert!(h.query_by_label_contains("backend: CPU (burn Flex").is_some(), "the status bar names the engine's backend");
+    assert!(
+        h.query_by_label_contains("backend: CPU (burn Flex").is_some(),
+        "the status bar names the engine's backend"
+    );
     h.get_by_label("Inspect").click();
     h.run_steps(3);
     assert!(h.query_by_label("Histogram of |z|").is_some());
-    let (n, lo, hi) = app(&h).current().map(|c| (c.magnitude.len(), c.magnitude.iter().fold(f32::MAX, |a, v| a.min(*v)), c.magnitude.iter().fold(f32::MIN, |a, v| a.max(*v)))).expect("c");
+    let (n, lo, hi) = app(&h)
+        .current()
+        .map(|c| {
+            (
+                c.magnitude.len(),
+                c.magnitude.iter().fold(f32::MAX, |a, v| a.min(*v)),
+                c.magnitude.iter().fold(f32::MIN, |a, v| a.max(*v)),
+            )
+        })
+        .expect("c");
     assert!(h.query_by_label_contains(&format!("{n} patches, mean |z|")).is_some());
     assert!(h.query_by_label(&format!("colour scale {lo:.2}")).is_some(), "colour bar low end");
     assert!(h.query_by_label_contains(&format!("{hi:.2}  (mid")).is_some(), "colour bar high end");
@@ -468,7 +559,9 @@ fn histogram_pin_undo_sampling_walks_and_class_mean() {
     h.get_by_label_contains("pinned: patch 0 of image 1").click();
     h.run_steps(2);
     set_slider(&mut h, "rotate (degrees)", 90.0);
-    wait_for(&mut h, "steered towards the pinned patch", |s| s.current().is_some_and(|c| c.steered.is_some()) && s.is_idle());
+    wait_for(&mut h, "steered towards the pinned patch", |s| {
+        s.current().is_some_and(|c| c.steered.is_some()) && s.is_idle()
+    });
     assert!(matches!(&app(&h).edit().target, engine::steer::SteerTarget::Direction(d) if *d == pinned));
     h.get_by_label("Undo").click();
     h.run_steps(2);
@@ -506,12 +599,17 @@ fn histogram_pin_undo_sampling_walks_and_class_mean() {
     wait_for(&mut h, "samples", |s| s.sample_ui().result.is_some() && !s.is_running(JobKind::Sample));
     assert!(h.query_by_label_contains("Samples: 20 steps").is_some());
     assert!(app(&h).sample_ui().preview.is_some(), "previews arrived during sampling");
-    assert!(h.query_by_label_contains("step 20/25").is_none() && h.query_by_label_contains("ETA").is_none(), "no progress bar once it ended");
+    assert!(
+        h.query_by_label_contains("step 20/25").is_none() && h.query_by_label_contains("ETA").is_none(),
+        "no progress bar once it ended"
+    );
     set_slider(&mut h, "steps", 100.0);
     h.get_by_label("Start sampling").click();
     wait_for(&mut h, "first preview", |s| s.is_running(JobKind::Sample) && s.sample_ui().preview.is_some());
     h.get_by_label("Cancel sampling").click();
-    wait_for(&mut h, "cancelled samples", |s| !s.is_running(JobKind::Sample) && s.sample_ui().result.as_ref().is_some_and(|r| r.1));
+    wait_for(&mut h, "cancelled samples", |s| {
+        !s.is_running(JobKind::Sample) && s.sample_ui().result.as_ref().is_some_and(|r| r.1)
+    });
     assert!(h.query_by_label_contains("Cancelled after").is_some(), "the last state is kept");
     // a walk between two seeds
     set_slider(&mut h, "steps", 10.0);
@@ -534,7 +632,8 @@ fn histogram_pin_undo_sampling_walks_and_class_mean() {
 fn steering_shows_a_preview_then_the_full_decode() {
     use engine::model::preview::{PreviewConfig, PreviewDecoder};
     let dir = std::env::temp_dir().join(format!("dino-sae-ui-preview-{}", std::process::id()));
-    let (p, _) = PreviewDecoder::random(&PreviewConfig::preset("tiny", 64).expect("preset"), 5, &engine::cpu()).expect("build");
+    let (p, _) =
+        PreviewDecoder::random(&PreviewConfig::preset("tiny", 64).expect("preset"), 5, &engine::cpu()).expect("build");
     p.save(&dir, engine::raw::Precision::F32, 0, "").expect("save");
     let mut h = studio();
     h.get_by_label("Models").click();
@@ -547,7 +646,9 @@ fn steering_shows_a_preview_then_the_full_decode() {
     h.run_steps(2);
     set_slider(&mut h, "rotate (degrees)", 50.0);
     wait_for(&mut h, "preview then full decode", |s| {
-        s.previews_shown() >= 1 && s.current().is_some_and(|c| c.steered.is_some() && !c.steered_is_preview) && s.is_idle()
+        s.previews_shown() >= 1
+            && s.current().is_some_and(|c| c.steered.is_some() && !c.steered_is_preview)
+            && s.is_idle()
     });
     // the full decode shown is the engine's decode of this edit (not the preview's)
     let c = app(&h).current().expect("c");

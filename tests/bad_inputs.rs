@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
-use engine::checkpoint::{load_backbone, load_sae};
-use engine::image_io::{decode_rgb, fit16, Fit};
-use engine::raw::{read_safetensors, write_safetensors, Precision, RawTensor};
 use engine::EngineError;
+use engine::checkpoint::{load_backbone, load_sae};
+use engine::image_io::{Fit, decode_rgb, fit16};
+use engine::raw::{Precision, RawTensor, read_safetensors, write_safetensors};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -40,7 +40,8 @@ fn crc32(data: &[u8]) -> u32 {
 fn corrupt_and_truncated_images_are_refused() {
     assert!(matches!(decode_rgb(b"definitely not an image"), Err(EngineError::Image(_))));
     assert!(matches!(decode_rgb(&[]), Err(EngineError::Image(_))));
-    let good = png_bytes(&image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(64, 64, image::Rgb([10, 20, 30]))));
+    let good =
+        png_bytes(&image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(64, 64, image::Rgb([10, 20, 30]))));
     let truncated = &good[..good.len() / 2];
     let e = decode_rgb(truncated).expect_err("truncated PNG must fail");
     assert!(e.to_string().contains("decode"), "{e}");
@@ -135,9 +136,12 @@ fn truncated_empty_and_garbage_checkpoints_are_refused() {
 #[test]
 fn wrong_model_kind_is_refused_with_a_clear_message() {
     let device = engine::cpu();
-    let e = load_sae(fixtures().join("dinosae-setA/dinov3/hf/model.safetensors"), &device, false).err().expect("must fail");
+    let e =
+        load_sae(fixtures().join("dinosae-setA/dinov3/hf/model.safetensors"), &device, false).err().expect("must fail");
     assert!(e.to_string().contains("not a DINO-SAE"), "{e}");
-    let e = load_backbone(fixtures().join("dinov2-evit-setA/decoder/model.safetensors"), &device, false).err().expect("must fail");
+    let e = load_backbone(fixtures().join("dinov2-evit-setA/decoder/model.safetensors"), &device, false)
+        .err()
+        .expect("must fail");
     assert!(e.to_string().contains("decoder"), "{e}");
 }
 
@@ -199,7 +203,8 @@ fn wrapped_official_checkpoints_are_unwrapped() {
 #[test]
 fn cmyk_jpeg_is_converted_to_rgb() {
     // tests/data/cmyk_red.jpg: CMYK (0, 255, 255, 0) = pure red, as Pillow converts it.
-    let bytes = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/cmyk_red.jpg")).expect("read");
+    let bytes =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/cmyk_red.jpg")).expect("read");
     let img = decode_rgb(&bytes).expect("CMYK JPEG must decode");
     let p = img.get_pixel(16, 16).0;
     assert!(p[0] > 230 && p[1] < 30 && p[2] < 30, "CMYK red decoded as {p:?}");

@@ -55,8 +55,10 @@ fn dino_sae(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> (i32, String, S
     }
     let o = c.output().expect("run dino-sae");
     let secs = t0.elapsed().as_secs_f64();
-    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
-    let code = o.status.code().unwrap_or_else(|| panic!("dino-sae died by a signal ({:?})\n{stdout}\n{stderr}", o.status));
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+    let code =
+        o.status.code().unwrap_or_else(|| panic!("dino-sae died by a signal ({:?})\n{stdout}\n{stderr}", o.status));
     (code, stdout, stderr, secs)
 }
 
@@ -66,7 +68,8 @@ fn dino_sae(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> (i32, String, S
 fn reconstruct_refuses_a_camera_photo_within_seconds() {
     let dir = tmp_dir("camera");
     let photo = dir.join("camera.jpg");
-    let img = image::RgbImage::from_fn(6000, 4000, |x, y| image::Rgb([(x / 24) as u8, (y / 16) as u8, ((x + y) / 40) as u8]));
+    let img =
+        image::RgbImage::from_fn(6000, 4000, |x, y| image::Rgb([(x / 24) as u8, (y / 16) as u8, ((x + y) / 40) as u8]));
     img.save(&photo).expect("write the 6000x4000 JPEG");
     let out = dir.join("recon.png");
     let (code, stdout, stderr, secs) = dino_sae(
@@ -75,12 +78,17 @@ fn reconstruct_refuses_a_camera_photo_within_seconds() {
     );
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     println!("refused in {secs:.1} s: {stderr}");
-    for needle in ["reconstruct of 6000x4000", "needs about", "GiB of memory", "over the budget of", "at most", "tiled"] {
+    for needle in ["reconstruct of 6000x4000", "needs about", "GiB of memory", "over the budget of", "at most", "tiled"]
+    {
         assert!(stderr.contains(needle), "missing {needle:?} in: {stderr}");
     }
     // the size it names is a real size with the photo's aspect (3:2 within a patch)
     let at_most = stderr.split("at most ").nth(1).expect("at most");
-    let nums: Vec<usize> = at_most.split(" x ").take(2).map(|s| s.trim().split(' ').next().unwrap_or("").replace(',', "").parse().unwrap_or(0)).collect();
+    let nums: Vec<usize> = at_most
+        .split(" x ")
+        .take(2)
+        .map(|s| s.trim().split(' ').next().unwrap_or("").replace(',', "").parse().unwrap_or(0))
+        .collect();
     assert!(nums.len() == 2 && nums[0] >= 16 && nums[1] >= 16 && nums[0] < 6000, "{at_most}");
     assert!((nums[0] as f64 / nums[1] as f64 - 1.5).abs() < 0.15, "aspect of {nums:?}");
     assert!(secs < 30.0, "refusal took {secs:.1} s (model load + JPEG decode + preflight)");
@@ -110,7 +118,14 @@ fn decode_refuses_a_400x400_latent_and_says_what_fits() {
     );
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     println!("refused in {secs:.1} s: {stderr}");
-    for needle in ["decode of a 400x400 latent", "6400x6400 px", "over the budget of 2.0 GiB", "DINO_SAE_MEMORY_BUDGET=2GiB", "grid fits in one pass", "--tiled"] {
+    for needle in [
+        "decode of a 400x400 latent",
+        "6400x6400 px",
+        "over the budget of 2.0 GiB",
+        "DINO_SAE_MEMORY_BUDGET=2GiB",
+        "grid fits in one pass",
+        "--tiled",
+    ] {
         assert!(stderr.contains(needle), "missing {needle:?} in: {stderr}");
     }
     assert!(secs < 20.0, "refusal took {secs:.1} s");
@@ -127,15 +142,28 @@ fn tiled_decode_reports_progress_and_writes_the_full_image() {
     write_latent(&lat, 64, 40, 48);
     let model = fixture_model();
     let tiled = dir.join("tiled.png");
-    let (code, stdout, stderr, _) =
-        dino_sae(&["decode".as_ref(), lat.as_os_str(), "-o".as_ref(), tiled.as_os_str(), "-m".as_ref(), model.as_os_str(), "--tiled".as_ref()], &[]);
+    let (code, stdout, stderr, _) = dino_sae(
+        &[
+            "decode".as_ref(),
+            lat.as_os_str(),
+            "-o".as_ref(),
+            tiled.as_os_str(),
+            "-m".as_ref(),
+            model.as_os_str(),
+            "--tiled".as_ref(),
+        ],
+        &[],
+    );
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     // 40 x 48 patches in 32-patch tiles overlapping by 4: 2 x 2 tiles
     assert!(stderr.contains("decode: tile 1/4") && stderr.contains("tile 4/4 (100 %)"), "{stderr}");
     let a = image::open(&tiled).expect("tiled png").to_rgb8();
     assert_eq!(a.dimensions(), (768, 640));
     let single = dir.join("single.png");
-    let (code, _, stderr, _) = dino_sae(&["decode".as_ref(), lat.as_os_str(), "-o".as_ref(), single.as_os_str(), "-m".as_ref(), model.as_os_str()], &[]);
+    let (code, _, stderr, _) = dino_sae(
+        &["decode".as_ref(), lat.as_os_str(), "-o".as_ref(), single.as_os_str(), "-m".as_ref(), model.as_os_str()],
+        &[],
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("preflight: decode of a 40x48 latent"), "{stderr}");
     let b = image::open(&single).expect("png").to_rgb8();
@@ -154,8 +182,16 @@ fn tiled_decode_reports_progress_and_writes_the_full_image() {
         }
     }
     // and the whole image: the blended seams stay close to the single pass too
-    let whole = a.pixels().zip(b.pixels()).map(|(p, q)| (0..3).map(|c| (p[c] as i32 - q[c] as i32).abs() as f64).sum::<f64>()).sum::<f64>() / (3.0 * 768.0 * 640.0);
-    println!("tiled vs single pass: inside the first tile max {worst}, mean {:.2} levels; whole image mean {whole:.2}", sum / n);
+    let whole = a
+        .pixels()
+        .zip(b.pixels())
+        .map(|(p, q)| (0..3).map(|c| (p[c] as i32 - q[c] as i32).abs() as f64).sum::<f64>())
+        .sum::<f64>()
+        / (3.0 * 768.0 * 640.0);
+    println!(
+        "tiled vs single pass: inside the first tile max {worst}, mean {:.2} levels; whole image mean {whole:.2}",
+        sum / n
+    );
     assert!(worst <= 16 && sum / n <= 2.0, "inside the first tile: max {worst}, mean {:.2} levels", sum / n);
     assert!(whole <= 4.0, "whole image: mean {whole:.2} levels");
     let _ = std::fs::remove_dir_all(&dir);
@@ -166,11 +202,21 @@ fn tiled_decode_reports_progress_and_writes_the_full_image() {
 fn tiled_reconstruct_runs_with_progress() {
     let dir = tmp_dir("tiledrec");
     let photo = dir.join("p.png");
-    image::RgbImage::from_fn(600, 600, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])).save(&photo).expect("png");
+    image::RgbImage::from_fn(600, 600, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]))
+        .save(&photo)
+        .expect("png");
     let out = dir.join("r.png");
     let model = fixture_model();
     let (code, stdout, stderr, _) = dino_sae(
-        &["reconstruct".as_ref(), photo.as_os_str(), "-o".as_ref(), out.as_os_str(), "-m".as_ref(), model.as_os_str(), "--tiled".as_ref()],
+        &[
+            "reconstruct".as_ref(),
+            photo.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "-m".as_ref(),
+            model.as_os_str(),
+            "--tiled".as_ref(),
+        ],
         &[],
     );
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -203,7 +249,12 @@ fn sample_refuses_a_batch_beyond_the_budget() {
         &[("DINO_SAE_MEMORY_BUDGET", "2GiB")],
     );
     assert_eq!(code, 1, "{stdout}\n{stderr}");
-    assert!(stderr.contains("sampling 100000 latents") && stderr.contains("over the budget of 2.0 GiB") && stderr.contains("at most --n"), "{stderr}");
+    assert!(
+        stderr.contains("sampling 100000 latents")
+            && stderr.contains("over the budget of 2.0 GiB")
+            && stderr.contains("at most --n"),
+        "{stderr}"
+    );
     assert!(secs < 20.0 && !out.exists(), "{secs:.1} s");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -234,7 +285,8 @@ fn sample_defaults_to_the_default_model_and_its_generator() {
 fn interpolate_refuses_images_over_the_budget() {
     let dir = tmp_dir("interp-budget");
     let out = dir.join("frames");
-    let (a, b, model) = (root().join("assets/samples/chelsea.png"), root().join("assets/samples/coffee.png"), fixture_model());
+    let (a, b, model) =
+        (root().join("assets/samples/chelsea.png"), root().join("assets/samples/coffee.png"), fixture_model());
     let args: Vec<&std::ffi::OsStr> = vec![
         "interpolate".as_ref(),
         a.as_os_str(),

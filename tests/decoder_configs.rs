@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use engine::checkpoint::{guess_decoder, load_sae};
-use engine::fixture::{verify_dir, TOL};
+use engine::fixture::{TOL, verify_dir};
 use engine::model::decoder::{Decoder, DecoderConfig};
 use engine::model::nn::Probe;
-use engine::raw::{read_safetensors, write_safetensors, Precision, RawTensor, TensorMap};
+use engine::raw::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
 use engine::weights::WeightSource;
 
 /// (set name, whether its activations are the defaults, so that the keys alone decode it)
@@ -40,20 +40,14 @@ fn set_dir(name: &str) -> PathBuf {
 
 fn official_config(name: &str) -> DecoderConfig {
     let p = set_dir(name).join("decoder/config.json");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&p).expect("config.json")).expect("json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).expect("config.json")).expect("json");
     serde_json::from_value(v["decoder_config"].clone()).expect("decoder_config parses")
 }
 
 /// `max|ours - ref|` and the allowed `TOL * max(1, max|ref|)`.
 fn err(ours: &RawTensor, reference: &RawTensor) -> (f64, f64) {
     assert_eq!(ours.shape, reference.shape);
-    let e = ours
-        .data
-        .iter()
-        .zip(&reference.data)
-        .map(|(a, b)| (*a as f64 - *b as f64).abs())
-        .fold(0.0, f64::max);
+    let e = ours.data.iter().zip(&reference.data).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0.0, f64::max);
     (e, TOL * (reference.max_abs() as f64).max(1.0))
 }
 
@@ -64,10 +58,7 @@ fn check_outputs(name: &str, what: &str, mut decode: impl FnMut(&RawTensor) -> R
     for prefix in ["", "small."] {
         let z = &io[&format!("{prefix}latent")];
         let (e, tol) = err(&decode(z), &io[&format!("{prefix}output")]);
-        assert!(
-            e <= tol,
-            "{name} ({what}) {prefix}output: max err {e:.3e} > {tol:.3e}"
-        );
+        assert!(e <= tol, "{name} ({what}) {prefix}output: max err {e:.3e} > {tol:.3e}");
         worst = worst.max(e);
     }
     worst
@@ -79,11 +70,7 @@ fn every_decoder_config_set_passes_verify_fixture() {
     for (name, _) in SETS {
         let report = verify_dir(set_dir(name), &device).unwrap_or_else(|e| panic!("{name}: {e}"));
         let worst = report.checks.iter().map(|c| c.max_abs).fold(0.0, f64::max);
-        println!(
-            "{name}: {} checks, worst max err {worst:.2e}, {} skipped",
-            report.checks.len(),
-            report.skipped.len()
-        );
+        println!("{name}: {} checks, worst max err {worst:.2e}, {} skipped", report.checks.len(), report.skipped.len());
         for (k, why) in &report.skipped {
             println!("  skipped {k}: {why}");
         }
@@ -100,11 +87,7 @@ fn configs_inferred_from_keys_alone_decode_the_references() {
         let t = read_safetensors(set_dir(name).join("decoder/model.safetensors")).expect("weights");
         let guessed = guess_decoder(&t, "").unwrap_or_else(|e| panic!("{name}: {e}"));
         let official = official_config(name);
-        assert_eq!(
-            guessed.upsampling(),
-            official.upsampling(),
-            "{name}: {guessed:?}"
-        );
+        assert_eq!(guessed.upsampling(), official.upsampling(), "{name}: {guessed:?}");
         assert_eq!(guessed.latent_channels, official.latent_channels, "{name}");
         assert_eq!(guessed.in_channels, official.in_channels, "{name}");
         // the key inference finds the norms even where the activations are not in the keys
@@ -119,29 +102,20 @@ fn configs_inferred_from_keys_alone_decode_the_references() {
         let mut ws = WeightSource::from_map(t.clone(), &device);
         let dec = Decoder::load(&mut ws, "", &guessed).unwrap_or_else(|e| panic!("{name}: {e}"));
         let report = ws.finish();
-        assert!(
-            report.is_complete(),
-            "{name}: the guessed config must use every key: {}",
-            report.summary(8)
-        );
+        assert!(report.is_complete(), "{name}: the guessed config must use every key: {}", report.summary(8));
         if !default_acts {
             continue;
         }
         let worst = check_outputs(name, "keys alone", |z| {
-            RawTensor::from_tensor(
-                dec.forward(z.to_tensor(&device).expect("latent"), &mut Probe::default()),
-            )
-            .expect("out")
+            RawTensor::from_tensor(dec.forward(z.to_tensor(&device).expect("latent"), &mut Probe::default()))
+                .expect("out")
         });
         println!("{name}: keys alone -> {guessed:?}\n  worst output err {worst:.2e}");
     }
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "dino-sae-decoder-configs-{}-{name}",
-        std::process::id()
-    ));
+    let d = std::env::temp_dir().join(format!("dino-sae-decoder-configs-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
@@ -156,49 +130,27 @@ fn official_sae(name: &str, with_config: bool) -> PathBuf {
         .into_iter()
         .filter(|(k, _)| k.starts_with("dino_model."))
         .collect();
-    for (k, v) in
-        read_safetensors(set_dir(name).join("decoder/model.safetensors")).expect("decoder")
-    {
+    for (k, v) in read_safetensors(set_dir(name).join("decoder/model.safetensors")).expect("decoder") {
         t.insert(format!("decoder.{k}"), v);
     }
     let dir = tmp(name);
-    write_safetensors(
-        &dir.join("model.safetensors"),
-        &t,
-        &Default::default(),
-        Precision::F32,
-    )
-    .expect("write");
+    write_safetensors(&dir.join("model.safetensors"), &t, &Default::default(), Precision::F32).expect("write");
     if with_config {
-        let mut cfg: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(sae_dir.join("config.json")).expect("config"),
-        )
-        .expect("json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(sae_dir.join("config.json")).expect("config")).expect("json");
         let dec: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(set_dir(name).join("decoder/config.json"))
-                .expect("decoder config"),
+            &std::fs::read_to_string(set_dir(name).join("decoder/config.json")).expect("decoder config"),
         )
         .expect("json");
         cfg["decoder_config"] = dec["decoder_config"].clone();
-        std::fs::write(
-            dir.join("config.json"),
-            serde_json::to_string_pretty(&cfg).expect("json"),
-        )
-        .expect("write");
+        std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg).expect("json")).expect("write");
     }
     dir
 }
 
 fn run_cli(args: &[&std::ffi::OsStr]) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_dino-sae"))
-        .args(args)
-        .output()
-        .expect("run dino-sae");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = Command::new(env!("CARGO_BIN_EXE_dino-sae")).args(args).output().expect("run dino-sae");
+    let text = format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     (o.status.success(), text)
 }
 
@@ -214,33 +166,18 @@ fn official_sae_state_dicts_with_every_decoder_config_load_and_reconstruct() {
             }
             let dir = official_sae(name, with_config);
             let path = dir.join("model.safetensors");
-            let what = if with_config {
-                "official state dict + config.json"
-            } else {
-                "official state dict, keys alone"
-            };
-            let loaded =
-                load_sae(&path, &device, false).unwrap_or_else(|e| panic!("{name} ({what}): {e}"));
-            assert!(
-                loaded.report.is_complete(),
-                "{name}: {}",
-                loaded.report.summary(8)
-            );
+            let what =
+                if with_config { "official state dict + config.json" } else { "official state dict, keys alone" };
+            let loaded = load_sae(&path, &device, false).unwrap_or_else(|e| panic!("{name} ({what}): {e}"));
+            assert!(loaded.report.is_complete(), "{name}: {}", loaded.report.summary(8));
             let m = &loaded.model;
             let worst = check_outputs(name, what, |z| {
-                RawTensor::from_tensor(
-                    m.decode(z.to_tensor(&device).expect("latent"))
-                        .expect("decode"),
-                )
-                .expect("out")
+                RawTensor::from_tensor(m.decode(z.to_tensor(&device).expect("latent")).expect("decode")).expect("out")
             });
             println!("{name} ({what}): worst output err {worst:.2e}");
 
             let (ok, text) = run_cli(&["inspect-checkpoint".as_ref(), path.as_os_str()]);
-            assert!(
-                ok && text.contains("DINO-SAE"),
-                "{name} ({what}) inspect-checkpoint:\n{text}"
-            );
+            assert!(ok && text.contains("DINO-SAE"), "{name} ({what}) inspect-checkpoint:\n{text}");
             assert!(!text.contains("upsamples x"), "{text}");
             let out = dir.join("recon.png");
             let (ok, text) = run_cli(&[
@@ -262,8 +199,7 @@ fn official_sae_state_dicts_with_every_decoder_config_load_and_reconstruct() {
 #[test]
 fn the_bare_decoder_state_dicts_are_recognised() {
     for (name, _) in SETS {
-        let src = engine::checkpoint::read(set_dir(name).join("decoder/model.safetensors"))
-            .expect("read");
+        let src = engine::checkpoint::read(set_dir(name).join("decoder/model.safetensors")).expect("read");
         assert_eq!(src.format, engine::checkpoint::Format::Decoder, "{name}");
     }
 }
@@ -280,28 +216,20 @@ fn random_configuration_sweep() {
         return;
     };
     let device = engine::cpu();
-    let mut sets: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("sweep folder")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut sets: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("sweep folder").filter_map(|e| e.ok().map(|e| e.path())).collect();
     sets.sort();
     let (mut verified, mut decoded) = (0, 0);
     for set in &sets {
         let name = set.display().to_string();
         let report = verify_dir(set, &device).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            report.ok() && report.skipped.is_empty(),
-            "{name}: {:?} {:?}",
-            report.failures(),
-            report.skipped
-        );
+        assert!(report.ok() && report.skipped.is_empty(), "{name}: {:?} {:?}", report.failures(), report.skipped);
         verified += 1;
         let t = read_safetensors(set.join("decoder/model.safetensors")).expect("weights");
         let guessed = guess_decoder(&t, "").unwrap_or_else(|e| panic!("{name}: {e}"));
         let cfg = std::fs::read_to_string(set.join("decoder/config.json")).expect("config");
         let v: serde_json::Value = serde_json::from_str(&cfg).expect("json");
-        let official: DecoderConfig =
-            serde_json::from_value(v["decoder_config"].clone()).expect("config");
+        let official: DecoderConfig = serde_json::from_value(v["decoder_config"].clone()).expect("config");
         let mut ws = WeightSource::from_map(t, &device);
         let dec = Decoder::load(&mut ws, "", &guessed).unwrap_or_else(|e| panic!("{name}: {e}"));
         let rep = ws.finish();
@@ -317,15 +245,10 @@ fn random_configuration_sweep() {
         }
         let io = read_safetensors(set.join("decoder/io.safetensors")).expect("io");
         for prefix in ["", "small."] {
-            let z = io[&format!("{prefix}latent")]
-                .to_tensor(&device)
-                .expect("latent");
+            let z = io[&format!("{prefix}latent")].to_tensor(&device).expect("latent");
             let ours = RawTensor::from_tensor(dec.forward(z, &mut Probe::default())).expect("out");
             let (e, tol) = err(&ours, &io[&format!("{prefix}output")]);
-            assert!(
-                e <= tol,
-                "{name} (keys alone) {prefix}output: {e:.3e} > {tol:.3e}\n{guessed:?}"
-            );
+            assert!(e <= tol, "{name} (keys alone) {prefix}output: {e:.3e} > {tol:.3e}\n{guessed:?}");
         }
         decoded += 1;
     }

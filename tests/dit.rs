@@ -6,15 +6,15 @@ use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
 use engine::fixture::verify_dir;
-use engine::model::dit::{labels, Dit, DitArch, DitConfig};
+use engine::model::dit::{Dit, DitArch, DitConfig, labels};
 use engine::rfm::{self, EuclidFm, FlowObjective, SphereFm, TimeDist};
 use engine::sampler::{
-    sample_euclid, sample_sphere, sphere_noise, sphere_step, EuclidSamplerConfig, SphereSamplerConfig, SphereStep,
+    EuclidSamplerConfig, SphereSamplerConfig, SphereStep, sample_euclid, sample_sphere, sphere_noise, sphere_step,
 };
 use engine::sphere;
-use engine::train_dit::{inference_model, train_dit, Batch, TrainDitConfig};
-use rand::rngs::StdRng;
+use engine::train_dit::{Batch, TrainDitConfig, inference_model, train_dit};
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 fn fixtures(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
@@ -89,7 +89,14 @@ fn dit_runs_non_square_grids_and_cfg_scale_one_is_unguided() {
         assert_eq!(v.dims(), [2, 8, 3, 5]);
         assert!(host(&v).iter().all(|a| a.is_finite()));
         // Sampling with w = 1 must equal the unguided run.
-        let mut scfg = SphereSamplerConfig { steps: 3, shift: 2.0, cfg_scale: 1.0, final_radius: None, seed: 9, ..Default::default() };
+        let mut scfg = SphereSamplerConfig {
+            steps: 3,
+            shift: 2.0,
+            cfg_scale: 1.0,
+            final_radius: None,
+            seed: 9,
+            ..Default::default()
+        };
         let a = sample_sphere(&m, &[1, 2], [8, 3, 5], &scfg, &device, &mut |_, _| true);
         scfg.cfg_scale = 3.0;
         let b = sample_sphere(&m, &[1, 2], [8, 3, 5], &scfg, &device, &mut |_, _| true);
@@ -105,7 +112,15 @@ fn sampler_stays_on_sphere_is_deterministic_and_cancellable() {
     let m = Dit::random(&cfg, 11, &device).expect("model");
     let y = [0i64, 1, 2, 3];
     for method in [SphereStep::EulerProj, SphereStep::ExpMap] {
-        let scfg = SphereSamplerConfig { steps: 8, shift: 3.0, cfg_scale: 2.0, method, final_radius: Some(14.0), seed: 5, ..Default::default() };
+        let scfg = SphereSamplerConfig {
+            steps: 8,
+            shift: 3.0,
+            cfg_scale: 2.0,
+            method,
+            final_radius: Some(14.0),
+            seed: 5,
+            ..Default::default()
+        };
         let mut radius_err: f64 = 0.0;
         let a = sample_sphere(&m, &y, [16, 2, 2], &scfg, &device, &mut |_, z| {
             radius_err = radius_err.max(sphere_error(z, 4.0));
@@ -154,7 +169,11 @@ fn exp_map_and_euler_projection_move_along_the_same_great_circle() {
         for ((th, ab), zb) in theta.iter().zip(&between).zip(&from_z) {
             let th = *th as f64;
             assert!((*zb as f64 - th).abs() < 2e-4, "exp map rotated by {zb}, expected {th}");
-            assert!((*ab as f64 - (th - th.atan())).abs() < 2e-4, "angle between steps {ab}, expected {}", th - th.atan());
+            assert!(
+                (*ab as f64 - (th - th.atan())).abs() < 2e-4,
+                "angle between steps {ab}, expected {}",
+                th - th.atan()
+            );
         }
         assert!(sphere_error(&a, r) < 1e-5 && sphere_error(&b, r) < 1e-5);
     }
@@ -192,7 +211,8 @@ impl Mixture {
         for (i, &k) in y.iter().enumerate() {
             for p in 0..G * G {
                 for c in 0..C {
-                    data[(i * C + c) * G * G + p] = self.mu[(k as usize * G * G + p) * C + c] + SIGMA * noise[(i * C + c) * G * G + p];
+                    data[(i * C + c) * G * G + p] =
+                        self.mu[(k as usize * G * G + p) * C + c] + SIGMA * noise[(i * C + c) * G * G + p];
                 }
             }
         }
@@ -250,10 +270,15 @@ fn evaluate(mix: &Mixture, samples: &Tensor<4>, y: &[i64], reference: &Tensor<4>
     let (s, r) = (directions(samples), directions(reference));
     let mut e = 0.0;
     for k in 0..K as i64 {
-        let pick = |v: &[Vec<f32>]| v.iter().zip(y).filter(|(_, l)| **l == k).map(|(a, _)| a.clone()).collect::<Vec<_>>();
+        let pick =
+            |v: &[Vec<f32>]| v.iter().zip(y).filter(|(_, l)| **l == k).map(|(a, _)| a.clone()).collect::<Vec<_>>();
         e += energy(&pick(&s), &pick(&r));
     }
-    Eval { energy: e / K as f64, angle: mean_angle(mix, &s, y), max_radius_err: sphere_error(samples, (C as f64).sqrt()) }
+    Eval {
+        energy: e / K as f64,
+        angle: mean_angle(mix, &s, y),
+        max_radius_err: sphere_error(samples, (C as f64).sqrt()),
+    }
 }
 
 fn train(mix: &Mixture, objective: &FlowObjective, steps: usize) -> Dit {
@@ -263,7 +288,16 @@ fn train(mix: &Mixture, objective: &FlowObjective, steps: usize) -> Dit {
     cfg.depth = 2;
     cfg.num_heads = 4;
     let model = Dit::init(&cfg, 7, &device).expect("init");
-    let tcfg = TrainDitConfig { steps, batch: 64, lr: 2e-3, weight_decay: 0.0, beta2: 0.99, label_dropout: 0.1, seed: 21, warmup: 20 };
+    let tcfg = TrainDitConfig {
+        steps,
+        batch: 64,
+        lr: 2e-3,
+        weight_decay: 0.0,
+        beta2: 0.99,
+        label_dropout: 0.1,
+        seed: 21,
+        warmup: 20,
+    };
     let mut data = |rng: &mut StdRng, n: usize| {
         let y: Vec<i64> = (0..n).map(|i| (i % K) as i64).collect();
         Batch { x: mix.sample(rng, &y, &device), y }
@@ -298,12 +332,27 @@ fn rfm_generator_learns_the_sphere_mixture_and_beats_euclidean_fm() {
     let r = (C as f64).sqrt();
     let sample_steps = 20;
     let sph = |m: &Dit, method| {
-        let cfg = SphereSamplerConfig { steps: sample_steps, shift, cfg_scale: 1.0, method, final_radius: Some(r), seed: 77, ..Default::default() };
+        let cfg = SphereSamplerConfig {
+            steps: sample_steps,
+            shift,
+            cfg_scale: 1.0,
+            method,
+            final_radius: Some(r),
+            seed: 77,
+            ..Default::default()
+        };
         sample_sphere(m, &y, [C, G, G], &cfg, &device, &mut |_, _| true).z
     };
     let euc = |m: &Dit| {
         let z = rfm::gaussian_tensor(&mut StdRng::seed_from_u64(77), [n, C, G, G], &device);
-        let cfg = EuclidSamplerConfig { points: sample_steps + 1, shift, cfg_scale: 1.0, guided_channels: None, t_last: 1.0, final_radius: Some(r) };
+        let cfg = EuclidSamplerConfig {
+            points: sample_steps + 1,
+            shift,
+            cfg_scale: 1.0,
+            guided_channels: None,
+            t_last: 1.0,
+            final_radius: Some(r),
+        };
         sample_euclid(m, z, &y, &cfg, &mut |_, _| true).z
     };
     let rows = [
@@ -314,7 +363,9 @@ fn rfm_generator_learns_the_sphere_mixture_and_beats_euclidean_fm() {
         ("Euclidean FM model, Euler+proj", evaluate(&mix, &sph(&efm_model, SphereStep::EulerProj), &y, &reference)),
     ];
     let data_self = evaluate(&mix, &mix.sample(&mut StdRng::seed_from_u64(5), &y, &device), &y, &reference);
-    eprintln!("{steps} training steps, {sample_steps} sampling steps, {n} samples; energy distance per class (mean), mean angle to the class mean");
+    eprintln!(
+        "{steps} training steps, {sample_steps} sampling steps, {n} samples; energy distance per class (mean), mean angle to the class mean"
+    );
     eprintln!("{:<34} {:>10} {:>10} {:>12}", "model / sampler", "energy", "angle", "|r|-err");
     eprintln!("{:<34} {:>10.4} {:>10.4} {:>12}", "fresh data (floor)", data_self.energy, data_self.angle, "-");
     for (name, e) in &rows {

@@ -146,7 +146,12 @@ fn jpeg_exif_orientation_is_applied_for_all_eight() {
             if alt.dimensions() != got.dimensions() {
                 continue;
             }
-            let far = got.pixels().zip(alt.pixels()).map(|(a, b)| (0..2).map(|c| (a[c] as i32 - b[c] as i32).abs()).max().unwrap_or(0)).max().unwrap_or(0);
+            let far = got
+                .pixels()
+                .zip(alt.pixels())
+                .map(|(a, b)| (0..2).map(|c| (a[c] as i32 - b[c] as i32).abs()).max().unwrap_or(0))
+                .max()
+                .unwrap_or(0);
             assert!(far > 16, "orientation {o} decodes as close to orientation {other} ({far})");
         }
     }

@@ -5,8 +5,8 @@
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
-use engine::train::diffaug::{apply, AugParams};
-use engine::train::disc::{hinge_d_loss, hinge_g_loss, power_iteration, Discriminator};
+use engine::train::diffaug::{AugParams, apply};
+use engine::train::disc::{Discriminator, hinge_d_loss, hinge_g_loss, power_iteration};
 
 fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -83,7 +83,8 @@ fn diffaugment_follows_its_formulas() {
                 let (sr, sq) = (r as i64 - p.shift.0, q as i64 - p.shift.1);
                 let inside = sr >= 0 && sr < h as i64 && sq >= 0 && sq < w as i64;
                 let cut = (5..7).contains(&r) && (5..7).contains(&q);
-                want[(ch * h + r) * w + q] = if inside && !cut { col[(ch * h + sr as usize) * w + sq as usize] } else { 0.0 };
+                want[(ch * h + r) * w + q] =
+                    if inside && !cut { col[(ch * h + sr as usize) * w + sq as usize] } else { 0.0 };
             }
         }
     }
@@ -100,12 +101,17 @@ fn discriminator_learns_to_separate_real_from_fake() {
     let device = engine::cpu().autodiff();
     let teacher = root().join("tests/fixtures/dinosae-setA/dinov3/hf");
     let backbone = engine::checkpoint::load_backbone(&teacher, &device, false).expect("backbone").model.no_grad();
-    let mut d = Discriminator::new(backbone, 7, None, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], &device).expect("disc");
+    let mut d =
+        Discriminator::new(backbone, 7, None, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], &device).expect("disc");
     let photos = engine::train::data::PhotoSet::load(&root().join("assets/samples"), 128).expect("photos");
     let imgs: Vec<image::RgbImage> = (0..4).map(|i| photos.center(i % photos.images.len(), 32)).collect();
     let refs: Vec<&image::RgbImage> = imgs.iter().collect();
     // mean 0, std 1: to_tensor gives pixels in [0, 1]
-    let unit = engine::model::sae::PixelConfig { mean: [0.0; 3], std: [1.0; 3], output: engine::model::sae::OutputRange::Unit };
+    let unit = engine::model::sae::PixelConfig {
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        output: engine::model::sae::OutputRange::Unit,
+    };
     let real = engine::image_io::to_tensor(&refs, &unit, &device).expect("real");
     let blurred: Vec<image::RgbImage> = imgs.iter().map(|i| image::imageops::blur(i, 2.0)).collect();
     let brefs: Vec<&image::RgbImage> = blurred.iter().collect();

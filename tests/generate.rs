@@ -5,19 +5,19 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
+use engine::EngineError;
 use engine::checkpoint::load_sae;
 use engine::generate::{
-    cache_latents, check_sae, dit_param_names, dit_state_dict, fingerprint_file, fingerprint_photos, interpolate, load_dit,
-    resolve_class, sample_grid, sample_latents, save_dit, slerp_frames, train_dit_run, CacheSpec, DitMeta, DitRunConfig,
-    Endpoint, InterpSpec, ObjectiveKind, SampleSpec, TrainEvent, DIT_KIND,
+    CacheSpec, DIT_KIND, DitMeta, DitRunConfig, Endpoint, InterpSpec, ObjectiveKind, SampleSpec, TrainEvent,
+    cache_latents, check_sae, dit_param_names, dit_state_dict, fingerprint_file, fingerprint_photos, interpolate,
+    load_dit, resolve_class, sample_grid, sample_latents, save_dit, slerp_frames, train_dit_run,
 };
 use engine::image_io;
-use engine::model::dit::{labels, Dit, DitArch, DitConfig};
+use engine::model::dit::{Dit, DitArch, DitConfig, labels};
 use engine::model::sae::DinoSae;
-use engine::raw::{read_safetensors, RawTensor};
-use engine::sampler::{sphere_noise, SphereStep};
+use engine::raw::{RawTensor, read_safetensors};
+use engine::sampler::{SphereStep, sphere_noise};
 use engine::train::data::PhotoSet;
-use engine::EngineError;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -136,7 +136,8 @@ fn latent_cache_is_written_matches_the_sae_and_is_reused() {
     let shard_path = dir.join(&set.index.shards[0].file);
     let mtime = std::fs::metadata(&shard_path).and_then(|m| m.modified()).expect("mtime");
     let mut calls = 0;
-    let (again, reused) = cache_latents(&m, &sfp, &photos, &pfp, &spec, &dir, &mut |_, _| calls += 1).expect("cache again");
+    let (again, reused) =
+        cache_latents(&m, &sfp, &photos, &pfp, &spec, &dir, &mut |_, _| calls += 1).expect("cache again");
     assert!(reused && calls == 0, "second run must reuse the cache without encoding");
     assert_eq!(again.latents, set.latents);
     assert_eq!(std::fs::metadata(&shard_path).and_then(|m| m.modified()).expect("mtime"), mtime);
@@ -164,7 +165,8 @@ fn train_dit_loss_decreases_and_resume_matches_an_uninterrupted_run() {
     for f in ["loss.csv", "loss.png", "latest", "final/model.safetensors", "final/config.json", "latents/index.json"] {
         assert!(a.join(f).exists(), "missing {f}");
     }
-    let meta: DitMeta = serde_json::from_str(&std::fs::read_to_string(a.join("final/config.json")).expect("cfg")).expect("meta");
+    let meta: DitMeta =
+        serde_json::from_str(&std::fs::read_to_string(a.join("final/config.json")).expect("cfg")).expect("meta");
     assert_eq!((meta.kind.as_str(), meta.steps, meta.channels, meta.grid), (DIT_KIND, 60, 64, [2, 2]));
     assert_eq!(meta.classes, sorted_photo_names());
     assert_eq!(meta.dit.num_classes, 4);
@@ -172,7 +174,8 @@ fn train_dit_loss_decreases_and_resume_matches_an_uninterrupted_run() {
 
     // interrupted at step 30 (after ckpt-20), with a half-written checkpoint left behind, then resumed
     let b = tmp("train-b");
-    let r = train_dit_run(&sae_path(), &photos_dir(), &b, &cfg, &mut |e| !matches!(e, TrainEvent::Step(p) if p.step == 30));
+    let r =
+        train_dit_run(&sae_path(), &photos_dir(), &b, &cfg, &mut |e| !matches!(e, TrainEvent::Step(p) if p.step == 30));
     assert!(matches!(r, Err(EngineError::Cancelled)), "a stopped run reports Cancelled");
     assert_eq!(std::fs::read_to_string(b.join("latest")).expect("latest").trim(), "ckpt-20");
     std::fs::create_dir_all(b.join(".ckpt-40.tmp")).expect("fake tmp");
@@ -251,7 +254,15 @@ fn saved_generator_reloads_with_identical_outputs() {
 
 /// The spherical sampler redone on the host in f64: Euler + projection on radius sqrt(C), CFG on all
 /// channels, time grid shift(1 - k/steps), final rescale to s_vae.
-fn host_sampler(b: &engine::generate::DitBundle, class: i64, n: usize, seed: u64, steps: usize, cfg: f64, s_vae: f64) -> Vec<f64> {
+fn host_sampler(
+    b: &engine::generate::DitBundle,
+    class: i64,
+    n: usize,
+    seed: u64,
+    steps: usize,
+    cfg: f64,
+    s_vae: f64,
+) -> Vec<f64> {
     let device = engine::cpu();
     let (c, hw) = (64usize, 4usize);
     let r = (c as f64).sqrt();
@@ -269,7 +280,8 @@ fn host_sampler(b: &engine::generate::DitBundle, class: i64, n: usize, seed: u64
         for bi in 0..n {
             for p in 0..hw {
                 let idx = |ch: usize| (bi * c + ch) * hw + p;
-                let v: Vec<f64> = (0..c).map(|ch| vu[idx(ch)] as f64 + cfg * (vc[idx(ch)] as f64 - vu[idx(ch)] as f64)).collect();
+                let v: Vec<f64> =
+                    (0..c).map(|ch| vu[idx(ch)] as f64 + cfg * (vc[idx(ch)] as f64 - vu[idx(ch)] as f64)).collect();
                 let zz: Vec<f64> = (0..c).map(|ch| z[idx(ch)]).collect();
                 let dot = zz.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>() / (r * r);
                 let y: Vec<f64> = (0..c).map(|ch| zz[ch] + (tn - t) * (v[ch] - dot * zz[ch])).collect();
@@ -306,7 +318,17 @@ fn sample_grid_is_deterministic_on_the_sphere_and_matches_a_host_sampler() {
     let e = resolve_class(&b.meta, "dog").expect_err("unknown").to_string();
     assert!(e.contains("dog") && e.contains("chelsea.png"), "{e}");
 
-    let spec = SampleSpec { class: 1, count: 3, seed: 11, steps: 6, method: SphereStep::EulerProj, cfg_scale: 4.0, s_vae: Some(7.5), shift: None, grid: None };
+    let spec = SampleSpec {
+        class: 1,
+        count: 3,
+        seed: 11,
+        steps: 6,
+        method: SphereStep::EulerProj,
+        cfg_scale: 4.0,
+        s_vae: Some(7.5),
+        shift: None,
+        grid: None,
+    };
     let out = run.join("grid.png");
     let r = sample_grid(&b, &m, &spec, &out, &[]).expect("sample");
     // size: 3 tiles of 32x32 in 2 columns
@@ -329,14 +351,17 @@ fn sample_grid_is_deterministic_on_the_sphere_and_matches_a_host_sampler() {
     assert!(cfg_effect > 1e-3, "CFG has too little effect to be checked ({cfg_effect:.2e})");
     // the PNG tiles are the SAE's decodes of those latents
     let dec = m.decode(lat.to_tensor(&engine::cpu()).expect("t")).expect("decode");
-    let imgs: Vec<_> = image_io::from_tensor(dec, &m.cfg.pixels).expect("imgs").iter().map(image_io::f32_to_rgb8).collect();
+    let imgs: Vec<_> =
+        image_io::from_tensor(dec, &m.cfg.pixels).expect("imgs").iter().map(image_io::f32_to_rgb8).collect();
     for (k, img) in imgs.iter().enumerate() {
         let tile = image::imageops::crop_imm(&png, (k as u32 % 2) * 32, (k as u32 / 2) * 32, 32, 32).to_image();
         assert!(tile == *img, "tile {k} is not the decode of latent {k}");
     }
     // parameters in the PNG text chunks
     let bytes = std::fs::read(&out).expect("bytes");
-    for chunk in ["Seed\x0011", "Steps\x006", "Sampler\x00euler-proj", "CFG\x004", "SVAE\x007.5", "Class\x001 (chelsea.png)"] {
+    for chunk in
+        ["Seed\x0011", "Steps\x006", "Sampler\x00euler-proj", "CFG\x004", "SVAE\x007.5", "Class\x001 (chelsea.png)"]
+    {
         assert!(bytes.windows(chunk.len()).any(|w| w == chunk.as_bytes()), "PNG lacks text chunk {chunk:?}");
     }
     // deterministic per seed, different across seeds; exp-map stays on the sphere too
@@ -368,7 +393,8 @@ fn sample_grid_is_deterministic_on_the_sphere_and_matches_a_host_sampler() {
 #[test]
 fn euclidean_baseline_trains_and_samples_at_s_vae() {
     let run = tmp("euclid");
-    let s = train_dit_run(&sae_path(), &photos_dir(), &run, &small_run(ObjectiveKind::Euclid, 40), &mut |_| true).expect("train");
+    let s = train_dit_run(&sae_path(), &photos_dir(), &run, &small_run(ObjectiveKind::Euclid, 40), &mut |_| true)
+        .expect("train");
     let head = s.losses[..10].iter().sum::<f32>() / 10.0;
     let tail = s.losses[30..].iter().sum::<f32>() / 10.0;
     eprintln!("Euclidean FM loss: first 10 steps {head:.4}, last 10 steps {tail:.4}");
@@ -401,7 +427,8 @@ fn interpolate_images_ends_at_the_decodes_and_follows_the_slerp() {
     let m = sae();
     let (pa, pb) = (photos_dir().join("chelsea.png"), photos_dir().join("rocket.jpg"));
     let spec = InterpSpec { steps: 4, size: Some(32), sample: SampleSpec::default() };
-    let r = interpolate(&m, None, &Endpoint::Image(pa.clone()), &Endpoint::Image(pb.clone()), &spec, &out).expect("interpolate");
+    let r = interpolate(&m, None, &Endpoint::Image(pa.clone()), &Endpoint::Image(pb.clone()), &spec, &out)
+        .expect("interpolate");
     assert_eq!(r.frames.len(), 5);
     for k in 0..5 {
         assert!(out.join(format!("frame_{k:03}.png")).exists());
@@ -414,7 +441,9 @@ fn interpolate_images_ends_at_the_decodes_and_follows_the_slerp() {
         let s = w.min(h);
         image_io::resize_exact(&image::imageops::crop_imm(&img, (w - s) / 2, (h - s) / 2, s, s).to_image(), 32, 32)
     };
-    let enc = |img: &image::RgbImage| host(&m.encode(image_io::to_tensor(&[img], &m.cfg.pixels, &device).expect("x")).expect("e").patches);
+    let enc = |img: &image::RgbImage| {
+        host(&m.encode(image_io::to_tensor(&[img], &m.cfg.pixels, &device).expect("x")).expect("e").patches)
+    };
     let (za, zb) = (enc(&square(&pa)), enc(&square(&pb)));
     assert!(max_diff(&r.latents[0].data, &za) < 1e-4, "frame 0 latent is not encode(A)");
     assert!(max_diff(&r.latents[4].data, &zb) < 1e-4, "last frame latent is not encode(B)");
@@ -464,12 +493,14 @@ fn interpolate_seeds_uses_the_generator_samples() {
     let m = sae();
     let sample = SampleSpec { class: 2, steps: 4, ..Default::default() };
     let spec = InterpSpec { steps: 3, size: None, sample: sample.clone() };
-    let e = interpolate(&m, None, &Endpoint::Seed(17), &Endpoint::Seed(42), &spec, &run.join("f0")).expect_err("needs --dit");
+    let e = interpolate(&m, None, &Endpoint::Seed(17), &Endpoint::Seed(42), &spec, &run.join("f0"))
+        .expect_err("needs --dit");
     assert!(e.to_string().contains("--dit"), "{e}");
     let mixed = Endpoint::Image(photos_dir().join("chelsea.png"));
     assert!(interpolate(&m, Some(&b), &mixed, &Endpoint::Seed(1), &spec, &run.join("f1")).is_err());
     assert_eq!(Endpoint::parse("seed:17").expect("parse"), Endpoint::Seed(17));
-    let r = interpolate(&m, Some(&b), &Endpoint::Seed(17), &Endpoint::Seed(42), &spec, &run.join("frames")).expect("interp");
+    let r = interpolate(&m, Some(&b), &Endpoint::Seed(17), &Endpoint::Seed(42), &spec, &run.join("frames"))
+        .expect("interp");
     let s17 = host(&sample_latents(&b, &SampleSpec { seed: 17, count: 1, ..sample.clone() }).expect("17"));
     let s42 = host(&sample_latents(&b, &SampleSpec { seed: 42, count: 1, ..sample }).expect("42"));
     assert_eq!(r.latents[0].data, s17, "frame 0 is the seed-17 sample");

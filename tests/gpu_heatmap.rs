@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dino_sae_studio::gpu_heatmap::{render_offscreen, HeatmapJob};
+use dino_sae_studio::gpu_heatmap::{HeatmapJob, render_offscreen};
 use dino_sae_studio::heatmap::blend;
 use eframe::egui_wgpu::wgpu;
 
@@ -19,7 +19,8 @@ fn device() -> (wgpu::Device, wgpu::Queue, String) {
 #[test]
 fn wgsl_heatmap_matches_the_cpu_reference() {
     let (d, q, name) = device();
-    let base = image::RgbImage::from_fn(67, 45, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, ((x * y) % 251) as u8]));
+    let base =
+        image::RgbImage::from_fn(67, 45, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, ((x * y) % 251) as u8]));
     let grid = (3, 5);
     let values: Vec<f32> = (0..15).map(|i| (i as f32 * 0.37).sin() * 2.0).collect();
     for bilinear in [false, true] {
@@ -39,9 +40,16 @@ fn wgsl_heatmap_matches_the_cpu_reference() {
             // an sRGB target (what eframe often uses) must show the same values
             let gpu_srgb = render_offscreen(&d, &q, &job, wgpu::TextureFormat::Rgba8UnormSrgb).expect("render srgb");
             let cpu = blend(&base, &values, grid, -1.5, 1.8, opacity, bilinear);
-            let worst = gpu.as_raw().iter().zip(cpu.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
+            let worst =
+                gpu.as_raw().iter().zip(cpu.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
             assert!(worst <= 1, "{name}: bilinear={bilinear} opacity={opacity}: worst channel difference {worst}");
-            let worst_srgb = gpu_srgb.as_raw().iter().zip(cpu.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
+            let worst_srgb = gpu_srgb
+                .as_raw()
+                .iter()
+                .zip(cpu.as_raw())
+                .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                .max()
+                .unwrap_or(0);
             assert!(worst_srgb <= 1, "{name}: sRGB target: worst channel difference {worst_srgb}");
         }
     }

@@ -15,7 +15,8 @@ fn reference() -> PathBuf {
 }
 
 fn model() -> LpipsVgg {
-    LpipsVgg::load(&engine::lpips::default_dir(), &engine::cpu()).expect("LPIPS-VGG-like weights (bash scripts/fetch-lpips.sh)")
+    LpipsVgg::load(&engine::lpips::default_dir(), &engine::cpu())
+        .expect("LPIPS-VGG-like weights (bash scripts/fetch-lpips.sh)")
 }
 
 #[test]
@@ -23,8 +24,15 @@ fn distances_and_features_match_the_float64_reference() {
     let m = model();
     let device = engine::cpu();
     let map = read_safetensors(reference()).expect("fixture");
-    let input = |k: &str| map.get(&format!("input.{k}")).unwrap_or_else(|| panic!("input.{k}")).to_tensor::<4>(&device).expect("tensor");
-    let pairs = [("a", "chelsea", "chelsea_blur3"), ("b", "chelsea", "coffee"), ("c", "chelsea", "chelsea"), ("d", "noise0", "noise1")];
+    let input = |k: &str| {
+        map.get(&format!("input.{k}")).unwrap_or_else(|| panic!("input.{k}")).to_tensor::<4>(&device).expect("tensor")
+    };
+    let pairs = [
+        ("a", "chelsea", "chelsea_blur3"),
+        ("b", "chelsea", "coffee"),
+        ("c", "chelsea", "chelsea"),
+        ("d", "noise0", "noise1"),
+    ];
     let mut totals = Vec::new();
     for size in ["64x64", "48x80"] {
         for (p, x0, x1) in pairs {
@@ -61,7 +69,9 @@ fn distances_and_features_match_the_float64_reference() {
 fn orders_degradations_and_refuses_bad_shapes() {
     let m = model();
     let device = engine::cpu();
-    let img = image::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/samples/chelsea.png")).expect("sample").to_rgb8();
+    let img = image::open(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/samples/chelsea.png"))
+        .expect("sample")
+        .to_rgb8();
     let img = image::imageops::crop_imm(&img, 0, 0, 96, 96).to_image();
     let base = engine::image_io::rgb8_to_f32(&img);
     let blur = |r: f32| engine::image_io::rgb8_to_f32(&image::imageops::blur(&img, r));
@@ -70,7 +80,10 @@ fn orders_degradations_and_refuses_bad_shapes() {
     assert!(0.0 < d1 && d1 < d2, "more blur, larger distance: {d1} {d2}");
     let a = Tensor::<4>::zeros([1, 3, 32, 32], &device);
     assert!(m.layers(a.clone(), Tensor::zeros([1, 3, 32, 48], &device)).is_err(), "size mismatch refused");
-    assert!(m.layers(Tensor::zeros([1, 3, 8, 8], &device), Tensor::zeros([1, 3, 8, 8], &device)).is_err(), "too small refused");
+    assert!(
+        m.layers(Tensor::zeros([1, 3, 8, 8], &device), Tensor::zeros([1, 3, 8, 8], &device)).is_err(),
+        "too small refused"
+    );
     let missing = std::env::temp_dir().join("dino-sae-no-lpips-here");
     let e = LpipsVgg::load(&missing, &device).expect_err("missing weights refused");
     assert!(e.to_string().contains("fetch-lpips.sh"), "{e}");

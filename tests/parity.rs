@@ -10,10 +10,15 @@ fn fixtures(name: &str) -> PathBuf {
 }
 
 fn assert_all_ok(report: &engine::fixture::Report, required: &[&str]) {
-    let fails: Vec<String> = report.failures().iter().map(|c| format!("{} err {:.3e} ref {:.3e}", c.name, c.max_abs, c.ref_max)).collect();
+    let fails: Vec<String> =
+        report.failures().iter().map(|c| format!("{} err {:.3e} ref {:.3e}", c.name, c.max_abs, c.ref_max)).collect();
     assert!(fails.is_empty(), "failed checks:\n{}", fails.join("\n"));
     for r in required {
-        assert!(report.get(r).is_some(), "required check `{r}` did not run; ran: {:?}", report.checks.iter().map(|c| &c.name).collect::<Vec<_>>());
+        assert!(
+            report.get(r).is_some(),
+            "required check `{r}` did not run; ran: {:?}",
+            report.checks.iter().map(|c| &c.name).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -82,7 +87,7 @@ fn dinov2_evit_and_chain_fixtures_match() {
 fn wrong_interpolation_variant_is_detected() {
     use burn::tensor::Tensor;
     use engine::model::nn::Probe;
-    use engine::raw::{read_safetensors, RawTensor};
+    use engine::raw::{RawTensor, read_safetensors};
     let dir = fixtures("dinov2-evit-setA/dinov2");
     let io = read_safetensors(dir.join("io.safetensors")).expect("io");
     let device = engine::cpu();
@@ -116,13 +121,19 @@ fn fast_paths_equal_their_definitions() {
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{Distribution, Tensor};
-    use engine::model::nn::{nearest_up2, Conv2d};
+    use engine::model::nn::{Conv2d, nearest_up2};
     let device = engine::cpu();
     for (c_in, c_out, h, w, bias) in [(3, 5, 5, 7, true), (8, 4, 1, 3, false), (16, 3, 6, 6, true)] {
         let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
         let wt = Tensor::<4>::random([c_out, c_in, 3, 3], Distribution::Normal(0.0, 0.3), &device);
         let b = bias.then(|| Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device));
-        let conv = Conv2d { weight: Param::from_tensor(wt.clone()), bias: b.clone().map(Param::from_tensor), stride: 1, padding: 1, groups: 1 };
+        let conv = Conv2d {
+            weight: Param::from_tensor(wt.clone()),
+            bias: b.clone().map(Param::from_tensor),
+            stride: 1,
+            padding: 1,
+            groups: 1,
+        };
         let want = conv2d(nearest_up2(x.clone()), wt, b, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
         assert_close(conv.forward_up2(x), want, &format!("upsample-conv {c_in}->{c_out} at {h}x{w}"));
     }
@@ -130,7 +141,13 @@ fn fast_paths_equal_their_definitions() {
         let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
         let wt = Tensor::<4>::random([c_out, c_in, 1, 1], Distribution::Normal(0.0, 0.3), &device);
         let b = Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
-        let conv = Conv2d { weight: Param::from_tensor(wt.clone()), bias: Some(Param::from_tensor(b.clone())), stride: 1, padding: 0, groups: 1 };
+        let conv = Conv2d {
+            weight: Param::from_tensor(wt.clone()),
+            bias: Some(Param::from_tensor(b.clone())),
+            stride: 1,
+            padding: 0,
+            groups: 1,
+        };
         let want = conv2d(x.clone(), wt, Some(b), ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
         assert_close(conv.forward(x), want, &format!("conv1x1 {c_in}->{c_out}"));
     }
@@ -149,12 +166,19 @@ fn host_paths_equal_burns_ops() {
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{Distribution, Tensor};
     use engine::model::host;
-    use engine::model::nn::{nearest_up2, Conv2d};
+    use engine::model::nn::{Conv2d, nearest_up2};
     let device = engine::cpu();
     assert!(host::eligible(&Tensor::<1>::zeros([1], &device)), "CPU inference tensors take the host paths");
     assert!(!host::eligible(&Tensor::<1>::zeros([1], &device.clone().autodiff())), "autodiff tensors never do");
     // (c_in, c_out, h, w, k, stride, pad): both layouts, stem-like strided kernels, 2x2 kernels of the folded upsample
-    let cases = [(16, 12, 9, 13, 3, 1, 1), (5, 140, 7, 6, 3, 1, 1), (3, 8, 17, 11, 7, 2, 3), (12, 20, 10, 9, 3, 2, 1), (9, 6, 5, 8, 2, 1, 1), (4, 3, 3, 3, 3, 1, 0)];
+    let cases = [
+        (16, 12, 9, 13, 3, 1, 1),
+        (5, 140, 7, 6, 3, 1, 1),
+        (3, 8, 17, 11, 7, 2, 3),
+        (12, 20, 10, 9, 3, 2, 1),
+        (9, 6, 5, 8, 2, 1, 1),
+        (4, 3, 3, 3, 3, 1, 0),
+    ];
     for (c_in, c_out, h, w, k, stride, pad) in cases {
         let x = Tensor::<4>::random([2, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
         let wt = Tensor::<4>::random([c_out, c_in, k, k], Distribution::Normal(0.0, 0.3), &device);
@@ -164,7 +188,11 @@ fn host_paths_equal_burns_ops() {
         let layout = if host::pixels_as_rows(c_in, c_out) { "pixels as rows" } else { "channels as rows" };
         for budget in [1, c_in * k * k * w * 2, usize::MAX / 4] {
             let got = host::conv2d_banded(x.clone(), wt.clone(), Some(b.clone()), g, budget);
-            assert_close(got, want.clone(), &format!("conv {c_in}->{c_out} k{k} s{stride} p{pad} at {h}x{w}, {layout}, budget {budget}"));
+            assert_close(
+                got,
+                want.clone(),
+                &format!("conv {c_in}->{c_out} k{k} s{stride} p{pad} at {h}x{w}, {layout}, budget {budget}"),
+            );
         }
         // batch 1, no bias (the single-band shortcut of the channels-as-rows form)
         let x1 = x.clone().narrow(0, 0, 1);
@@ -176,7 +204,13 @@ fn host_paths_equal_burns_ops() {
         let wt = Tensor::<4>::random([c_out, c_in, 3, 3], Distribution::Normal(0.0, 0.3), &device);
         let b = bias.then(|| Tensor::<1>::random([c_out], Distribution::Normal(0.0, 1.0), &device));
         let want = conv2d(nearest_up2(x.clone()), wt.clone(), b.clone(), ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
-        let conv = Conv2d { weight: Param::from_tensor(wt), bias: b.map(Param::from_tensor), stride: 1, padding: 1, groups: 1 };
+        let conv = Conv2d {
+            weight: Param::from_tensor(wt),
+            bias: b.map(Param::from_tensor),
+            stride: 1,
+            padding: 1,
+            groups: 1,
+        };
         assert_close(conv.forward_up2(x), want, &format!("host upsample-conv {c_in}->{c_out} at {h}x{w}"));
     }
     let x = Tensor::<4>::random([2, 3, 50, 77], Distribution::Normal(0.0, 4.0), &device);

@@ -86,7 +86,8 @@ fn what_the_refusal_names_fits_and_a_little_more_does_not() {
     for budget in [Budget::bytes(2 << 30), Budget::bytes(8 << 30)] {
         for (w, h) in [(6000, 4000), (4000, 6000), (3000, 3000)] {
             let e = preflight::check_reconstruct(&cfg, w, h, &budget).expect_err("too big");
-            let (fw, fh) = preflight::largest_fitting(w, h, &budget, |sw, sh| preflight::reconstruct(&cfg, 1, sh, sw)).expect("fits");
+            let (fw, fh) = preflight::largest_fitting(w, h, &budget, |sw, sh| preflight::reconstruct(&cfg, 1, sh, sw))
+                .expect("fits");
             assert!(e.to_string().contains(&preflight::thousands(fw)), "{e}");
             assert!(preflight::check_reconstruct(&cfg, fw, fh, &budget).is_ok());
             assert!(preflight::check_reconstruct(&cfg, fw + 64, fh + 64, &budget).is_err());
@@ -112,7 +113,11 @@ fn the_parameter_count_matches_real_models() {
     // the formula against the values the default model's and the fixture's files hold
     for dir in [root().join("assets/default-model"), root().join("tests/fixtures/dinosae-setA/sae")] {
         let l = engine::checkpoint::load_sae(&dir, &engine::cpu(), false).expect("load");
-        let file: usize = engine::raw::read_safetensors(dir.join("model.safetensors")).expect("read").values().map(|t| t.numel()).sum();
+        let file: usize = engine::raw::read_safetensors(dir.join("model.safetensors"))
+            .expect("read")
+            .values()
+            .map(|t| t.numel())
+            .sum();
         let n = preflight::sae_numel(&l.model.cfg);
         let r = n / file as f64;
         println!("{}: config {:.3} M, file {:.3} M, ratio {r:.3}", dir.display(), n / 1e6, file as f64 / 1e6);

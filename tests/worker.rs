@@ -19,7 +19,9 @@ fn next(w: &Worker) -> Event {
 }
 
 fn image(w: u32, h: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 4 % 256) as u8, (y * 4 % 256) as u8, ((x + y) * 2 % 256) as u8]))
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 4 % 256) as u8, (y * 4 % 256) as u8, ((x + y) * 2 % 256) as u8])
+    })
 }
 
 /// A worker on the CPU with the fixture model loaded.
@@ -83,7 +85,10 @@ fn reconstruct_inspect_steer_and_recover_from_failures() {
     w.submit(Ticket::new(31), Job::LoadModel(ModelSource::Path(PathBuf::from("/nonexistent/model.safetensors"))));
     assert!(matches!(next(&w), Event::Failed(f) if f.id == Some(31)));
     w.submit(Ticket::new(32), Job::PatchCosine { patch: 0 });
-    assert!(matches!(next(&w), Event::CosineMap(c) if c.id == 32 && c.version == version), "the previous model and latent are still there");
+    assert!(
+        matches!(next(&w), Event::CosineMap(c) if c.id == 32 && c.version == version),
+        "the previous model and latent are still there"
+    );
     // the preflight refuses a job over the memory budget with what would fit; the worker goes on
     // (the budget is read per job from the environment; this test binary's other tests do not set it)
     // a latent of another model's width is refused
@@ -105,7 +110,12 @@ fn scheduler_slots_priority_and_cancel() {
     let export = std::env::temp_dir().join(format!("dino-sae-worker-{}.safetensors", std::process::id()));
     w.submit(Ticket::new(3), Job::ExportLatent { path: export.clone(), edit: None }); // background
     for id in 10..15 {
-        w.submit(Ticket::new(id), Job::Steer { edit: SteerEdit { angle_deg: id as f32, target: SteerTarget::Random(1), ..Default::default() } });
+        w.submit(
+            Ticket::new(id),
+            Job::Steer {
+                edit: SteerEdit { angle_deg: id as f32, target: SteerTarget::Random(1), ..Default::default() },
+            },
+        );
     }
     w.submit(Ticket::new(20), Job::PatchCosine { patch: 1 });
     let cancelled = Ticket::new(21);
@@ -149,12 +159,16 @@ fn render_progress_preemption_and_cancel() {
     };
     // one tile: the render of the unedited latent is the one-pass reconstruction
     let big = engine::render::Tiling { tile: 32, overlap: 4 };
-    w.submit(Ticket::new(6), Job::Render { original: original.clone(), fit: Fit::Crop, edit: SteerEdit::default(), tiling: big });
+    w.submit(
+        Ticket::new(6),
+        Job::Render { original: original.clone(), fit: Fit::Crop, edit: SteerEdit::default(), tiling: big },
+    );
     loop {
         match next(&w) {
             Event::Progress(_) => {}
             Event::Rendered(r) => {
-                let worst = r.image.as_raw().iter().zip(one_pass.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(255);
+                let worst =
+                    r.image.as_raw().iter().zip(one_pass.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(255);
                 assert!(worst <= 1, "one-tile render vs reconstruction: {worst} levels");
                 break;
             }
@@ -163,7 +177,10 @@ fn render_progress_preemption_and_cancel() {
     }
     // 2x2 tiles of 8x8 patches over the 12x10 grid; a steer sent after the first tile is answered before the end
     let tiling = engine::render::Tiling { tile: 8, overlap: 2 };
-    w.submit(Ticket::new(2), Job::Render { original: original.clone(), fit: Fit::Crop, edit: SteerEdit::default(), tiling });
+    w.submit(
+        Ticket::new(2),
+        Job::Render { original: original.clone(), fit: Fit::Crop, edit: SteerEdit::default(), tiling },
+    );
     let (mut progress, mut steer_at, mut rendered) = (Vec::new(), None, None);
     while rendered.is_none() {
         match next(&w) {
@@ -240,7 +257,12 @@ fn sessions_round_trip_and_refuse_bad_values() {
     let s = engine::session::Session {
         image: Some(PathBuf::from("photo.jpg")),
         working_side: 512,
-        edit: SteerEdit { patches: vec![1, 2], angle_deg: 33.0, target: SteerTarget::Direction(vec![0.5, -0.5]), ..Default::default() },
+        edit: SteerEdit {
+            patches: vec![1, 2],
+            angle_deg: 33.0,
+            target: SteerTarget::Direction(vec![0.5, -0.5]),
+            ..Default::default()
+        },
         ui: serde_json::json!({"tab": "Steer"}),
         ..Default::default()
     };
@@ -295,7 +317,8 @@ fn over_budget_jobs_are_refused_and_leave_the_state() {
 fn preview_dir(tag: &str) -> PathBuf {
     use engine::model::preview::{PreviewConfig, PreviewDecoder};
     let dir = std::env::temp_dir().join(format!("dino-sae-worker-preview-{tag}-{}", std::process::id()));
-    let (p, _) = PreviewDecoder::random(&PreviewConfig::preset("tiny", 64).expect("preset"), 5, &engine::cpu()).expect("build");
+    let (p, _) =
+        PreviewDecoder::random(&PreviewConfig::preset("tiny", 64).expect("preset"), 5, &engine::cpu()).expect("build");
     p.save(&dir, engine::raw::Precision::F32, 0, "").expect("save");
     dir
 }
@@ -360,7 +383,9 @@ fn walks_send_preview_frames_first() {
         e => panic!("unexpected {e:?}"),
     };
     assert!(first.preview && first.frames.len() == 4);
-    assert!(!Event::Walked(engine::worker::Walked { id: 4, frames: Vec::new(), millis: 0.0, preview: true }).is_final());
+    assert!(
+        !Event::Walked(engine::worker::Walked { id: 4, frames: Vec::new(), millis: 0.0, preview: true }).is_final()
+    );
     match next(&w) {
         Event::Walked(full) => {
             assert!(!full.preview && full.frames.len() == 4);

@@ -82,8 +82,12 @@ impl Studio {
         e.target = match self.target_kind {
             TargetKind::Patch => SteerTarget::Patch(self.target_patch),
             TargetKind::Random => random,
-            TargetKind::ClassMean => self.class_mean.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random),
-            TargetKind::Pinned => self.pinned.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random),
+            TargetKind::ClassMean => {
+                self.class_mean.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random)
+            }
+            TargetKind::Pinned => {
+                self.pinned.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random)
+            }
             TargetKind::Pca(k, positive) => match self.current.as_ref().and_then(|c| c.pca_axes.get(k)) {
                 Some(a) => SteerTarget::Direction(a.iter().map(|v| if positive { *v } else { -*v }).collect()),
                 None => random,
@@ -137,7 +141,12 @@ impl Studio {
     /// Start the full-resolution render of the current edit.
     pub(crate) fn start_render(&mut self) {
         let (Some(img), Some(_)) = (&self.image, &self.current) else { return };
-        let job = Job::Render { original: img.original.clone(), fit: self.settings.fit, edit: self.resolved_edit(), tiling: Default::default() };
+        let job = Job::Render {
+            original: img.original.clone(),
+            fit: self.settings.fit,
+            edit: self.resolved_edit(),
+            tiling: Default::default(),
+        };
         self.render.note = None;
         self.link.submit(job);
     }

@@ -34,7 +34,8 @@ pub struct StartOptions {
 }
 
 /// An image being read and scaled to its working copy on a thread.
-pub(crate) type Opening = poll_promise::Promise<Result<(Option<PathBuf>, Arc<image::RgbImage>, image::RgbImage), String>>;
+pub(crate) type Opening =
+    poll_promise::Promise<Result<(Option<PathBuf>, Arc<image::RgbImage>, image::RgbImage), String>>;
 
 pub struct Studio {
     pub(crate) ctx: egui::Context,
@@ -96,7 +97,8 @@ pub const FULL_DECODE_AFTER: f64 = 0.15;
 /// A path shown in the UI: its last two components (the whole path is in the Models tab).
 pub fn short_name(name: &str) -> String {
     let p = std::path::Path::new(name);
-    let parts: Vec<String> = p.components().rev().take(2).map(|c| c.as_os_str().to_string_lossy().to_string()).collect();
+    let parts: Vec<String> =
+        p.components().rev().take(2).map(|c| c.as_os_str().to_string_lossy().to_string()).collect();
     if parts.len() < 2 || !name.contains('/') {
         return name.to_string();
     }

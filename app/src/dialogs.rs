@@ -26,12 +26,16 @@ impl Studio {
         let promise = poll_promise::Promise::spawn_thread("file-dialog", move || {
             let d = rfd::FileDialog::new();
             match what {
-                DialogFor::Image => d.add_filter("images", &["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp"]).pick_file(),
+                DialogFor::Image => {
+                    d.add_filter("images", &["png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp"]).pick_file()
+                }
                 DialogFor::Model => d.add_filter("checkpoints", &["safetensors", "pth", "pt", "bin"]).pick_file(),
                 DialogFor::ModelFolder | DialogFor::Generator => d.pick_folder(),
                 DialogFor::Export => d.add_filter("PNG", &["png"]).set_file_name("export.png").save_file(),
                 DialogFor::OpenSession => d.add_filter("session", &["json"]).pick_file(),
-                DialogFor::SaveSession => d.add_filter("session", &["json"]).set_file_name("studio.session.json").save_file(),
+                DialogFor::SaveSession => {
+                    d.add_filter("session", &["json"]).set_file_name("studio.session.json").save_file()
+                }
             }
         });
         self.dialog = Some((what, promise));

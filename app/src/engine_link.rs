@@ -36,7 +36,8 @@ impl EngineLink {
         self.cancel(kind);
         self.next_id += 1;
         let ticket = Ticket::new(self.next_id);
-        self.slots.insert(kind, Slot { ticket: ticket.clone(), running: true, started: Instant::now(), progress: None });
+        self.slots
+            .insert(kind, Slot { ticket: ticket.clone(), running: true, started: Instant::now(), progress: None });
         self.worker.submit(ticket, job);
         self.next_id
     }

@@ -4,7 +4,7 @@
 use eframe::egui::{self, TextureOptions};
 use engine::worker::{Event, Job, JobKind};
 
-use crate::app::{color_image, Studio};
+use crate::app::{Studio, color_image};
 use crate::heatmap;
 use crate::state::*;
 
@@ -40,16 +40,26 @@ impl Studio {
                         }
                         if l.kind == JobKind::LoadModel {
                             self.current = None;
-                            self.status = self.models.main.as_ref().map(|m| format!("loaded {}", crate::app::short_name(&m.name)));
+                            self.status = self
+                                .models
+                                .main
+                                .as_ref()
+                                .map(|m| format!("loaded {}", crate::app::short_name(&m.name)));
                         } else {
                             self.status = Some("compare models updated".into());
                         }
                     }
                     JobKind::LoadPreview => {
-                        self.status = self.models.preview.as_ref().map(|p| format!("loaded preview decoder {}", crate::app::short_name(&p.path.display().to_string())));
+                        self.status = self.models.preview.as_ref().map(|p| {
+                            format!("loaded preview decoder {}", crate::app::short_name(&p.path.display().to_string()))
+                        });
                     }
                     JobKind::LoadTeacher => {
-                        self.status = self.models.teacher.as_ref().map(|t| format!("loaded teacher {}", crate::app::short_name(t)));
+                        self.status = self
+                            .models
+                            .teacher
+                            .as_ref()
+                            .map(|t| format!("loaded teacher {}", crate::app::short_name(t)));
                         if self.current.is_some() {
                             self.link.submit(Job::TeacherCosine);
                         }
@@ -79,8 +89,13 @@ impl Studio {
             Event::Steered(s) => {
                 // a preview never replaces a full decode of the same edit that arrived first
                 let full_newer = s.preview && self.full_pending.is_none() && !self.link.is_running(JobKind::Steer);
-                if let Some(c) = self.current.as_mut().filter(|c| c.version == s.version && !(full_newer && !c.steered_is_preview && c.steered.is_some())) {
-                    c.tex_steered = Some(self.ctx.load_texture("steered", color_image(&s.image), TextureOptions::NEAREST));
+                if let Some(c) = self
+                    .current
+                    .as_mut()
+                    .filter(|c| c.version == s.version && !(full_newer && !c.steered_is_preview && c.steered.is_some()))
+                {
+                    c.tex_steered =
+                        Some(self.ctx.load_texture("steered", color_image(&s.image), TextureOptions::NEAREST));
                     c.steered = Some((s.image, s.psnr, s.millis));
                     c.steered_is_preview = s.preview;
                     if s.preview {
@@ -102,7 +117,8 @@ impl Studio {
             }
             Event::Progress(p) => {
                 if let (JobKind::Sample, Some(img)) = (p.kind, p.preview) {
-                    self.sample.preview = Some(self.ctx.load_texture("sample-preview", color_image(&img), TextureOptions::NEAREST));
+                    self.sample.preview =
+                        Some(self.ctx.load_texture("sample-preview", color_image(&img), TextureOptions::NEAREST));
                     self.sample.preview_fast = p.fast;
                 }
             }
@@ -136,7 +152,8 @@ impl Studio {
             Event::Exported(e) => self.last_export = Some(e.path),
             Event::Rendered(r) => {
                 if self.is_current(r.version) {
-                    self.render.texture = Some(self.ctx.load_texture("render", color_image(&r.image), TextureOptions::LINEAR));
+                    self.render.texture =
+                        Some(self.ctx.load_texture("render", color_image(&r.image), TextureOptions::LINEAR));
                     self.render.result = Some((r.image, r.millis, r.tiles));
                     self.render.note = None;
                 }
@@ -148,7 +165,11 @@ impl Studio {
     fn on_failed(&mut self, f: engine::worker::Failed) {
         match (f.kind, f.cancelled) {
             (Some(JobKind::Render), true) => {
-                self.render.note = Some(if self.render.result.is_some() { "cancelled; the previous render is kept".into() } else { "cancelled".into() });
+                self.render.note = Some(if self.render.result.is_some() {
+                    "cancelled; the previous render is kept".into()
+                } else {
+                    "cancelled".into()
+                });
             }
             (_, true) => {} // superseded or cancelled on purpose: nothing to say
             (Some(JobKind::Lpips), false) => {
@@ -178,7 +199,9 @@ impl Studio {
             .others
             .into_iter()
             .enumerate()
-            .map(|(i, x)| (x.name, self.ctx.load_texture(format!("other{i}"), color_image(&x.image), o), x.psnr, x.ssim))
+            .map(|(i, x)| {
+                (x.name, self.ctx.load_texture(format!("other{i}"), color_image(&x.image), o), x.psnr, x.ssim)
+            })
             .collect();
         let same_grid = self.current.as_ref().is_some_and(|c| c.grid == r.grid);
         self.current = Some(Current {

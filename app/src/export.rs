@@ -30,7 +30,8 @@ impl Exporter {
                     ("Software", "DINO-SAE Studio".to_string()),
                     ("Walk", format!("{label}, frame {i}/{}, slerp per patch", n.saturating_sub(1))),
                 ];
-                engine::image_io::save_png(dir.join(format!("frame_{i:03}.png")), f, &text).map_err(|e| e.to_string())?;
+                engine::image_io::save_png(dir.join(format!("frame_{i:03}.png")), f, &text)
+                    .map_err(|e| e.to_string())?;
             }
             Ok(dir)
         }));
@@ -57,7 +58,10 @@ impl Studio {
             ("Software", "DINO-SAE Studio".to_string()),
             ("Model", model),
             ("Kind", what.to_string()),
-            ("Source", self.image.as_ref().and_then(|i| i.path.as_ref()).map(|p| p.display().to_string()).unwrap_or_default()),
+            (
+                "Source",
+                self.image.as_ref().and_then(|i| i.path.as_ref()).map(|p| p.display().to_string()).unwrap_or_default(),
+            ),
             ("Steer", serde_json::to_string(&self.resolved_edit()).unwrap_or_default()),
             (
                 "Sample",
@@ -87,7 +91,9 @@ impl Studio {
         }
         let (img, what) = match (&self.sample.result_image, &self.current, self.tab) {
             (Some(g), _, Tab::Sample) => (g.clone(), "samples"),
-            (_, Some(c), Tab::Steer) if c.steered.is_some() => (c.steered.as_ref().map(|s| s.0.clone()).unwrap_or_default(), "steered"),
+            (_, Some(c), Tab::Steer) if c.steered.is_some() => {
+                (c.steered.as_ref().map(|s| s.0.clone()).unwrap_or_default(), "steered")
+            }
             (_, Some(c), _) => (c.recon.clone(), "reconstruction"),
             _ => return,
         };

@@ -110,7 +110,14 @@ impl HeatmapPipeline {
     }
 
     /// Upload the job's textures and parameters; returns the bind group and its uniform buffer.
-    pub fn bind(&self, device: &wgpu::Device, queue: &wgpu::Queue, job: &HeatmapJob, rect_min: [f32; 2], rect_size: [f32; 2]) -> (wgpu::BindGroup, wgpu::Buffer) {
+    pub fn bind(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        job: &HeatmapJob,
+        rect_min: [f32; 2],
+        rect_size: [f32; 2],
+    ) -> (wgpu::BindGroup, wgpu::Buffer) {
         let (w, h) = job.base.dimensions();
         let rgba: Vec<u8> = job.base.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
         let size = wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 };
@@ -155,8 +162,14 @@ impl HeatmapPipeline {
             layout: &self.layout,
             entries: &[
                 wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&base.create_view(&Default::default())) },
-                wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&values.create_view(&Default::default())) },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::TextureView(&base.create_view(&Default::default())),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: wgpu::BindingResource::TextureView(&values.create_view(&Default::default())),
+                },
             ],
         });
         (bg, uniform)
@@ -164,7 +177,12 @@ impl HeatmapPipeline {
 }
 
 /// Render a job offscreen at the base image's size and read it back (RGB).
-pub fn render_offscreen(device: &wgpu::Device, queue: &wgpu::Queue, job: &HeatmapJob, format: wgpu::TextureFormat) -> Result<image::RgbImage, String> {
+pub fn render_offscreen(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    job: &HeatmapJob,
+    format: wgpu::TextureFormat,
+) -> Result<image::RgbImage, String> {
     let (w, h) = job.base.dimensions();
     let pipe = HeatmapPipeline::new(device, format);
     let (bg, _u) = pipe.bind(device, queue, job, job.rect_px.0, job.rect_px.1);
@@ -206,8 +224,16 @@ pub fn render_offscreen(device: &wgpu::Device, queue: &wgpu::Queue, job: &Heatma
         pass.draw(0..3, 0..1);
     }
     enc.copy_texture_to_buffer(
-        wgpu::TexelCopyTextureInfo { texture: &target, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
-        wgpu::TexelCopyBufferInfo { buffer: &buf, layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(row), rows_per_image: Some(h) } },
+        wgpu::TexelCopyTextureInfo {
+            texture: &target,
+            mip_level: 0,
+            origin: wgpu::Origin3d::ZERO,
+            aspect: wgpu::TextureAspect::All,
+        },
+        wgpu::TexelCopyBufferInfo {
+            buffer: &buf,
+            layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(row), rows_per_image: Some(h) },
+        },
         wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
     );
     queue.submit([enc.finish()]);
@@ -256,7 +282,12 @@ impl egui_wgpu::CallbackTrait for HeatmapCallback {
         Vec::new()
     }
 
-    fn paint(&self, info: egui::PaintCallbackInfo, pass: &mut wgpu::RenderPass<'static>, res: &egui_wgpu::CallbackResources) {
+    fn paint(
+        &self,
+        info: egui::PaintCallbackInfo,
+        pass: &mut wgpu::RenderPass<'static>,
+        res: &egui_wgpu::CallbackResources,
+    ) {
         let Some(r) = res.get::<HeatmapResources>() else { return };
         let Some((_, bg, _)) = &r.bound else { return };
         let _ = info;

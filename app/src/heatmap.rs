@@ -1,12 +1,7 @@
 //! CPU colormap for per-patch heatmaps (viridis-like, 5 control points, linear in between).
 
-const STOPS: [[f32; 3]; 5] = [
-    [0.267, 0.005, 0.329],
-    [0.229, 0.322, 0.546],
-    [0.128, 0.567, 0.551],
-    [0.369, 0.789, 0.383],
-    [0.993, 0.906, 0.144],
-];
+const STOPS: [[f32; 3]; 5] =
+    [[0.267, 0.005, 0.329], [0.229, 0.322, 0.546], [0.128, 0.567, 0.551], [0.369, 0.789, 0.383], [0.993, 0.906, 0.144]];
 
 /// Map t in [0, 1] to RGB8.
 pub fn colormap(t: f32) -> [u8; 3] {
@@ -22,7 +17,12 @@ pub fn colormap(t: f32) -> [u8; 3] {
 }
 
 /// Overlay a `gh x gw` grid of values (normalised to [min, max]) on an RGB image, nearest upsampling.
-pub fn overlay(img: &image::RgbImage, values: &[f32], grid: (usize, usize), opacity: f32) -> (image::RgbImage, f32, f32) {
+pub fn overlay(
+    img: &image::RgbImage,
+    values: &[f32],
+    grid: (usize, usize),
+    opacity: f32,
+) -> (image::RgbImage, f32, f32) {
     let (min, max) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
     let span = (max - min).max(1e-12);
     let (w, h) = img.dimensions();
@@ -108,7 +108,15 @@ pub fn histogram(values: &[f32], bins: usize) -> Vec<(f32, usize)> {
 
 /// CPU reference of `shaders/heatmap.wgsl`: values normalised by [vmin, vmax], colormap, blended with `opacity`,
 /// nearest or bilinear (cell centres, clamped borders) upsampling. Unrounded colormap, one rounding at the end.
-pub fn blend(img: &image::RgbImage, values: &[f32], grid: (usize, usize), vmin: f32, vmax: f32, opacity: f32, bilinear: bool) -> image::RgbImage {
+pub fn blend(
+    img: &image::RgbImage,
+    values: &[f32],
+    grid: (usize, usize),
+    vmin: f32,
+    vmax: f32,
+    opacity: f32,
+    bilinear: bool,
+) -> image::RgbImage {
     let (w, h) = img.dimensions();
     let (gh, gw) = grid;
     let at = |y: i64, x: i64| values[(y.clamp(0, gh as i64 - 1) as usize) * gw + x.clamp(0, gw as i64 - 1) as usize];

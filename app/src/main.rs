@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use dino_sae_studio::app::{StartOptions, Studio, StudioApp, SETTINGS_KEY};
+use dino_sae_studio::app::{SETTINGS_KEY, StartOptions, Studio, StudioApp};
 use dino_sae_studio::state::{Settings, Tab};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -100,7 +100,9 @@ fn main() -> eframe::Result<()> {
         memory_budget: cli.memory_budget,
     };
     let native = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default().with_inner_size([1360.0, 820.0]).with_title("DINO-SAE Studio"),
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_inner_size([1360.0, 820.0])
+            .with_title("DINO-SAE Studio"),
         ..Default::default()
     };
     eframe::run_native(

@@ -138,7 +138,9 @@ impl Studio {
                 self.link.submit(Job::LoadLatent { latent: lat });
                 self.status = Some("the session's image is gone: showing its saved latent".into());
             }
-            (Some(img), None) => self.error = Some(format!("the session's image {} is gone and it saved no latent", img.display())),
+            (Some(img), None) => {
+                self.error = Some(format!("the session's image {} is gone and it saved no latent", img.display()))
+            }
             (None, None) => {}
         }
     }

@@ -188,7 +188,11 @@ impl SampleUi {
             count: count.max(1),
             seed: self.seed,
             steps: self.steps.max(1),
-            method: if self.exp_map { engine::sampler::SphereStep::ExpMap } else { engine::sampler::SphereStep::EulerProj },
+            method: if self.exp_map {
+                engine::sampler::SphereStep::ExpMap
+            } else {
+                engine::sampler::SphereStep::EulerProj
+            },
             cfg_scale: self.cfg,
             s_vae: Some(self.s_vae),
             shift: None,

@@ -57,7 +57,9 @@ fn args() -> Args {
                 std::process::exit(0);
             }
             o => {
-                eprintln!("unknown argument {o}; usage: fuzz --minutes N [--parser NAME|all] [--seed S] [--out DIR] [--list]");
+                eprintln!(
+                    "unknown argument {o}; usage: fuzz --minutes N [--parser NAME|all] [--seed S] [--out DIR] [--list]"
+                );
                 std::process::exit(2);
             }
         }
@@ -72,7 +74,8 @@ fn main() {
         child(&a);
         return;
     }
-    let names: Vec<&'static str> = fuzz::targets().iter().map(|t| t.name).filter(|n| a.parser == "all" || a.parser == *n).collect();
+    let names: Vec<&'static str> =
+        fuzz::targets().iter().map(|t| t.name).filter(|n| a.parser == "all" || a.parser == *n).collect();
     if names.is_empty() {
         eprintln!("no parser {}", a.parser);
         std::process::exit(2);
@@ -124,7 +127,9 @@ fn main() {
         }
         let _ = std::fs::remove_file(dir.join("current.bin"));
         rows.push((name, cases, accepted, refused, crashes, aborts, t0.elapsed().as_secs_f64()));
-        println!("{name}: {cases} cases ({accepted} accepted, {refused} refused), {crashes} crashes caught, {aborts} aborts");
+        println!(
+            "{name}: {cases} cases ({accepted} accepted, {refused} refused), {crashes} crashes caught, {aborts} aborts"
+        );
     }
     println!("\n| parser | minutes | cases | accepted | refused | crashes (panic / memory) | aborts |");
     println!("|---|---|---|---|---|---|---|");

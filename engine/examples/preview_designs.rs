@@ -20,16 +20,11 @@ fn median_ms(repeats: usize, f: &mut dyn FnMut()) -> (f64, f64, f64) {
 }
 
 fn main() {
-    let repeats: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(9);
+    let repeats: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(9);
     let device = engine::cpu();
     // the full decoder of the default model in the same run, for the ratio
     if let Some(dir) = engine::worker::default_model_dir() {
-        let m = engine::checkpoint::load_sae(&dir, &device, false)
-            .expect("default model")
-            .model;
+        let m = engine::checkpoint::load_sae(&dir, &device, false).expect("default model").model;
         let z = Tensor::<4>::random([1, 384, 16, 16], Distribution::Normal(0.0, 1.0), &device);
         let (med, p10, p90) = median_ms(repeats, &mut || {
             let _ = m.decode(z.clone()).expect("decode").into_data();
@@ -55,10 +50,7 @@ fn main() {
                 let _ = m.forward(z.clone()).into_data();
             });
             let f = engine::flops::preview(&cfg, g, g);
-            line += &format!(
-                " | {size}: {:.3} GFLOP, median {med:.1} ms (p10 {p10:.1}, p90 {p90:.1})",
-                f / 1e9
-            );
+            line += &format!(" | {size}: {:.3} GFLOP, median {med:.1} ms (p10 {p10:.1}, p90 {p90:.1})", f / 1e9);
         }
         println!("{line}");
     }

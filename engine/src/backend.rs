@@ -107,11 +107,9 @@ impl Backend {
             }
             BackendChoice::Wgpu => {
                 let all = adapters();
-                let a = all
-                    .iter()
-                    .find(|a| a.is_hardware())
-                    .or_else(|| all.first())
-                    .ok_or_else(|| EngineError::Config("backend wgpu asked for, but no wgpu adapter exists on this machine".into()))?;
+                let a = all.iter().find(|a| a.is_hardware()).or_else(|| all.first()).ok_or_else(|| {
+                    EngineError::Config("backend wgpu asked for, but no wgpu adapter exists on this machine".into())
+                })?;
                 let kind = match a.kind.as_str() {
                     "DiscreteGpu" => DeviceKind::DiscreteGpu(0),
                     "IntegratedGpu" => DeviceKind::IntegratedGpu(0),

@@ -14,9 +14,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::error::{EngineError, Result};
 use crate::fixture::{Check, Report, TOL};
-use crate::model::dit::{rope_values, sincos_pos_embed, Dit, DitArch, DitConfig};
+use crate::model::dit::{Dit, DitArch, DitConfig, rope_values, sincos_pos_embed};
 use crate::model::nn::Probe;
-use crate::raw::{read_safetensors, read_safetensors_f64, RawTensor, TensorMap};
+use crate::raw::{RawTensor, TensorMap, read_safetensors, read_safetensors_f64};
 use crate::rfm::{self, f64ref};
 use crate::sampler::{self, EuclidSamplerConfig, SphereStep};
 use crate::weights::LoadReport;
@@ -85,7 +85,14 @@ fn read_config(dir: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&s).map_err(|e| EngineError::Config(format!("{}: {e}", p.display())))
 }
 
-fn load_model(dir: &Path, cfg_json: &serde_json::Value, sub: &str, arch: DitArch, report: &mut Report, device: &Device) -> Result<Dit> {
+fn load_model(
+    dir: &Path,
+    cfg_json: &serde_json::Value,
+    sub: &str,
+    arch: DitArch,
+    report: &mut Report,
+    device: &Device,
+) -> Result<Dit> {
     let v = cfg_json.get(sub).ok_or_else(|| EngineError::Config(format!("config.json has no `{sub}`")))?;
     let cfg = DitConfig::from_reference(arch, v)?;
     let sd = read_safetensors(dir.join(sub).join("state_dict.safetensors"))?;
@@ -130,7 +137,14 @@ fn compare_probe(report: &mut Report, part: &str, ours: &TensorMap, refs: &Tenso
     }
 }
 
-fn model_part(dir: &Path, cfg: &serde_json::Value, sub: &str, arch: DitArch, report: &mut Report, device: &Device) -> Result<Dit> {
+fn model_part(
+    dir: &Path,
+    cfg: &serde_json::Value,
+    sub: &str,
+    arch: DitArch,
+    report: &mut Report,
+    device: &Device,
+) -> Result<Dit> {
     let model = load_model(dir, cfg, sub, arch, report, device)?;
     let d = dir.join(sub);
     let inp = read_safetensors(d.join("inputs.safetensors"))?;
@@ -149,7 +163,9 @@ fn model_part(dir: &Path, cfg: &serde_json::Value, sub: &str, arch: DitArch, rep
             check_t(report, format!("{sub}:{key}"), &o, r)?;
         }
     }
-    if let (Some(cx), Some(ct), Some(cy), Some(cs)) = (inp.get("cfg_x"), inp.get("cfg_t"), inp.get("cfg_y"), inp.get("cfg_scale")) {
+    if let (Some(cx), Some(ct), Some(cy), Some(cs)) =
+        (inp.get("cfg_x"), inp.get("cfg_t"), inp.get("cfg_y"), inp.get("cfg_scale"))
+    {
         let cx: Tensor<4> = cx.to_tensor(device)?;
         let ct: Tensor<1> = ct.to_tensor(device)?;
         let cy = ints(cy, device);
@@ -190,9 +206,23 @@ fn transport_part(dir: &Path, cfg: &serde_json::Value, ddt: &Dit, report: &mut R
         let y = ints(need(&m, "y", f)?, device);
         let v = ddt.velocity(xt, t, y);
         check_t(report, "transport:model_out".into(), &v, need(&m, "model_out", f)?)?;
-        check_t(report, "transport:loss_per_sample".into(), &rfm::per_sample_mse(&v, &ut), need(&m, "loss_per_sample", f)?)?;
-        if let (Some(r), rfm::TimeDist::LogitNormal { lo, hi, .. }) = (m.get("t_interval"), rfm::EuclidFm::default().time) {
-            check(report, "transport:t_interval".into(), &[lo, hi], &r.data.iter().map(|&v| v as f64).collect::<Vec<_>>(), vec![2], TOL);
+        check_t(
+            report,
+            "transport:loss_per_sample".into(),
+            &rfm::per_sample_mse(&v, &ut),
+            need(&m, "loss_per_sample", f)?,
+        )?;
+        if let (Some(r), rfm::TimeDist::LogitNormal { lo, hi, .. }) =
+            (m.get("t_interval"), rfm::EuclidFm::default().time)
+        {
+            check(
+                report,
+                "transport:t_interval".into(),
+                &[lo, hi],
+                &r.data.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                vec![2],
+                TOL,
+            );
         }
     }
     let sp = d.join("sample_euler_cfg.safetensors");
@@ -208,11 +238,25 @@ fn transport_part(dir: &Path, cfg: &serde_json::Value, ddt: &Dit, report: &mut R
         let scale = need(&m, "cfg_scale", f)?.data[0] as f64;
         let points = tgrid.numel();
         let grid: Vec<f64> = sampler::euclid_time_grid(points, shift, 0.999);
-        check(report, "transport:tgrid".into(), &grid, &tgrid.data.iter().map(|&v| v as f64).collect::<Vec<_>>(), vec![points], TOL);
+        check(
+            report,
+            "transport:tgrid".into(),
+            &grid,
+            &tgrid.data.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            vec![points],
+            TOL,
+        );
         let z: Tensor<4> = need(&m, "z", f)?.to_tensor(device)?;
         let n = z.dims()[0];
         let yall: Vec<i64> = need(&m, "y", f)?.data.iter().map(|&v| v as i64).collect();
-        let scfg = EuclidSamplerConfig { points, shift, cfg_scale: scale, guided_channels: None, t_last: 0.999, final_radius: None };
+        let scfg = EuclidSamplerConfig {
+            points,
+            shift,
+            cfg_scale: scale,
+            guided_channels: None,
+            t_last: 0.999,
+            final_radius: None,
+        };
         let mut states = vec![z.clone()];
         let out = sampler::sample_euclid(ddt, z, &yall[..n], &scfg, &mut |_, s| {
             states.push(s.clone());
@@ -241,7 +285,10 @@ fn transport_part(dir: &Path, cfg: &serde_json::Value, ddt: &Dit, report: &mut R
         for k in 0..steps {
             let xk = RawTensor { shape: shape.clone(), data: rx.data[k * per..(k + 1) * per].to_vec() };
             let xk: Tensor<4> = xk.to_tensor(device)?;
-            let tk = Tensor::<1>::from_data(TensorData::new(rt.data[k * per_t..(k + 1) * per_t].to_vec(), vec![per_t]), device);
+            let tk = Tensor::<1>::from_data(
+                TensorData::new(rt.data[k * per_t..(k + 1) * per_t].to_vec(), vec![per_t]),
+                device,
+            );
             raw_all.push(ddt.velocity(xk.clone(), tk.clone(), yy.clone()));
             cfg_all.push(ddt.forward_with_cfg(xk, tk, yy.clone(), scale, None, (0.0, 1.0)));
         }
@@ -284,10 +331,11 @@ fn sphere_part(file: &Path, report: &mut Report, device: &Device) -> Result<()> 
     let full = b * c * h * w;
     let scal = b * h * w;
     let mut o: std::collections::BTreeMap<&str, Vec<f64>> = std::collections::BTreeMap::new();
-    let put_full = |o: &mut std::collections::BTreeMap<&str, Vec<f64>>, k: &'static str, bi: usize, p: usize, val: &[f64]| {
-        let e = o.entry(k).or_insert_with(|| vec![0.0; full]);
-        tk.put(e, bi, p, val);
-    };
+    let put_full =
+        |o: &mut std::collections::BTreeMap<&str, Vec<f64>>, k: &'static str, bi: usize, p: usize, val: &[f64]| {
+            let e = o.entry(k).or_insert_with(|| vec![0.0; full]);
+            tk.put(e, bi, p, val);
+        };
     // ---- float64 per-token formulas ----
     let t_base: Vec<f64> = n.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
     let t: Vec<f64> = t_base.iter().map(|&v| rfm::shift_time(v, a)).collect();
@@ -302,7 +350,13 @@ fn sphere_part(file: &Path, report: &mut Report, device: &Device) -> Result<()> 
             mse_rad += v_rad.iter().map(|d| d * d).sum::<f64>();
             let (theta, vhat, pre, post) = f64ref::exp_step(&tok.zt, &v_tan, dt[bi], r);
             let si = bi * h * w + p;
-            for (k, val) in [("cos_omega", tok.cos_omega), ("omega", tok.omega), ("v_rad_coef", coef), ("theta", theta), ("v_tan_norm", crate::sphere::f64ref::norm(&v_tan))] {
+            for (k, val) in [
+                ("cos_omega", tok.cos_omega),
+                ("omega", tok.omega),
+                ("v_rad_coef", coef),
+                ("theta", theta),
+                ("v_tan_norm", crate::sphere::f64ref::norm(&v_tan)),
+            ] {
                 o.entry(k).or_insert_with(|| vec![0.0; scal])[si] = val;
             }
             put_full(&mut o, "z0", bi, p, &tok.z0);
@@ -348,7 +402,8 @@ fn sphere_part(file: &Path, report: &mut Report, device: &Device) -> Result<()> 
     let et: Tensor<4> = need(&m, "e", f)?.to_tensor(device)?;
     let vt: Tensor<4> = need(&m, "v", f)?.to_tensor(device)?;
     let t32 = Tensor::<1>::from_data(TensorData::new(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), vec![b]), device);
-    let dt32 = Tensor::<1>::from_data(TensorData::new(dt.iter().map(|&v| v as f32).collect::<Vec<_>>(), vec![b]), device);
+    let dt32 =
+        Tensor::<1>::from_data(TensorData::new(dt.iter().map(|&v| v as f32).collect::<Vec<_>>(), vec![b]), device);
     let path = rfm::sphere_path(&xt, &et, &t32);
     let parts = rfm::sphere_loss_parts(&vt, &path.zt, &path.ut, lam);
     let mut ours: Vec<(&str, RawTensor)> = vec![
@@ -368,16 +423,24 @@ fn sphere_part(file: &Path, report: &mut Report, device: &Device) -> Result<()> 
         ("loss", RawTensor::from_tensor(parts.loss.clone())?),
     ];
     // Sampler steps from z_t: tangent Euler + projection, raw Euler + projection, exp map.
-    ours.push(("z_euler_tan", RawTensor::from_tensor(sampler::sphere_step_per_sample(&path.zt, &vt, &dt32, r, SphereStep::EulerProj))?));
+    ours.push((
+        "z_euler_tan",
+        RawTensor::from_tensor(sampler::sphere_step_per_sample(&path.zt, &vt, &dt32, r, SphereStep::EulerProj))?,
+    ));
     let raw_step = path.zt.clone() + vt.clone() * dt32.clone().reshape([b, 1, 1, 1]);
     ours.push(("z_euler_raw", RawTensor::from_tensor(crate::sphere::project_to_radius(&raw_step, r))?));
-    ours.push(("z_exp", RawTensor::from_tensor(sampler::sphere_step_per_sample(&path.zt, &vt, &dt32, r, SphereStep::ExpMap))?));
+    ours.push((
+        "z_exp",
+        RawTensor::from_tensor(sampler::sphere_step_per_sample(&path.zt, &vt, &dt32, r, SphereStep::ExpMap))?,
+    ));
     for (k, o32) in ours {
         let reference = RawTensor { shape: need(&m, k, f)?.shape.clone(), data: need(&m, k, f)?.data.clone() };
         // float32 tensors vs float64 references: f32 tolerance.
         check_raw(report, format!("sphere_rfm(f32):{k}"), &o32, &reference);
     }
-    report.parts.push(format!("sphere_rfm: {b}x{c}x{h}x{w}, R = {r:.6}, a = {a}, lambda = {lam} (f64 at {TOL_F64:e}, f32 at {TOL:e})"));
+    report.parts.push(format!(
+        "sphere_rfm: {b}x{c}x{h}x{w}, R = {r:.6}, a = {a}, lambda = {lam} (f64 at {TOL_F64:e}, f32 at {TOL:e})"
+    ));
     Ok(())
 }
 

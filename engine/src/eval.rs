@@ -40,7 +40,13 @@ fn teacher_tokens(teacher: &Vit, x: Tensor<4>, grid: usize) -> Tensor<3> {
 
 /// Evaluate `model` on every photo of `photos` at `size` x `size` (with the LPIPS-VGG-like distance when its
 /// weights are given).
-pub fn evaluate(model: &DinoSae, teacher: &Vit, photos: &PhotoSet, size: u32, lpips: Option<&crate::lpips::LpipsVgg>) -> Result<EvalResult> {
+pub fn evaluate(
+    model: &DinoSae,
+    teacher: &Vit,
+    photos: &PhotoSet,
+    size: u32,
+    lpips: Option<&crate::lpips::LpipsVgg>,
+) -> Result<EvalResult> {
     let device = crate::cpu();
     let grid = (size / 16) as usize;
     let mut r = EvalResult::default();

@@ -18,9 +18,9 @@ use crate::error::{EngineError, Result};
 use crate::interp::resize_bicubic;
 use crate::model::decoder::{Decoder, DecoderConfig};
 use crate::model::nn::Probe;
-use crate::model::sae::{tokens_to_map, PixelConfig};
+use crate::model::sae::{PixelConfig, tokens_to_map};
 use crate::model::vit::Vit;
-use crate::raw::{read_safetensors, read_safetensors_f64, RawTensor, TensorMap};
+use crate::raw::{RawTensor, TensorMap, read_safetensors, read_safetensors_f64};
 use crate::sphere::f64ref;
 use crate::weights::WeightSource;
 
@@ -80,11 +80,25 @@ fn compare(report: &mut Report, name: String, ours: &RawTensor, reference: &RawT
     }
     let max_abs = ours.data.iter().zip(&reference.data).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0.0, f64::max);
     let max_abs = if ours.data.iter().any(|v| v.is_nan()) { f64::INFINITY } else { max_abs };
-    report.checks.push(Check { name, shape: reference.shape.clone(), max_abs, ref_max: reference.max_abs() as f64, tol });
+    report.checks.push(Check {
+        name,
+        shape: reference.shape.clone(),
+        max_abs,
+        ref_max: reference.max_abs() as f64,
+        tol,
+    });
 }
 
 /// Compare every reference key (except inputs, f64 copies and `skip`) with what we produced.
-fn compare_all(report: &mut Report, part: &str, ours: &TensorMap, io: &TensorMap, prefix: &str, tol: f64, skip: &[&str]) {
+fn compare_all(
+    report: &mut Report,
+    part: &str,
+    ours: &TensorMap,
+    io: &TensorMap,
+    prefix: &str,
+    tol: f64,
+    skip: &[&str],
+) {
     for (k, r) in io {
         if !k.starts_with(prefix) || k.contains("_f64") || k.ends_with("input_image_u8") || skip.contains(&k.as_str()) {
             continue;
@@ -102,7 +116,9 @@ fn need<'a>(io: &'a TensorMap, k: &str, part: &str) -> Result<&'a RawTensor> {
 
 /// Check our ImageNet preprocessing of the stored u8 image against the stored `pixel_values`.
 fn check_preprocess(report: &mut Report, part: &str, io: &TensorMap, prefix: &str) {
-    let (Some(u8img), Some(pv)) = (io.get(&format!("{prefix}input_image_u8")), io.get(&format!("{prefix}pixel_values"))) else {
+    let (Some(u8img), Some(pv)) =
+        (io.get(&format!("{prefix}input_image_u8")), io.get(&format!("{prefix}pixel_values")))
+    else {
         return;
     };
     let [b, h, w, _] = [u8img.shape[0], u8img.shape[1], u8img.shape[2], u8img.shape[3]];
@@ -143,7 +159,8 @@ fn dinov3_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
         compare_all(report, &part, &ours, &io, "", TOL, &["pixel_values"]);
         if let Some(p) = io.get("rope_periods") {
             let cfg = &loaded.model.cfg;
-            let ours: Vec<f32> = crate::model::dinov3::rope_periods(cfg.head_dim(), cfg.rope_base).iter().map(|&v| v as f32).collect();
+            let ours: Vec<f32> =
+                crate::model::dinov3::rope_periods(cfg.head_dim(), cfg.rope_base).iter().map(|&v| v as f32).collect();
             compare(report, format!("{part}:rope_periods"), &RawTensor::new(vec![ours.len()], ours)?, p, TOL);
         }
         // The .pth copy of the official weights must load to the same model.
@@ -182,8 +199,7 @@ fn sae_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
 
 fn sphere_part(file: &Path, report: &mut Report) -> Result<()> {
     let map = read_safetensors(file)?;
-    let radii: Vec<String> =
-        map.keys().filter_map(|k| k.strip_suffix(".radius").map(str::to_string)).collect();
+    let radii: Vec<String> = map.keys().filter_map(|k| k.strip_suffix(".radius").map(str::to_string)).collect();
     for p in radii {
         let g = |k: &str| read_safetensors_f64(file, &format!("{p}.{k}"));
         let (_, r) = g("radius")?;
@@ -223,7 +239,13 @@ fn sphere_part(file: &Path, report: &mut Report) -> Result<()> {
             let max_abs = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             let ref_max = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let max_abs = if ours.len() == reference.len() { max_abs } else { f64::INFINITY };
-            report.checks.push(Check { name: format!("sphere(f64):{key}"), shape: vec![reference.len()], max_abs, ref_max, tol: 1e-10 });
+            report.checks.push(Check {
+                name: format!("sphere(f64):{key}"),
+                shape: vec![reference.len()],
+                max_abs,
+                ref_max,
+                tol: 1e-10,
+            });
         }
     }
     report.parts.push("sphere: float64 reference formulas".into());
@@ -243,10 +265,11 @@ fn dinov2_part(dir: &Path, name: &str, report: &mut Report, device: &Device) -> 
         let tol = if interpolated { TOL_BICUBIC } else { TOL };
         let ours = run_vit(&loaded.model, px, device)?;
         let ours: TensorMap = ours.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
-        let skip: Vec<String> = ["pixel_values", "pos_embed_interp_official_offset0.1", "last_hidden_state_official_offset0.1"]
-            .iter()
-            .map(|s| format!("{prefix}{s}"))
-            .collect();
+        let skip: Vec<String> =
+            ["pixel_values", "pos_embed_interp_official_offset0.1", "last_hidden_state_official_offset0.1"]
+                .iter()
+                .map(|s| format!("{prefix}{s}"))
+                .collect();
         let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
         let keys: TensorMap = io
             .iter()
@@ -255,9 +278,14 @@ fn dinov2_part(dir: &Path, name: &str, report: &mut Report, device: &Device) -> 
             .collect();
         compare_all(report, name, &ours, &keys, prefix, tol, &skip);
         if let Some(table) = io.get(&format!("{prefix}pos_embed_pretrained")) {
-            let ours = RawTensor::from_tensor(loaded.model.pos.as_ref().map(|p| p.table.val()).ok_or_else(|| {
-                EngineError::Checkpoint(format!("{name}: model has no position table"))
-            })?)?;
+            let ours = RawTensor::from_tensor(
+                loaded
+                    .model
+                    .pos
+                    .as_ref()
+                    .map(|p| p.table.val())
+                    .ok_or_else(|| EngineError::Checkpoint(format!("{name}: model has no position table")))?,
+            )?;
             compare(report, format!("{name}:{prefix}pos_embed_pretrained"), &ours, table, TOL);
         }
     }
@@ -287,7 +315,12 @@ fn decoder_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> 
         checkpoint::guess_decoder(&read_safetensors(dir.join("model.safetensors"))?, "")?
     };
     let loaded = checkpoint::load_decoder(dir.join("model.safetensors"), &cfg, device)?;
-    report.parts.push(format!("decoder: {:?} blocks, {:?} ({})", cfg.block_type, cfg.upsample_block_type, loaded.report.summary(0)));
+    report.parts.push(format!(
+        "decoder: {:?} blocks, {:?} ({})",
+        cfg.block_type,
+        cfg.upsample_block_type,
+        loaded.report.summary(0)
+    ));
     run_decoder(&loaded.model, &io, "decoder", report, device)
 }
 
@@ -311,7 +344,8 @@ fn run_decoder(dec: &Decoder, io: &TensorMap, part: &str, report: &mut Report, d
 
 fn read_decoder_config(path: &Path) -> Result<DecoderConfig> {
     let s = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&s).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&s).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))?;
     let dc = v.get("decoder_config").cloned().unwrap_or(v);
     serde_json::from_value(dc).map_err(|e| EngineError::Config(format!("{}: decoder_config: {e}", path.display())))
 }
@@ -324,7 +358,8 @@ fn config_path(dir: &Path, v: Option<&serde_json::Value>, default: &str) -> Path
 
 fn chain_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
     let io = read_safetensors(dir.join("io.safetensors"))?;
-    let cfg_s = std::fs::read_to_string(dir.join("config.json")).map_err(|e| EngineError::io(dir.join("config.json"), e))?;
+    let cfg_s =
+        std::fs::read_to_string(dir.join("config.json")).map_err(|e| EngineError::io(dir.join("config.json"), e))?;
     let cfg: serde_json::Value = serde_json::from_str(&cfg_s).map_err(|e| EngineError::Config(e.to_string()))?;
     let teacher_dir = config_path(dir, cfg.get("teacher"), "../dinov2/hf");
     let decoder_dir = config_path(dir, cfg.get("decoder"), "../decoder");

@@ -1,7 +1,7 @@
 //! Analytic FLOP counts (multiply-add = 2 FLOPs) of the models' matrix products and convolutions, for
 //! reporting achieved FLOP/s in benchmarks. Normalisations and element-wise ops are not counted.
 
-use crate::model::decoder::{BlockType, DecoderConfig, UpsampleType, EVIT_DIM};
+use crate::model::decoder::{BlockType, DecoderConfig, EVIT_DIM, UpsampleType};
 use crate::model::vit::{Ffn, VitConfig};
 
 /// 2 * (c_in / groups) * k * k * c_out * h_out * w_out

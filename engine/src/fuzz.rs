@@ -15,7 +15,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
 use std::io::{Read, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -264,8 +264,30 @@ fn json_number(r: &mut Rng) -> Json {
 }
 
 const WORDS: [&str; 24] = [
-    "F32", "F16", "BF16", "F64", "I64", "U8", "BOOL", "F8_E4M3", "C64", "ResBlock", "EViT_GLU", "ConvPixelShuffle",
-    "InterpolateConv", "duplicating", "trms2d", "silu", "relu", "dinov2", "dinov3", "mlp", "swiglu", "dino_sae", "", "x",
+    "F32",
+    "F16",
+    "BF16",
+    "F64",
+    "I64",
+    "U8",
+    "BOOL",
+    "F8_E4M3",
+    "C64",
+    "ResBlock",
+    "EViT_GLU",
+    "ConvPixelShuffle",
+    "InterpolateConv",
+    "duplicating",
+    "trms2d",
+    "silu",
+    "relu",
+    "dinov2",
+    "dinov3",
+    "mlp",
+    "swiglu",
+    "dino_sae",
+    "",
+    "x",
 ];
 
 fn json_leaf(r: &mut Rng) -> Json {
@@ -395,7 +417,9 @@ pub fn mutate_json(r: &mut Rng, v: &mut Json) {
             _ => {
                 if let Json::Number(n) = node {
                     let x = n.as_i64().unwrap_or(1);
-                    *node = Json::from(x.wrapping_mul(*r.pick(&[2i64, 16, 1 << 20, -1, 0])).wrapping_add(r.below(3) as i64 - 1));
+                    *node = Json::from(
+                        x.wrapping_mul(*r.pick(&[2i64, 16, 1 << 20, -1, 0])).wrapping_add(r.below(3) as i64 - 1),
+                    );
                 } else {
                     *node = json_leaf(r);
                 }
@@ -437,14 +461,18 @@ pub fn join_safetensors(h: &Json, data: &[u8], len_delta: i64) -> Vec<u8> {
 /// safetensors-aware: rewrite a tensor's dtype, shape or data offsets (boundary values, swapped, beyond the
 /// file), the header length, nested metadata; else byte-level.
 pub fn mutate_safetensors(r: &mut Rng, data: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
-    let Some((mut h, body)) = split_safetensors(data).filter(|_| r.chance(0.8)) else { return mutate_bytes(r, data, seeds) };
+    let Some((mut h, body)) = split_safetensors(data).filter(|_| r.chance(0.8)) else {
+        return mutate_bytes(r, data, seeds);
+    };
     let mut body = body.to_vec();
     if !h.is_object() {
         mutate_json(r, &mut h);
         return join_safetensors(&h, &body, 0);
     }
-    let names: Vec<String> =
-        h.as_object().map(|m| m.iter().filter(|(k, v)| *k != "__metadata__" && v.is_object()).map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    let names: Vec<String> = h
+        .as_object()
+        .map(|m| m.iter().filter(|(k, v)| *k != "__metadata__" && v.is_object()).map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
     let mut delta = 0i64;
     let pick = |r: &mut Rng| if names.is_empty() { String::new() } else { r.pick(&names).clone() };
     match r.below(8) {
@@ -530,8 +558,9 @@ pub fn mutate_safetensors(r: &mut Rng, data: &[u8], seeds: &[Vec<u8>]) -> Vec<u8
 fn pickle_arg(op: u8) -> Option<PickleArg> {
     use PickleArg::*;
     Some(match op {
-        b'(' | b'.' | b'0' | b'1' | b'2' | b'a' | b'b' | b'd' | b'e' | b'l' | b'N' | b'o' | b'Q' | b'R' | b's' | b't' | b'u' | b'}'
-        | b']' | b')' | 0x81 | 0x85 | 0x86 | 0x87 | 0x88 | 0x89 | 0x91 | 0x92 | 0x93 | 0x94 | 0x97 | 0x98 | 0x90 => Fixed(0),
+        b'(' | b'.' | b'0' | b'1' | b'2' | b'a' | b'b' | b'd' | b'e' | b'l' | b'N' | b'o' | b'Q' | b'R' | b's'
+        | b't' | b'u' | b'}' | b']' | b')' | 0x81 | 0x85 | 0x86 | 0x87 | 0x88 | 0x89 | 0x91 | 0x92 | 0x93 | 0x94
+        | 0x97 | 0x98 | 0x90 => Fixed(0),
         b'K' | b'h' | b'q' | 0x80 => Fixed(1),
         b'M' => Fixed(2),
         b'J' | b'j' | b'r' => Fixed(4),
@@ -565,8 +594,13 @@ pub fn pickle_ops(b: &[u8]) -> Vec<(usize, usize)> {
         let len = match a {
             PickleArg::Fixed(n) => n,
             PickleArg::Len1 => b.get(p).map(|&n| 1 + n as usize).unwrap_or(1),
-            PickleArg::Len4 => b.get(p..p + 4).map(|s| 4 + u32::from_le_bytes(s.try_into().expect("4")) as usize).unwrap_or(4),
-            PickleArg::Len8 => b.get(p..p + 8).map(|s| 8usize.saturating_add(u64::from_le_bytes(s.try_into().expect("8")) as usize)).unwrap_or(8),
+            PickleArg::Len4 => {
+                b.get(p..p + 4).map(|s| 4 + u32::from_le_bytes(s.try_into().expect("4")) as usize).unwrap_or(4)
+            }
+            PickleArg::Len8 => b
+                .get(p..p + 8)
+                .map(|s| 8usize.saturating_add(u64::from_le_bytes(s.try_into().expect("8")) as usize))
+                .unwrap_or(8),
             PickleArg::Lines(k) => {
                 let mut q = p;
                 for _ in 0..k {
@@ -675,7 +709,10 @@ fn pickle_fragment(r: &mut Rng) -> Vec<u8> {
             f.extend(b"t(K\x01tK\x00\x89tR");
         }
         _ => {
-            f.push(*r.pick(&[b'h', b'j', b'g', b'p', b'I', b'L', b'F', b'S', b'V', 0x8a, 0x8b, b'0', b'1', b'2', 0x97, 0x98, 0x91, 0x92]));
+            f.push(*r.pick(&[
+                b'h', b'j', b'g', b'p', b'I', b'L', b'F', b'S', b'V', 0x8a, 0x8b, b'0', b'1', b'2', 0x97, 0x98, 0x91,
+                0x92,
+            ]));
             f.extend((0..r.below(9)).map(|_| r.next_u64() as u8));
             if r.chance(0.5) {
                 f.push(b'\n');
@@ -820,7 +857,8 @@ pub fn mutate_torch_zip(r: &mut Rng, data: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> 
         }
         5 => {
             let inner = data.to_vec();
-            let name = entries.first().map(|(n, _)| n.split('/').next().unwrap_or("archive").to_string()).unwrap_or_default();
+            let name =
+                entries.first().map(|(n, _)| n.split('/').next().unwrap_or("archive").to_string()).unwrap_or_default();
             entries.push((format!("{name}/data/nested.zip"), inner));
             if let Some(i) = pkl {
                 entries[i].1 = data.to_vec();
@@ -977,7 +1015,8 @@ pub fn mutate_protobuf(r: &mut Rng, data: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
                     len_start += 1;
                 }
                 let inner = &b[len_start + 1..e];
-                let new = if pb_fields(inner).is_empty() { mutate_bytes(r, inner, &[]) } else { go(r, inner, depth + 1) };
+                let new =
+                    if pb_fields(inner).is_empty() { mutate_bytes(r, inner, &[]) } else { go(r, inner, depth + 1) };
                 pb_bytes(tag, &new, &mut out);
             }
             (2, 3) => {
@@ -1179,7 +1218,11 @@ pub fn fuzz(t: &Target, seed: u64, cases: usize, until: Option<Instant>, mut on_
         if until.is_some_and(|u| Instant::now() >= u) {
             break;
         }
-        let base = if r.chance(0.6) || pool.len() <= t.seeds.len() { r.pick(&t.seeds).clone() } else { r.pick(&pool[t.seeds.len()..]).clone() };
+        let base = if r.chance(0.6) || pool.len() <= t.seeds.len() {
+            r.pick(&t.seeds).clone()
+        } else {
+            r.pick(&pool[t.seeds.len()..]).clone()
+        };
         let mut input = t.mutate(&mut r, &base);
         if r.chance(0.3) {
             input = t.mutate(&mut r, &input);
@@ -1306,11 +1349,15 @@ pub fn torch_zip(tensors: &[(&str, Vec<usize>, Vec<f32>)], protocol: u8) -> Vec<
 }
 
 fn first_pickle(zip: &[u8]) -> Vec<u8> {
-    unzip_all(zip).and_then(|e| e.into_iter().find(|(n, _)| n.ends_with("data.pkl")).map(|(_, b)| b)).unwrap_or_default()
+    unzip_all(zip)
+        .and_then(|e| e.into_iter().find(|(n, _)| n.ends_with("data.pkl")).map(|(_, b)| b))
+        .unwrap_or_default()
 }
 
 fn png_seed(w: u32, h: u32, color: image::ColorType) -> Vec<u8> {
-    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, (x ^ y) as u8])));
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 7) as u8, (y * 5) as u8, (x ^ y) as u8])
+    }));
     let img = match color {
         image::ColorType::La8 => image::DynamicImage::ImageLumaA8(img.to_luma_alpha8()),
         image::ColorType::Rgba16 => image::DynamicImage::ImageRgba16(img.to_rgba16()),
@@ -1322,7 +1369,9 @@ fn png_seed(w: u32, h: u32, color: image::ColorType) -> Vec<u8> {
 }
 
 fn encoded(w: u32, h: u32, f: image::ImageFormat) -> Vec<u8> {
-    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 9) as u8, (y * 3) as u8, 128])));
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 9) as u8, (y * 3) as u8, 128])
+    }));
     let mut c = std::io::Cursor::new(Vec::new());
     let _ = img.write_to(&mut c, f);
     c.into_inner()
@@ -1336,7 +1385,10 @@ pub fn tiny_sae_folder() -> (Vec<u8>, Vec<u8>) {
     if let Ok((m, _)) = crate::model::sae::DinoSae::random(&cfg, 0, &device) {
         let _ = crate::checkpoint::save_sae(&m, &dir, crate::raw::Precision::F16);
     }
-    (std::fs::read(dir.join("config.json")).unwrap_or_default(), std::fs::read(dir.join("model.safetensors")).unwrap_or_default())
+    (
+        std::fs::read(dir.join("config.json")).unwrap_or_default(),
+        std::fs::read(dir.join("model.safetensors")).unwrap_or_default(),
+    )
 }
 
 /// The config of [`tiny_sae_folder`]: a DINOv2-style ViT of dim 16 with one block and the patchify embedding; a five-stage (x16) ResBlock
@@ -1373,7 +1425,13 @@ pub fn target(name: &str) -> Option<Target> {
 }
 
 fn torch_zip_target() -> Target {
-    let small = torch_zip(&[("head.bias", vec![1, 1, 4], vec![0.5; 4]), ("head.weight", vec![12, 4], (0..48).map(|i| i as f32).collect())], 2);
+    let small = torch_zip(
+        &[
+            ("head.bias", vec![1, 1, 4], vec![0.5; 4]),
+            ("head.weight", vec![12, 4], (0..48).map(|i| i as f32).collect()),
+        ],
+        2,
+    );
     let seeds = vec![read("tests/fixtures/dinosae-setA/dinov3/official/model.pth"), small];
     Target {
         name: "torch-zip",
@@ -1398,7 +1456,10 @@ fn pickle_target() -> Target {
     let fixture = first_pickle(&read("tests/fixtures/dinosae-setA/dinov3/official/model.pth"));
     let mut seeds = vec![fixture];
     for proto in [2u8, 4, 5] {
-        seeds.push(first_pickle(&torch_zip(&[("a.weight", vec![2, 3], vec![1.0; 6]), ("b", vec![3], vec![2.0; 3])], proto)));
+        seeds.push(first_pickle(&torch_zip(
+            &[("a.weight", vec![2, 3], vec![1.0; 6]), ("b", vec![3], vec![2.0; 3])],
+            proto,
+        )));
     }
     // protocol 2 pickle of plain data: a dict of a list (int, float, None, bools, bytes, a LONG1), memo reuse
     seeds.push(b"\x80\x02}q\x00(X\x03\x00\x00\x00keyq\x01]q\x02(K\x01G@\x04\x00\x00\x00\x00\x00\x00N\x88\x89C\x02abM\x00\x01\x8a\x02\xff\x7feh\x01h\x02u.".to_vec());
@@ -1418,7 +1479,8 @@ fn safetensors_target() -> Target {
     t.insert("b".into(), crate::raw::RawTensor { shape: vec![4], data: vec![0.5; 4] });
     for p in [crate::raw::Precision::F32, crate::raw::Precision::F16] {
         let f = scratch("st-seed").join("s.safetensors");
-        if crate::raw::write_safetensors(&f, &t, &[("k".to_string(), "v".to_string())].into_iter().collect(), p).is_ok() {
+        if crate::raw::write_safetensors(&f, &t, &[("k".to_string(), "v".to_string())].into_iter().collect(), p).is_ok()
+        {
             seeds.push(std::fs::read(&f).unwrap_or_default());
         }
     }
@@ -1445,7 +1507,9 @@ fn checkpoint_target() -> Target {
             let src = crate::checkpoint::read(&p)?;
             match src.format {
                 crate::checkpoint::Format::DinoSae => crate::checkpoint::load_sae(&p, &crate::cpu(), false).map(|_| ()),
-                crate::checkpoint::Format::Decoder => crate::checkpoint::guess_decoder(&crate::checkpoint::to_internal(&src)?.tensors, "").map(|_| ()),
+                crate::checkpoint::Format::Decoder => {
+                    crate::checkpoint::guess_decoder(&crate::checkpoint::to_internal(&src)?.tensors, "").map(|_| ())
+                }
                 _ => crate::checkpoint::load_backbone(&p, &crate::cpu(), false).map(|_| ()),
             }
         }),
@@ -1485,8 +1549,13 @@ fn config_target() -> Target {
 }
 
 fn decoder_config_target() -> Target {
-    let seeds = vec![read("tests/fixtures/dinov2-evit-setA/decoder/config.json"), read("tests/fixtures/dinosae-setA/sae/config.json")];
-    let weights = crate::raw::read_safetensors(repo().join("tests/fixtures/dinov2-evit-setA/decoder/model.safetensors")).unwrap_or_default();
+    let seeds = vec![
+        read("tests/fixtures/dinov2-evit-setA/decoder/config.json"),
+        read("tests/fixtures/dinosae-setA/sae/config.json"),
+    ];
+    let weights =
+        crate::raw::read_safetensors(repo().join("tests/fixtures/dinov2-evit-setA/decoder/model.safetensors"))
+            .unwrap_or_default();
     let numel: usize = weights.values().map(|t| t.numel()).sum();
     Target {
         name: "decoder-config",
@@ -1494,7 +1563,12 @@ fn decoder_config_target() -> Target {
         mutate: Box::new(mutate_json_text),
         run: Box::new(move |b| {
             let cfg = decoder_config_from_json(b)?;
-            crate::preflight::check_weights_match("decoder_config", crate::preflight::decoder_numel(&cfg), numel, &crate::preflight::Budget::from_env())?;
+            crate::preflight::check_weights_match(
+                "decoder_config",
+                crate::preflight::decoder_numel(&cfg),
+                numel,
+                &crate::preflight::Budget::from_env(),
+            )?;
             let mut ws = crate::weights::WeightSource::from_map(weights.clone(), &crate::cpu());
             crate::model::decoder::Decoder::load(&mut ws, "", &cfg)?;
             // the config is what is fuzzed: a report of missing / mismatched weights is a fine outcome
@@ -1518,7 +1592,10 @@ pub fn decoder_config_from_json(b: &[u8]) -> Result<crate::model::decoder::Decod
 
 fn latent_target() -> Target {
     let mut t = crate::raw::TensorMap::new();
-    t.insert("latent".into(), crate::raw::RawTensor { shape: vec![1, 16, 3, 4], data: (0..192).map(|i| (i as f32).sin()).collect() });
+    t.insert(
+        "latent".into(),
+        crate::raw::RawTensor { shape: vec![1, 16, 3, 4], data: (0..192).map(|i| (i as f32).sin()).collect() },
+    );
     t.insert("cls".into(), crate::raw::RawTensor { shape: vec![1, 16], data: vec![0.1; 16] });
     let f = scratch("latent-seed").join("l.safetensors");
     let mut seeds = Vec::new();
@@ -1534,7 +1611,13 @@ fn latent_target() -> Target {
         run: Box::new(|b| {
             let z = crate::raw::latent_from_bytes(b, Some(16))?;
             let cfg = tiny_sae_config();
-            crate::preflight::check_decode(&cfg, z.shape[0], z.shape[2], z.shape[3], &crate::preflight::Budget::bytes(256 << 20))?;
+            crate::preflight::check_decode(
+                &cfg,
+                z.shape[0],
+                z.shape[2],
+                z.shape[3],
+                &crate::preflight::Budget::bytes(256 << 20),
+            )?;
             Ok(())
         }),
         cap: |n| 16 * MIB + 6 * n,
@@ -1563,7 +1646,11 @@ fn image_target() -> Target {
 }
 
 fn session_target() -> Target {
-    let mut s = crate::session::Session { image: Some("photo.jpg".into()), latents: Some("s.latents.safetensors".into()), ..Default::default() };
+    let mut s = crate::session::Session {
+        image: Some("photo.jpg".into()),
+        latents: Some("s.latents.safetensors".into()),
+        ..Default::default()
+    };
     s.edit.patches = vec![1, 2, 3];
     s.ui = serde_json::json!({ "tab": "steer", "zoom": 1.5 });
     let seed = serde_json::to_vec_pretty(&s).unwrap_or_default();

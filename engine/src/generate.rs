@@ -37,16 +37,16 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::load_sae;
 use crate::error::{EngineError, Result};
 use crate::image_io::{self, Fit};
-use crate::model::dit::{rope_values, Dit, DitArch, DitConfig};
+use crate::model::dit::{Dit, DitArch, DitConfig, rope_values};
 use crate::model::sae::DinoSae;
-use crate::raw::{atomic_write, read_safetensors, write_safetensors, Precision, RawTensor, TensorMap};
+use crate::raw::{Precision, RawTensor, TensorMap, atomic_write, read_safetensors, write_safetensors};
 use crate::rfm::{self, EuclidFm, FlowObjective, SphereFm, TimeDist};
-use crate::sampler::{sample_euclid, sample_sphere, EuclidSamplerConfig, SphereSamplerConfig, SphereStep};
+use crate::sampler::{EuclidSamplerConfig, SphereSamplerConfig, SphereStep, sample_euclid, sample_sphere};
 use crate::sphere;
 use crate::train::data::PhotoSet;
 use crate::train::ema_update;
-use crate::train_dit::{train_dit, Batch, TrainDitConfig, TrainStep};
-use crate::weights::{export, ParamNames, WeightSource};
+use crate::train_dit::{Batch, TrainDitConfig, TrainStep, train_dit};
+use crate::weights::{ParamNames, WeightSource, export};
 
 // ---------------------------------------------------------------------------------------------------
 // Small helpers
@@ -352,7 +352,10 @@ pub fn cache_latents(
         let z = sae.encode(x)?.patches;
         let dims = z.dims();
         if dims != [chunk.len(), c, g, g] {
-            return Err(EngineError::Shape(format!("SAE gave latents {dims:?}, expected [{}, {c}, {g}, {g}]", chunk.len())));
+            return Err(EngineError::Shape(format!(
+                "SAE gave latents {dims:?}, expected [{}, {c}, {g}, {g}]",
+                chunk.len()
+            )));
         }
         let v = host(z)?;
         if v.iter().any(|x| !x.is_finite()) {
@@ -366,7 +369,10 @@ pub fn cache_latents(
         let n = SHARD_SIZE.min(total - start);
         let mut m = TensorMap::new();
         m.insert("latents".into(), RawTensor::new(vec![n, c, g, g], latents[start * per..(start + n) * per].to_vec())?);
-        m.insert("labels".into(), RawTensor::new(vec![n], labels[start..start + n].iter().map(|&l| l as f32).collect())?);
+        m.insert(
+            "labels".into(),
+            RawTensor::new(vec![n], labels[start..start + n].iter().map(|&l| l as f32).collect())?,
+        );
         let file = shard_name(k);
         write_safetensors(dir.join(&file), &m, &Default::default(), Precision::F32)?;
         want.shards.push(ShardInfo { file, count: n });
@@ -524,14 +530,21 @@ impl DitMeta {
             return Err(cfg_err(format!("config.json is a `{}`, not a `{DIT_KIND}`", self.kind)));
         }
         if self.dit.in_channels != self.channels {
-            return Err(cfg_err(format!("config.json: DiT in_channels {} but latent C {}", self.dit.in_channels, self.channels)));
+            return Err(cfg_err(format!(
+                "config.json: DiT in_channels {} but latent C {}",
+                self.dit.in_channels, self.channels
+            )));
         }
         let g = self.dit.input_size / self.dit.patch_size.max(1);
         if self.grid != [g, g] {
             return Err(cfg_err(format!("config.json: grid {:?} but the DiT's native grid is {g}x{g}", self.grid)));
         }
         if self.classes.len() != self.dit.num_classes {
-            return Err(cfg_err(format!("config.json: {} class names for {} classes", self.classes.len(), self.dit.num_classes)));
+            return Err(cfg_err(format!(
+                "config.json: {} class names for {} classes",
+                self.classes.len(),
+                self.dit.num_classes
+            )));
         }
         Ok(())
     }
@@ -724,9 +737,10 @@ pub fn train_dit_run(
     let sae_fp = fingerprint_file(sae_path)?;
     let photos = PhotoSet::load(photos_dir, cfg.cache.max_side())?;
     let photos_fp = fingerprint_photos(photos_dir, &photos.names);
-    let (set, reused) = cache_latents(&sae, &sae_fp, &photos, &photos_fp, &cfg.cache, &out.join(LATENTS_DIR), &mut |done, total| {
-        on_event(TrainEvent::Encoding { done, total });
-    })?;
+    let (set, reused) =
+        cache_latents(&sae, &sae_fp, &photos, &photos_fp, &cfg.cache, &out.join(LATENTS_DIR), &mut |done, total| {
+            on_event(TrainEvent::Encoding { done, total });
+        })?;
     drop((sae, photos));
     on_event(TrainEvent::Latents { count: set.len(), reused });
     if set.is_empty() {
@@ -755,7 +769,11 @@ pub fn train_dit_run(
     let (mut step, mut model, names, mut ema) = match latest_ckpt(out) {
         Some((s, p)) => {
             let st: CkptState = read_json(&p.join("state.json"))?;
-            if st.meta.dit != dcfg || st.meta.objective != objective || st.meta.sae != sae_fp || st.meta.classes != meta.classes {
+            if st.meta.dit != dcfg
+                || st.meta.objective != objective
+                || st.meta.sae != sae_fp
+                || st.meta.classes != meta.classes
+            {
                 return Err(cfg_err(format!(
                     "{} holds a run with other settings (model, objective, SAE or photos differ); use a new --out",
                     out.display()
@@ -793,7 +811,8 @@ pub fn train_dit_run(
         }
         atomic_write(&csv_path, text.as_bytes())?;
     }
-    let mut csv = std::fs::OpenOptions::new().append(true).open(&csv_path).map_err(|e| EngineError::io(&csv_path, e))?;
+    let mut csv =
+        std::fs::OpenOptions::new().append(true).open(&csv_path).map_err(|e| EngineError::io(&csv_path, e))?;
 
     // 4. segments of checkpoint_every steps
     let t0 = Instant::now();
@@ -831,7 +850,14 @@ pub fn train_dit_run(
             }
             window = (window.0 + s.loss as f64, window.1 + 1);
             if g.is_multiple_of(cfg.log_every.max(1)) || g == cfg.steps {
-                let p = DitProgress { step: g, steps: cfg.steps, loss: window.0 / window.1.max(1) as f64, lr: s.lr, secs, trained: g - start_step };
+                let p = DitProgress {
+                    step: g,
+                    steps: cfg.steps,
+                    loss: window.0 / window.1.max(1) as f64,
+                    lr: s.lr,
+                    secs,
+                    trained: g - start_step,
+                };
                 window = (0.0, 0);
                 if !on_event(TrainEvent::Step(p)) {
                     stopped = true;
@@ -890,7 +916,10 @@ pub fn resolve_class(meta: &DitMeta, s: &str) -> Result<usize> {
         if k < n {
             return Ok(k);
         }
-        return Err(cfg_err(format!("class {k} out of range: this model has {n} classes (0..{})", n.saturating_sub(1))));
+        return Err(cfg_err(format!(
+            "class {k} out of range: this model has {n} classes (0..{})",
+            n.saturating_sub(1)
+        )));
     }
     let stem = |c: &str| Path::new(c).file_stem().map(|x| x.to_string_lossy().to_string()).unwrap_or_default();
     if let Some(k) = meta.classes.iter().position(|c| c == s) {
@@ -941,7 +970,17 @@ pub struct SampleSpec {
 
 impl Default for SampleSpec {
     fn default() -> Self {
-        Self { class: 0, count: 1, seed: 0, steps: 50, method: SphereStep::EulerProj, cfg_scale: 1.0, s_vae: None, shift: None, grid: None }
+        Self {
+            class: 0,
+            count: 1,
+            seed: 0,
+            steps: 50,
+            method: SphereStep::EulerProj,
+            cfg_scale: 1.0,
+            s_vae: None,
+            shift: None,
+            grid: None,
+        }
     }
 }
 
@@ -988,7 +1027,8 @@ pub fn sample_latents(b: &DitBundle, spec: &SampleSpec) -> Result<Tensor<4>> {
             if spec.method != SphereStep::EulerProj {
                 return Err(cfg_err("a Euclidean-FM model samples with plain Euler (use --sampler euler-proj)"));
             }
-            let z = rfm::gaussian_tensor(&mut StdRng::seed_from_u64(spec.seed), [spec.count, meta.channels, h, w], &device);
+            let z =
+                rfm::gaussian_tensor(&mut StdRng::seed_from_u64(spec.seed), [spec.count, meta.channels, h, w], &device);
             let ec = EuclidSamplerConfig {
                 points: spec.steps + 1,
                 shift,
@@ -1036,7 +1076,13 @@ pub struct SampleResult {
 }
 
 /// Sample, decode and write a grid PNG whose text chunks hold the parameters.
-pub fn sample_grid(b: &DitBundle, sae: &DinoSae, spec: &SampleSpec, out: &Path, extra: &[(&str, String)]) -> Result<SampleResult> {
+pub fn sample_grid(
+    b: &DitBundle,
+    sae: &DinoSae,
+    spec: &SampleSpec,
+    out: &Path,
+    extra: &[(&str, String)],
+) -> Result<SampleResult> {
     check_sae(&b.meta, sae)?;
     let z = sample_latents(b, spec)?;
     let latents = RawTensor::from_tensor(z.clone())?;
@@ -1047,7 +1093,14 @@ pub fn sample_grid(b: &DitBundle, sae: &DinoSae, spec: &SampleSpec, out: &Path, 
         ("Class", format!("{} ({})", spec.class, b.meta.classes[spec.class])),
         ("Seed", spec.seed.to_string()),
         ("Steps", spec.steps.to_string()),
-        ("Sampler", match spec.method { SphereStep::EulerProj => "euler-proj", SphereStep::ExpMap => "exp-map" }.into()),
+        (
+            "Sampler",
+            match spec.method {
+                SphereStep::EulerProj => "euler-proj",
+                SphereStep::ExpMap => "exp-map",
+            }
+            .into(),
+        ),
         ("CFG", spec.cfg_scale.to_string()),
         ("SVAE", spec.s_vae.unwrap_or(b.meta.s_vae).to_string()),
         ("Shift", spec.shift.unwrap_or_else(|| b.meta.objective.shift()).to_string()),
@@ -1074,7 +1127,9 @@ impl Endpoint {
     /// `seed:17` is a seed, anything else an image path.
     pub fn parse(s: &str) -> Result<Self> {
         match s.strip_prefix("seed:") {
-            Some(v) => v.trim().parse().map(Self::Seed).map_err(|_| cfg_err(format!("bad seed in `{s}` (seed:INTEGER)"))),
+            Some(v) => {
+                v.trim().parse().map(Self::Seed).map_err(|_| cfg_err(format!("bad seed in `{s}` (seed:INTEGER)")))
+            }
             None => Ok(Self::Image(PathBuf::from(s))),
         }
     }
@@ -1158,7 +1213,13 @@ pub struct InterpResult {
 }
 
 /// The latent of an endpoint pair: images encoded with the SAE, seeds sampled with the generator.
-pub fn endpoint_latents(sae: &DinoSae, dit: Option<&DitBundle>, a: &Endpoint, b: &Endpoint, spec: &InterpSpec) -> Result<(Tensor<4>, Tensor<4>)> {
+pub fn endpoint_latents(
+    sae: &DinoSae,
+    dit: Option<&DitBundle>,
+    a: &Endpoint,
+    b: &Endpoint,
+    spec: &InterpSpec,
+) -> Result<(Tensor<4>, Tensor<4>)> {
     let device = crate::cpu();
     match (a, b) {
         (Endpoint::Image(pa), Endpoint::Image(pb)) => {
@@ -1184,7 +1245,14 @@ pub fn endpoint_latents(sae: &DinoSae, dit: Option<&DitBundle>, a: &Endpoint, b:
 
 /// Interpolate between two endpoints, decode every frame, write `out/frame_000.png`, ... and
 /// `out/latents.safetensors` (`frames` `[steps+1, C, h, w]`).
-pub fn interpolate(sae: &DinoSae, dit: Option<&DitBundle>, a: &Endpoint, b: &Endpoint, spec: &InterpSpec, out: &Path) -> Result<InterpResult> {
+pub fn interpolate(
+    sae: &DinoSae,
+    dit: Option<&DitBundle>,
+    a: &Endpoint,
+    b: &Endpoint,
+    spec: &InterpSpec,
+    out: &Path,
+) -> Result<InterpResult> {
     let (za, zb) = endpoint_latents(sae, dit, a, b, spec)?;
     let frames = slerp_frames(&za, &zb, spec.steps)?;
     std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
@@ -1202,7 +1270,13 @@ pub fn interpolate(sae: &DinoSae, dit: Option<&DitBundle>, a: &Endpoint, b: &End
         image_io::save_png(
             &p,
             &img,
-            &[("Software", "dino-sae interpolate".into()), ("A", name(a)), ("B", name(b)), ("T", format!("{t}")), ("Path", "slerp per patch, linear magnitude".into())],
+            &[
+                ("Software", "dino-sae interpolate".into()),
+                ("A", name(a)),
+                ("B", name(b)),
+                ("T", format!("{t}")),
+                ("Path", "slerp per patch, linear magnitude".into()),
+            ],
         )?;
         paths.push(p);
     }

@@ -48,13 +48,12 @@ fn limited_reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>> {
 /// Decode image bytes to RGB with limits: the header is checked against the pixel limit before decoding.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
     let reader = limited_reader(bytes)?;
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| EngineError::Image(format!("cannot read image size: {e}")))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| EngineError::Image(format!("cannot read image size: {e}")))?;
     if (w as u64) * (h as u64) > MAX_PIXELS {
         return Err(EngineError::Image(format!("image is {w}x{h}, over the limit of {MAX_PIXELS} pixels")));
     }
-    let decoder = limited_reader(bytes)?.into_decoder().map_err(|e| EngineError::Image(format!("cannot decode image: {e}")))?;
+    let decoder =
+        limited_reader(bytes)?.into_decoder().map_err(|e| EngineError::Image(format!("cannot decode image: {e}")))?;
     decode_oriented(decoder)
 }
 
@@ -62,7 +61,8 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
 /// ignored (the pixels are still good).
 fn decode_oriented(mut decoder: impl image::ImageDecoder) -> Result<RgbImage> {
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| EngineError::Image(format!("cannot decode image: {e}")))?;
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| EngineError::Image(format!("cannot decode image: {e}")))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(EngineError::Image("image has no pixels".into()));
     }
@@ -156,7 +156,12 @@ pub fn from_tensor(t: Tensor<4>, px: &PixelConfig) -> Result<Vec<RgbF32>> {
     if c != 3 {
         return Err(EngineError::Shape(format!("expected 3 channels, got {c}")));
     }
-    let v = px.output_to_unit(t).into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))?;
+    let v = px
+        .output_to_unit(t)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| EngineError::Data(format!("{e:?}")))?;
     if v.iter().any(|x| !x.is_finite()) {
         return Err(EngineError::NonFinite("decoder output".into()));
     }

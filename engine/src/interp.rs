@@ -69,7 +69,13 @@ fn matrix_tensor(m: &[f64], rows: usize, cols: usize, device: &Device) -> Tensor
 ///
 /// # Shapes
 /// - x: `[B, C, H, W]` -> `[B, C, out_h, out_w]`
-pub fn resize_bicubic(x: Tensor<4>, out_h: usize, out_w: usize, antialias: bool, scale: Option<(f64, f64)>) -> Tensor<4> {
+pub fn resize_bicubic(
+    x: Tensor<4>,
+    out_h: usize,
+    out_w: usize,
+    antialias: bool,
+    scale: Option<(f64, f64)>,
+) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
     if h == out_h && w == out_w && scale.is_none() {
         return x;

@@ -69,7 +69,11 @@ impl LpipsVgg {
                 conv
             })
             .collect();
-        let lins = TAP_AFTER.iter().enumerate().map(|(i, &k)| ws.param(&format!("lin.{i}.weight"), [1, WIDTHS[k], 1, 1], Init::Ones)).collect();
+        let lins = TAP_AFTER
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| ws.param(&format!("lin.{i}.weight"), [1, WIDTHS[k], 1, 1], Init::Ones))
+            .collect();
         ws.finish().check()?;
         Ok(Self { convs, lins })
     }
@@ -104,10 +108,16 @@ impl LpipsVgg {
     pub fn layers(&self, a: Tensor<4>, b: Tensor<4>) -> Result<Tensor<2>> {
         let [n, c, h, w] = a.dims();
         if a.dims() != b.dims() || c != 3 {
-            return Err(EngineError::Shape(format!("LPIPS-VGG-like needs two [N,3,H,W] batches, got {:?} and {:?}", a.dims(), b.dims())));
+            return Err(EngineError::Shape(format!(
+                "LPIPS-VGG-like needs two [N,3,H,W] batches, got {:?} and {:?}",
+                a.dims(),
+                b.dims()
+            )));
         }
         if h < MIN_SIDE || w < MIN_SIDE {
-            return Err(EngineError::Shape(format!("LPIPS-VGG-like needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {h}x{w}")));
+            return Err(EngineError::Shape(format!(
+                "LPIPS-VGG-like needs images of at least {MIN_SIDE}x{MIN_SIDE}, got {h}x{w}"
+            )));
         }
         // one pass for both batches
         let taps = self.taps(Tensor::cat(vec![a, b], 0));

@@ -60,12 +60,14 @@ pub fn ssim(a: &RgbF32, b: &RgbF32) -> f64 {
         let xx: Vec<f64> = x.iter().map(|v| v * v).collect();
         let yy: Vec<f64> = y.iter().map(|v| v * v).collect();
         let xy: Vec<f64> = x.iter().zip(&y).map(|(p, q)| p * q).collect();
-        let (mx, my, sxx, syy, sxy) = (blur(&x, w, h), blur(&y, w, h), blur(&xx, w, h), blur(&yy, w, h), blur(&xy, w, h));
+        let (mx, my, sxx, syy, sxy) =
+            (blur(&x, w, h), blur(&y, w, h), blur(&xx, w, h), blur(&yy, w, h), blur(&xy, w, h));
         let n = mx.len();
         let mut s = 0.0;
         for i in 0..n {
             let (vx, vy, cxy) = (sxx[i] - mx[i] * mx[i], syy[i] - my[i] * my[i], sxy[i] - mx[i] * my[i]);
-            s += ((2.0 * mx[i] * my[i] + c1) * (2.0 * cxy + c2)) / ((mx[i].powi(2) + my[i].powi(2) + c1) * (vx + vy + c2));
+            s += ((2.0 * mx[i] * my[i] + c1) * (2.0 * cxy + c2))
+                / ((mx[i].powi(2) + my[i].powi(2) + c1) * (vx + vy + c2));
         }
         total += s / n as f64;
     }
@@ -119,7 +121,10 @@ pub fn sym_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
         v[i * n + i] = 1.0;
     }
     for _sweep in 0..60 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i * n + j].powi(2)).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j].powi(2))
+            .sum();
         let diag: f64 = (0..n).map(|i| a[i * n + i].powi(2)).sum();
         if off <= 1e-22 * diag.max(1e-300) {
             break;
@@ -242,7 +247,8 @@ mod frechet_tests {
                 a.push(((s >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * (k + 1) as f64);
             }
         }
-        let b: Vec<f64> = a.chunks(d).flat_map(|r| r.iter().enumerate().map(|(k, v)| if k == 2 { v + 3.0 } else { *v })).collect();
+        let b: Vec<f64> =
+            a.chunks(d).flat_map(|r| r.iter().enumerate().map(|(k, v)| if k == 2 { v + 3.0 } else { *v })).collect();
         let fd = frechet(&(d, a.clone()), &(d, b));
         assert!((fd - 9.0).abs() < 1e-6, "{fd}");
         assert!(frechet(&(d, a.clone()), &(d, a)).abs() < 1e-6);

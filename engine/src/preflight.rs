@@ -55,7 +55,8 @@ impl Budget {
     /// or a fraction in (0, 1] of the memory available now.
     pub fn parse(s: &str) -> Result<Self> {
         let t = s.trim();
-        let bad = || EngineError::Config(format!("memory budget {t:?}: expected e.g. 8GiB, 512MiB or a fraction like 0.5"));
+        let bad =
+            || EngineError::Config(format!("memory budget {t:?}: expected e.g. 8GiB, 512MiB or a fraction like 0.5"));
         let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let v: f64 = num.parse().map_err(|_| bad())?;
@@ -64,8 +65,13 @@ impl Budget {
         }
         let mul = match unit.trim().to_ascii_lowercase().as_str() {
             "" if v <= 1.0 => {
-                let a = available_bytes().ok_or_else(|| EngineError::Config("memory budget as a fraction: available memory unknown".into()))?;
-                return Ok(Self { bytes: (a as f64 * v) as u64, source: format!("{:.0} % of the available memory", v * 100.0) });
+                let a = available_bytes().ok_or_else(|| {
+                    EngineError::Config("memory budget as a fraction: available memory unknown".into())
+                })?;
+                return Ok(Self {
+                    bytes: (a as f64 * v) as u64,
+                    source: format!("{:.0} % of the available memory", v * 100.0),
+                });
             }
             "" | "b" => 1.0,
             "k" | "kb" => 1e3,
@@ -160,7 +166,10 @@ fn encode_bytes(v: &VitConfig, batch: usize, h: usize, w: usize, stem: bool) -> 
 
 /// Decoder peak from a `batch x C x gh x gw` latent.
 pub fn decode(cfg: &SaeConfig, batch: usize, gh: usize, gw: usize) -> Estimate {
-    Estimate { bytes: decode_bytes(&cfg.decoder, batch, gh, gw), flops: crate::flops::decoder(&cfg.decoder, gh, gw) * batch as f64 }
+    Estimate {
+        bytes: decode_bytes(&cfg.decoder, batch, gh, gw),
+        flops: crate::flops::decoder(&cfg.decoder, gh, gw) * batch as f64,
+    }
 }
 
 fn decode_bytes(dc: &DecoderConfig, batch: usize, gh: usize, gw: usize) -> f64 {
@@ -213,7 +222,15 @@ pub fn reconstruct(cfg: &SaeConfig, batch: usize, h: usize, w: usize) -> Estimat
 }
 
 /// Sampling `count` latents on an `gh x gw` grid with `steps` steps (CFG doubles the batch), then decoding them.
-pub fn sample(dit: &crate::model::dit::DitConfig, sae: &SaeConfig, count: usize, gh: usize, gw: usize, steps: usize, cfg_scale: f64) -> Estimate {
+pub fn sample(
+    dit: &crate::model::dit::DitConfig,
+    sae: &SaeConfig,
+    count: usize,
+    gh: usize,
+    gw: usize,
+    steps: usize,
+    cfg_scale: f64,
+) -> Estimate {
     let b = (count * if cfg_scale != 1.0 { 2 } else { 1 }) as f64;
     let p = dit.patch_size.max(1);
     let t = ((gh / p) * (gw / p)) as f64;
@@ -268,7 +285,8 @@ pub fn decoder_numel(dc: &DecoderConfig) -> f64 {
         n += depth * block;
     }
     let c_out = if dc.depth_list[0] > 0 { wl[0] } else { wl.get(1).copied().unwrap_or(wl[0]) };
-    n += c_out + if dc.depth_list[0] > 0 { conv(c_out, dc.in_channels as f64, 3.0) } else { up(c_out, dc.in_channels as f64) };
+    n += c_out
+        + if dc.depth_list[0] > 0 { conv(c_out, dc.in_channels as f64, 3.0) } else { up(c_out, dc.in_channels as f64) };
     n
 }
 
@@ -334,7 +352,12 @@ pub fn thousands(v: usize) -> String {
 }
 
 /// The largest `w x h` (multiples of 16) of the same aspect as `w x h` whose job fits `budget`, if any.
-pub fn largest_fitting(w: usize, h: usize, budget: &Budget, cost: impl Fn(usize, usize) -> Estimate) -> Option<(usize, usize)> {
+pub fn largest_fitting(
+    w: usize,
+    h: usize,
+    budget: &Budget,
+    cost: impl Fn(usize, usize) -> Estimate,
+) -> Option<(usize, usize)> {
     let fits = |s: f64| {
         let (sw, sh) = (((w as f64 * s) / 16.0).floor() as usize * 16, ((h as f64 * s) / 16.0).floor() as usize * 16);
         (sw >= 16 && sh >= 16 && cost(sw, sh).bytes <= budget.bytes as f64).then_some((sw, sh))
@@ -366,9 +389,15 @@ pub fn check(what: &str, est: &Estimate, budget: &Budget, advice: impl FnOnce() 
 /// Preflight of a reconstruct (encode + decode) of a `w x h` image; the refusal names the largest size that fits.
 pub fn check_reconstruct(cfg: &SaeConfig, w: usize, h: usize, budget: &Budget) -> Result<Estimate> {
     let est = reconstruct(cfg, 1, h, w);
-    check(&format!("reconstruct of {w}x{h}"), &est, budget, || match largest_fitting(w, h, budget, |sw, sh| reconstruct(cfg, 1, sh, sw)) {
-        Some((fw, fh)) => format!("at most {} x {} fits at this model; use the working resolution or a tiled render", thousands(fw), thousands(fh)),
-        None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
+    check(&format!("reconstruct of {w}x{h}"), &est, budget, || {
+        match largest_fitting(w, h, budget, |sw, sh| reconstruct(cfg, 1, sh, sw)) {
+            Some((fw, fh)) => format!(
+                "at most {} x {} fits at this model; use the working resolution or a tiled render",
+                thousands(fw),
+                thousands(fh)
+            ),
+            None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
+        }
     })?;
     Ok(est)
 }
@@ -376,9 +405,15 @@ pub fn check_reconstruct(cfg: &SaeConfig, w: usize, h: usize, budget: &Budget) -
 /// Preflight of an encode of `w x h`.
 pub fn check_encode(cfg: &SaeConfig, batch: usize, w: usize, h: usize, budget: &Budget) -> Result<Estimate> {
     let est = encode(cfg, batch, h, w);
-    check(&format!("encode of {w}x{h} (batch {batch})"), &est, budget, || match largest_fitting(w, h, budget, |sw, sh| encode(cfg, batch, sh, sw)) {
-        Some((fw, fh)) => format!("at most {} x {} fits at this model; use the working resolution or a tiled render", thousands(fw), thousands(fh)),
-        None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
+    check(&format!("encode of {w}x{h} (batch {batch})"), &est, budget, || {
+        match largest_fitting(w, h, budget, |sw, sh| encode(cfg, batch, sh, sw)) {
+            Some((fw, fh)) => format!(
+                "at most {} x {} fits at this model; use the working resolution or a tiled render",
+                thousands(fw),
+                thousands(fh)
+            ),
+            None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
+        }
     })?;
     Ok(est)
 }
@@ -388,7 +423,10 @@ pub fn check_decode(cfg: &SaeConfig, batch: usize, gh: usize, gw: usize, budget:
     let est = decode(cfg, batch, gh, gw);
     check(&format!("decode of a {gh}x{gw} latent (batch {batch}, {}x{} px)", gw * 16, gh * 16), &est, budget, || {
         match largest_fitting(gw, gh, budget, |sw, sh| decode(cfg, batch, sh, sw)) {
-            Some((fw, fh)) => format!("at most a {}x{} grid fits in one pass at this model; decode big latents with a tiled render (--tiled)", fh, fw),
+            Some((fw, fh)) => format!(
+                "at most a {}x{} grid fits in one pass at this model; decode big latents with a tiled render (--tiled)",
+                fh, fw
+            ),
             None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
         }
     })?;

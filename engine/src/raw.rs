@@ -52,11 +52,8 @@ impl RawTensor {
     /// Download a device tensor.
     pub fn from_tensor<const D: usize>(t: Tensor<D>) -> Result<Self> {
         let shape = t.dims().to_vec();
-        let data = t
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .map_err(|e| EngineError::Data(format!("{e:?}")))?;
+        let data =
+            t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))?;
         Self::new(shape, data)
     }
 
@@ -166,14 +163,18 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<TensorMap> {
 /// A latent file's `latent` tensor as `[B, C, h, w]` (a `[C, h, w]` tensor gets a batch of 1), checked: present,
 /// rank 3 or 4, no empty side, `channels` channels (when given), finite. Only that tensor is converted.
 pub fn latent_from_bytes(bytes: &[u8], channels: Option<usize>) -> Result<RawTensor> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| EngineError::Data(format!("not a latent file: not valid safetensors ({e})")))?;
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| EngineError::Data(format!("not a latent file: not valid safetensors ({e})")))?;
     let v = st.tensor("latent").map_err(|_| EngineError::Data("latent file has no `latent` tensor".into()))?;
     let mut shape = v.shape().to_vec();
     if shape.len() == 3 {
         shape.insert(0, 1);
     }
     if shape.len() != 4 || shape.contains(&0) {
-        return Err(EngineError::Shape(format!("latent must be [B, C, h, w] (or [C, h, w]) with no empty side, got {:?}", v.shape())));
+        return Err(EngineError::Shape(format!(
+            "latent must be [B, C, h, w] (or [C, h, w]) with no empty side, got {:?}",
+            v.shape()
+        )));
     }
     if let Some(c) = channels
         && shape[1] != c

@@ -146,7 +146,12 @@ pub fn encode_tiled(
     let (th, tw) = (ty.iter().map(|t| t.1).max().unwrap_or(1), tx.iter().map(|t| t.1).max().unwrap_or(1));
     preflight::check_encode(&model.cfg, 1, tw * 16, th * 16, budget)?;
     let whole = (c * gh * gw) as f64 * 8.0;
-    preflight::check(&format!("the latent of {w}x{h}"), &preflight::Estimate { bytes: whole, flops: 0.0 }, budget, || "use a smaller working resolution".into())?;
+    preflight::check(
+        &format!("the latent of {w}x{h}"),
+        &preflight::Estimate { bytes: whole, flops: 0.0 },
+        budget,
+        || "use a smaller working resolution".into(),
+    )?;
     let (oy, ox) = (owners(gh, &ty), owners(gw, &tx));
     let mut out = RawTensor::zeros(vec![1, c, gh, gw]);
     let of = ty.len() * tx.len();
@@ -155,7 +160,9 @@ pub fn encode_tiled(
     for (iy, &(sy, ly)) in ty.iter().enumerate() {
         for (ix, &(sx, lx)) in tx.iter().enumerate() {
             check_cancel(cancel)?;
-            let crop = image::imageops::crop_imm(img, (sx * 16) as u32, (sy * 16) as u32, (lx * 16) as u32, (ly * 16) as u32).to_image();
+            let crop =
+                image::imageops::crop_imm(img, (sx * 16) as u32, (sy * 16) as u32, (lx * 16) as u32, (ly * 16) as u32)
+                    .to_image();
             let x = crate::image_io::to_tensor(&[&crop], &model.cfg.pixels, device)?;
             let lat = RawTensor::from_tensor(model.encode_cancellable(x, cancel)?.patches)?;
             for py in 0..ly {
@@ -199,7 +206,9 @@ pub fn decode_tiled(
     preflight::check_decode(&model.cfg, 1, th, tw, budget)?;
     let (h, w) = (gh * 16, gw * 16);
     let whole = (h * w * 3) as f64 * 8.0;
-    preflight::check(&format!("a {w}x{h} image"), &preflight::Estimate { bytes: whole, flops: 0.0 }, budget, || "decode a smaller latent".into())?;
+    preflight::check(&format!("a {w}x{h} image"), &preflight::Estimate { bytes: whole, flops: 0.0 }, budget, || {
+        "decode a smaller latent".into()
+    })?;
     let ramp = tiling.overlap.max(1) * 16;
     let (wy, wx) = (axis_weights(gh, &ty, 16, ramp), axis_weights(gw, &tx, 16, ramp));
     let mut acc = vec![0f32; h * w * 3];

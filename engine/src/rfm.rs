@@ -13,8 +13,8 @@
 //! Everything runs in f32 on tensors; [`f64ref`] holds the same formulas on single f64 vectors.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::rngs::StdRng;
 use rand::Rng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::sphere;

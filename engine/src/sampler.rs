@@ -15,11 +15,11 @@
 //! gives the same samples on every backend.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::model::dit::{labels, Dit};
+use crate::model::dit::{Dit, labels};
 use crate::rfm::{gaussian_tensor, radius, shift_time};
 use crate::sphere;
 
@@ -71,7 +71,8 @@ pub fn guided_velocity<M: VelocityField + ?Sized>(
     let g = guided_channels.unwrap_or(c).min(c);
     let cond = v.clone().narrow(0, 0, n);
     let unc = v.narrow(0, n, n);
-    let guided = unc.clone().narrow(1, 0, g) + (cond.clone().narrow(1, 0, g) - unc.narrow(1, 0, g)).mul_scalar(cfg_scale);
+    let guided =
+        unc.clone().narrow(1, 0, g) + (cond.clone().narrow(1, 0, g) - unc.narrow(1, 0, g)).mul_scalar(cfg_scale);
     if g < c { Tensor::cat(vec![guided, cond.narrow(1, g, c - g)], 1) } else { guided }
 }
 

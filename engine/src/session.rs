@@ -63,7 +63,10 @@ impl Session {
     /// Parse and validate session JSON.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         if bytes.len() as u64 > MAX_JSON_BYTES {
-            return Err(EngineError::Config(format!("session file is {} bytes, over the limit of {MAX_JSON_BYTES}", bytes.len())));
+            return Err(EngineError::Config(format!(
+                "session file is {} bytes, over the limit of {MAX_JSON_BYTES}",
+                bytes.len()
+            )));
         }
         let s: Session = serde_json::from_slice(bytes).map_err(|e| EngineError::Config(format!("session: {e}")))?;
         s.validate()?;
@@ -96,7 +99,10 @@ impl Session {
         }
         if let Some(l) = &self.latents {
             let p = Path::new(l);
-            if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) || p.file_name().is_none() {
+            if p.is_absolute()
+                || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
+                || p.file_name().is_none()
+            {
                 return bad(format!("latents file {l:?} must be a file name beside the session"));
             }
         }
@@ -131,7 +137,11 @@ impl Session {
     pub fn load(path: &Path) -> Result<(Self, Option<TensorMap>)> {
         let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
         if meta.len() > MAX_JSON_BYTES {
-            return Err(EngineError::Config(format!("{}: {} bytes, over the session limit of {MAX_JSON_BYTES}", path.display(), meta.len())));
+            return Err(EngineError::Config(format!(
+                "{}: {} bytes, over the session limit of {MAX_JSON_BYTES}",
+                path.display(),
+                meta.len()
+            )));
         }
         let bytes = std::fs::read(path).map_err(|e| EngineError::io(path, e))?;
         let s = Self::parse(&bytes).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))?;

@@ -58,7 +58,11 @@ fn unit_tangent_towards(x: &Tensor<4>, y: &Tensor<4>) -> Tensor<4> {
     let e = |k: usize| {
         let mut v = vec![0f32; c];
         v[k.min(c - 1)] = 1.0;
-        Tensor::<1>::from_floats(v.as_slice(), &device).reshape([1, c, 1, 1]).repeat_dim(0, b).repeat_dim(2, h).repeat_dim(3, w)
+        Tensor::<1>::from_floats(v.as_slice(), &device)
+            .reshape([1, c, 1, 1])
+            .repeat_dim(0, b)
+            .repeat_dim(2, h)
+            .repeat_dim(3, w)
     };
     let t0 = tangent(&xh, &e(0));
     let t1 = tangent(&xh, &e(1));

@@ -2,7 +2,7 @@
 //! magnitudes (the paper's `s * z/|z|` experiment), and add angular noise. Works on a cached latent (no re-encode).
 
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::{rngs::StdRng, SeedableRng};
+use rand::{SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
@@ -37,7 +37,14 @@ pub struct SteerEdit {
 
 impl Default for SteerEdit {
     fn default() -> Self {
-        Self { patches: Vec::new(), target: SteerTarget::Random(0), angle_deg: 0.0, magnitude_scale: 1.0, noise_deg: 0.0, noise_seed: 0 }
+        Self {
+            patches: Vec::new(),
+            target: SteerTarget::Random(0),
+            angle_deg: 0.0,
+            magnitude_scale: 1.0,
+            noise_deg: 0.0,
+            noise_seed: 0,
+        }
     }
 }
 

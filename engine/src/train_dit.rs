@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::model::dit::{labels, Dit};
+use crate::model::dit::{Dit, labels};
 use crate::rfm::FlowObjective;
 
 /// Optimiser and loop settings.
@@ -32,7 +32,16 @@ pub struct TrainDitConfig {
 
 impl Default for TrainDitConfig {
     fn default() -> Self {
-        Self { steps: 1000, batch: 64, lr: 1e-3, weight_decay: 0.0, beta2: 0.99, label_dropout: 0.1, seed: 0, warmup: 20 }
+        Self {
+            steps: 1000,
+            batch: 64,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            beta2: 0.99,
+            label_dropout: 0.1,
+            seed: 0,
+            warmup: 20,
+        }
     }
 }
 

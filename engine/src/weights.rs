@@ -82,11 +82,7 @@ impl LoadReport {
 
     /// Err unless complete (or random on purpose).
     pub fn check(&self) -> Result<()> {
-        if self.random || self.is_complete() {
-            Ok(())
-        } else {
-            Err(EngineError::IncompleteWeights(self.summary(12)))
-        }
+        if self.random || self.is_complete() { Ok(()) } else { Err(EngineError::IncompleteWeights(self.summary(12))) }
     }
 }
 

@@ -8,7 +8,11 @@ use crate::widgets::overlay::fit_size;
 
 pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     let Some(c) = &s.current else {
-        ui.label(if s.opening.is_some() { "Opening the image..." } else { "Open an image (path on the left, or drop a file here)." });
+        ui.label(if s.opening.is_some() {
+            "Opening the image..."
+        } else {
+            "Open an image (path on the left, or drop a file here)."
+        });
         return;
     };
     let lp = match &c.lpips {
@@ -36,7 +40,9 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         ui.label("hold Space: flicker to the original");
     });
     ui.horizontal(|ui| {
-        ui.add(egui::Slider::new(&mut s.settings.zoom, 1.0..=16.0).logarithmic(true).text("zoom (all views; drag to pan)"));
+        ui.add(
+            egui::Slider::new(&mut s.settings.zoom, 1.0..=16.0).logarithmic(true).text("zoom (all views; drag to pan)"),
+        );
         if ui.button("Fit").clicked() {
             s.settings.zoom = 1.0;
             s.pan = egui::Vec2::ZERO;
@@ -92,8 +98,16 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
             for (i, (name, tex, p, q)) in c.others.iter().enumerate() {
                 ui.vertical(|ui| {
-                    let short = std::path::Path::new(name).file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
-                    let lp = c.lpips.as_ref().and_then(|(_, o)| o.get(i)).map(|v| format!(", LPIPS-VGG-like {v:.4}")).unwrap_or_default();
+                    let short = std::path::Path::new(name)
+                        .file_name()
+                        .map(|f| f.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    let lp = c
+                        .lpips
+                        .as_ref()
+                        .and_then(|(_, o)| o.get(i))
+                        .map(|v| format!(", LPIPS-VGG-like {v:.4}"))
+                        .unwrap_or_default();
                     ui.label(format!("{short}: PSNR {p:.2} dB, SSIM {q:.4}{lp}"));
                     view(ui, tex);
                 });

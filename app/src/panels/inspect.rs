@@ -36,7 +36,12 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     let Some(c) = s.current.as_ref() else { return };
     let grid = c.grid;
     if let Some(p) = resp.hover_pos().and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid)) {
-        let mut tip = format!("patch ({}, {})  |z| = {:.3}", p / grid.1, p % grid.1, c.magnitude.get(p).copied().unwrap_or(f32::NAN));
+        let mut tip = format!(
+            "patch ({}, {})  |z| = {:.3}",
+            p / grid.1,
+            p % grid.1,
+            c.magnitude.get(p).copied().unwrap_or(f32::NAN)
+        );
         if let Some(v) = c.cosine.as_ref().and_then(|(q, v)| v.get(p).map(|x| (q, x))) {
             tip.push_str(&format!("\ncos to patch {}: {:.3}", v.0, v.1));
         }
@@ -45,12 +50,18 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         }
         resp.clone().on_hover_text(tip);
     }
-    if let Some(p) = resp.interact_pointer_pos().filter(|_| resp.clicked()).and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid)) {
+    if let Some(p) = resp
+        .interact_pointer_pos()
+        .filter(|_| resp.clicked())
+        .and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid))
+    {
         s.link.submit(Job::PatchCosine { patch: p });
     }
     let Some(c) = s.current.as_ref() else { return };
     let (lo, hi) = match s.heat {
-        HeatMode::Magnitude => c.magnitude.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v))),
+        HeatMode::Magnitude => {
+            c.magnitude.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)))
+        }
         _ => (-1.0, 1.0),
     };
     if s.heat != HeatMode::Pca {
@@ -64,7 +75,8 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         ui.label(format!("cosine map of patch {q} (click another patch to change)"));
         let mut order: Vec<usize> = (0..v.len()).filter(|&i| i != *q).collect();
         order.sort_by(|a, b| v[*b].total_cmp(&v[*a]));
-        let near: Vec<String> = order.iter().take(5).map(|&i| format!("({}, {}) {:.3}", i / c.grid.1, i % c.grid.1, v[i])).collect();
+        let near: Vec<String> =
+            order.iter().take(5).map(|&i| format!("({}, {}) {:.3}", i / c.grid.1, i % c.grid.1, v[i])).collect();
         ui.label(format!("nearest patches: {}", near.join(", ")));
     }
     histogram(ui, &c.magnitude, c.cosine.as_ref().and_then(|(q, _)| c.magnitude.get(*q)).map(|v| *v as f64));
@@ -77,7 +89,10 @@ fn histogram(ui: &mut egui::Ui, magnitude: &[f32], picked: Option<f64>) {
     let mean = magnitude.iter().sum::<f32>() as f64 / magnitude.len().max(1) as f64;
     egui::CollapsingHeader::new("Histogram of |z|").default_open(true).show(ui, |ui| {
         ui.label(format!("{} patches, mean |z| {mean:.2}", magnitude.len()));
-        let bars: Vec<egui_plot::Bar> = bins.iter().map(|(lo, n)| egui_plot::Bar::new(*lo as f64 + width / 2.0, *n as f64).width(width * 0.95)).collect();
+        let bars: Vec<egui_plot::Bar> = bins
+            .iter()
+            .map(|(lo, n)| egui_plot::Bar::new(*lo as f64 + width / 2.0, *n as f64).width(width * 0.95))
+            .collect();
         egui_plot::Plot::new("norm_histogram")
             .height(130.0)
             .allow_zoom(false)

@@ -58,7 +58,13 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         });
         ui.menu_button("Help", |ui| item(s, ui, AppCommand::ToggleHelp, true));
         ui.separator();
-        for (tab, name) in [(Tab::Compare, "Compare"), (Tab::Inspect, "Inspect"), (Tab::Steer, "Steer"), (Tab::Sample, "Sample"), (Tab::Models, "Models")] {
+        for (tab, name) in [
+            (Tab::Compare, "Compare"),
+            (Tab::Inspect, "Inspect"),
+            (Tab::Steer, "Steer"),
+            (Tab::Sample, "Sample"),
+            (Tab::Models, "Models"),
+        ] {
             ui.selectable_value(&mut s.tab, tab, name);
         }
     });

@@ -11,10 +11,17 @@ fn card(ui: &mut egui::Ui, m: &ModelInfo, id: &str) {
     if m.random {
         ui.colored_label(egui::Color32::from_rgb(230, 120, 40), "RANDOM weights: pipeline demo only");
     }
-    ui.label(format!("{:.2} M parameters, {} in memory", m.params as f64 / 1e6, engine::preflight::human(m.bytes as f64)));
+    ui.label(format!(
+        "{:.2} M parameters, {} in memory",
+        m.params as f64 / 1e6,
+        engine::preflight::human(m.bytes as f64)
+    ));
     egui::CollapsingHeader::new("Key report").id_salt(format!("{id}-report")).show(ui, |ui| ui.monospace(&m.report));
     egui::CollapsingHeader::new("Config").id_salt(format!("{id}-config")).show(ui, |ui| {
-        egui::ScrollArea::vertical().id_salt(format!("{id}-cfg-scroll")).max_height(220.0).show(ui, |ui| ui.monospace(&m.config))
+        egui::ScrollArea::vertical()
+            .id_salt(format!("{id}-cfg-scroll"))
+            .max_height(220.0)
+            .show(ui, |ui| ui.monospace(&m.config))
     });
 }
 
@@ -36,7 +43,12 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     ui.strong("Preview decoder (live steering previews)");
     match &s.models.preview {
         Some(p) => {
-            ui.label(format!("{:.2} M parameters, {:.2} GFLOP at 256x256, from {}", p.params as f64 / 1e6, p.gflop_256, p.path.display()));
+            ui.label(format!(
+                "{:.2} M parameters, {:.2} GFLOP at 256x256, from {}",
+                p.params as f64 / 1e6,
+                p.gflop_256,
+                p.path.display()
+            ));
         }
         None => {
             ui.label(

@@ -26,15 +26,21 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         return;
     }
     let sm = &mut s.sample;
-    egui::ComboBox::from_label("class").selected_text(sm.classes.get(sm.class).cloned().unwrap_or_default()).show_ui(ui, |ui| {
-        for (i, c) in sm.classes.iter().enumerate() {
-            ui.selectable_value(&mut sm.class, i, c);
-        }
-    });
+    egui::ComboBox::from_label("class").selected_text(sm.classes.get(sm.class).cloned().unwrap_or_default()).show_ui(
+        ui,
+        |ui| {
+            for (i, c) in sm.classes.iter().enumerate() {
+                ui.selectable_value(&mut sm.class, i, c);
+            }
+        },
+    );
     ui.horizontal(|ui| {
         ui.add(egui::DragValue::new(&mut sm.seed).prefix("seed "));
         if ui.button("Randomise seed").clicked() {
-            sm.seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000).unwrap_or(7);
+            sm.seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 % 1_000_000)
+                .unwrap_or(7);
         }
     });
     ui.add(egui::Slider::new(&mut sm.steps, 1..=100).text("steps"));
@@ -58,20 +64,31 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     });
     if running {
         if let Some((step, of, eta)) = s.link.slot(JobKind::Sample).and_then(|x| x.progress) {
-            ui.add(egui::ProgressBar::new(step as f32 / of.max(1) as f32).text(format!("step {step}/{of}, ETA {eta:.1} s")));
+            ui.add(
+                egui::ProgressBar::new(step as f32 / of.max(1) as f32)
+                    .text(format!("step {step}/{of}, ETA {eta:.1} s")),
+            );
         }
     }
     ui.horizontal(|ui| {
         if let Some(p) = &s.sample.preview {
             ui.vertical(|ui| {
-                ui.label(if s.sample.preview_fast { "Preview (current state, preview decoder)" } else { "Preview (current state, decoded)" });
+                ui.label(if s.sample.preview_fast {
+                    "Preview (current state, preview decoder)"
+                } else {
+                    "Preview (current state, decoded)"
+                });
                 ui.image((p.id(), egui::vec2(240.0, 240.0)));
             });
         }
         if let Some((t, cancelled, done, ms)) = &s.sample.result {
             ui.vertical(|ui| {
                 let timing = if s.stable_ui { String::new() } else { format!(", {ms:.0} ms") };
-                ui.label(if *cancelled { format!("Cancelled after {done} steps (last state kept){timing}") } else { format!("Samples: {done} steps{timing}") });
+                ui.label(if *cancelled {
+                    format!("Cancelled after {done} steps (last state kept){timing}")
+                } else {
+                    format!("Samples: {done} steps{timing}")
+                });
                 ui.image((t.id(), egui::vec2(240.0, 240.0)));
             });
         }

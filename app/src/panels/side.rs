@@ -22,8 +22,13 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             if m.random {
                 ui.colored_label(egui::Color32::from_rgb(230, 120, 40), "RANDOM weights: pipeline demo only");
             }
-            ui.label(format!("{}\n{:.1} M parameters on {}", crate::app::short_name(&m.name), m.params as f64 / 1e6, s.backend))
-                .on_hover_text(&m.name);
+            ui.label(format!(
+                "{}\n{:.1} M parameters on {}",
+                crate::app::short_name(&m.name),
+                m.params as f64 / 1e6,
+                s.backend
+            ))
+            .on_hover_text(&m.name);
             if !s.models.compare.is_empty() {
                 ui.small(format!("+ {} compare model(s); see the Models tab", s.models.compare.len()));
             }
@@ -69,7 +74,11 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         ui.selectable_value(&mut s.settings.fit, Fit::Pad, "Pad");
         ui.selectable_value(&mut s.settings.fit, Fit::Resize, "Resize");
     });
-    let r = ui.add(egui::Slider::new(&mut s.settings.working_side, 64..=2048).step_by(16.0).text("working size (longest side, px)"));
+    let r = ui.add(
+        egui::Slider::new(&mut s.settings.working_side, 64..=2048)
+            .step_by(16.0)
+            .text("working size (longest side, px)"),
+    );
     let r = r.on_hover_text("Every opened image is edited as a copy of this size so that steering stays live; render the full resolution below.");
     let side_done = r.drag_stopped() || (r.changed() && !r.dragged());
     if fit_before != s.settings.fit || side_done {

@@ -34,7 +34,9 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         changed |= ui.radio_value(&mut s.target_kind, TargetKind::Patch, "patch").changed();
         for k in 0..3 {
             for (positive, sign) in [(true, "+"), (false, "-")] {
-                changed |= ui.radio_value(&mut s.target_kind, TargetKind::Pca(k, positive), format!("PCA {}{sign}", k + 1)).changed();
+                changed |= ui
+                    .radio_value(&mut s.target_kind, TargetKind::Pca(k, positive), format!("PCA {}{sign}", k + 1))
+                    .changed();
             }
         }
     });
@@ -84,7 +86,8 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             match (&c.tex_steered, &c.steered) {
                 (Some(t), Some((_, psnr, ms))) => {
                     let timing = if s.stable_ui { String::new() } else { format!(" ({ms:.0} ms)") };
-                    let kind = if c.steered_is_preview { "Steered preview (full decode follows)" } else { "Steered decode" };
+                    let kind =
+                        if c.steered_is_preview { "Steered preview (full decode follows)" } else { "Steered decode" };
                     ui.label(format!("{kind}: PSNR vs original {psnr:.2} dB{timing}"));
                     ui.image((t.id(), size));
                 }
@@ -110,16 +113,25 @@ fn targets_row(s: &mut Studio, ui: &mut egui::Ui) -> bool {
         });
         if let Some((k, _)) = &s.class_mean {
             let selected = s.target_kind == TargetKind::ClassMean;
-            if ui.radio(selected, format!("class mean ({})", s.sample.classes.get(*k).cloned().unwrap_or_default())).clicked() {
+            if ui
+                .radio(selected, format!("class mean ({})", s.sample.classes.get(*k).cloned().unwrap_or_default()))
+                .clicked()
+            {
                 s.target_kind = TargetKind::ClassMean;
                 changed = true;
             }
         }
         if s.target_kind == TargetKind::Patch {
             let n = s.current.as_ref().map(|c| c.grid.0 * c.grid.1).unwrap_or(1);
-            changed |= ui.add(egui::DragValue::new(&mut s.target_patch).range(0..=n.saturating_sub(1)).prefix("patch ")).changed();
+            changed |= ui
+                .add(egui::DragValue::new(&mut s.target_patch).range(0..=n.saturating_sub(1)).prefix("patch "))
+                .changed();
             // keep this patch's direction as the target, also after another image is opened
-            if ui.button("Pin as target").on_hover_text("keep this patch's direction; open another image to steer it there").clicked() {
+            if ui
+                .button("Pin as target")
+                .on_hover_text("keep this patch's direction; open another image to steer it there")
+                .clicked()
+            {
                 s.link.submit(Job::PatchDirection { patch: s.target_patch });
             }
         }
@@ -154,7 +166,12 @@ fn select(s: &mut Studio, ui: &mut egui::Ui, resp: egui::Response) {
     }
     if let (Some(a), Some(b)) = (s.box_start, resp.interact_pointer_pos()) {
         if resp.dragged() {
-            ui.painter().rect_stroke(egui::Rect::from_two_pos(a, b), 0.0, egui::Stroke::new(1.0, Color32::WHITE), egui::StrokeKind::Inside);
+            ui.painter().rect_stroke(
+                egui::Rect::from_two_pos(a, b),
+                0.0,
+                egui::Stroke::new(1.0, Color32::WHITE),
+                egui::StrokeKind::Inside,
+            );
         }
         if resp.drag_stopped() {
             s.selection = patch_grid::patches_in(resp.rect, egui::Rect::from_two_pos(a, b), grid);
@@ -162,7 +179,11 @@ fn select(s: &mut Studio, ui: &mut egui::Ui, resp: egui::Response) {
             s.send_steer();
         }
     }
-    if let Some(p) = resp.interact_pointer_pos().filter(|_| resp.clicked()).and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid)) {
+    if let Some(p) = resp
+        .interact_pointer_pos()
+        .filter(|_| resp.clicked())
+        .and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid))
+    {
         match s.selection.iter().position(|&q| q == p) {
             Some(i) => {
                 s.selection.remove(i);

@@ -14,7 +14,8 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui, size: egui::Vec2) -> Option<egui:
     if s.show_heat {
         let scalar = match s.heat {
             HeatMode::Magnitude => {
-                let (lo, hi) = c.magnitude.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+                let (lo, hi) =
+                    c.magnitude.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
                 Some((c.magnitude.clone(), lo, hi))
             }
             HeatMode::Cosine => c.cosine.as_ref().map(|(_, v)| (v.clone(), -1.0, 1.0)),
@@ -33,13 +34,24 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui, size: egui::Vec2) -> Option<egui:
                     opacity: s.settings.opacity,
                     bilinear: s.settings.linear,
                     version: s.overlay_version,
-                    rect_px: ([resp.rect.min.x * ppp, resp.rect.min.y * ppp], [resp.rect.width() * ppp, resp.rect.height() * ppp]),
+                    rect_px: (
+                        [resp.rect.min.x * ppp, resp.rect.min.y * ppp],
+                        [resp.rect.width() * ppp, resp.rect.height() * ppp],
+                    ),
                 };
-                ui.painter().add(eframe::egui_wgpu::Callback::new_paint_callback(resp.rect, crate::gpu_heatmap::HeatmapCallback(job)));
+                ui.painter().add(eframe::egui_wgpu::Callback::new_paint_callback(
+                    resp.rect,
+                    crate::gpu_heatmap::HeatmapCallback(job),
+                ));
             }
             None => {
                 if let Some(t) = &c.tex_overlay {
-                    ui.painter().image(t.id(), resp.rect, uv, Color32::from_white_alpha((s.settings.opacity * 255.0) as u8));
+                    ui.painter().image(
+                        t.id(),
+                        resp.rect,
+                        uv,
+                        Color32::from_white_alpha((s.settings.opacity * 255.0) as u8),
+                    );
                 }
             }
         }

@@ -8,7 +8,8 @@ pub fn patches_in(img: egui::Rect, r: egui::Rect, grid: (usize, usize)) -> Vec<u
     let mut out = Vec::new();
     for y in 0..gh {
         for x in 0..gw {
-            let c = img.min + egui::vec2((x as f32 + 0.5) * img.width() / gw as f32, (y as f32 + 0.5) * img.height() / gh as f32);
+            let c = img.min
+                + egui::vec2((x as f32 + 0.5) * img.width() / gw as f32, (y as f32 + 0.5) * img.height() / gh as f32);
             if r.contains(c) {
                 out.push(y * gw + x);
             }
@@ -21,7 +22,8 @@ pub fn patches_in(img: egui::Rect, r: egui::Rect, grid: (usize, usize)) -> Vec<u
 pub fn patch_at(img: egui::Rect, pos: egui::Pos2, grid: (usize, usize)) -> Option<usize> {
     let gx = ((pos.x - img.left()) / img.width() * grid.1 as f32).floor();
     let gy = ((pos.y - img.top()) / img.height() * grid.0 as f32).floor();
-    (gx >= 0.0 && gy >= 0.0 && (gx as usize) < grid.1 && (gy as usize) < grid.0).then(|| gy as usize * grid.1 + gx as usize)
+    (gx >= 0.0 && gy >= 0.0 && (gx as usize) < grid.1 && (gy as usize) < grid.0)
+        .then(|| gy as usize * grid.1 + gx as usize)
 }
 
 /// Outline the selected patches.

@@ -13,7 +13,13 @@ pub fn exp(x: f32) -> f32 {
     const SHIFT: f32 = 12_582_912.0;
     // a select, not f32::clamp, so LLVM vectorises it; NaN passes through
     #[allow(clippy::manual_clamp)] // f32::clamp would neither vectorise nor be needed for NaN
-    let x = if x < -87.0 { -87.0 } else if x > 88.0 { 88.0 } else { x };
+    let x = if x < -87.0 {
+        -87.0
+    } else if x > 88.0 {
+        88.0
+    } else {
+        x
+    };
     let m = x * std::f32::consts::LOG2_E + SHIFT;
     let n = m - SHIFT;
     let ni = (m.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32);

@@ -154,7 +154,15 @@ mod tests {
     /// scale), for odd sizes, strides 1-3, kernels 1-7 and paddings 0-3.
     #[test]
     fn lowered_products_equal_the_direct_convolution() {
-        let cases = [(3, 9, 7, 3, 1, 1), (2, 8, 11, 7, 2, 3), (5, 6, 5, 2, 1, 1), (4, 5, 9, 3, 2, 1), (1, 4, 4, 1, 1, 0), (3, 7, 10, 3, 3, 0), (2, 3, 3, 3, 1, 2)];
+        let cases = [
+            (3, 9, 7, 3, 1, 1),
+            (2, 8, 11, 7, 2, 3),
+            (5, 6, 5, 2, 1, 1),
+            (4, 5, 9, 3, 2, 1),
+            (1, 4, 4, 1, 1, 0),
+            (3, 7, 10, 3, 3, 0),
+            (2, 3, 3, 3, 1, 2),
+        ];
         for (c, h, w, k, stride, pad) in cases {
             let g = ConvGeom::new(c, h, w, k, stride, pad).expect("geometry");
             let co_n = 4;
@@ -184,10 +192,14 @@ mod tests {
                     let rows = r0..(r0 + rows_per).min(oh);
                     let n = rows.len() * ow;
                     let cols = im2col_kn(&x, &g, rows.clone());
-                    let y: Vec<f32> = (0..co_n * n).map(|i| (0..kl).map(|q| wt[(i / n) * kl + q] * cols[q * n + i % n]).sum()).collect();
+                    let y: Vec<f32> = (0..co_n * n)
+                        .map(|i| (0..kl).map(|q| wt[(i / n) * kl + q] * cols[q * n + i % n]).sum())
+                        .collect();
                     scatter_kn(&y, &mut out_kn, n_total, r0 * ow, Some(&bias));
                     let cols = im2col_nk(&nhwc, &g, rows.clone());
-                    let y: Vec<f32> = (0..n * co_n).map(|i| (0..kl).map(|q| cols[(i / co_n) * kl + q] * w_nk[(i % co_n) * kl + q]).sum()).collect();
+                    let y: Vec<f32> = (0..n * co_n)
+                        .map(|i| (0..kl).map(|q| cols[(i / co_n) * kl + q] * w_nk[(i % co_n) * kl + q]).sum())
+                        .collect();
                     scatter_nk(&y, &mut out_nk, n_total, r0 * ow, Some(&bias));
                     r0 = rows.end;
                 }

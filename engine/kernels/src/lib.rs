@@ -11,10 +11,10 @@
 
 pub mod act;
 pub mod im2col;
-pub mod up2;
 #[cfg(test)]
 mod reference;
+pub mod up2;
 
 pub use act::{exp, gelu, gelu_inplace, silu, silu_inplace};
-pub use im2col::{im2col_kn, im2col_nk, nchw_to_nhwc, scatter_kn, scatter_nk, ConvGeom};
+pub use im2col::{ConvGeom, im2col_kn, im2col_nk, nchw_to_nhwc, scatter_kn, scatter_nk};
 pub use up2::{assemble_up2, fold_up2_weights};

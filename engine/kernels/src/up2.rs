@@ -78,7 +78,8 @@ mod tests {
             }
             let want = conv_f64(&up, &wt, c_in, 2 * h, 2 * w, c_out, 3, 1);
             let folded = fold_up2_weights(&wt, c_out, c_in);
-            let phases: Vec<f32> = conv_f64(&x, &folded, c_in, h, w, 4 * c_out, 2, 1).iter().map(|v| *v as f32).collect();
+            let phases: Vec<f32> =
+                conv_f64(&x, &folded, c_in, h, w, 4 * c_out, 2, 1).iter().map(|v| *v as f32).collect();
             let got = assemble_up2(&phases, c_out, h, w);
             let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
             let err = got.iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((*a as f64 - b).abs()));

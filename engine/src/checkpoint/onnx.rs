@@ -116,7 +116,9 @@ fn parse_tensor(b: &[u8]) -> Result<(String, RawTensor)> {
                 }
             }
             (2, Field::Varint(v)) => dtype = v,
-            (4, Field::Bytes(s)) => floats.extend(s.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4")))),
+            (4, Field::Bytes(s)) => {
+                floats.extend(s.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))))
+            }
             (4, Field::Fixed32(v)) => floats.push(f32::from_bits(v)),
             (8, Field::Bytes(s)) => name = string(s),
             (9, Field::Bytes(s)) => raw = Some(s),

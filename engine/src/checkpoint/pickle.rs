@@ -27,8 +27,16 @@ pub enum Value {
     /// A call we do not interpret: callable and arguments.
     Opaque(Box<Value>, Box<Value>),
     /// Persistent id of a storage: (dtype name, key, numel)
-    Storage { dtype: String, key: String },
-    Tensor { storage: Box<Value>, offset: usize, size: Vec<usize>, stride: Vec<usize> },
+    Storage {
+        dtype: String,
+        key: String,
+    },
+    Tensor {
+        storage: Box<Value>,
+        offset: usize,
+        size: Vec<usize>,
+        stride: Vec<usize>,
+    },
     Mark,
 }
 
@@ -99,12 +107,13 @@ struct Slot {
 }
 
 fn leaf(v: Value) -> Slot {
-    let size = 32 + match &v {
-        Value::Str(s) => s.len(),
-        Value::Bytes(b) => b.len(),
-        Value::Global(a, b) => a.len() + b.len(),
-        _ => 0,
-    };
+    let size = 32
+        + match &v {
+            Value::Str(s) => s.len(),
+            Value::Bytes(b) => b.len(),
+            Value::Global(a, b) => a.len() + b.len(),
+            _ => 0,
+        };
     Slot { v, depth: 0, size }
 }
 
@@ -477,14 +486,20 @@ fn view_extent(offset: usize, size: &[usize], stride: &[usize]) -> Option<usize>
     if size.contains(&0) {
         return Some(0);
     }
-    size.iter().zip(stride).try_fold(offset, |acc, (&n, &s)| (n - 1).checked_mul(s).and_then(|x| acc.checked_add(x)))?.checked_add(1)
+    size.iter()
+        .zip(stride)
+        .try_fold(offset, |acc, (&n, &s)| (n - 1).checked_mul(s).and_then(|x| acc.checked_add(x)))?
+        .checked_add(1)
 }
 
 /// Read every tensor of a torch zip checkpoint (nested dicts flattened with `.`). Nothing is read beyond the
 /// archive's length, and the tensors it makes are bounded by the memory budget.
 pub fn read_torch_zip(bytes: &[u8]) -> Result<TensorMap> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| EngineError::Checkpoint(format!("not a torch zip checkpoint ({e}); legacy (non-zip) .pth files are not supported")))?;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
+        EngineError::Checkpoint(format!(
+            "not a torch zip checkpoint ({e}); legacy (non-zip) .pth files are not supported"
+        ))
+    })?;
     let pkl_name = (0..zip.len())
         .filter_map(|i| zip.by_index_raw(i).ok().map(|f| f.name().to_string()))
         .find(|n| n.ends_with("data.pkl"))
@@ -502,28 +517,38 @@ pub fn read_torch_zip(bytes: &[u8]) -> Result<TensorMap> {
     let mut values = 0usize;
     for (name, t) in leaves {
         let Value::Tensor { storage, offset, size, stride } = t else { continue };
-        let Value::Storage { dtype, key } = *storage else { return Err(err(format!("{name}: tensor without storage"))) };
+        let Value::Storage { dtype, key } = *storage else {
+            return Err(err(format!("{name}: tensor without storage")));
+        };
         let (es, conv) = element_size(&dtype)?;
         if stride.len() != size.len() {
             return Err(err(format!("{name}: stride/size rank mismatch")));
         }
-        let numel = size.iter().try_fold(1usize, |a, &n| a.checked_mul(n)).ok_or_else(|| err(format!("{name}: size {size:?} overflows")))?;
+        let numel = size
+            .iter()
+            .try_fold(1usize, |a, &n| a.checked_mul(n))
+            .ok_or_else(|| err(format!("{name}: size {size:?} overflows")))?;
         values = values.saturating_add(numel);
         if values > max_values {
             return Err(err(format!("{name}: the tensors need more than the memory budget ({} values)", max_values)));
         }
         if !storages.contains_key(&key) {
-            let buf = read_entry(&mut zip, &format!("{root}data/{key}"), &mut budget).map_err(|e| err(format!("{name}: storage {key}: {e}")))?;
+            let buf = read_entry(&mut zip, &format!("{root}data/{key}"), &mut budget)
+                .map_err(|e| err(format!("{name}: storage {key}: {e}")))?;
             storages.insert(key.clone(), buf);
         }
         let buf = &storages[&key];
-        let extent = view_extent(offset, &size, &stride).ok_or_else(|| err(format!("{name}: offset/stride overflow")))?;
+        let extent =
+            view_extent(offset, &size, &stride).ok_or_else(|| err(format!("{name}: offset/stride overflow")))?;
         if extent.checked_mul(es).is_none_or(|b| b > buf.len()) {
             return Err(err(format!("{name}: storage {key} too short (truncated file?)")));
         }
         if numel > buf.len() / es {
             // an overlapping view (stride 0) would make more values than the file holds
-            return Err(err(format!("{name}: {numel} values from a storage of {} (overlapping strides are not supported)", buf.len() / es)));
+            return Err(err(format!(
+                "{name}: {numel} values from a storage of {} (overlapping strides are not supported)",
+                buf.len() / es
+            )));
         }
         let mut data = Vec::with_capacity(numel);
         let mut idx = vec![0usize; size.len()];

@@ -218,7 +218,8 @@ pub fn remap(src: TensorMap, tables: &[Table], passthrough_prefixes: &[&str]) ->
 
 /// Multiply each `qkv.bias` by its `bias_mask` (official `LinearKMaskedBias`), in place.
 pub fn apply_bias_masks(src: &mut TensorMap, prefix: &str) -> Result<()> {
-    let keys: Vec<String> = src.keys().filter(|k| k.starts_with(prefix) && k.ends_with("attn.qkv.bias")).cloned().collect();
+    let keys: Vec<String> =
+        src.keys().filter(|k| k.starts_with(prefix) && k.ends_with("attn.qkv.bias")).cloned().collect();
     for k in keys {
         let mk = format!("{k}_mask");
         if let Some(mask) = src.get(&mk).cloned() {

@@ -14,12 +14,12 @@
 //! `build_norm` as a module instance, so the block has no norm at all.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::Tensor;
+use burn::tensor::activation::{relu, sigmoid};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::host::silu;
-use super::nn::{pixel_shuffle2, repeat_interleave_channels, Conv2d, Probe, RmsNorm2d};
+use super::nn::{Conv2d, Probe, RmsNorm2d, pixel_shuffle2, repeat_interleave_channels};
 use crate::error::{EngineError, Result};
 use crate::weights::{Init, WeightSource};
 
@@ -160,7 +160,7 @@ impl Act {
             Some(o) => {
                 return Err(EngineError::Config(format!(
                     "decoder: activation {o:?} (the official builder accepts relu, silu, tanh, sigmoid or null)"
-                )))
+                )));
             }
         })
     }
@@ -178,7 +178,7 @@ impl Act {
                 return Err(EngineError::Config(format!(
                     "decoder: EViT_GLU activation {o:?} (efficientvit registers relu, relu6, hswish, silu, gelu; \
                      with any other the official GLU gate fails)"
-                )))
+                )));
             }
         })
     }
@@ -225,7 +225,7 @@ impl NormKind {
             Some(o) => {
                 return Err(EngineError::Config(format!(
                     "decoder: norm {o:?} (the official builder accepts trms2d, bn2d or null)"
-                )))
+                )));
             }
         })
     }
@@ -239,7 +239,7 @@ impl NormKind {
             "ln" => {
                 return Err(EngineError::Config(
                     "decoder: EViT_GLU with norm \"ln\" (a LayerNorm over the width axis) is not supported".into(),
-                ))
+                ));
             }
             _ => NormKind::None,
         })
@@ -383,14 +383,23 @@ impl DecoderConfig {
         let s = self.stages();
         let bad = |m: String| Err(EngineError::Config(format!("decoder: {m}")));
         if s == 0 || self.depth_list.len() != s {
-            return bad(format!("width_list {:?} and depth_list {:?} differ in length", self.width_list, self.depth_list));
+            return bad(format!(
+                "width_list {:?} and depth_list {:?} differ in length",
+                self.width_list, self.depth_list
+            ));
         }
         if self.width_list.contains(&0) || self.latent_channels == 0 || self.in_channels == 0 {
             return bad(format!("zero channels in width_list {:?} / latent / in_channels", self.width_list));
         }
         // bounds that keep every channel product below overflow (a config file is untrusted input)
-        if s > 64 || self.width_list.iter().chain([&self.latent_channels, &self.in_channels]).any(|&c| c > 1 << 20) || self.depth_list.iter().any(|&d| d > 4096) {
-            return bad(format!("absurd sizes: {s} stages, width_list {:?}, depth_list {:?}, latent {}", self.width_list, self.depth_list, self.latent_channels));
+        if s > 64
+            || self.width_list.iter().chain([&self.latent_channels, &self.in_channels]).any(|&c| c > 1 << 20)
+            || self.depth_list.iter().any(|&d| d > 4096)
+        {
+            return bad(format!(
+                "absurd sizes: {s} stages, width_list {:?}, depth_list {:?}, latent {}",
+                self.width_list, self.depth_list, self.latent_channels
+            ));
         }
         for (what, n) in [("block_type", self.block_type.len()), ("norm", self.norm.len()), ("act", self.act.len())] {
             if n != 1 && n != s {
@@ -414,7 +423,7 @@ impl DecoderConfig {
             Some(SHORTCUT_INTERPOLATE) => {
                 return bad("in_shortcut InterpolateConv: the official code builds it, but its forward adds a x2 \
                             shortcut to a x1 path and fails; no such model can have been trained"
-                    .into())
+                    .into());
             }
             Some(o) => return bad(format!("in_shortcut {o:?} (duplicating, InterpolateConv or null)")),
         }
@@ -440,7 +449,9 @@ impl DecoderConfig {
                 }
                 let out = self.up_out(stage_id);
                 if self.upsample_shortcut.as_deref() == Some(SHORTCUT_DUPLICATING) && (4 * out) % c_in != 0 {
-                    return bad(format!("stage {stage_id}: duplicating shortcut needs 4*{out} to be a multiple of {c_in}"));
+                    return bad(format!(
+                        "stage {stage_id}: duplicating shortcut needs 4*{out} to be a multiple of {c_in}"
+                    ));
                 }
                 c = out;
             }
@@ -459,7 +470,9 @@ impl DecoderConfig {
                     NormKind::evit(self.norm_of(stage_id))?;
                     Act::efficientvit(self.act_of(stage_id))?;
                     if width < EVIT_DIM {
-                        return bad(format!("EViT_GLU stage {stage_id} needs a width of at least {EVIT_DIM}, got {width}"));
+                        return bad(format!(
+                            "EViT_GLU stage {stage_id} needs a width of at least {EVIT_DIM}, got {width}"
+                        ));
                     }
                 }
             }
@@ -562,7 +575,16 @@ impl EvitBlock {
             proj: Conv2d::load(ws, &format!("{p}.context_module.main.proj.conv"), td, c, 1, 1, 1, false),
             proj_norm: Norm2d::load(ws, &format!("{p}.context_module.main.proj.norm"), norm, c),
             inverted: Conv2d::load(ws, &format!("{p}.local_module.main.inverted_conv.conv"), c, 2 * mid, 1, 1, 1, true),
-            depth: Conv2d::load(ws, &format!("{p}.local_module.main.depth_conv.conv"), 2 * mid, 2 * mid, 3, 1, 2 * mid, true),
+            depth: Conv2d::load(
+                ws,
+                &format!("{p}.local_module.main.depth_conv.conv"),
+                2 * mid,
+                2 * mid,
+                3,
+                1,
+                2 * mid,
+                true,
+            ),
             point: Conv2d::load(ws, &format!("{p}.local_module.main.point_conv.conv"), mid, c, 1, 1, 1, false),
             point_norm: Norm2d::load(ws, &format!("{p}.local_module.main.point_conv.norm"), norm, c),
             heads,
@@ -638,7 +660,14 @@ pub struct Upsample {
 impl Upsample {
     /// `key` is the upsample layer's module path (e.g. `stages.1.op_list.0` or `project_out.op_list.2`);
     /// `shortcut`: the official shortcut name, None for a bare layer.
-    fn load(ws: &mut WeightSource, key: &str, kind: UpsampleType, c_in: usize, c_out: usize, shortcut: Option<&str>) -> Self {
+    fn load(
+        ws: &mut WeightSource,
+        key: &str,
+        kind: UpsampleType,
+        c_in: usize,
+        c_out: usize,
+        shortcut: Option<&str>,
+    ) -> Self {
         let ps = kind == UpsampleType::ConvPixelShuffle;
         let conv_out = if ps { 4 * c_out } else { c_out };
         let main = if shortcut.is_some() { format!("{key}.main.conv.conv") } else { format!("{key}.conv.conv") };
@@ -752,7 +781,16 @@ impl Decoder {
         let out_norm = Norm2d::load(ws, &k("project_out.op_list.0"), norm_kind, c_out);
         let idx = usize::from(norm_kind != NormKind::None) + usize::from(out_act != Act::Identity);
         let out = if cfg.depth_list[0] > 0 {
-            OutHead::Conv(Conv2d::load(ws, &k(&format!("project_out.op_list.{idx}.conv")), c_out, cfg.in_channels, 3, 1, 1, true))
+            OutHead::Conv(Conv2d::load(
+                ws,
+                &k(&format!("project_out.op_list.{idx}.conv")),
+                c_out,
+                cfg.in_channels,
+                3,
+                1,
+                1,
+                true,
+            ))
         } else {
             OutHead::Up(Upsample::load(
                 ws,

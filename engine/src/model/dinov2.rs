@@ -45,7 +45,8 @@ impl PosTable {
         let d = t.dims()[2];
         let cls = t.clone().narrow(1, 0, 1);
         let grid = t.narrow(1, 1, m * m).reshape([1, m, m, d]).permute([0, 3, 1, 2]); // [1, D, M, M]
-        let scale = (self.offset != 0.0).then(|| (m as f64 / (h as f64 + self.offset), m as f64 / (w as f64 + self.offset)));
+        let scale =
+            (self.offset != 0.0).then(|| (m as f64 / (h as f64 + self.offset), m as f64 / (w as f64 + self.offset)));
         let g = resize_bicubic(grid, h, w, self.antialias, scale); // [1, D, h, w]
         let g = g.reshape([1, d, h * w]).swap_dims(1, 2);
         Tensor::cat(vec![cls, g], 1)

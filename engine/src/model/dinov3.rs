@@ -103,7 +103,8 @@ pub fn preset(name: &str) -> Option<VitConfig> {
     })
 }
 
-pub const PRESETS: [&str; 5] = ["dinov3_vits16", "dinov3_vits16plus", "dinov3_vitb16", "dinov3_vitl16", "dinov3_vith16plus"];
+pub const PRESETS: [&str; 5] =
+    ["dinov3_vits16", "dinov3_vits16plus", "dinov3_vitb16", "dinov3_vitl16", "dinov3_vith16plus"];
 
 #[cfg(test)]
 mod tests {

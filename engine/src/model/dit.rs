@@ -150,7 +150,9 @@ impl DitConfig {
             DitArch::LightningDit => None,
         };
         let input_size = match v.get("input_size") {
-            Some(serde_json::Value::Array(a)) => a.first().and_then(|x| x.as_u64()).ok_or_else(|| err("input_size"))? as usize,
+            Some(serde_json::Value::Array(a)) => {
+                a.first().and_then(|x| x.as_u64()).ok_or_else(|| err("input_size"))? as usize
+            }
             _ => num("input_size")? as usize,
         };
         let cfg = Self {
@@ -533,8 +535,7 @@ impl TimeEmbedder {
             }
             None => {
                 let half = T_FREQ_DIM / 2;
-                let f: Vec<f32> =
-                    (0..half).map(|i| (-(10000f64.ln()) * i as f64 / half as f64).exp() as f32).collect();
+                let f: Vec<f32> = (0..half).map(|i| (-(10000f64.ln()) * i as f64 / half as f64).exp() as f32).collect();
                 let f = Tensor::<1>::from_data(TensorData::new(f, vec![half]), &device).reshape([1, half]);
                 let arg = t2 * f;
                 Tensor::cat(vec![arg.clone().cos(), arg.sin()], 1)
@@ -603,11 +604,7 @@ impl Dit {
         let g = cfg.input_size / p;
         let pos_embed = if cfg.use_pos_embed {
             let generated = sincos_pos_embed(de, g, g);
-            let data = if ws.is_random() {
-                generated
-            } else {
-                ws.raw("pos_embed", &[1, g * g, de], Init::Zeros).data
-            };
+            let data = if ws.is_random() { generated } else { ws.raw("pos_embed", &[1, g * g, de], Init::Zeros).data };
             Some(Tensor::from_data(TensorData::new(data, vec![1, g * g, de]), &device))
         } else {
             None
@@ -641,7 +638,17 @@ impl Dit {
             linear: Linear::load(ws, "final_layer.linear", dh, p * p * cfg.out_channels(), true),
             ada: Linear::load(ws, "final_layer.adaLN_modulation.1", dh, 2 * dh, true),
         };
-        Self { x_embedder, s_embedder, s_projector, t_embedder, y_table, pos_embed, blocks, final_layer, cfg: cfg.clone() }
+        Self {
+            x_embedder,
+            s_embedder,
+            s_projector,
+            t_embedder,
+            y_table,
+            pos_embed,
+            blocks,
+            final_layer,
+            cfg: cfg.clone(),
+        }
     }
 
     /// Load a reference state dict; returns the model and what loading found (missing/unexpected keys).
@@ -836,11 +843,7 @@ impl Dit {
             .repeat_dim(3, w);
         let half_eps = cond.mask_where(inside, guided);
         let eps = Tensor::cat(vec![half_eps.clone(), half_eps], 0);
-        if g < co {
-            Tensor::cat(vec![eps, out.narrow(1, g, co - g)], 1)
-        } else {
-            eps
-        }
+        if g < co { Tensor::cat(vec![eps, out.narrow(1, g, co - g)], 1) } else { eps }
     }
 }
 

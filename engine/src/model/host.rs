@@ -88,7 +88,13 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: ConvG
 ///
 /// # Shapes
 /// - as [`conv2d`]
-pub fn conv2d_banded(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: ConvGeom, budget: usize) -> Tensor<4> {
+pub fn conv2d_banded(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    g: ConvGeom,
+    budget: usize,
+) -> Tensor<4> {
     let device = x.device();
     let [b, c, h, w] = x.dims();
     let c_out = weight.dims()[0];
@@ -99,7 +105,8 @@ pub fn conv2d_banded(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g
     // One band covering the whole single image in the channels-as-rows form: the product is the output.
     if b == 1 && rows_per == oh && !by_pixel {
         let cols = kernels::im2col_kn(&host_vec(x), &g, 0..oh);
-        let y = weight.reshape([c_out, kl]).matmul(Tensor::<2>::from_data(TensorData::new(cols, [kl, n_total]), &device));
+        let y =
+            weight.reshape([c_out, kl]).matmul(Tensor::<2>::from_data(TensorData::new(cols, [kl, n_total]), &device));
         let y = match bias {
             Some(bias) => y + bias.reshape([c_out, 1]),
             None => y,

@@ -2,10 +2,10 @@
 pub mod decoder;
 pub mod dinov2;
 pub mod dinov3;
+pub mod dit;
 pub mod host;
 pub mod nn;
+pub mod preview;
 pub mod sae;
 pub mod stem;
 pub mod vit;
-pub mod dit;
-pub mod preview;

@@ -88,10 +88,7 @@ impl PreviewConfig {
             "base" => conv(&[128, 64, 32, 16], &[2, 1, 1, 1]),
             "wide" => conv(&[192, 96, 48], &[3, 2, 1]),
             o => {
-                return Err(EngineError::Config(format!(
-                    "unknown preview preset {o} ({})",
-                    PRESETS.join(", ")
-                )));
+                return Err(EngineError::Config(format!("unknown preview preset {o} ({})", PRESETS.join(", "))));
             }
         })
     }
@@ -114,20 +111,11 @@ impl PreviewConfig {
                 return bad(format!("1 to 5 levels, got {}", self.widths.len()));
             }
             if self.depths.len() != self.widths.len() {
-                return bad(format!(
-                    "{} widths but {} depths",
-                    self.widths.len(),
-                    self.depths.len()
-                ));
+                return bad(format!("{} widths but {} depths", self.widths.len(), self.depths.len()));
             }
-            if self.widths.contains(&0)
-                || self.depths.iter().any(|&d| d > 16)
-                || self.widths.iter().any(|&w| w > 4096)
+            if self.widths.contains(&0) || self.depths.iter().any(|&d| d > 16) || self.widths.iter().any(|&w| w > 4096)
             {
-                return bad(format!(
-                    "widths {:?} / depths {:?} out of range",
-                    self.widths, self.depths
-                ));
+                return bad(format!("widths {:?} / depths {:?} out of range", self.widths, self.depths));
             }
         }
         Ok(())
@@ -234,9 +222,7 @@ pub fn pixel_shuffle(x: Tensor<4>, s: usize) -> Tensor<4> {
     }
     let [b, css, h, w] = x.dims();
     let c = css / (s * s);
-    x.reshape([b, c, s, s, h, w])
-        .permute([0, 1, 4, 2, 5, 3])
-        .reshape([b, c, s * h, s * w])
+    x.reshape([b, c, s, s, h, w]).permute([0, 1, 4, 2, 5, 3]).reshape([b, c, s * h, s * w])
 }
 
 impl PreviewDecoder {
@@ -246,41 +232,15 @@ impl PreviewDecoder {
         let c = cfg.latent_channels;
         let s = cfg.shuffle();
         let (input, levels, out) = match cfg.arch {
-            PreviewArch::Linear => (
-                Conv2d::load(ws, "input", c, 3 * s * s, 1, 1, 1, true),
-                Vec::new(),
-                None,
-            ),
+            PreviewArch::Linear => (Conv2d::load(ws, "input", c, 3 * s * s, 1, 1, 1, true), Vec::new(), None),
             PreviewArch::Conv => {
                 let w = &cfg.widths;
                 let input = Conv2d::load(ws, "input", c, w[0], 1, 1, 1, true);
                 let levels = (0..w.len())
                     .map(|i| PreviewLevel {
-                        up: (i > 0).then(|| {
-                            Conv2d::load(
-                                ws,
-                                &format!("levels.{i}.up"),
-                                w[i - 1],
-                                w[i],
-                                3,
-                                1,
-                                1,
-                                true,
-                            )
-                        }),
+                        up: (i > 0).then(|| Conv2d::load(ws, &format!("levels.{i}.up"), w[i - 1], w[i], 3, 1, 1, true)),
                         blocks: (0..cfg.depths[i])
-                            .map(|j| {
-                                Conv2d::load(
-                                    ws,
-                                    &format!("levels.{i}.blocks.{j}"),
-                                    w[i],
-                                    w[i],
-                                    3,
-                                    1,
-                                    1,
-                                    true,
-                                )
-                            })
+                            .map(|j| Conv2d::load(ws, &format!("levels.{i}.blocks.{j}"), w[i], w[i], 3, 1, 1, true))
                             .collect(),
                     })
                     .collect();
@@ -288,13 +248,7 @@ impl PreviewDecoder {
                 (input, levels, Some(out))
             }
         };
-        Ok(Self {
-            input,
-            levels,
-            out,
-            cfg: cfg.clone(),
-            names: ws.names(),
-        })
+        Ok(Self { input, levels, out, cfg: cfg.clone(), names: ws.names() })
     }
 
     /// Random weights (PyTorch's default init; seeded), e.g. to start a distillation.
@@ -306,11 +260,7 @@ impl PreviewDecoder {
 
     /// From a name -> tensor map. Incomplete, mis-shaped or non-finite weights are refused; unexpected keys are
     /// reported.
-    pub fn from_map(
-        map: TensorMap,
-        cfg: &PreviewConfig,
-        device: &Device,
-    ) -> Result<(Self, LoadReport)> {
+    pub fn from_map(map: TensorMap, cfg: &PreviewConfig, device: &Device) -> Result<(Self, LoadReport)> {
         let mut ws = WeightSource::from_map(map, device);
         let m = Self::build(&mut ws, cfg)?;
         let report = ws.finish();
@@ -321,18 +271,12 @@ impl PreviewDecoder {
     /// Load a preview folder (`model.safetensors` + `config.json`; a path to either file works too).
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<(Self, LoadReport)> {
         let path = path.as_ref();
-        let dir = if path.is_file() {
-            path.parent().unwrap_or(Path::new(".")).to_path_buf()
-        } else {
-            path.to_path_buf()
-        };
+        let dir =
+            if path.is_file() { path.parent().unwrap_or(Path::new(".")).to_path_buf() } else { path.to_path_buf() };
         let meta = read_meta(&dir)?;
         let file = dir.join("model.safetensors");
         if !file.exists() {
-            return Err(EngineError::Checkpoint(format!(
-                "{} has no model.safetensors",
-                dir.display()
-            )));
+            return Err(EngineError::Checkpoint(format!("{} has no model.safetensors", dir.display())));
         }
         let map = crate::raw::read_safetensors(&file)?;
         Self::from_map(map, &meta.preview, device)
@@ -344,32 +288,13 @@ impl PreviewDecoder {
     }
 
     /// Write `dir/model.safetensors` and `dir/config.json` (each atomically).
-    pub fn save(
-        &self,
-        dir: impl AsRef<Path>,
-        precision: Precision,
-        steps: usize,
-        sae: &str,
-    ) -> Result<()> {
+    pub fn save(&self, dir: impl AsRef<Path>, precision: Precision, steps: usize, sae: &str) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
-        let meta = PreviewMeta {
-            kind: PREVIEW_KIND.into(),
-            preview: self.cfg.clone(),
-            steps,
-            sae: sae.into(),
-        };
-        let md = [("format".to_string(), "pt".to_string())]
-            .into_iter()
-            .collect();
-        crate::raw::write_safetensors(
-            dir.join("model.safetensors"),
-            &self.state_dict()?,
-            &md,
-            precision,
-        )?;
-        let json =
-            serde_json::to_string_pretty(&meta).map_err(|e| EngineError::Config(e.to_string()))?;
+        let meta = PreviewMeta { kind: PREVIEW_KIND.into(), preview: self.cfg.clone(), steps, sae: sae.into() };
+        let md = [("format".to_string(), "pt".to_string())].into_iter().collect();
+        crate::raw::write_safetensors(dir.join("model.safetensors"), &self.state_dict()?, &md, precision)?;
+        let json = serde_json::to_string_pretty(&meta).map_err(|e| EngineError::Config(e.to_string()))?;
         crate::raw::atomic_write(&dir.join("config.json"), json.as_bytes())
     }
 
@@ -416,14 +341,10 @@ impl PreviewDecoder {
 pub fn read_meta(dir: &Path) -> Result<PreviewMeta> {
     let p = dir.join("config.json");
     let s = std::fs::read_to_string(&p).map_err(|e| EngineError::io(&p, e))?;
-    let meta: PreviewMeta = serde_json::from_str(&s)
-        .map_err(|e| EngineError::Config(format!("{}: {e}", p.display())))?;
+    let meta: PreviewMeta =
+        serde_json::from_str(&s).map_err(|e| EngineError::Config(format!("{}: {e}", p.display())))?;
     if meta.kind != PREVIEW_KIND {
-        return Err(EngineError::Config(format!(
-            "{}: kind `{}`, not `{PREVIEW_KIND}`",
-            p.display(),
-            meta.kind
-        )));
+        return Err(EngineError::Config(format!("{}: kind `{}`, not `{PREVIEW_KIND}`", p.display(), meta.kind)));
     }
     meta.preview.validate()?;
     Ok(meta)
@@ -439,11 +360,7 @@ pub fn is_preview_dir(dir: &Path) -> bool {
 
 /// The preview folder of a model folder (`MODEL/preview`), when it holds weights.
 pub fn preview_dir_for(model: &Path) -> Option<PathBuf> {
-    let dir = if model.is_file() {
-        model.parent()?.to_path_buf()
-    } else {
-        model.to_path_buf()
-    };
+    let dir = if model.is_file() { model.parent()?.to_path_buf() } else { model.to_path_buf() };
     let p = dir.join(PREVIEW_SUBDIR);
     p.join("model.safetensors").exists().then_some(p)
 }

@@ -90,13 +90,23 @@ impl SaeConfig {
     /// The released DINO-SAE: DINOv3 ViT-L/16 + the released decoder.
     pub fn released() -> Self {
         let encoder = super::dinov3::preset("dinov3_vitl16").expect("preset");
-        Self { decoder: DecoderConfig::released(encoder.dim), encoder, pixels: PixelConfig::default(), embed: EmbedKind::Stem }
+        Self {
+            decoder: DecoderConfig::released(encoder.dim),
+            encoder,
+            pixels: PixelConfig::default(),
+            embed: EmbedKind::Stem,
+        }
     }
 
     /// Our default model's layout: DINOv2-S/14 blocks with the stem + the small decoder.
     pub fn small_dinov2() -> Self {
         let encoder = super::dinov2::preset("dinov2_vits14").expect("preset");
-        Self { decoder: DecoderConfig::small(encoder.dim), encoder, pixels: PixelConfig::default(), embed: EmbedKind::Stem }
+        Self {
+            decoder: DecoderConfig::small(encoder.dim),
+            encoder,
+            pixels: PixelConfig::default(),
+            embed: EmbedKind::Stem,
+        }
     }
 
     pub fn preset(name: &str) -> Option<Self> {
@@ -117,7 +127,10 @@ impl SaeConfig {
             )));
         }
         if self.decoder.upsampling() != 16 {
-            return Err(EngineError::Config(format!("decoder upsamples x{}, the stem downsamples x16", self.decoder.upsampling())));
+            return Err(EngineError::Config(format!(
+                "decoder upsamples x{}, the stem downsamples x16",
+                self.decoder.upsampling()
+            )));
         }
         Ok(())
     }
@@ -164,7 +177,12 @@ impl DinoSae {
         // a config (config.json) that asks for far more than the weights hold would allocate what the file never
         // had: refused before any tensor is built
         if let Some(n) = ws.source_numel() {
-            crate::preflight::check_weights_match("the config", crate::preflight::sae_numel(cfg), n, &crate::preflight::Budget::from_env())?;
+            crate::preflight::check_weights_match(
+                "the config",
+                crate::preflight::sae_numel(cfg),
+                n,
+                &crate::preflight::Budget::from_env(),
+            )?;
         }
         let mut encoder = Vit::load(ws, "dino_model", &cfg.encoder, cfg.embed == EmbedKind::Stem);
         if let PatchEmbed::Conv(c) = encoder.patch_embed {
@@ -185,7 +203,9 @@ impl DinoSae {
     pub fn check_input(&self, dims: [usize; 4]) -> Result<()> {
         let [_, c, h, w] = dims;
         if c != 3 || h == 0 || w == 0 || h % 16 != 0 || w % 16 != 0 {
-            return Err(EngineError::Shape(format!("encoder input must be [B, 3, H, W] with H, W multiples of 16, got {dims:?}")));
+            return Err(EngineError::Shape(format!(
+                "encoder input must be [B, 3, H, W] with H, W multiples of 16, got {dims:?}"
+            )));
         }
         Ok(())
     }
@@ -221,7 +241,11 @@ impl DinoSae {
     ///
     /// # Shapes
     /// - x: `[B, 3, H, W]` -> latent `[B, C, H/16, W/16]`
-    pub fn encode_cancellable(&self, x: Tensor<4>, cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<Latent> {
+    pub fn encode_cancellable(
+        &self,
+        x: Tensor<4>,
+        cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Latent> {
         self.encode_probed(x, &mut Probe::cancellable(cancel.clone()))
     }
 
@@ -229,7 +253,11 @@ impl DinoSae {
     ///
     /// # Shapes
     /// - z: `[B, C, h, w]` -> `[B, 3, 16h, 16w]`
-    pub fn decode_cancellable(&self, z: Tensor<4>, cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<Tensor<4>> {
+    pub fn decode_cancellable(
+        &self,
+        z: Tensor<4>,
+        cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Tensor<4>> {
         self.decode_probed(z, &mut Probe::cancellable(cancel.clone()))
     }
 

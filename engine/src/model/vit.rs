@@ -4,8 +4,8 @@
 //! Family-specific parts live in `dinov3.rs` (axial RoPE) and `dinov2.rs` (learned, interpolated positions).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
 use serde::{Deserialize, Serialize};
 
 use super::dinov2::PosTable;
@@ -92,7 +92,10 @@ impl VitConfig {
             }
         }
         if !self.layer_norm_eps.is_finite() || self.layer_norm_eps <= 0.0 || !self.rope_base.is_finite() {
-            return Err(crate::EngineError::Config(format!("layer_norm_eps {} / rope_base {} must be finite (eps > 0)", self.layer_norm_eps, self.rope_base)));
+            return Err(crate::EngineError::Config(format!(
+                "layer_norm_eps {} / rope_base {} must be finite (eps > 0)",
+                self.layer_norm_eps, self.rope_base
+            )));
         }
         if self.heads == 0 || self.dim % self.heads != 0 {
             return Err(crate::EngineError::Config(format!("dim {} not divisible by heads {}", self.dim, self.heads)));
@@ -181,7 +184,14 @@ impl Block {
 
     /// # Shapes
     /// - x: `[B, T, D]` -> `[B, T, D]`; `rope` rotates tokens `n_prefix..T`.
-    pub fn forward(&self, x: Tensor<3>, rope: Option<&Rope>, n_prefix: usize, probe: &mut Probe, name: &str) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: Option<&Rope>,
+        n_prefix: usize,
+        probe: &mut Probe,
+        name: &str,
+    ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let h = self.attn.heads;
         let dh = d / h;
@@ -334,7 +344,8 @@ impl Vit {
             PatchEmbed::Conv(Conv2d { padding: 0, ..conv })
         };
         let cls_token = ws.param(&k("cls_token"), [1, 1, d], Init::Normal(0.02));
-        let registers = (cfg.registers > 0).then(|| ws.param(&k("storage_tokens"), [1, cfg.registers, d], Init::Normal(0.02)));
+        let registers =
+            (cfg.registers > 0).then(|| ws.param(&k("storage_tokens"), [1, cfg.registers, d], Init::Normal(0.02)));
         let pos = (cfg.family == Family::Dinov2).then(|| PosTable::load(ws, &k("pos_embed"), cfg));
         let blocks = (0..cfg.depth).map(|i| Block::load(ws, &k(&format!("blocks.{i}")), cfg)).collect();
         let norm = LayerNorm::load(ws, &k("norm"), d, cfg.layer_norm_eps);

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use image::RgbImage;
-use rand::{rngs::StdRng, Rng};
+use rand::{Rng, rngs::StdRng};
 
 use crate::error::{EngineError, Result};
 
@@ -29,7 +29,12 @@ impl PhotoSet {
                     let (w, h) = img.dimensions();
                     let s = max_side as f32 / w.max(h) as f32;
                     let img = if s < 1.0 {
-                        image::imageops::resize(&img, (w as f32 * s) as u32, (h as f32 * s) as u32, image::imageops::FilterType::Triangle)
+                        image::imageops::resize(
+                            &img,
+                            (w as f32 * s) as u32,
+                            (h as f32 * s) as u32,
+                            image::imageops::FilterType::Triangle,
+                        )
                     } else {
                         img
                     };
@@ -71,8 +76,11 @@ pub fn random_crop(img: &RgbImage, rng: &mut StdRng, crop: u32, min_frac: f32) -
     let x = rng.random_range(0..=w - side);
     let y = rng.random_range(0..=h - side);
     let view = image::imageops::crop_imm(img, x, y, side, side).to_image();
-    let mut out =
-        if side == crop { view } else { image::imageops::resize(&view, crop, crop, image::imageops::FilterType::Triangle) };
+    let mut out = if side == crop {
+        view
+    } else {
+        image::imageops::resize(&view, crop, crop, image::imageops::FilterType::Triangle)
+    };
     if rng.random_bool(0.5) {
         image::imageops::flip_horizontal_in_place(&mut out);
     }

@@ -3,7 +3,7 @@
 //! drawn per sample on the host; real and fake batches are augmented by separate calls, as in the original.
 
 use burn::tensor::{Tensor, TensorData};
-use rand::{rngs::StdRng, Rng};
+use rand::{Rng, rngs::StdRng};
 
 /// The random parameters of one sample.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +68,9 @@ pub fn apply(x: Tensor<4>, params: &[AugParams]) -> Tensor<4> {
     let [b, _, h, w] = x.dims();
     assert_eq!(params.len(), b, "one parameter set per sample");
     let dev = x.device();
-    let per = |f: &dyn Fn(&AugParams) -> f32| Tensor::<4>::from_data(TensorData::new(params.iter().map(f).collect::<Vec<f32>>(), vec![b, 1, 1, 1]), &dev);
+    let per = |f: &dyn Fn(&AugParams) -> f32| {
+        Tensor::<4>::from_data(TensorData::new(params.iter().map(f).collect::<Vec<f32>>(), vec![b, 1, 1, 1]), &dev)
+    };
     let x = x + per(&|p| p.brightness);
     let m = x.clone().mean_dim(1);
     let x = (x - m.clone()) * per(&|p| p.saturation) + m;

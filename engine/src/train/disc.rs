@@ -15,7 +15,7 @@ use crate::interp::resize_bicubic;
 use crate::model::nn::Probe;
 use crate::model::vit::Vit;
 use crate::raw::TensorMap;
-use crate::weights::{export, Init, ParamNames, WeightSource};
+use crate::weights::{Init, ParamNames, WeightSource, export};
 
 /// A linear map (a 1-D convolution over tokens, flattened) with a spectrally normalised weight.
 #[derive(Module, Debug)]
@@ -27,7 +27,10 @@ pub struct SnLinear {
 
 impl SnLinear {
     fn load(ws: &mut WeightSource, key: &str, d_in: usize, d_out: usize) -> Self {
-        Self { weight: ws.linear_weight(&format!("{key}.weight"), d_in, d_out), bias: ws.param(&format!("{key}.bias"), [d_out], Init::Zeros) }
+        Self {
+            weight: ws.linear_weight(&format!("{key}.weight"), d_in, d_out),
+            bias: ws.param(&format!("{key}.bias"), [d_out], Init::Zeros),
+        }
     }
 
     /// # Shapes
@@ -113,7 +116,14 @@ impl Discriminator {
     /// `backbone` must already be frozen (no_grad). Heads are drawn with `seed`, or taken from `state`
     /// (a [`Discriminator::export`] map, spectral-norm vectors included) when given; `mean`/`std` = the backbone's
     /// input normalisation.
-    pub fn new(backbone: Vit, seed: u64, state: Option<TensorMap>, mean: [f32; 3], std: [f32; 3], device: &Device) -> Result<Self> {
+    pub fn new(
+        backbone: Vit,
+        seed: u64,
+        state: Option<TensorMap>,
+        mean: [f32; 3],
+        std: [f32; 3],
+        device: &Device,
+    ) -> Result<Self> {
         let depth = backbone.cfg.depth;
         let d = backbone.cfg.dim;
         let taps: Vec<usize> = (1..=4).map(|k| (depth * k / 4).max(1) - 1).collect();
@@ -136,10 +146,15 @@ impl Discriminator {
         // u starts as a fixed unit vector per layer, or as saved (`sn_u.{head}.{layer}`)
         let mut sn: Vec<Vec<(Vec<f32>, Vec<f32>)>> = heads
             .iter()
-            .map(|h| h.layers().iter().map(|l| {
-                let [di, dout] = l.weight.val().dims();
-                (vec![0.0; di], vec![1.0 / (dout as f32).sqrt(); dout])
-            }).collect())
+            .map(|h| {
+                h.layers()
+                    .iter()
+                    .map(|l| {
+                        let [di, dout] = l.weight.val().dims();
+                        (vec![0.0; di], vec![1.0 / (dout as f32).sqrt(); dout])
+                    })
+                    .collect()
+            })
             .collect();
         if let Some(m) = &state {
             for (i, layers) in sn.iter_mut().enumerate() {
@@ -171,7 +186,9 @@ impl Discriminator {
             for (l, (v, u)) in h.layers().iter().zip(sn) {
                 let Ok(w) = crate::raw::RawTensor::from_tensor(l.weight.val()) else { continue };
                 let (di, dout, data) = (w.shape[0], w.shape[1], w.data);
-                let s: f64 = (0..di).map(|i| (0..dout).map(|o| v[i] as f64 * data[i * dout + o] as f64 * u[o] as f64).sum::<f64>()).sum();
+                let s: f64 = (0..di)
+                    .map(|i| (0..dout).map(|o| v[i] as f64 * data[i * dout + o] as f64 * u[o] as f64).sum::<f64>())
+                    .sum();
                 out.push(s as f32);
             }
         }

@@ -32,7 +32,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, save_sae};
@@ -40,11 +40,11 @@ use crate::error::{EngineError, Result};
 use crate::fixture::cosine_last;
 use crate::interp::resize_bicubic;
 use crate::model::nn::Probe;
-use crate::model::sae::{tokens_to_map, DinoSae, SaeConfig};
 pub use crate::model::sae::EmbedKind;
+use crate::model::sae::{DinoSae, SaeConfig, tokens_to_map};
 use crate::model::vit::Vit;
 use crate::raw::{Precision, TensorMap};
-use crate::weights::{export, WeightSource};
+use crate::weights::{WeightSource, export};
 use data::PhotoSet;
 
 /// Alignment loss between student and teacher patch tokens.
@@ -257,7 +257,14 @@ pub fn init_student(
 ///
 /// # Shapes
 /// - x (plain) / x_ad (autodiff): `[B, 3, 16g, 16g]`; `side` = p * g
-fn stem_warmup_loss(model: &DinoSae, teacher: &Vit, x: Tensor<4>, x_ad: Tensor<4>, side: usize, ad: &Device) -> (Tensor<1>, f64) {
+fn stem_warmup_loss(
+    model: &DinoSae,
+    teacher: &Vit,
+    x: Tensor<4>,
+    x_ad: Tensor<4>,
+    side: usize,
+    ad: &Device,
+) -> (Tensor<1>, f64) {
     let s = model.encoder.patch_embed.forward(x_ad, &mut Probe::default());
     let t = teacher.patch_embed.forward(resize_bicubic(x, side, side, false, None), &mut Probe::default());
     let t = Tensor::<4>::from_data(t.into_data(), ad);
@@ -311,7 +318,15 @@ struct Optims {
     disc: ModuleOptimizer,
 }
 
-fn save_checkpoint(run: &RunDir, step: usize, model: &DinoSae, ema: &TensorMap, cfg: &TrainConfig, disc: Option<&disc::Discriminator>, optims: &Optims) -> Result<()> {
+fn save_checkpoint(
+    run: &RunDir,
+    step: usize,
+    model: &DinoSae,
+    ema: &TensorMap,
+    cfg: &TrainConfig,
+    disc: Option<&disc::Discriminator>,
+    optims: &Optims,
+) -> Result<()> {
     let tmp = run.0.join(format!(".ckpt-{step}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     save_sae(model, tmp.join("model"), Precision::F32)?;
@@ -462,7 +477,8 @@ pub fn train(
             Some((_, p)) if p.join(DISC_FILE).exists() => Some(crate::raw::read_safetensors(p.join(DISC_FILE))?),
             _ => None,
         };
-        let mut d = disc::Discriminator::new(backbone, cfg.seed ^ 0xd15c, state, sae_cfg.pixels.mean, sae_cfg.pixels.std, &ad)?;
+        let mut d =
+            disc::Discriminator::new(backbone, cfg.seed ^ 0xd15c, state, sae_cfg.pixels.mean, sae_cfg.pixels.std, &ad)?;
         if let Some((_, p)) = resume.as_ref().filter(|(_, p)| optim_state::restorable(p, optim_state::DISC)) {
             let (heads, names, o) = optim_state::restore(p, optim_state::DISC, d.heads, &d.names, optims.disc)?;
             (d.heads, d.names, optims.disc) = (heads, names, o);
@@ -486,13 +502,21 @@ pub fn train(
     }
     let t0 = Instant::now();
     let g = (cfg.crop / 16) as usize;
-    let ctx = StepCtx { cfg, teacher: &teacher, sae: &sae_cfg, perc_net: perc_net.as_ref(), ad: &ad, side: teacher.cfg.patch_size * g };
+    let ctx = StepCtx {
+        cfg,
+        teacher: &teacher,
+        sae: &sae_cfg,
+        perc_net: perc_net.as_ref(),
+        ad: &ad,
+        side: teacher.cfg.patch_size * g,
+    };
     let mut acc = Stats::default();
     while step0 < cfg.steps {
         let step = step0 + 1;
         // one stream per step (crops, flips, noise, DiffAugment), so a resumed run draws what an uninterrupted one would
         let mut rng = step_rng(cfg.seed, step);
-        let imgs: Vec<image::RgbImage> = (0..cfg.batch).map(|_| photos.sample(&mut rng, cfg.crop, cfg.min_crop_frac).1).collect();
+        let imgs: Vec<image::RgbImage> =
+            (0..cfg.batch).map(|_| photos.sample(&mut rng, cfg.crop, cfg.min_crop_frac).1).collect();
         let (x, target) = images_to_tensor(&imgs, &sae_cfg, &plain)?;
         let lr = cfg.lr_at(step);
         let x_ad = Tensor::<4>::from_data(x.clone().into_data(), &ad);
@@ -685,7 +709,10 @@ fn autoencoder_loss(
         stats.mse = scalar(&err.detach().square().mean());
     }
     if let Some(net) = ctx.perc_net {
-        let p = net.layers(ctx.sae.pixels.output_to_unit(recon.clone()), ctx.sae.pixels.output_to_unit(target))?.sum_dim(1).mean();
+        let p = net
+            .layers(ctx.sae.pixels.output_to_unit(recon.clone()), ctx.sae.pixels.output_to_unit(target))?
+            .sum_dim(1)
+            .mean();
         stats.perc = scalar(&p);
         loss = loss + p.mul_scalar(cfg.w_perc);
     }
@@ -731,7 +758,8 @@ fn discriminator_step(
 /// Redraw `loss.png` from `loss.csv`.
 pub fn write_curve(out: &Path) -> Result<()> {
     let s = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
-    let mut cols: Vec<(String, Vec<f64>)> = ["loss", "align", "l1"].iter().map(|n| (n.to_string(), Vec::new())).collect();
+    let mut cols: Vec<(String, Vec<f64>)> =
+        ["loss", "align", "l1"].iter().map(|n| (n.to_string(), Vec::new())).collect();
     for line in s.lines().skip(1) {
         let v: Vec<f64> = line.split(',').filter_map(|x| x.parse().ok()).collect();
         if v.len() >= 4 {

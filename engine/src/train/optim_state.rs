@@ -45,7 +45,10 @@ pub fn restorable(dir: &Path, tag: &str) -> bool {
     }
     let ok = std::env::var_os("BURN_DEVICE").is_some() || !crate::backend::adapters().is_empty();
     if !ok {
-        eprintln!("{}: no wgpu adapter for burn's default device; the optimiser restarts (set BURN_DEVICE=flex to load it)", a.display());
+        eprintln!(
+            "{}: no wgpu adapter for burn's default device; the optimiser restarts (set BURN_DEVICE=flex to load it)",
+            a.display()
+        );
     }
     ok
 }
@@ -74,7 +77,8 @@ pub fn restore<M: Module>(
         saved.iter().map(|(k, v)| (by_name[k.as_str()], ParamId::from(*v))).collect();
     let model = model.map(&mut Reid { remap: &remap });
     let names = names.iter().map(|(id, v)| (remap.get(id).copied().unwrap_or(*id), v.clone())).collect();
-    let record = OptimizerRecord::load(&path).map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))?;
+    let record =
+        OptimizerRecord::load(&path).map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))?;
     Ok((model, names, optim.load_record(record)))
 }
 

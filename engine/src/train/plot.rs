@@ -7,7 +7,8 @@ const COLORS: [[u8; 3]; 4] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [21
 /// Draw `series` (name, values per logged step) into a `w x h` PNG at `path`.
 pub fn loss_curve(path: &std::path::Path, series: &[(String, Vec<f64>)], w: u32, h: u32) -> crate::Result<()> {
     let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
-    let vals: Vec<f64> = series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite() && *v > 0.0).collect();
+    let vals: Vec<f64> =
+        series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite() && *v > 0.0).collect();
     if vals.is_empty() {
         return crate::image_io::save_png(path, &img, &[]);
     }

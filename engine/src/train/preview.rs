@@ -31,9 +31,7 @@ use crate::generate::{CacheSpec, fingerprint_file, fingerprint_photos, photo_cro
 use crate::image_io;
 use crate::model::preview::{PreviewConfig, PreviewDecoder};
 use crate::model::sae::{DinoSae, OutputRange, PixelConfig};
-use crate::raw::{
-    Precision, RawTensor, TensorMap, atomic_write, read_safetensors, write_safetensors,
-};
+use crate::raw::{Precision, RawTensor, TensorMap, atomic_write, read_safetensors, write_safetensors};
 
 const CACHE_VERSION: u32 = 1;
 const DECODE_BATCH: usize = 8;
@@ -182,14 +180,7 @@ impl PreviewSet {
         self.clean.is_empty()
     }
 
-    fn gather(
-        &self,
-        src: &[f32],
-        per: usize,
-        idx: &[usize],
-        shape: [usize; 4],
-        device: &Device,
-    ) -> Tensor<4> {
+    fn gather(&self, src: &[f32], per: usize, idx: &[usize], shape: [usize; 4], device: &Device) -> Tensor<4> {
         let mut v = Vec::with_capacity(idx.len() * per);
         for &i in idx {
             v.extend_from_slice(&src[i * per..(i + 1) * per]);
@@ -279,10 +270,7 @@ fn mix(seed: u64, k: u64) -> u64 {
 }
 
 fn host4(t: Tensor<4>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| EngineError::Data(format!("{e:?}")))
+    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -297,11 +285,7 @@ fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
 
 fn load_cache(dir: &Path, want: &CacheIndex) -> Option<PreviewSet> {
     let idx: CacheIndex = read_json(&dir.join("index.json")).ok()?;
-    if idx.version != want.version
-        || idx.key != want.key
-        || idx.sae != want.sae
-        || idx.photos != want.photos
-    {
+    if idx.version != want.version || idx.key != want.key || idx.sae != want.sae || idx.photos != want.photos {
         return None;
     }
     let mut set = PreviewSet {
@@ -363,19 +347,10 @@ pub fn build_cache(
         min_crop_frac: cfg.min_crop_frac,
         seed: cfg.seed,
     };
-    let crops: Vec<image::RgbImage> = (0..photos.images.len())
-        .flat_map(|i| photo_crops(photos, i, &spec))
-        .collect();
+    let crops: Vec<image::RgbImage> = (0..photos.images.len()).flat_map(|i| photo_crops(photos, i, &spec)).collect();
     let variants = 1 + cfg.noise_variants;
     let total = crops.len() * variants;
-    let mut set = PreviewSet {
-        latents: vec![],
-        targets: vec![],
-        photos: vec![],
-        clean: vec![],
-        channels: c,
-        grid: g,
-    };
+    let mut set = PreviewSet { latents: vec![], targets: vec![], photos: vec![], clean: vec![], channels: c, grid: g };
     for (ci, chunk) in crops.chunks(DECODE_BATCH).enumerate() {
         let refs: Vec<&image::RgbImage> = chunk.iter().collect();
         let x = image_io::to_tensor(&refs, &sae.cfg.pixels, &device)?;
@@ -384,8 +359,7 @@ pub fn build_cache(
         // clean + perturbed latents, item-major: crop k's variants are consecutive
         let mut zs: Vec<f32> = Vec::with_capacity(chunk.len() * variants * per);
         for (k, img) in chunk.iter().enumerate() {
-            let mut rng =
-                StdRng::seed_from_u64(mix(cfg.seed ^ 0x9e_0e_1e, (ci * DECODE_BATCH + k) as u64));
+            let mut rng = StdRng::seed_from_u64(mix(cfg.seed ^ 0x9e_0e_1e, (ci * DECODE_BATCH + k) as u64));
             let base = &z[k * per..(k + 1) * per];
             for v in 0..variants {
                 let mut zz = base.to_vec();
@@ -393,9 +367,7 @@ pub fn build_cache(
                     perturb_latent(&mut zz, c, &mut rng, cfg.noise_max_deg);
                 }
                 zs.extend_from_slice(&zz);
-                let mut p: Vec<f32> = (0..3)
-                    .flat_map(|ch| img.pixels().map(move |q| q[ch] as f32 / 255.0))
-                    .collect();
+                let mut p: Vec<f32> = (0..3).flat_map(|ch| img.pixels().map(move |q| q[ch] as f32 / 255.0)).collect();
                 unit_to_output(&mut p, &sae.cfg.pixels, px * px);
                 set.photos.extend(p);
                 set.clean.push(if v == 0 { 1.0 } else { 0.0 });
@@ -404,24 +376,16 @@ pub fn build_cache(
         let n = chunk.len() * variants;
         for part in zs.chunks(DECODE_BATCH * per) {
             let m = part.len() / per;
-            let t = sae.decode(Tensor::from_data(
-                TensorData::new(part.to_vec(), vec![m, c, g, g]),
-                &device,
-            ))?;
+            let t = sae.decode(Tensor::from_data(TensorData::new(part.to_vec(), vec![m, c, g, g]), &device))?;
             let t = host4(t)?;
             if t.iter().any(|v| !v.is_finite()) {
-                return Err(EngineError::NonFinite(
-                    "full decoder output while caching".into(),
-                ));
+                return Err(EngineError::NonFinite("full decoder output while caching".into()));
             }
             set.targets.extend(t);
         }
         set.latents.extend(zs);
         on_progress(set.len(), total);
-        debug_assert_eq!(
-            set.len(),
-            (ci * DECODE_BATCH).min(crops.len()) * variants + n
-        );
+        debug_assert_eq!(set.len(), (ci * DECODE_BATCH).min(crops.len()) * variants + n);
     }
     for (k, start) in (0..set.len()).step_by(SHARD_ITEMS).enumerate() {
         let n = SHARD_ITEMS.min(set.len() - start);
@@ -429,29 +393,17 @@ pub fn build_cache(
         let mut m = TensorMap::new();
         m.insert(
             "latents".into(),
-            RawTensor::new(
-                vec![n, c, g, g],
-                set.latents[start * lp..(start + n) * lp].to_vec(),
-            )?,
+            RawTensor::new(vec![n, c, g, g], set.latents[start * lp..(start + n) * lp].to_vec())?,
         );
         m.insert(
             "targets".into(),
-            RawTensor::new(
-                vec![n, 3, px, px],
-                set.targets[start * tp..(start + n) * tp].to_vec(),
-            )?,
+            RawTensor::new(vec![n, 3, px, px], set.targets[start * tp..(start + n) * tp].to_vec())?,
         );
         m.insert(
             "photos".into(),
-            RawTensor::new(
-                vec![n, 3, px, px],
-                set.photos[start * tp..(start + n) * tp].to_vec(),
-            )?,
+            RawTensor::new(vec![n, 3, px, px], set.photos[start * tp..(start + n) * tp].to_vec())?,
         );
-        m.insert(
-            "clean".into(),
-            RawTensor::new(vec![n], set.clean[start..start + n].to_vec())?,
-        );
+        m.insert("clean".into(), RawTensor::new(vec![n], set.clean[start..start + n].to_vec())?);
         let file = format!("shard_{k:04}.safetensors");
         write_safetensors(dir.join(&file), &m, &Default::default(), Precision::F32)?;
         want.shards.push((file, n));
@@ -510,10 +462,7 @@ fn latest(out: &Path) -> Option<(usize, PathBuf)> {
     let name = s.trim();
     let step = name.strip_prefix("ckpt-")?.parse().ok()?;
     let p = out.join(name);
-    ["model.safetensors", "config.json", "state.json"]
-        .iter()
-        .all(|f| p.join(f).exists())
-        .then_some((step, p))
+    ["model.safetensors", "config.json", "state.json"].iter().all(|f| p.join(f).exists()).then_some((step, p))
 }
 
 fn save_checkpoint(
@@ -528,20 +477,15 @@ fn save_checkpoint(
     let _ = std::fs::remove_dir_all(&tmp);
     model.save(&tmp, Precision::F32, step, sae_fp)?;
     optim_state::save(&tmp, optim_state::MODEL, optim, &model.names)?;
-    write_json(
-        &tmp.join("state.json"),
-        &serde_json::json!({ "step": step, "train": cfg }),
-    )?;
+    write_json(&tmp.join("state.json"), &serde_json::json!({ "step": step, "train": cfg }))?;
     super::publish_checkpoint(out, &tmp, step)
 }
 
 /// Redraw `loss.png` from `loss.csv` (loss, L1 to the full decode, L1 to the photo).
 pub fn write_curve(out: &Path) -> Result<()> {
     let s = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
-    let mut cols: Vec<(String, Vec<f64>)> = ["loss", "l1", "photo"]
-        .iter()
-        .map(|n| (n.to_string(), Vec::new()))
-        .collect();
+    let mut cols: Vec<(String, Vec<f64>)> =
+        ["loss", "l1", "photo"].iter().map(|n| (n.to_string(), Vec::new())).collect();
     for line in s.lines().skip(1) {
         let v: Vec<f64> = line.split(',').filter_map(|x| x.parse().ok()).collect();
         if v.len() >= 5 {
@@ -581,33 +525,21 @@ pub fn train_preview(
     let sae_fp = fingerprint_file(sae_path)?;
     let photos = PhotoSet::load(photos_dir, (cfg.crop * 4).max(256))?;
     let photos_fp = fingerprint_photos(photos_dir, &photos.names);
-    let (set, reused) = build_cache(
-        &sae,
-        &sae_fp,
-        &photos,
-        &photos_fp,
-        cfg,
-        &out.join("cache"),
-        &mut |done, total| {
+    let (set, reused) =
+        build_cache(&sae, &sae_fp, &photos, &photos_fp, cfg, &out.join("cache"), &mut |done, total| {
             on_event(PreviewEvent::Caching { done, total });
-        },
-    )?;
+        })?;
     let mut pcfg = PreviewConfig::preset(&cfg.preset, sae.cfg.decoder.latent_channels)?;
     pcfg.pixels = sae.cfg.pixels.clone();
     drop((sae, photos));
-    on_event(PreviewEvent::Cached {
-        count: set.len(),
-        reused,
-    });
+    on_event(PreviewEvent::Cached { count: set.len(), reused });
     if set.is_empty() {
         return Err(EngineError::Config("no training items".into()));
     }
 
     // 2. model + optimiser (resumed when `latest` exists)
     let resume = latest(out);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(cfg.weight_decay)
-        .init();
+    let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
     let (mut step, mut model) = match &resume {
         Some((s, p)) => {
             let (m, _) = PreviewDecoder::load(p, &ad)?;
@@ -622,10 +554,7 @@ pub fn train_preview(
         }
         None => (0, PreviewDecoder::random(&pcfg, cfg.seed, &ad)?.0),
     };
-    if let Some((_, p)) = resume
-        .as_ref()
-        .filter(|(_, p)| optim_state::restorable(p, optim_state::MODEL))
-    {
+    if let Some((_, p)) = resume.as_ref().filter(|(_, p)| optim_state::restorable(p, optim_state::MODEL)) {
         let old = model.names.clone();
         let (m, names, o) = optim_state::restore(p, optim_state::MODEL, model, &old, optim)?;
         model = m;
@@ -634,10 +563,7 @@ pub fn train_preview(
     }
     let start_step = step;
     let perc_net = if cfg.w_perc > 0.0 {
-        let dir = cfg
-            .perc_weights
-            .clone()
-            .unwrap_or_else(crate::lpips::default_dir);
+        let dir = cfg.perc_weights.clone().unwrap_or_else(crate::lpips::default_dir);
         Some(crate::lpips::LpipsVgg::load(&dir, &ad)?.no_grad())
     } else {
         None
@@ -650,12 +576,7 @@ pub fn train_preview(
         if step > 0 {
             let old = std::fs::read_to_string(&csv_path).unwrap_or_default();
             for line in old.lines().skip(1) {
-                if line
-                    .split(',')
-                    .next()
-                    .and_then(|s| s.parse::<usize>().ok())
-                    .is_some_and(|s| s <= step)
-                {
+                if line.split(',').next().and_then(|s| s.parse::<usize>().ok()).is_some_and(|s| s <= step) {
                     text.push_str(line);
                     text.push('\n');
                 }
@@ -663,10 +584,8 @@ pub fn train_preview(
         }
         atomic_write(&csv_path, text.as_bytes())?;
     }
-    let mut csv = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&csv_path)
-        .map_err(|e| EngineError::io(&csv_path, e))?;
+    let mut csv =
+        std::fs::OpenOptions::new().append(true).open(&csv_path).map_err(|e| EngineError::io(&csv_path, e))?;
 
     // 4. steps
     let t0 = Instant::now();
@@ -676,9 +595,7 @@ pub fn train_preview(
     while step < cfg.steps {
         let s = step + 1;
         let mut rng = step_rng(cfg.seed, s);
-        let idx: Vec<usize> = (0..cfg.batch)
-            .map(|_| rng.random_range(0..set.len()))
-            .collect();
+        let idx: Vec<usize> = (0..cfg.batch).map(|_| rng.random_range(0..set.len())).collect();
         let [z, t, p, m] = set.batch(&idx, &ad);
         let pred = model.forward(z);
         let diff = pred.clone() - t.clone();
@@ -686,24 +603,15 @@ pub fn train_preview(
         let mse = diff.square().mean();
         let n_clean = idx.iter().map(|&i| set.clean[i]).sum::<f32>();
         let photo = if n_clean > 0.0 {
-            ((pred.clone() - p).abs() * m)
-                .mean()
-                .mul_scalar(cfg.batch as f64 / n_clean as f64)
+            ((pred.clone() - p).abs() * m).mean().mul_scalar(cfg.batch as f64 / n_clean as f64)
         } else {
             Tensor::<1>::zeros([1], &ad)
         };
-        let mut loss = l1.clone().mul_scalar(cfg.w_l1)
-            + mse.clone().mul_scalar(cfg.w_mse)
-            + photo.clone().mul_scalar(cfg.w_photo);
+        let mut loss =
+            l1.clone().mul_scalar(cfg.w_l1) + mse.clone().mul_scalar(cfg.w_mse) + photo.clone().mul_scalar(cfg.w_photo);
         let mut perc_v = 0.0;
         if let Some(net) = &perc_net {
-            let d = net
-                .layers(
-                    px_cfg.output_to_unit(pred.clone()),
-                    px_cfg.output_to_unit(t),
-                )?
-                .sum_dim(1)
-                .mean();
+            let d = net.layers(px_cfg.output_to_unit(pred.clone()), px_cfg.output_to_unit(t))?.sum_dim(1).mean();
             perc_v = d.clone().into_scalar::<f32>() as f64;
             loss = loss + d.mul_scalar(cfg.w_perc);
         }
@@ -756,24 +664,9 @@ pub fn train_preview(
     drop(csv);
     let final_dir = out.join("final");
     let inference = model.valid();
-    inference.save(
-        &final_dir,
-        if cfg.final_f16 {
-            Precision::F16
-        } else {
-            Precision::F32
-        },
-        step,
-        &sae_fp,
-    )?;
+    inference.save(&final_dir, if cfg.final_f16 { Precision::F16 } else { Precision::F32 }, step, &sae_fp)?;
     write_curve(out)?;
-    Ok(PreviewTrainSummary {
-        start_step,
-        steps: step,
-        final_dir,
-        cache_reused: reused,
-        items: set.len(),
-    })
+    Ok(PreviewTrainSummary { start_step, steps: step, final_dir, cache_reused: reused, items: set.len() })
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -814,18 +707,11 @@ pub fn evaluate_preview_perturbed(
     let mut rows = Vec::new();
     for i in 0..photos.images.len() {
         let img = photos.center(i, size);
-        let mut z = sae
-            .encode(image_io::to_tensor(&[&img], &sae.cfg.pixels, &device)?)?
-            .patches;
+        let mut z = sae.encode(image_io::to_tensor(&[&img], &sae.cfg.pixels, &device)?)?.patches;
         if noise_deg > 0.0 {
             let dims = z.dims();
             let mut v = host4(z)?;
-            perturb_latent(
-                &mut v,
-                dims[1],
-                &mut StdRng::seed_from_u64(mix(seed, i as u64)),
-                noise_deg,
-            );
+            perturb_latent(&mut v, dims[1], &mut StdRng::seed_from_u64(mix(seed, i as u64)), noise_deg);
             z = Tensor::from_data(TensorData::new(v, dims.to_vec()), &device);
         }
         let full = image_io::from_tensor(sae.decode(z.clone())?, &sae.cfg.pixels)?.remove(0);

@@ -48,7 +48,20 @@ pub(super) struct State {
 
 impl State {
     pub(super) fn new(device: burn::tensor::Device, budget: Option<Budget>) -> Self {
-        Self { device, main: None, current: None, version: 0, history: Vec::new(), dit: None, others: Vec::new(), teacher: None, lpips: None, recons: None, budget, preview: None }
+        Self {
+            device,
+            main: None,
+            current: None,
+            version: 0,
+            history: Vec::new(),
+            dit: None,
+            others: Vec::new(),
+            teacher: None,
+            lpips: None,
+            recons: None,
+            budget,
+            preview: None,
+        }
     }
 
     fn budget(&self) -> Budget {
@@ -75,7 +88,11 @@ impl State {
                 p.cfg.latent_channels, m.cfg.decoder.latent_channels
             )));
         }
-        let info = PreviewInfo { path: dir.to_path_buf(), params: p.num_params(), gflop_256: crate::flops::preview(&p.cfg, 16, 16) / 1e9 };
+        let info = PreviewInfo {
+            path: dir.to_path_buf(),
+            params: p.num_params(),
+            gflop_256: crate::flops::preview(&p.cfg, 16, 16) / 1e9,
+        };
         self.preview = Some((p, info));
         Ok(())
     }
@@ -91,7 +108,12 @@ impl State {
         };
         if let Some(d) = dir {
             if let Err(e) = self.load_preview(&d) {
-                emit(Event::Failed(Failed { kind: None, id: None, error: format!("preview decoder {}: {e}", d.display()), cancelled: false }));
+                emit(Event::Failed(Failed {
+                    kind: None,
+                    id: None,
+                    error: format!("preview decoder {}: {e}", d.display()),
+                    cancelled: false,
+                }));
             }
         }
     }
@@ -152,11 +174,24 @@ fn ms(t0: Instant) -> f64 {
 
 /// Jobs that only read the state (and are interactive): they may run while a background job holds the engine.
 pub(super) fn is_readonly(job: &Job) -> bool {
-    matches!(job, Job::Steer { .. } | Job::SteerPreview { .. } | Job::PatchCosine { .. } | Job::PatchDirection { .. } | Job::TeacherCosine)
+    matches!(
+        job,
+        Job::Steer { .. }
+            | Job::SteerPreview { .. }
+            | Job::PatchCosine { .. }
+            | Job::PatchDirection { .. }
+            | Job::TeacherCosine
+    )
 }
 
 /// Run any job. `pump` is called between the steps of long jobs (sampling, renders, walks).
-pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn(Event), pump: &mut dyn FnMut(&State, &Ticket)) -> Result<Event> {
+pub(super) fn handle(
+    job: Job,
+    ticket: &Ticket,
+    state: &mut State,
+    emit: &dyn Fn(Event),
+    pump: &mut dyn FnMut(&State, &Ticket),
+) -> Result<Event> {
     let device = state.device.clone();
     let id = ticket.id;
     match job {
@@ -177,7 +212,12 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
                             let info = generator_info(&b, Some(d));
                             state.dit = Some((b, info));
                         }
-                        Err(e) => emit(Event::Failed(Failed { kind: None, id: None, error: format!("default generator: {e}"), cancelled: false })),
+                        Err(e) => emit(Event::Failed(Failed {
+                            kind: None,
+                            id: None,
+                            error: format!("default generator: {e}"),
+                            cancelled: false,
+                        })),
                     }
                 }
             }
@@ -215,7 +255,10 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             let l = crate::checkpoint::load_backbone(&path, &device, false)?;
             if let Ok(m) = state.model() {
                 if l.model.cfg.dim != m.cfg.encoder.dim {
-                    return Err(EngineError::Config(format!("teacher width {} differs from the model's latent width {}", l.model.cfg.dim, m.cfg.encoder.dim)));
+                    return Err(EngineError::Config(format!(
+                        "teacher width {} differs from the model's latent width {}",
+                        l.model.cfg.dim, m.cfg.encoder.dim
+                    )));
                 }
             }
             state.teacher = Some((l.model, path.display().to_string()));
@@ -239,12 +282,17 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
         Job::Sample { spec, preview_every } => sample(state, ticket, spec, preview_every, emit, pump),
         Job::ClassMean { class, count } => {
             let b = state.generator()?;
-            let spec = crate::generate::SampleSpec { class, count: count.max(1), steps: 10, seed: 7, ..Default::default() };
+            let spec =
+                crate::generate::SampleSpec { class, count: count.max(1), steps: 10, seed: 7, ..Default::default() };
             let z = crate::generate::sample_latents(b, &spec)?; // [n, C, h, w]
             let d = sphere::direction(&z);
             let [n, c, h, w] = d.dims();
             let mean = d.swap_dims(0, 1).reshape([c, n * h * w]).mean_dim(1).reshape([c]);
-            let direction = mean.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))?;
+            let direction = mean
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| EngineError::Data(format!("{e:?}")))?;
             Ok(Event::ClassMean(ClassMean { id, class, direction }))
         }
         Job::Walk { spec, seed_b, frames } => {
@@ -293,9 +341,11 @@ pub(super) fn handle(job: Job, ticket: &Ticket, state: &mut State, emit: &dyn Fn
             Ok(Event::Exported(Exported { id, path }))
         }
         Job::Render { original, fit, edit, tiling } => render(state, ticket, &original, fit, &edit, tiling, emit, pump),
-        job @ (Job::Steer { .. } | Job::SteerPreview { .. } | Job::PatchCosine { .. } | Job::PatchDirection { .. } | Job::TeacherCosine) => {
-            handle_readonly(job, ticket, state)
-        }
+        job @ (Job::Steer { .. }
+        | Job::SteerPreview { .. }
+        | Job::PatchCosine { .. }
+        | Job::PatchDirection { .. }
+        | Job::TeacherCosine) => handle_readonly(job, ticket, state),
     }
 }
 
@@ -313,7 +363,12 @@ fn preview_frames(st: &State, zs: &[Tensor<4>], id: u64, t0: Instant, emit: &dyn
 }
 
 /// Decode frames one at a time (each is one preflighted decode), pumping between them.
-fn decode_frames(m: &DinoSae, zs: Vec<Tensor<4>>, ticket: &Ticket, pump: &mut dyn FnMut(&Ticket)) -> Result<Vec<RgbImage>> {
+fn decode_frames(
+    m: &DinoSae,
+    zs: Vec<Tensor<4>>,
+    ticket: &Ticket,
+    pump: &mut dyn FnMut(&Ticket),
+) -> Result<Vec<RgbImage>> {
     let mut out = Vec::with_capacity(zs.len());
     for z in zs {
         if ticket.is_cancelled() {
@@ -335,7 +390,12 @@ pub(super) fn handle_readonly(job: Job, ticket: &Ticket, state: &State) -> Resul
             let (lat, _) = state.current()?;
             let rows = crate::inspect::patch_rows(lat);
             let v = rows.get(patch).ok_or_else(|| EngineError::Shape(format!("patch {patch} out of range")))?;
-            Ok(Event::CosineMap(CosineMap { id, version: state.version, patch, values: crate::inspect::cosine_to(lat, v) }))
+            Ok(Event::CosineMap(CosineMap {
+                id,
+                version: state.version,
+                patch,
+                values: crate::inspect::cosine_to(lat, v),
+            }))
         }
         Job::PatchDirection { patch } => {
             let (lat, _) = state.current()?;
@@ -348,7 +408,11 @@ pub(super) fn handle_readonly(job: Job, ticket: &Ticket, state: &State) -> Resul
             if !(n.is_finite() && n > 0.0) {
                 return Err(EngineError::Data(format!("patch {patch} has no direction (|z| = {n})")));
             }
-            Ok(Event::PatchDirection(PatchDirection { id, patch, direction: v.iter().map(|x| (*x as f64 / n) as f32).collect() }))
+            Ok(Event::PatchDirection(PatchDirection {
+                id,
+                patch,
+                direction: v.iter().map(|x| (*x as f64 / n) as f32).collect(),
+            }))
         }
         Job::TeacherCosine => {
             let (t, _) = state.teacher.as_ref().ok_or_else(|| EngineError::Config("no teacher loaded".into()))?;
@@ -369,8 +433,15 @@ pub(super) fn handle_readonly(job: Job, ticket: &Ticket, state: &State) -> Resul
             let st = crate::model::sae::tokens_to_map(tt, (gh, gw));
             let c = lat.shape[1];
             let z: Tensor<4> = lat.to_tensor(device)?;
-            let cos = crate::fixture::cosine_last(z.reshape([1, c, gh * gw]).swap_dims(1, 2), st.reshape([1, c, gh * gw]).swap_dims(1, 2));
-            Ok(Event::TeacherCosine(TeacherCosine { id, version: state.version, values: RawTensor::from_tensor(cos)?.data }))
+            let cos = crate::fixture::cosine_last(
+                z.reshape([1, c, gh * gw]).swap_dims(1, 2),
+                st.reshape([1, c, gh * gw]).swap_dims(1, 2),
+            );
+            Ok(Event::TeacherCosine(TeacherCosine {
+                id,
+                version: state.version,
+                values: RawTensor::from_tensor(cos)?.data,
+            }))
         }
         Job::Steer { edit } => steer(state, ticket, &edit, false),
         Job::SteerPreview { edit } => steer(state, ticket, &edit, true),
@@ -436,14 +507,21 @@ fn reconstruct(state: &mut State, ticket: &Ticket, image: &RgbImage, fit: Fit) -
         let ox = image_io::to_tensor(&[&img], &o.model.cfg.pixels, &device)?;
         let z = o.model.encode_cancellable(ox, &ticket.cancel)?.patches;
         let r = image_io::from_tensor(o.model.decode_cancellable(z, &ticket.cancel)?, &o.model.cfg.pixels)?;
-        others.push(OtherRecon { name: o.info.name.clone(), image: image_io::f32_to_rgb8(&r[0]), psnr: metrics::psnr(&orig, &r[0]), ssim: metrics::ssim(&orig, &r[0]) });
+        others.push(OtherRecon {
+            name: o.info.name.clone(),
+            image: image_io::f32_to_rgb8(&r[0]),
+            psnr: metrics::psnr(&orig, &r[0]),
+            ssim: metrics::ssim(&orig, &r[0]),
+        });
         other_recons.push(r[0].clone());
     }
     // nothing above changed the state: a failure or cancel leaves the previous image in place
     let (psnr, ssim) = (metrics::psnr(&orig, &rec[0]), metrics::ssim(&orig, &rec[0]));
     let recon = image_io::f32_to_rgb8(&rec[0]);
     state.recons = Some((orig, std::iter::once(rec[0].clone()).chain(other_recons).collect()));
-    Ok(Event::Reconstructed(Box::new(make_current(state, ticket.id, raw, img, recon, psnr, ssim, others, grid, t0, false))))
+    Ok(Event::Reconstructed(Box::new(make_current(
+        state, ticket.id, raw, img, recon, psnr, ssim, others, grid, t0, false,
+    ))))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -468,10 +546,25 @@ fn make_current(
     let refs: Vec<&RawTensor> = state.history.iter().collect();
     let pca = crate::inspect::Pca::fit(&refs);
     let pca_rgb = pca.as_ref().map(|p| p.rgb(&raw)).unwrap_or_default();
-    let pca_axes: Vec<Vec<f32>> = pca.map(|p| p.axes.iter().map(|a| a.iter().map(|&v| v as f32).collect()).collect()).unwrap_or_default();
+    let pca_axes: Vec<Vec<f32>> =
+        pca.map(|p| p.axes.iter().map(|a| a.iter().map(|&v| v as f32).collect()).collect()).unwrap_or_default();
     state.current = Some((raw, input.clone()));
     state.version += 1;
-    Reconstruction { id, version: state.version, input, recon, psnr, ssim, magnitude, pca_rgb, pca_axes, others, grid, millis: ms(t0), from_latent }
+    Reconstruction {
+        id,
+        version: state.version,
+        input,
+        recon,
+        psnr,
+        ssim,
+        magnitude,
+        pca_rgb,
+        pca_axes,
+        others,
+        grid,
+        millis: ms(t0),
+        from_latent,
+    }
 }
 
 fn load_latent(state: &mut State, ticket: &Ticket, latent: RawTensor) -> Result<Event> {
@@ -479,23 +572,40 @@ fn load_latent(state: &mut State, ticket: &Ticket, latent: RawTensor) -> Result<
     let m = state.model()?;
     let c = m.cfg.decoder.latent_channels;
     if latent.shape.len() != 4 || latent.shape[0] != 1 || latent.shape[1] != c {
-        return Err(EngineError::Shape(format!("latent {:?} does not fit this model (expects [1, {c}, h, w])", latent.shape)));
+        return Err(EngineError::Shape(format!(
+            "latent {:?} does not fit this model (expects [1, {c}, h, w])",
+            latent.shape
+        )));
     }
     if !latent.is_finite() {
         return Err(EngineError::NonFinite("latent".into()));
     }
     let grid = (latent.shape[2], latent.shape[3]);
     preflight::check_decode(&m.cfg, 1, grid.0, grid.1, &state.budget())?;
-    let rec = image_io::from_tensor(m.decode_cancellable(latent.to_tensor(&state.device)?, &ticket.cancel)?, &m.cfg.pixels)?;
+    let rec =
+        image_io::from_tensor(m.decode_cancellable(latent.to_tensor(&state.device)?, &ticket.cancel)?, &m.cfg.pixels)?;
     let img = image_io::f32_to_rgb8(&rec[0]);
     state.recons = Some((rec[0].clone(), vec![rec[0].clone()]));
-    Ok(Event::Reconstructed(Box::new(make_current(state, ticket.id, latent, img.clone(), img, f64::INFINITY, 1.0, Vec::new(), grid, t0, true))))
+    Ok(Event::Reconstructed(Box::new(make_current(
+        state,
+        ticket.id,
+        latent,
+        img.clone(),
+        img,
+        f64::INFINITY,
+        1.0,
+        Vec::new(),
+        grid,
+        t0,
+        true,
+    ))))
 }
 
 fn lpips(state: &mut State, id: u64) -> Result<Event> {
     let device = state.device.clone();
     if state.lpips.is_none() {
-        state.lpips = Some(crate::lpips::LpipsVgg::load(&crate::lpips::default_dir(), &device).map_err(|e| e.to_string()));
+        state.lpips =
+            Some(crate::lpips::LpipsVgg::load(&crate::lpips::default_dir(), &device).map_err(|e| e.to_string()));
     }
     let (orig, recs) = state.recons.as_ref().ok_or_else(|| EngineError::Config("no reconstruction yet".into()))?;
     let lp = match state.lpips.as_ref() {
@@ -531,7 +641,9 @@ fn sample(
 ) -> Result<Event> {
     let (m, b) = (state.model()?, state.generator()?);
     if !matches!(b.meta.objective_kind, crate::generate::ObjectiveKind::Rfm) {
-        return Err(EngineError::Config("this generator was trained with Euclidean FM; the app samples on spheres (use `dino-sae sample`)".into()));
+        return Err(EngineError::Config(
+            "this generator was trained with Euclidean FM; the app samples on spheres (use `dino-sae sample`)".into(),
+        ));
     }
     if spec.class >= b.meta.classes.len() {
         return Err(EngineError::Config(format!("class {} out of range", spec.class)));
@@ -540,9 +652,12 @@ fn sample(
     let [h, w] = spec.grid.unwrap_or(b.meta.grid);
     let count = spec.count.max(1);
     let est = preflight::sample(&b.meta.dit, &m.cfg, count, h, w, spec.steps.max(1), spec.cfg_scale);
-    preflight::check(&format!("sampling {count} latents of {h}x{w}"), &est, &state.budget(), || "sample a smaller batch".into())?;
+    preflight::check(&format!("sampling {count} latents of {h}x{w}"), &est, &state.budget(), || {
+        "sample a smaller batch".into()
+    })?;
     let s_vae = spec.s_vae.unwrap_or(b.meta.s_vae);
-    let sc = crate::generate::sphere_config(b, &crate::generate::SampleSpec { steps: spec.steps.max(1), ..spec.clone() });
+    let sc =
+        crate::generate::sphere_config(b, &crate::generate::SampleSpec { steps: spec.steps.max(1), ..spec.clone() });
     let y = vec![spec.class as i64; count];
     let every = preview_every.max(1);
     let id = ticket.id;
@@ -555,13 +670,24 @@ fn sample(
             let zr = sphere::project_to_radius(z, s_vae);
             let fast = state.preview.as_ref().map(|(p, _)| p);
             let imgs = match fast {
-                Some(p) => p.decode(zr).and_then(|x| image_io::from_tensor(x, &m.cfg.pixels)).map(|v| v.iter().map(image_io::f32_to_rgb8).collect::<Vec<_>>()),
+                Some(p) => p
+                    .decode(zr)
+                    .and_then(|x| image_io::from_tensor(x, &m.cfg.pixels))
+                    .map(|v| v.iter().map(image_io::f32_to_rgb8).collect::<Vec<_>>()),
                 None => crate::generate::decode_images(m, zr),
             };
             if let Ok(imgs) = imgs {
                 if let Ok(preview) = crate::generate::tile(&imgs) {
                     let eta = t0.elapsed().as_secs_f64() / info.step.max(1) as f64 * (info.steps - info.step) as f64;
-                    emit(Event::Progress(Progress { kind: JobKind::Sample, id, done: info.step, of: info.steps, eta_secs: eta, preview: Some(preview), fast: fast.is_some() }));
+                    emit(Event::Progress(Progress {
+                        kind: JobKind::Sample,
+                        id,
+                        done: info.step,
+                        of: info.steps,
+                        eta_secs: eta,
+                        preview: Some(preview),
+                        fast: fast.is_some(),
+                    }));
                 }
             }
         }
@@ -589,7 +715,10 @@ fn render(
     let budget = state.budget();
     let img = image_io::fit16(original, fit);
     let (gh, gw) = (img.height() as usize / 16, img.width() as usize / 16);
-    let (ty, tx) = (crate::render::axis_tiles(gh, tiling.tile, tiling.overlap), crate::render::axis_tiles(gw, tiling.tile, tiling.overlap));
+    let (ty, tx) = (
+        crate::render::axis_tiles(gh, tiling.tile, tiling.overlap),
+        crate::render::axis_tiles(gw, tiling.tile, tiling.overlap),
+    );
     let per_pass = ty.len() * tx.len();
     let of = 2 * per_pass;
     let id = ticket.id;
@@ -597,7 +726,15 @@ fn render(
     let mut progress = |_: crate::render::TileProgress| {
         done += 1;
         let eta = t0.elapsed().as_secs_f64() / done as f64 * (of - done) as f64;
-        emit(Event::Progress(Progress { kind: JobKind::Render, id, done, of, eta_secs: eta, preview: None, fast: false }));
+        emit(Event::Progress(Progress {
+            kind: JobKind::Render,
+            id,
+            done,
+            of,
+            eta_secs: eta,
+            preview: None,
+            fast: false,
+        }));
         pump(state, ticket);
     };
     let full = crate::render::encode_tiled(m, &img, tiling, &budget, &state.device, &ticket.cancel, &mut progress)?;
@@ -605,5 +742,11 @@ fn render(
     let edited = crate::steer::apply(&full, &mapped, &state.device)?;
     drop(full);
     let rgb = crate::render::decode_tiled(m, &edited, tiling, &budget, &state.device, &ticket.cancel, &mut progress)?;
-    Ok(Event::Rendered(Rendered { id, version: state.version, image: image_io::f32_to_rgb8(&rgb), tiles: per_pass, millis: ms(t0) }))
+    Ok(Event::Rendered(Rendered {
+        id,
+        version: state.version,
+        image: image_io::f32_to_rgb8(&rgb),
+        tiles: per_pass,
+        millis: ms(t0),
+    }))
 }

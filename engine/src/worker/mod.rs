@@ -14,7 +14,7 @@ mod protocol;
 mod scheduler;
 
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, channel};
 
 pub use protocol::*;
 
@@ -39,7 +39,11 @@ impl Worker {
 
     /// [`Self::spawn_on`] with a fixed memory budget for every job (None: `DINO_SAE_MEMORY_BUDGET` / 60 % of the
     /// available memory, read per job).
-    pub fn spawn_with_budget(choice: crate::backend::BackendChoice, budget: Option<crate::preflight::Budget>, notify: impl Fn() + Send + 'static) -> Self {
+    pub fn spawn_with_budget(
+        choice: crate::backend::BackendChoice,
+        budget: Option<crate::preflight::Budget>,
+        notify: impl Fn() + Send + 'static,
+    ) -> Self {
         let (tx, crx) = channel::<Command>();
         let (etx, rx) = channel::<Event>();
         std::thread::Builder::new()

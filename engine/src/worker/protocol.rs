@@ -86,7 +86,16 @@ impl JobKind {
 
     /// Of several queued jobs of this kind only the newest is worth running (its result supersedes theirs).
     pub fn newest_wins(self) -> bool {
-        matches!(self, JobKind::Reconstruct | JobKind::SteerPreview | JobKind::Steer | JobKind::Cosine | JobKind::TeacherCosine | JobKind::Lpips | JobKind::Render)
+        matches!(
+            self,
+            JobKind::Reconstruct
+                | JobKind::SteerPreview
+                | JobKind::Steer
+                | JobKind::Cosine
+                | JobKind::TeacherCosine
+                | JobKind::Lpips
+                | JobKind::Render
+        )
     }
 
     /// What the status bar calls it.

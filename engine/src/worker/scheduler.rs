@@ -35,7 +35,12 @@ pub(super) fn run(
     let backend = match crate::backend::Backend::select(choice) {
         Ok(b) => b,
         Err(e) => {
-            out.send(Event::Failed(Failed { kind: None, id: None, error: format!("{e}; using the CPU"), cancelled: false }));
+            out.send(Event::Failed(Failed {
+                kind: None,
+                id: None,
+                error: format!("{e}; using the CPU"),
+                cancelled: false,
+            }));
             crate::backend::Backend::cpu()
         }
     };
@@ -65,9 +70,15 @@ pub(super) fn run(
             pump_readonly(st, &mut queue, &out);
         };
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            jobs::handle(job, &ticket, &mut state, &|ev| {
-                out.send(ev);
-            }, &mut pump)
+            jobs::handle(
+                job,
+                &ticket,
+                &mut state,
+                &|ev| {
+                    out.send(ev);
+                },
+                &mut pump,
+            )
         }));
         if !out.send(outcome(kind, &ticket, res)) || shutdown {
             return;
@@ -88,7 +99,10 @@ fn outcome(kind: JobKind, ticket: &Ticket, res: std::thread::Result<crate::Resul
             id: Some(ticket.id),
             error: format!(
                 "internal error (the engine recovered): {}",
-                p.downcast_ref::<String>().cloned().or(p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or(p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
             ),
             cancelled: false,
         }),
