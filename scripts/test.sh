@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --gui
 # Build the workspace as a whole first (building one crate alone would re-resolve features).
 cargo build --workspace --all-targets
+# Lint gates: one formatting (rustfmt.toml) and clippy with every warning an error (unwrap_used included; tests may
+# unwrap, clippy.toml).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 bash scripts/fetch-teacher.sh
 bash scripts/fetch-lpips.sh
 cargo test --workspace

@@ -134,7 +134,7 @@ fn official_sae(name: &str, with_config: bool) -> PathBuf {
         t.insert(format!("decoder.{k}"), v);
     }
     let dir = tmp(name);
-    write_safetensors(&dir.join("model.safetensors"), &t, &Default::default(), Precision::F32).expect("write");
+    write_safetensors(dir.join("model.safetensors"), &t, &Default::default(), Precision::F32).expect("write");
     if with_config {
         let mut cfg: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(sae_dir.join("config.json")).expect("config")).expect("json");

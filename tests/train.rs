@@ -56,7 +56,7 @@ fn stage1_trains_resumes_and_leaves_no_partial_checkpoint() {
     let dec = DecoderConfig::small(64);
     // interrupted after 20 steps (the callback says stop)
     let mut stop_at_20 = |r: &engine::train::LogRow| r.step < 20;
-    let e = train(&cfg(60), &teacher(), None, dec.clone(), &photos, &out, &mut stop_at_20).err().expect("interrupted");
+    let e = train(&cfg(60), &teacher(), None, dec.clone(), &photos, &out, &mut stop_at_20).expect_err("interrupted");
     assert!(matches!(e, engine::EngineError::Cancelled));
     assert_eq!(std::fs::read_to_string(out.join("latest")).expect("latest").trim(), "ckpt-20");
     // a crash while writing a checkpoint leaves only a temporary folder
@@ -133,7 +133,7 @@ fn a_resumed_run_ends_where_the_uninterrupted_one_does() {
     let mut resumed = Vec::new();
     for (tag, drop_optim) in [("resumed", false), ("restarted", true)] {
         let out = fresh_run_dir(tag);
-        let e = train(&c, &teacher(), None, dec.clone(), &photos, &out, &mut |r| r.step < 10).err().expect("stopped");
+        let e = train(&c, &teacher(), None, dec.clone(), &photos, &out, &mut |r| r.step < 10).expect_err("stopped");
         assert!(matches!(e, engine::EngineError::Cancelled));
         let ck = out.join("ckpt-10");
         assert!(
@@ -166,11 +166,11 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     c.stage = 2;
     c.w_gan = 0.0;
     let mut go = |_: &engine::train::LogRow| true;
-    let e = train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut go).err().expect("refused");
+    let e = train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut go).expect_err("refused");
     assert!(e.to_string().contains("w_gan"), "{e}");
     c.w_gan = 0.5;
     let mut stop_at_5 = |r: &engine::train::LogRow| r.step < 5;
-    train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut stop_at_5).err().expect("interrupted");
+    train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut stop_at_5).expect_err("interrupted");
     let disc5 = engine::raw::read_safetensors(out.join("ckpt-5").join(engine::train::DISC_FILE))
         .expect("disc saved with the checkpoint");
     assert!(
@@ -318,7 +318,7 @@ fn stage0_fits_the_stem_to_the_teachers_patch_embedding_only() {
     )
     .expect("init");
     let after = engine::checkpoint::load_sae(out.join("ckpt-150/model"), &device, false).expect("ckpt").model;
-    let t = engine::checkpoint::load_backbone(&teacher(), &device, false).expect("teacher").model;
+    let t = engine::checkpoint::load_backbone(teacher(), &device, false).expect("teacher").model;
     let imgs: Vec<image::RgbImage> = (0..photos.images.len()).map(|i| photos.center(i, 32)).collect();
     let refs: Vec<&image::RgbImage> = imgs.iter().collect();
     let x = engine::image_io::to_tensor(&refs, &start.cfg.pixels, &device).expect("x");
@@ -354,7 +354,7 @@ fn a_training_step_over_the_budget_is_refused_before_it_starts() {
     c.batch = 4096;
     c.crop = 1024;
     let mut never = |_: &engine::train::LogRow| -> bool { panic!("no step may run") };
-    let e = train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut never).err().expect("refused");
+    let e = train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut never).expect_err("refused");
     let msg = e.to_string();
     assert!(matches!(e, engine::EngineError::TooBig { .. }) && msg.contains("training step of batch 4096"), "{msg}");
     assert!(!out.join("loss.csv").exists(), "nothing ran");

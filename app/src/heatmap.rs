@@ -47,34 +47,6 @@ pub fn error_image(a: &image::RgbImage, b: &image::RgbImage) -> image::RgbImage 
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn colormap_endpoints_and_monotone_luminance() {
-        assert_eq!(colormap(0.0), [68, 1, 84]);
-        assert_eq!(colormap(1.0), [253, 231, 37]);
-        assert_eq!(colormap(f32::NAN), colormap(0.0));
-        let lum = |c: [u8; 3]| 0.2126 * c[0] as f32 + 0.7152 * c[1] as f32 + 0.0722 * c[2] as f32;
-        let mut last = -1.0;
-        for i in 0..=20 {
-            let l = lum(colormap(i as f32 / 20.0));
-            assert!(l > last, "luminance must increase");
-            last = l;
-        }
-    }
-
-    #[test]
-    fn overlay_maps_grid_cells_to_pixel_blocks() {
-        let img = image::RgbImage::from_pixel(32, 16, image::Rgb([0, 0, 0]));
-        let (o, min, max) = overlay(&img, &[1.0, 3.0], (1, 2), 1.0);
-        assert_eq!((min, max), (1.0, 3.0));
-        assert_eq!(o.get_pixel(0, 0).0, colormap(0.0));
-        assert_eq!(o.get_pixel(31, 15).0, colormap(1.0));
-    }
-}
-
 /// Overlay with a fixed value range (e.g. cosine in [-1, 1]).
 pub fn overlay_range(img: &image::RgbImage, values: &[f32], grid: (usize, usize), lo: f32, hi: f32) -> image::RgbImage {
     let norm: Vec<f32> = values.iter().map(|v| (v - lo) / (hi - lo).max(1e-12)).collect();
@@ -148,4 +120,32 @@ pub fn blend(
         }
         image::Rgb(o)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colormap_endpoints_and_monotone_luminance() {
+        assert_eq!(colormap(0.0), [68, 1, 84]);
+        assert_eq!(colormap(1.0), [253, 231, 37]);
+        assert_eq!(colormap(f32::NAN), colormap(0.0));
+        let lum = |c: [u8; 3]| 0.2126 * c[0] as f32 + 0.7152 * c[1] as f32 + 0.0722 * c[2] as f32;
+        let mut last = -1.0;
+        for i in 0..=20 {
+            let l = lum(colormap(i as f32 / 20.0));
+            assert!(l > last, "luminance must increase");
+            last = l;
+        }
+    }
+
+    #[test]
+    fn overlay_maps_grid_cells_to_pixel_blocks() {
+        let img = image::RgbImage::from_pixel(32, 16, image::Rgb([0, 0, 0]));
+        let (o, min, max) = overlay(&img, &[1.0, 3.0], (1, 2), 1.0);
+        assert_eq!((min, max), (1.0, 3.0));
+        assert_eq!(o.get_pixel(0, 0).0, colormap(0.0));
+        assert_eq!(o.get_pixel(31, 15).0, colormap(1.0));
+    }
 }

@@ -61,11 +61,10 @@ fn check_env() -> Result<(), String> {
     if let Ok(v) = std::env::var("DINO_SAE_BACKEND") {
         v.parse::<engine::backend::BackendChoice>().map_err(|e| format!("DINO_SAE_BACKEND: {e}"))?;
     }
-    if let Ok(v) = std::env::var("DINO_SAE_MEMORY_BUDGET") {
-        if !v.trim().is_empty() {
+    if let Ok(v) = std::env::var("DINO_SAE_MEMORY_BUDGET")
+        && !v.trim().is_empty() {
             engine::preflight::Budget::parse(&v).map_err(|e| format!("DINO_SAE_MEMORY_BUDGET: {e}"))?;
         }
-    }
     Ok(())
 }
 

@@ -97,27 +97,24 @@ impl Studio {
         self.settings.remember_session(path.to_path_buf());
         self.settings.working_side = s.working_side.clamp(64, 4096);
         self.settings.fit = s.fit;
-        if let Some(m) = &s.model {
-            if self.models.main.as_ref().map(|x| &x.source) != Some(m) {
+        if let Some(m) = &s.model
+            && self.models.main.as_ref().map(|x| &x.source) != Some(m) {
                 self.load_model(m.clone());
             }
-        }
         let have: Vec<ModelSource> = self.models.compare.iter().map(|m| m.source.clone()).collect();
         for c in &s.compare {
             if !have.contains(&ModelSource::Path(c.clone())) {
                 self.link.submit(Job::AddCompareModel(c.clone()));
             }
         }
-        if let Some(t) = &s.teacher {
-            if self.models.teacher.as_deref() != Some(&t.display().to_string()) {
+        if let Some(t) = &s.teacher
+            && self.models.teacher.as_deref() != Some(&t.display().to_string()) {
                 self.link.submit(Job::LoadTeacher(t.clone()));
             }
-        }
-        if let Some(g) = &s.generator {
-            if self.models.generator.as_ref().and_then(|x| x.path.as_ref()) != Some(g) {
+        if let Some(g) = &s.generator
+            && self.models.generator.as_ref().and_then(|x| x.path.as_ref()) != Some(g) {
                 self.link.submit(Job::LoadGenerator(g.clone()));
             }
-        }
         let ui: SessionUi = serde_json::from_value(s.ui.clone()).unwrap_or_default();
         self.tab = ui.tab;
         self.heat = ui.heat;

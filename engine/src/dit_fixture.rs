@@ -229,11 +229,10 @@ fn transport_part(dir: &Path, cfg: &serde_json::Value, ddt: &Dit, report: &mut R
     if sp.exists() {
         let m = read_safetensors(&sp)?;
         let f = "sample_euler_cfg";
-        if let Some(s) = read_safetensors(&tt).ok().and_then(|m| m.get("time_dist_shift").cloned()) {
-            if cfg.pointer("/transport/time_dist_shift").is_none() {
+        if let Some(s) = read_safetensors(&tt).ok().and_then(|m| m.get("time_dist_shift").cloned())
+            && cfg.pointer("/transport/time_dist_shift").is_none() {
                 shift = s.data[0] as f64;
             }
-        }
         let tgrid = need(&m, "tgrid", f)?;
         let scale = need(&m, "cfg_scale", f)?.data[0] as f64;
         let points = tgrid.numel();

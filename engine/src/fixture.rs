@@ -290,8 +290,8 @@ fn dinov2_part(dir: &Path, name: &str, report: &mut Report, device: &Device) -> 
         }
     }
     // The official torch.hub variant (+0.1 offset, scale_factor) with the same weights.
-    if let (Some(px), Some(pos)) = (io.get("pixel_values"), loaded.model.pos.as_mut()) {
-        if io.contains_key("last_hidden_state_official_offset0.1") {
+    if let (Some(px), Some(pos)) = (io.get("pixel_values"), loaded.model.pos.as_mut())
+        && io.contains_key("last_hidden_state_official_offset0.1") {
             pos.offset = 0.1;
             pos.antialias = false;
             let ours = run_vit(&loaded.model, px, device)?;
@@ -302,7 +302,6 @@ fn dinov2_part(dir: &Path, name: &str, report: &mut Report, device: &Device) -> 
                 }
             }
         }
-    }
     Ok(())
 }
 

@@ -101,28 +101,6 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vit_s16_at_224_is_about_9_gflops() {
-        // ViT-S/16 at 224 is commonly quoted as 4.6 GMACs = 9.2 GFLOPs (197 tokens); ours has 4 registers more.
-        let mut cfg = crate::model::dinov3::preset("dinov3_vits16").expect("preset");
-        cfg.registers = 0;
-        let f = encoder(&cfg, 224, 224, false);
-        assert!((f / 1e9 - 9.2).abs() < 0.3, "{}", f / 1e9);
-    }
-
-    #[test]
-    fn conv_count_matches_hand_count() {
-        // 3x3 conv 64->128 on 32x32 output: 2*64*9*128*1024
-        assert_eq!(conv(64, 128, 3, 1, 32, 32), 2.0 * 64.0 * 9.0 * 128.0 * 1024.0);
-        // depthwise: groups = channels
-        assert_eq!(conv(8, 8, 3, 8, 4, 4), 2.0 * 9.0 * 8.0 * 16.0);
-    }
-}
-
 /// One DiT forward (batch 1, no CFG) on an `h x w` latent grid: token embedding, the blocks' attention and FFN
 /// products, adaLN modulation, the final layer; a DDT head's blocks when present.
 pub fn dit_step(cfg: &crate::model::dit::DitConfig, h: usize, w: usize) -> f64 {
@@ -169,5 +147,27 @@ pub fn preview(cfg: &crate::model::preview::PreviewConfig, h: usize, w: usize) -
             }
             f + conv(wl[wl.len() - 1], 3 * s * s, 3, 1, ch, cw)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vit_s16_at_224_is_about_9_gflops() {
+        // ViT-S/16 at 224 is commonly quoted as 4.6 GMACs = 9.2 GFLOPs (197 tokens); ours has 4 registers more.
+        let mut cfg = crate::model::dinov3::preset("dinov3_vits16").expect("preset");
+        cfg.registers = 0;
+        let f = encoder(&cfg, 224, 224, false);
+        assert!((f / 1e9 - 9.2).abs() < 0.3, "{}", f / 1e9);
+    }
+
+    #[test]
+    fn conv_count_matches_hand_count() {
+        // 3x3 conv 64->128 on 32x32 output: 2*64*9*128*1024
+        assert_eq!(conv(64, 128, 3, 1, 32, 32), 2.0 * 64.0 * 9.0 * 128.0 * 1024.0);
+        // depthwise: groups = channels
+        assert_eq!(conv(8, 8, 3, 8, 4, 4), 2.0 * 9.0 * 8.0 * 16.0);
     }
 }

@@ -45,15 +45,13 @@ pub fn bicubic_matrix(n_in: usize, n_out: usize, antialias: bool, scale: Option<
             let xmin = ((center - support + 0.5).trunc() as i64).max(0) as usize;
             let xmax = ((center + support + 0.5).trunc() as i64).min(n_in as i64).max(0) as usize;
             let mut total = 0.0;
-            for j in xmin..xmax {
+            for (j, r) in row.iter_mut().enumerate().take(xmax).skip(xmin) {
                 let w = cubic((j as f64 - center + 0.5) * inv, a);
-                row[j] = w;
+                *r = w;
                 total += w;
             }
             if total != 0.0 {
-                for j in xmin..xmax {
-                    row[j] /= total;
-                }
+                row[xmin..xmax].iter_mut().for_each(|r| *r /= total);
             }
         }
     }

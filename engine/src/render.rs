@@ -228,12 +228,12 @@ pub fn decode_tiled(
             let t = RawTensor::new(vec![1, c, ly, lx], part)?.to_tensor::<4>(device)?;
             let rec = crate::image_io::from_tensor(model.decode_cancellable(t, cancel)?, &model.cfg.pixels)?;
             let r = &rec[0];
-            for y in 0..ly * 16 {
+            for (y, &wyv) in wy[iy].iter().enumerate().take(ly * 16) {
                 let gy = sy * 16 + y;
-                let wyv = wy[iy][y] as f32;
-                for x in 0..lx * 16 {
+                let wyv = wyv as f32;
+                for (x, &wxv) in wx[ix].iter().enumerate().take(lx * 16) {
                     let gx = sx * 16 + x;
-                    let wv = wyv * wx[ix][x] as f32;
+                    let wv = wyv * wxv as f32;
                     let (o, s) = ((gy * w + gx) * 3, (y * lx * 16 + x) * 3);
                     for k in 0..3 {
                         acc[o + k] += wv * r.data[s + k];

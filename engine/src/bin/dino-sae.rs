@@ -1323,6 +1323,9 @@ fn default_sae_and_dit(sae: Option<PathBuf>, dit: Option<PathBuf>) -> Result<(Pa
     }
 }
 
+/// Times one benchmark row: name, FLOPs of one call (if known), the call.
+type TimeRow<'a> = dyn Fn(&str, Option<f64>, &mut dyn FnMut()) + 'a;
+
 /// `steer_preview_{size}`: the time from a steer command to the preview image event in the worker (the studio's
 /// engine thread: queue, edit on the sphere, preview decode, image conversion, PSNR), on a `size x size` image.
 fn steer_preview_row(
@@ -1330,7 +1333,7 @@ fn steer_preview_row(
     choice: engine::backend::BackendChoice,
     size: usize,
     preview: &engine::model::preview::PreviewDecoder,
-    times: &dyn Fn(&str, Option<f64>, &mut dyn FnMut()),
+    times: &TimeRow<'_>,
 ) -> Result<()> {
     use engine::worker::{Event, Job, ModelSource, Ticket, Worker};
     let w = Worker::spawn_on(choice, || {});
@@ -1399,7 +1402,7 @@ impl Stopwatch {
     ) -> burn::tensor::Tensor<D> {
         let t0 = Instant::now();
         let y = f();
-        let _ = y.clone().flatten::<1>(0, D - 1).slice([0..1]).into_data();
+        let _ = y.clone().flatten::<1>(0, D - 1).slice(0..1).into_data();
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if self.pass > 0 {
             if self.rows.len() <= self.k {

@@ -129,11 +129,10 @@ fn unwrap(map: TensorMap) -> (TensorMap, String) {
     let mut prefixes: Vec<String> = Vec::new();
     for key in map.keys() {
         for a in ANCHORS {
-            if let Some(p) = key.strip_suffix(a) {
-                if (p.is_empty() || p.ends_with('.')) && !prefixes.contains(&p.to_string()) {
+            if let Some(p) = key.strip_suffix(a)
+                && (p.is_empty() || p.ends_with('.')) && !prefixes.contains(&p.to_string()) {
                     prefixes.push(p.to_string());
                 }
-            }
         }
     }
     // Drop prefixes that are just deeper views of another candidate's model (e.g. "dino_model." under "").

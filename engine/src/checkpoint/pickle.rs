@@ -77,11 +77,10 @@ fn call(func: Value, args: Value) -> Result<Value> {
                 });
             }
             ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
-                if let Value::Tuple(a) = args {
-                    if let Some(t) = a.into_iter().next() {
+                if let Value::Tuple(a) = args
+                    && let Some(t) = a.into_iter().next() {
                         return Ok(t);
                     }
-                }
                 return Err(err("bad _rebuild_parameter args"));
             }
             ("collections", "OrderedDict") | ("builtins", "dict") => return Ok(Value::Dict(Vec::new())),
@@ -406,7 +405,10 @@ pub fn unpickle(data: &[u8]) -> Result<Value> {
     Machine { data, pos: 0, stack: Vec::new(), memo: HashMap::new(), copy_budget }.run()
 }
 
-fn element_size(dtype: &str) -> Result<(usize, fn(&[u8]) -> f32)> {
+/// Reads one stored element as f32.
+type ReadElement = fn(&[u8]) -> f32;
+
+fn element_size(dtype: &str) -> Result<(usize, ReadElement)> {
     fn f32le(b: &[u8]) -> f32 {
         f32::from_le_bytes(b.try_into().expect("4"))
     }

@@ -413,7 +413,7 @@ impl DecoderConfig {
             None => {}
             Some(SHORTCUT_DUPLICATING) => {
                 let last = self.width_list[s - 1];
-                if last % self.latent_channels != 0 {
+                if !last.is_multiple_of(self.latent_channels) {
                     return bad(format!(
                         "in_shortcut duplicating needs width_list[-1] = {last} to be a multiple of the latent channels {}",
                         self.latent_channels
@@ -448,7 +448,7 @@ impl DecoderConfig {
                     ));
                 }
                 let out = self.up_out(stage_id);
-                if self.upsample_shortcut.as_deref() == Some(SHORTCUT_DUPLICATING) && (4 * out) % c_in != 0 {
+                if self.upsample_shortcut.as_deref() == Some(SHORTCUT_DUPLICATING) && !(4 * out).is_multiple_of(c_in) {
                     return bad(format!(
                         "stage {stage_id}: duplicating shortcut needs 4*{out} to be a multiple of {c_in}"
                     ));
@@ -638,6 +638,8 @@ impl EvitBlock {
     }
 }
 
+// Built once per model; boxing the larger variant would only add an indirection to every forward.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum DecBlock {
     Res(ResBlock),
@@ -705,6 +707,7 @@ pub struct Stage {
     pub blocks: Vec<DecBlock>,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum OutHead {
     Conv(Conv2d),

@@ -85,11 +85,10 @@ impl Conv2d {
             return y.reshape([b, c_out, h, w]);
         }
         let bias = self.bias.as_ref().map(|b| b.val());
-        if self.groups == 1 && k > 1 {
-            if let Some(g) = host::conv_geom(&x, &self.weight.val(), self.stride, self.padding) {
+        if self.groups == 1 && k > 1
+            && let Some(g) = host::conv_geom(&x, &self.weight.val(), self.stride, self.padding) {
                 return host::conv2d(x, self.weight.val(), bias, g);
             }
-        }
         let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], self.groups);
         conv2d(x, self.weight.val(), bias, opts)
     }
@@ -257,11 +256,10 @@ impl Probe {
     }
 
     pub fn put<const D: usize>(&mut self, name: impl Into<String>, t: &Tensor<D>) {
-        if self.enabled {
-            if let Ok(raw) = RawTensor::from_tensor(t.clone()) {
+        if self.enabled
+            && let Ok(raw) = RawTensor::from_tensor(t.clone()) {
                 self.out.insert(format!("{}{}", self.prefix, name.into()), raw);
             }
-        }
     }
 }
 

@@ -97,10 +97,10 @@ impl VitConfig {
                 self.layer_norm_eps, self.rope_base
             )));
         }
-        if self.heads == 0 || self.dim % self.heads != 0 {
+        if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
             return Err(crate::EngineError::Config(format!("dim {} not divisible by heads {}", self.dim, self.heads)));
         }
-        if self.family == Family::Dinov3 && self.head_dim() % 4 != 0 {
+        if self.family == Family::Dinov3 && !self.head_dim().is_multiple_of(4) {
             return Err(crate::EngineError::Config(format!("RoPE needs head_dim % 4 == 0, got {}", self.head_dim())));
         }
         Ok(())

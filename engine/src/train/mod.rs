@@ -157,7 +157,7 @@ impl TrainConfig {
         if !(self.w_gan >= 0.0 && self.w_gan.is_finite()) {
             return Err(EngineError::Config(format!("w_gan must be finite and >= 0, got {}", self.w_gan)));
         }
-        if self.crop % 16 != 0 || self.crop == 0 || self.batch == 0 {
+        if !self.crop.is_multiple_of(16) || self.crop == 0 || self.batch == 0 {
             return Err(EngineError::Config("crop must be a positive multiple of 16 and batch > 0".into()));
         }
         Ok(())

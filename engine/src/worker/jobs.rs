@@ -106,8 +106,8 @@ impl State {
             ModelSource::Path(p) => crate::model::preview::preview_dir_for(p),
             ModelSource::RandomPreset(_) => None,
         };
-        if let Some(d) = dir {
-            if let Err(e) = self.load_preview(&d) {
+        if let Some(d) = dir
+            && let Err(e) = self.load_preview(&d) {
                 emit(Event::Failed(Failed {
                     kind: None,
                     id: None,
@@ -115,7 +115,6 @@ impl State {
                     cancelled: false,
                 }));
             }
-        }
     }
 
     fn model(&self) -> Result<&DinoSae> {
@@ -205,8 +204,8 @@ pub(super) fn handle(
             state.history.clear();
             state.dit = None;
             state.find_preview(&src, emit);
-            if is_default {
-                if let Some(d) = super::default_dit_dir() {
+            if is_default
+                && let Some(d) = super::default_dit_dir() {
                     match crate::generate::load_dit(&d, &device) {
                         Ok(b) => {
                             let info = generator_info(&b, Some(d));
@@ -220,7 +219,6 @@ pub(super) fn handle(
                         })),
                     }
                 }
-            }
             Ok(Event::Loaded(Loaded { kind: JobKind::LoadModel, id, models: state.models() }))
         }
         Job::AddCompareModel(path) => {
@@ -253,14 +251,13 @@ pub(super) fn handle(
         }
         Job::LoadTeacher(path) => {
             let l = crate::checkpoint::load_backbone(&path, &device, false)?;
-            if let Ok(m) = state.model() {
-                if l.model.cfg.dim != m.cfg.encoder.dim {
+            if let Ok(m) = state.model()
+                && l.model.cfg.dim != m.cfg.encoder.dim {
                     return Err(EngineError::Config(format!(
                         "teacher width {} differs from the model's latent width {}",
                         l.model.cfg.dim, m.cfg.encoder.dim
                     )));
                 }
-            }
             state.teacher = Some((l.model, path.display().to_string()));
             Ok(Event::Loaded(Loaded { kind: JobKind::LoadTeacher, id, models: state.models() }))
         }
@@ -666,7 +663,7 @@ fn sample(
         if ticket.is_cancelled() {
             return false;
         }
-        if info.step % every == 0 && info.step < info.steps {
+        if info.step.is_multiple_of(every) && info.step < info.steps {
             let zr = sphere::project_to_radius(z, s_vae);
             let fast = state.preview.as_ref().map(|(p, _)| p);
             let imgs = match fast {
@@ -676,8 +673,8 @@ fn sample(
                     .map(|v| v.iter().map(image_io::f32_to_rgb8).collect::<Vec<_>>()),
                 None => crate::generate::decode_images(m, zr),
             };
-            if let Ok(imgs) = imgs {
-                if let Ok(preview) = crate::generate::tile(&imgs) {
+            if let Ok(imgs) = imgs
+                && let Ok(preview) = crate::generate::tile(&imgs) {
                     let eta = t0.elapsed().as_secs_f64() / info.step.max(1) as f64 * (info.steps - info.step) as f64;
                     emit(Event::Progress(Progress {
                         kind: JobKind::Sample,
@@ -689,7 +686,6 @@ fn sample(
                         fast: fast.is_some(),
                     }));
                 }
-            }
         }
         true
     };
