@@ -1,0 +1,294 @@
+//! `reconstruct`, `encode`, `decode`, `preflight`: an image through the autoencoder and back.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use engine::image_io::{self, Fit};
+use engine::preflight::{self, Budget};
+use engine::raw::{Precision, RawTensor, TensorMap, write_safetensors};
+use engine::render::{self, Tiling};
+
+use crate::args::{ModelArgs, PreviewArgs, announce, progress_line};
+
+#[derive(clap::Args)]
+pub struct ReconstructArgs {
+    image: PathBuf,
+    #[arg(short, long)]
+    out: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// How to make H, W multiples of 16: crop, pad, resize.
+    #[arg(long, default_value = "crop")]
+    fit: String,
+    /// Full resolution in overlapping tiles (engine::render), with a progress line on stderr; for images too
+    /// large for one pass (the memory preflight says when).
+    #[arg(long)]
+    tiled: bool,
+    #[command(flatten)]
+    preview: PreviewArgs,
+}
+
+#[derive(clap::Args)]
+pub struct EncodeArgs {
+    image: PathBuf,
+    #[arg(short, long)]
+    out: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, default_value = "crop")]
+    fit: String,
+    /// Encode in overlapping tiles (engine::render), with a progress line on stderr.
+    #[arg(long)]
+    tiled: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DecodeArgs {
+    latent: PathBuf,
+    #[arg(short, long)]
+    out: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Decode in overlapping tiles blended at the seams (engine::render), with a progress line on stderr; for
+    /// latents too large for one pass (the memory preflight says when).
+    #[arg(long)]
+    tiled: bool,
+    #[command(flatten)]
+    preview: PreviewArgs,
+}
+
+#[derive(clap::Args)]
+pub struct PreflightArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// encode, decode or reconstruct.
+    #[arg(long, default_value = "reconstruct")]
+    op: String,
+    /// Image size WxH in pixels (multiples of 16; decode: the output size).
+    #[arg(long, default_value = "256x256")]
+    size: String,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Run the job once and measure the peak RSS increase (Linux: VmHWM after a reset of /proc/self/clear_refs).
+    #[arg(long)]
+    measure: bool,
+    /// One JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_fit(s: &str) -> Result<Fit> {
+    Ok(match s {
+        "crop" => Fit::Crop,
+        "pad" => Fit::Pad,
+        "resize" => Fit::Resize,
+        o => bail!("unknown --fit {o} (crop, pad, resize)"),
+    })
+}
+
+pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
+    let ReconstructArgs { image, out, model, fit, tiled, preview: PreviewArgs { preview, preview_dir } } = a;
+    let device = engine::cpu();
+    if tiled && preview {
+        bail!("--preview decodes in one pass; drop --tiled");
+    }
+    let fit = parse_fit(&fit)?;
+    let m = model.load()?;
+    let img = image_io::fit16(&image_io::load_rgb(&image)?, fit);
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let budget = Budget::from_env();
+    let t0 = Instant::now();
+    let (rec, t1) = if tiled {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let z =
+            render::encode_tiled(&m, &img, Tiling::default(), &budget, &device, &cancel, &mut progress_line("encode"))?;
+        let t1 = Instant::now();
+        let rec =
+            render::decode_tiled(&m, &z, Tiling::default(), &budget, &device, &cancel, &mut progress_line("decode"))?;
+        (rec, t1)
+    } else {
+        let est = preflight::check_reconstruct(&m.cfg, w, h, &budget).context("memory preflight")?;
+        announce(&format!("reconstruct of {w}x{h}"), &est);
+        let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
+        let lat = m.encode(x)?;
+        let t1 = Instant::now();
+        let rec = if preview {
+            model.load_preview(preview_dir.as_deref())?.decode(lat.patches)?
+        } else {
+            m.decode(lat.patches)?
+        };
+        let mut recs = image_io::from_tensor(rec, &m.cfg.pixels)?;
+        (recs.remove(0), t1)
+    };
+    let t2 = Instant::now();
+    let orig = image_io::rgb8_to_f32(&img);
+    let psnr = engine::metrics::psnr(&orig, &rec);
+    let ssim = engine::metrics::ssim(&orig, &rec);
+    image_io::save_png(
+        &out,
+        &image_io::f32_to_rgb8(&rec),
+        &[("Software", "dino-sae".into()), ("Source", image.display().to_string())],
+    )?;
+    println!(
+        "{}x{} -> {}: PSNR {psnr:.2} dB, SSIM {ssim:.4} (encode {:.0} ms, decode {:.0} ms{})",
+        img.width(),
+        img.height(),
+        out.display(),
+        (t1 - t0).as_secs_f64() * 1e3,
+        (t2 - t1).as_secs_f64() * 1e3,
+        if tiled { ", tiled" } else { "" }
+    );
+    Ok(())
+}
+
+pub fn encode(a: EncodeArgs) -> Result<()> {
+    let EncodeArgs { image, out, model, fit, tiled } = a;
+    let device = engine::cpu();
+    let m = model.load()?;
+    let img = image_io::fit16(&image_io::load_rgb(&image)?, parse_fit(&fit)?);
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let budget = Budget::from_env();
+    let mut t = TensorMap::new();
+    if tiled {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let z =
+            render::encode_tiled(&m, &img, Tiling::default(), &budget, &device, &cancel, &mut progress_line("encode"))?;
+        t.insert("latent".into(), z);
+    } else {
+        let est = preflight::check_encode(&m.cfg, 1, w, h, &budget).context("memory preflight")?;
+        announce(&format!("encode of {w}x{h}"), &est);
+        let lat = m.encode(image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?)?;
+        t.insert("latent".into(), RawTensor::from_tensor(lat.patches)?);
+        t.insert("cls".into(), RawTensor::from_tensor(lat.cls)?);
+    }
+    let meta = [("source".to_string(), image.display().to_string())].into_iter().collect();
+    write_safetensors(&out, &t, &meta, Precision::F32)?;
+    println!("wrote {} (latent {:?})", out.display(), t["latent"].shape);
+    Ok(())
+}
+
+pub fn decode(a: DecodeArgs) -> Result<()> {
+    let DecodeArgs { latent, out, model, tiled, preview: PreviewArgs { preview, preview_dir } } = a;
+    let device = engine::cpu();
+    if tiled && preview {
+        bail!("--preview decodes in one pass; drop --tiled");
+    }
+    let m = model.load()?;
+    let z = engine::raw::read_latent(&latent, m.cfg.decoder.latent_channels)?;
+    let (b, gh, gw) = (z.shape[0], z.shape[2], z.shape[3]);
+    let budget = Budget::from_env();
+    let img = if tiled {
+        if b != 1 {
+            bail!("--tiled decodes one latent at a time; this file holds a batch of {b}");
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        render::decode_tiled(&m, &z, Tiling::default(), &budget, &device, &cancel, &mut progress_line("decode"))?
+    } else {
+        let est = preflight::check_decode(&m.cfg, b, gh, gw, &budget).context("memory preflight")?;
+        announce(&format!("decode of a {gh}x{gw} latent"), &est);
+        let rec = if preview {
+            model.load_preview(preview_dir.as_deref())?.decode(z.to_tensor(&device)?)?
+        } else {
+            m.decode(z.to_tensor(&device)?)?
+        };
+        image_io::from_tensor(rec, &m.cfg.pixels)?.remove(0)
+    };
+    image_io::save_png(&out, &image_io::f32_to_rgb8(&img), &[("Source", latent.display().to_string())])?;
+    println!("wrote {} ({}x{})", out.display(), img.width, img.height);
+    Ok(())
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let (w, h) = s.split_once(['x', 'X']).with_context(|| format!("size {s:?}: expected WxH, e.g. 512x384"))?;
+    let (w, h): (usize, usize) = (w.trim().parse().context("width")?, h.trim().parse().context("height")?);
+    if w == 0 || h == 0 || w % 16 != 0 || h % 16 != 0 {
+        bail!("size {w}x{h}: both sides must be positive multiples of 16");
+    }
+    Ok((w, h))
+}
+
+/// `dino-sae preflight`: the estimate, and with `--measure` the measured peak RSS increase of the same job.
+pub fn preflight(a: PreflightArgs) -> Result<()> {
+    let PreflightArgs { model, op, size, batch, measure, json } = a;
+    let device = engine::cpu();
+    let (w, h) = parse_size(&size)?;
+    let m = model.load()?;
+    let cfg = &m.cfg;
+    let est = match op.as_str() {
+        "encode" => preflight::encode(cfg, batch, h, w),
+        "decode" => preflight::decode(cfg, batch, h / 16, w / 16),
+        "reconstruct" => preflight::reconstruct(cfg, batch, h, w),
+        o => bail!("unknown --op {o} (encode, decode, reconstruct)"),
+    };
+    let budget = Budget::from_env();
+    let fits = est.bytes <= budget.bytes as f64;
+    let mut measured: Option<(f64, bool, f64)> = None;
+    if measure {
+        if !fits {
+            bail!(
+                "refusing to measure a job over the budget ({} > {})",
+                preflight::human(est.bytes),
+                preflight::human(budget.bytes as f64)
+            );
+        }
+        let x =
+            burn::tensor::Tensor::<4>::random([batch, 3, h, w], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let c = cfg.decoder.latent_channels;
+        let z = burn::tensor::Tensor::<4>::random(
+            [batch, c, h / 16, w / 16],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let reset = preflight::reset_peak_rss();
+        let before = preflight::rss_bytes().unwrap_or(0) as f64;
+        let t0 = Instant::now();
+        match op.as_str() {
+            "encode" => {
+                let _ = m.encode(x)?.patches.into_data();
+            }
+            "decode" => {
+                let _ = m.decode(z)?.into_data();
+            }
+            _ => {
+                let lat = m.encode(x)?;
+                let _ = m.decode(lat.patches)?.into_data();
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let peak = preflight::peak_rss_bytes().unwrap_or(0) as f64;
+        measured = Some(((peak - before).max(0.0), reset, secs));
+    }
+    if json {
+        let (inc, reset, secs) = measured
+            .map(|(a, b, c)| (format!("{a:.0}"), b.to_string(), format!("{c:.3}")))
+            .unwrap_or(("null".into(), "null".into(), "null".into()));
+        println!(
+            "{{\"op\":\"{op}\",\"width\":{w},\"height\":{h},\"batch\":{batch},\"estimate_bytes\":{:.0},\"flops\":{:.0},\"budget_bytes\":{},\"fits\":{fits},\"measured_bytes\":{inc},\"hwm_reset\":{reset},\"seconds\":{secs}}}",
+            est.bytes, est.flops, budget.bytes
+        );
+    } else {
+        println!(
+            "{op} of {w}x{h} (batch {batch}): estimate {} of memory beyond the weights, {:.2} GFLOP",
+            preflight::human(est.bytes),
+            est.flops / 1e9
+        );
+        println!(
+            "budget {} ({}): {}",
+            preflight::human(budget.bytes as f64),
+            budget.source,
+            if fits { "fits" } else { "refused" }
+        );
+        if let Some((inc, reset, secs)) = measured {
+            println!(
+                "measured peak RSS increase {} ({:.2} of the estimate; peak {}), {secs:.2} s",
+                preflight::human(inc),
+                inc / est.bytes,
+                if reset { "reset before the job" } else { "since process start: an upper bound" }
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! `train-dit`, `sample`, `interpolate`: the class-conditional generator on SAE latents.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use engine::checkpoint::load_sae;
+use engine::preflight::{self, Budget};
+
+use crate::args::{announce, default_sae_and_dit};
+
+#[derive(clap::Args)]
+pub struct TrainDitArgs {
+    /// DINO-SAE checkpoint that encodes the photos (and later decodes the samples).
+    #[arg(long)]
+    sae: PathBuf,
+    #[arg(long)]
+    photos: PathBuf,
+    /// Run folder: latents/ cache, ckpt-N/, latest, loss.csv, loss.png, final/.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// DiT size: tiny, s, b, l, xl.
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    /// Architecture: lightningdit or ddt.
+    #[arg(long, default_value = "lightningdit")]
+    arch: String,
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Crop side in pixels (multiple of 16); latent grid = crop / 16.
+    #[arg(long, default_value_t = 128)]
+    crop: u32,
+    #[arg(long, default_value_t = 16)]
+    crops_per_photo: usize,
+    /// rfm (Riemannian flow matching on the spheres) or euclid (linear flow matching baseline).
+    #[arg(long, default_value = "rfm")]
+    objective: String,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Time shift (default sqrt(C h w / 4096), at least 1).
+    #[arg(long)]
+    shift: Option<f64>,
+    /// EMA decay per step (0: no EMA).
+    #[arg(long, default_value_t = 0.999)]
+    ema: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: usize,
+}
+
+#[derive(clap::Args)]
+pub struct SampleArgs {
+    /// Generator folder (RUN/final); default: the default model's generator.
+    #[arg(long)]
+    dit: Option<PathBuf>,
+    /// The autoencoder the generator was trained on; default: the default model.
+    #[arg(long)]
+    sae: Option<PathBuf>,
+    /// Class index or name (photo file name, with or without extension).
+    #[arg(long, default_value = "0")]
+    class: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// euler-proj (Euler + projection) or exp-map.
+    #[arg(long, default_value = "euler-proj")]
+    sampler: String,
+    /// Classifier-free guidance scale (1 = none).
+    #[arg(long, default_value_t = 1.0)]
+    cfg: f64,
+    /// Final patch radius s_vae (default: mean patch norm of the training latents).
+    #[arg(long)]
+    svae: Option<f64>,
+    /// Time shift (default: the training shift).
+    #[arg(long)]
+    shift: Option<f64>,
+    #[arg(long, default_value_t = 4)]
+    n: usize,
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct InterpolateArgs {
+    a: String,
+    b: String,
+    /// The autoencoder; default: the default model.
+    #[arg(long)]
+    sae: Option<PathBuf>,
+    /// Generator folder for seed endpoints; default: the default model's generator.
+    #[arg(long)]
+    dit: Option<PathBuf>,
+    /// Intervals: writes steps + 1 frames (frame_000 = A, last = B).
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    /// Square size for image endpoints (default: A's size, multiples of 16; B is fitted to it).
+    #[arg(long)]
+    size: Option<u32>,
+    /// Seed endpoints: class index or name.
+    #[arg(long, default_value = "0")]
+    class: String,
+    /// Seed endpoints: sampler steps.
+    #[arg(long, default_value_t = 50)]
+    sample_steps: usize,
+    #[arg(long, default_value = "euler-proj")]
+    sampler: String,
+    #[arg(long, default_value_t = 1.0)]
+    cfg: f64,
+    #[arg(long)]
+    svae: Option<f64>,
+    /// Output folder of the frames.
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+pub fn train_dit(a: TrainDitArgs) -> Result<()> {
+    use engine::generate::{CacheSpec, DitRunConfig, ObjectiveKind, TrainEvent, train_dit_run};
+    let arch = match a.arch.to_ascii_lowercase().as_str() {
+        "lightningdit" | "lightning" => engine::model::dit::DitArch::LightningDit,
+        "ddt" => engine::model::dit::DitArch::Ddt,
+        o => bail!("unknown --arch {o} (lightningdit, ddt)"),
+    };
+    let cfg = DitRunConfig {
+        preset: a.preset.clone(),
+        arch,
+        objective: ObjectiveKind::parse(&a.objective)?,
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        shift: a.shift,
+        ema_decay: a.ema,
+        seed: a.seed,
+        checkpoint_every: a.checkpoint_every,
+        cache: CacheSpec { crop: a.crop, crops_per_photo: a.crops_per_photo, seed: a.seed, ..Default::default() },
+        ..Default::default()
+    };
+    let mut on_event = |e: TrainEvent| {
+        match e {
+            TrainEvent::Encoding { done, total } => eprint!("\rencoding latents {done}/{total}"),
+            TrainEvent::Latents { count, reused } => eprintln!(
+                "{}{count} latents ({})",
+                if reused { "" } else { "\n" },
+                if reused { "cache reused" } else { "cached" }
+            ),
+            TrainEvent::Resumed { step } => eprintln!("resuming from step {step}"),
+            TrainEvent::Step(p) => eprintln!(
+                "step {:>6}/{}  loss {:.4}  lr {:.1e}  {:.0}s ({:.3} s/step)",
+                p.step,
+                p.steps,
+                p.loss,
+                p.lr,
+                p.secs,
+                p.secs / p.trained.max(1) as f64
+            ),
+            TrainEvent::Checkpoint { step } => eprintln!("checkpoint ckpt-{step}"),
+        }
+        true
+    };
+    let s = train_dit_run(&a.sae, &a.photos, &a.out, &cfg, &mut on_event)?;
+    println!("done: {} ({} steps, {} latents)", s.final_dir.display(), s.steps, s.latent_count);
+    Ok(())
+}
+
+pub fn sample(a: SampleArgs) -> Result<()> {
+    use engine::generate::{SampleSpec, load_dit, parse_sampler, resolve_class, sample_grid};
+    let SampleArgs { dit, sae, class, seed, steps, sampler, cfg, svae, shift, n, out } = a;
+    let device = engine::cpu();
+    let (sae, dit) = default_sae_and_dit(sae, dit)?;
+    let dit = dit.context("no generator: pass --dit (the default model's generator is missing)")?;
+    let b = load_dit(&dit, &device).with_context(|| format!("loading {}", dit.display()))?;
+    let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
+    let spec = SampleSpec {
+        class: resolve_class(&b.meta, &class)?,
+        count: n,
+        seed,
+        steps,
+        method: parse_sampler(&sampler)?,
+        cfg_scale: cfg,
+        s_vae: svae,
+        shift,
+        grid: None,
+    };
+    let grid = spec.grid.unwrap_or(b.meta.grid);
+    let est = preflight::sample(&b.model.cfg, &m.cfg, n, grid[0], grid[1], steps, cfg);
+    let budget = Budget::from_env();
+    preflight::check(&format!("sampling {n} latents on a {}x{} grid", grid[0], grid[1]), &est, &budget, || {
+        let per = preflight::sample(&b.model.cfg, &m.cfg, 1, grid[0], grid[1], steps, cfg).bytes;
+        let fit =
+            ((budget.bytes as f64 - preflight::BASE) / (per - preflight::BASE).max(1.0)).floor().max(0.0) as usize;
+        if fit >= 1 {
+            format!("at most --n {fit} fits at once; sample in smaller batches")
+        } else {
+            "not even one sample fits: raise the budget (DINO_SAE_MEMORY_BUDGET)".into()
+        }
+    })
+    .context("memory preflight")?;
+    announce(&format!("sampling {n} on a {}x{} grid", grid[0], grid[1]), &est);
+    let extra = [("DiT", dit.display().to_string()), ("SAE", sae.display().to_string())];
+    let r = sample_grid(&b, &m, &spec, &out, &extra)?;
+    println!(
+        "wrote {} ({} samples of class {}, {}x{})",
+        out.display(),
+        n,
+        b.meta.classes[spec.class],
+        r.grid.width(),
+        r.grid.height()
+    );
+    Ok(())
+}
+
+pub fn interpolate(a: InterpolateArgs) -> Result<()> {
+    use engine::generate::{Endpoint, InterpSpec, SampleSpec, interpolate, load_dit, parse_sampler, resolve_class};
+    let InterpolateArgs { a, b, sae, dit, steps, size, class, sample_steps, sampler, cfg, svae, out } = a;
+    let device = engine::cpu();
+    let (ea, eb) = (Endpoint::parse(&a)?, Endpoint::parse(&b)?);
+    let (sae, dit) = default_sae_and_dit(sae, dit)?;
+    let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
+    let bundle = match &dit {
+        Some(p) => Some(load_dit(p, &device).with_context(|| format!("loading {}", p.display()))?),
+        None => None,
+    };
+    let class = match &bundle {
+        Some(bd) => resolve_class(&bd.meta, &class)?,
+        None => 0,
+    };
+    let spec = InterpSpec {
+        steps,
+        size,
+        sample: SampleSpec {
+            class,
+            steps: sample_steps,
+            method: parse_sampler(&sampler)?,
+            cfg_scale: cfg,
+            s_vae: svae,
+            ..Default::default()
+        },
+    };
+    let r = interpolate(&m, bundle.as_ref(), &ea, &eb, &spec, &out)?;
+    println!("wrote {} frames to {}", r.frames.len(), out.display());
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! `train` (a DINO-SAE stage) and `train-preview` (distil a preview decoder).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use engine::train::TrainConfig;
+use engine::train::preview::{PreviewEvent, PreviewTrainConfig};
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    #[arg(long, default_value_t = 1)]
+    stage: u8,
+    /// Teacher backbone folder (scripts/fetch-teacher.sh).
+    #[arg(long)]
+    teacher: PathBuf,
+    /// Training photos folder (scripts/fetch-photos.sh).
+    #[arg(long)]
+    photos: PathBuf,
+    /// Run folder (checkpoints, loss.csv, loss.png, final/). An existing run resumes.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Starting model for stages 3/4.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Optimiser steps (default: the stage's, 1000).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Photos per step (default: 4).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Crop side in pixels (default: 128).
+    #[arg(long)]
+    crop: Option<u32>,
+    /// Peak learning rate (default: the stage's, 3e-4).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Alignment loss: cosine (paper) or mse (ablation).
+    #[arg(long, default_value = "cosine")]
+    align: String,
+    /// Weight of the LPIPS-VGG-like perceptual term (0 = off; weights from scripts/fetch-lpips.sh).
+    #[arg(long)]
+    w_perc: Option<f64>,
+    /// Weight of a mean-squared pixel error term next to L1 (0 = off, the paper's recipe).
+    #[arg(long)]
+    w_mse: Option<f64>,
+    /// Weight of the alignment term (default: the stage's, the paper's 0.5).
+    #[arg(long)]
+    w_align: Option<f64>,
+    /// Linear learning-rate warm-up, in steps (default: the stage's, 50).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Weight of the hinge GAN term (default: 0.5 in stage 2, 0 otherwise; > 0 adds the DINO discriminator).
+    #[arg(long)]
+    w_gan: Option<f64>,
+    /// Discriminator learning rate (default: the generator's), with the generator's warm-up and schedule.
+    #[arg(long)]
+    lr_d: Option<f64>,
+    /// Patch embedding of a stage-1 run from scratch: stem (paper) or patchify (the teacher's own patch
+    /// embedding on the image resized by p/16: the ablation without the stem).
+    #[arg(long, default_value = "stem")]
+    embed: String,
+    /// Learning rate after warm-up: constant (the default) or cosine (half cosine to 0 at the last step).
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Checkpoint every N steps (default: 200).
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Seed of crops, flips and noise (default: 0).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl TrainArgs {
+    /// The stage's configuration with the flags given on top.
+    fn config(&self) -> Result<TrainConfig> {
+        let mut cfg = TrainConfig::stage(self.stage);
+        cfg.steps = self.steps.unwrap_or(cfg.steps);
+        cfg.batch = self.batch.unwrap_or(cfg.batch);
+        cfg.crop = self.crop.unwrap_or(cfg.crop);
+        cfg.lr = self.lr.unwrap_or(cfg.lr);
+        cfg.checkpoint_every = self.checkpoint_every.unwrap_or(cfg.checkpoint_every);
+        cfg.seed = self.seed.unwrap_or(cfg.seed);
+        cfg.w_perc = self.w_perc.unwrap_or(cfg.w_perc);
+        cfg.w_mse = self.w_mse.unwrap_or(cfg.w_mse);
+        cfg.w_align = self.w_align.unwrap_or(cfg.w_align);
+        cfg.warmup = self.warmup.unwrap_or(cfg.warmup);
+        cfg.w_gan = self.w_gan.unwrap_or(cfg.w_gan);
+        cfg.lr_d = self.lr_d;
+        cfg.align = match self.align.as_str() {
+            "cosine" => engine::train::Align::Cosine,
+            "mse" => engine::train::Align::Mse,
+            o => bail!("unknown --align {o} (cosine, mse)"),
+        };
+        cfg.embed = match self.embed.as_str() {
+            "stem" => engine::train::EmbedKind::Stem,
+            "patchify" => engine::train::EmbedKind::Patchify,
+            o => bail!("unknown --embed {o} (stem, patchify)"),
+        };
+        cfg.schedule = match self.schedule.as_deref() {
+            None => cfg.schedule,
+            Some("constant") => engine::train::Schedule::Constant,
+            Some("cosine") => engine::train::Schedule::Cosine,
+            Some(o) => bail!("unknown --schedule {o} (constant, cosine)"),
+        };
+        Ok(cfg)
+    }
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let device = engine::cpu();
+    let cfg = a.config()?;
+    let set = engine::train::data::PhotoSet::load(&a.photos, 768)?;
+    eprintln!("training stage {} on {} photos -> {}", a.stage, set.images.len(), a.out.display());
+    let teacher_dim = engine::checkpoint::load_backbone(&a.teacher, &device, false)?.model.cfg.dim;
+    let steps = cfg.steps;
+    let mut on_log = |r: &engine::train::LogRow| {
+        eprintln!(
+            "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  crop psnr {:.2}  perc {:.4}  gan g {:.3} d {:.3}  lr {:.1e}  {:.0}s since start",
+            r.step,
+            r.loss,
+            r.align,
+            r.l1,
+            -10.0 * r.mse.max(1e-12).log10(),
+            r.perc,
+            r.gan_g,
+            r.gan_d,
+            r.lr,
+            r.secs
+        );
+        true
+    };
+    engine::train::train(
+        &cfg,
+        &a.teacher,
+        a.init.as_deref(),
+        engine::model::decoder::DecoderConfig::small(teacher_dim),
+        &set,
+        &a.out,
+        &mut on_log,
+    )?;
+    println!("done: {}", a.out.join("final").display());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct TrainPreviewArgs {
+    /// The DINO-SAE whose decoder is distilled (our folder or an official checkpoint).
+    #[arg(long, short = 'm')]
+    model: PathBuf,
+    /// Training photos folder (scripts/fetch-photos.sh).
+    #[arg(long)]
+    photos: PathBuf,
+    /// Run folder (cache/, checkpoints, loss.csv, loss.png, final/). An existing run resumes.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Architecture preset: linear, tiny, small, base, wide.
+    #[arg(long, default_value = "small")]
+    preset: String,
+    #[arg(long)]
+    steps: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    #[arg(long)]
+    crop: Option<u32>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long)]
+    crops_per_photo: Option<usize>,
+    /// Perturbed latents per crop (decoded once each).
+    #[arg(long)]
+    noise_variants: Option<usize>,
+    /// Largest angular noise per patch, degrees.
+    #[arg(long)]
+    noise_max_deg: Option<f32>,
+    #[arg(long)]
+    w_l1: Option<f64>,
+    #[arg(long)]
+    w_mse: Option<f64>,
+    /// Weight of the L1 to the photo itself (clean latents).
+    #[arg(long)]
+    w_photo: Option<f64>,
+    /// Weight of the LPIPS-VGG-like term to the full decode (scripts/fetch-lpips.sh; slow on CPU).
+    #[arg(long)]
+    w_perc: Option<f64>,
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write final/ in f16 (the shipped form).
+    #[arg(long)]
+    f16: bool,
+}
+
+impl TrainPreviewArgs {
+    /// The default preview-training configuration with the flags given on top.
+    fn config(&self) -> PreviewTrainConfig {
+        let d = PreviewTrainConfig::default();
+        PreviewTrainConfig {
+            preset: self.preset.clone(),
+            steps: self.steps.unwrap_or(d.steps),
+            batch: self.batch.unwrap_or(d.batch),
+            crop: self.crop.unwrap_or(d.crop),
+            lr: self.lr.unwrap_or(d.lr),
+            crops_per_photo: self.crops_per_photo.unwrap_or(d.crops_per_photo),
+            noise_variants: self.noise_variants.unwrap_or(d.noise_variants),
+            noise_max_deg: self.noise_max_deg.unwrap_or(d.noise_max_deg),
+            w_l1: self.w_l1.unwrap_or(d.w_l1),
+            w_mse: self.w_mse.unwrap_or(d.w_mse),
+            w_photo: self.w_photo.unwrap_or(d.w_photo),
+            w_perc: self.w_perc.unwrap_or(d.w_perc),
+            checkpoint_every: self.checkpoint_every.unwrap_or(d.checkpoint_every),
+            seed: self.seed.unwrap_or(d.seed),
+            final_f16: self.f16,
+            ..d
+        }
+    }
+}
+
+pub fn train_preview(a: TrainPreviewArgs) -> Result<()> {
+    let cfg = a.config();
+    let r = engine::train::preview::train_preview(&a.model, &a.photos, &a.out, &cfg, &mut |e| {
+        match e {
+            PreviewEvent::Caching { done, total } => eprint!("\rcaching latents + full decodes: {done}/{total}   "),
+            PreviewEvent::Cached { count, reused } => {
+                eprintln!("\n{count} training items ({})", if reused { "cache reused" } else { "cache built" })
+            }
+            PreviewEvent::Resumed { step } => eprintln!("resuming at step {step}"),
+            PreviewEvent::Log(r) => println!(
+                "step {:>6}  loss {:.5}  l1 {:.5}  mse {:.6}  photo {:.5}  perc {:.4}  lr {:.2e}  {:.0} s",
+                r.step, r.loss, r.l1, r.mse, r.photo, r.perc, r.lr, r.secs
+            ),
+            PreviewEvent::Checkpoint { step } => eprintln!("checkpoint {step}"),
+        }
+        true
+    })?;
+    println!("wrote {} (steps {} -> {}, {} items)", r.final_dir.display(), r.start_step, r.steps, r.items);
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! `verify-fixture`: our implementation against a folder of PyTorch reference outputs.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    dir: PathBuf,
+    /// Print every check, not only the summary and failures.
+    #[arg(long, short)]
+    verbose: bool,
+    /// cpu, wgpu (any adapter, lavapipe included) or auto.
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+}
+
+/// Prints a table of the comparisons; exits with code 2 when any fails.
+pub fn run(a: VerifyArgs) -> Result<()> {
+    let VerifyArgs { dir, verbose, backend } = a;
+    let backend = engine::backend::Backend::select(backend.parse()?)?;
+    println!("backend {backend}");
+    let report = engine::fixture::verify_dir(&dir, &backend.device)?;
+    for p in &report.parts {
+        println!("part  {p}");
+    }
+    println!("{:<72} {:>12} {:>12} {:>9}", "tensor", "max_abs_err", "err/max|ref|", "status");
+    for c in &report.checks {
+        if verbose || !c.ok() {
+            println!(
+                "{:<72} {:>12.3e} {:>12.3e} {:>9}",
+                c.name,
+                c.max_abs,
+                c.rel(),
+                if c.ok() { "ok" } else { "FAIL" }
+            );
+        }
+    }
+    for (k, why) in &report.skipped {
+        if verbose {
+            println!("{k:<72} skipped: {why}");
+        }
+    }
+    let worst = report.checks.iter().map(|c| c.max_abs / c.ref_max.max(1.0)).fold(0.0, f64::max);
+    let fails = report.failures().len();
+    println!("{} reference tensors not compared; worst max_abs/max(1,|ref|) = {worst:.3e}", report.skipped.len());
+    println!("verify-fixture: {} passed, {} failed", report.checks.len() - fails, fails);
+    if !report.ok() {
+        std::process::exit(2);
+    }
+    Ok(())
+}
