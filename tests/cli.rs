@@ -308,3 +308,69 @@ fn interpolate_refuses_images_over_the_budget() {
     assert!(out.join("frame_002.png").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every choice is a clap `ValueEnum`: a bad value is refused by the parser (exit code 2, nothing run) with the
+/// valid values listed; aliases of the old hand-written parsers still work.
+#[test]
+fn a_bad_choice_is_refused_by_the_parser_with_the_valid_values() {
+    let cases: [(&[&str], &str, &[&str]); 5] = [
+        (&["reconstruct", "in.png", "-o", "out.png", "--fit", "stretch"], "stretch", &["crop", "pad", "resize"]),
+        (&["train-dit", "--sae", "s", "--photos", "p", "-o", "o", "--arch", "unet"], "unet", &["lightningdit", "ddt"]),
+        (&["sample", "-o", "s.png", "--sampler", "heun"], "heun", &["euler-proj", "exp-map"]),
+        (&["bench", "--backend", "tpu"], "tpu", &["auto", "cpu", "wgpu"]),
+        (
+            &["train", "--teacher", "t", "--photos", "p", "-o", "o", "--schedule", "step"],
+            "step",
+            &["constant", "cosine"],
+        ),
+    ];
+    for (args, bad, valid) in cases {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        let (code, stdout, stderr, secs) = dino_sae(&args, &[]);
+        assert_eq!(code, 2, "{args:?}\n{stdout}\n{stderr}");
+        assert!(stderr.contains(&format!("invalid value '{bad}'")), "{stderr}");
+        for v in valid {
+            assert!(stderr.contains(v), "{v} not listed: {stderr}");
+        }
+        assert!(secs < 10.0, "refused by the parser, nothing loaded ({secs:.1} s)");
+    }
+    // the engine's preset lists are the parser's
+    for (cmd, presets) in
+        [("train-dit", &engine::model::dit::PRESETS[..]), ("train-preview", &engine::model::preview::PRESETS[..])]
+    {
+        let (code, stdout, _, _) = dino_sae(&[cmd.as_ref(), "--help".as_ref()], &[]);
+        assert_eq!(code, 0);
+        assert!(stdout.contains(&format!("[possible values: {}]", presets.join(", "))), "{cmd}: {stdout}");
+    }
+}
+
+/// `dino-sae bench` with no model flags times the embedded default model (rows named `*_default`).
+#[test]
+fn bench_defaults_to_the_default_model() {
+    let (code, stdout, stderr, secs) = dino_sae(&["bench".as_ref(), "--repeats".as_ref(), "1".as_ref()], &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let model = engine::worker::default_model_dir().expect("default model");
+    assert!(stdout.contains(&format!("model: the default model ({})", model.display())), "{stdout}");
+    for row in ["encode_256_default", "decode_256_default", "preview_256_default", "dit_step_128_default"] {
+        assert!(stdout.contains(row), "{row} missing: {stdout}");
+    }
+    eprintln!("bench --repeats 1 on the default model: {secs:.1} s");
+}
+
+/// `interpolate` between two seeds with no model flags samples with the default model's generator.
+#[test]
+fn interpolate_defaults_to_the_default_model_and_its_generator() {
+    let dir = tmp_dir("interp-default");
+    let out = dir.join("frames");
+    let args: Vec<&std::ffi::OsStr> = ["interpolate", "seed:1", "seed:2", "--steps", "2", "--sample-steps", "4", "-o"]
+        .iter()
+        .map(|a| a.as_ref())
+        .chain([out.as_os_str()])
+        .collect();
+    let (code, stdout, stderr, _) = dino_sae(&args, &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for k in 0..=2 {
+        assert!(out.join(format!("frame_{k:03}.png")).exists(), "frame {k}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -93,7 +93,7 @@ fn what_the_refusal_names_fits_and_a_little_more_does_not() {
             assert!(preflight::check_reconstruct(&cfg, fw + 64, fh + 64, &budget).is_err());
         }
         let e = preflight::check_decode(&cfg, 1, 400, 400, &budget).expect_err("400x400 grid");
-        assert!(e.to_string().contains("--tiled") && e.to_string().contains("grid fits"), "{e}");
+        assert!(e.to_string().contains("tiled render") && e.to_string().contains("grid fits"), "{e}");
     }
 }
 

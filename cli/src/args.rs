@@ -4,11 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
+use engine::backend::BackendChoice;
 use engine::checkpoint::load_sae;
+use engine::image_io::Fit;
 use engine::model::preview::PreviewDecoder;
 use engine::model::sae::{DinoSae, SaeConfig};
 use engine::preflight;
 use engine::render;
+
+use crate::progress::Progress;
 
 /// Which DINO-SAE a command runs: a named checkpoint, random weights of a preset, else the default model.
 #[derive(clap::Args, Clone, Debug)]
@@ -16,9 +21,9 @@ pub struct ModelArgs {
     /// DINO-SAE checkpoint: our folder (model.safetensors + config.json) or an official state dict (.pt/.pth/.safetensors).
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
-    /// Use random weights of a preset (`small`, `released`) - for timing and debugging only.
-    #[arg(long)]
-    pub random_preset: Option<String>,
+    /// Use random weights of a preset - for timing and debugging only.
+    #[arg(long, value_enum)]
+    pub random_preset: Option<SaePreset>,
     /// Run even if some weights are missing or mis-shaped (they are zero then).
     #[arg(long)]
     pub allow_incomplete: bool,
@@ -47,10 +52,9 @@ impl ModelArgs {
     /// Load the model (CPU); says on stderr which one and how complete it is.
     pub fn load(&self) -> Result<DinoSae> {
         let device = engine::cpu();
-        if let Some(p) = &self.random_preset {
-            let cfg = SaeConfig::preset(p).with_context(|| format!("unknown preset {p} (small, released)"))?;
-            eprintln!("warning: RANDOM weights ({p}); outputs are meaningless");
-            return Ok(DinoSae::random(&cfg, 0, &device)?.0);
+        if let Some(p) = self.random_preset {
+            eprintln!("warning: RANDOM weights ({}); outputs are meaningless", value_name(&p));
+            return Ok(DinoSae::random(&p.config(), 0, &device)?.0);
         }
         let path = self.path()?;
         let loaded =
@@ -87,6 +91,99 @@ impl ModelArgs {
     }
 }
 
+/// The name clap shows for a value (`EulerProj` -> `euler-proj`).
+pub fn value_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+}
+
+/// How to make H, W multiples of 16 ([`Fit`]).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FitArg {
+    /// Centre-crop to the largest multiple of 16.
+    #[default]
+    Crop,
+    /// Pad to the next multiple of 16 by edge replication.
+    Pad,
+    /// Resize to the nearest multiple of 16.
+    Resize,
+}
+
+impl From<FitArg> for Fit {
+    fn from(f: FitArg) -> Self {
+        match f {
+            FitArg::Crop => Fit::Crop,
+            FitArg::Pad => Fit::Pad,
+            FitArg::Resize => Fit::Resize,
+        }
+    }
+}
+
+/// Where tensors run ([`BackendChoice`]).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendArg {
+    /// wgpu on a hardware GPU, else the CPU.
+    Auto,
+    /// The CPU (burn's flex backend).
+    #[default]
+    #[value(alias = "flex")]
+    Cpu,
+    /// wgpu on any adapter (software ones included).
+    #[value(alias = "gpu")]
+    Wgpu,
+}
+
+impl From<BackendArg> for BackendChoice {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Cpu => BackendChoice::Cpu,
+            BackendArg::Wgpu => BackendChoice::Wgpu,
+        }
+    }
+}
+
+/// A DINO-SAE architecture at random weights ([`SaeConfig::preset`]).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaePreset {
+    /// DINOv2-S/14 encoder, small DC-AE decoder.
+    #[value(alias = "small-dinov2")]
+    Small,
+    /// The released DINO-SAE (DINOv3-L/16).
+    #[value(alias = "dino-sae-l16")]
+    Released,
+}
+
+impl SaePreset {
+    pub fn config(self) -> SaeConfig {
+        match self {
+            SaePreset::Small => SaeConfig::small_dinov2(),
+            SaePreset::Released => SaeConfig::released(),
+        }
+    }
+}
+
+/// The sphere sampler of a generator ([`engine::sampler::SphereStep`]).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[value(rename_all = "kebab-case")]
+pub enum SamplerArg {
+    /// Euler step, then projection back onto the spheres.
+    #[default]
+    #[value(alias = "euler")]
+    EulerProj,
+    /// Rotation along the great circle (exponential map).
+    #[value(alias = "exp")]
+    ExpMap,
+}
+
+impl From<SamplerArg> for engine::sampler::SphereStep {
+    fn from(s: SamplerArg) -> Self {
+        match s {
+            SamplerArg::EulerProj => Self::EulerProj,
+            SamplerArg::ExpMap => Self::ExpMap,
+        }
+    }
+}
+
 /// The autoencoder and generator a generation command uses: the ones named, else the default model and its
 /// generator (a named autoencoder without a named generator gets none).
 pub fn default_sae_and_dit(sae: Option<PathBuf>, dit: Option<PathBuf>) -> Result<(PathBuf, Option<PathBuf>)> {
@@ -97,6 +194,17 @@ pub fn default_sae_and_dit(sae: Option<PathBuf>, dit: Option<PathBuf>) -> Result
             dit.or_else(engine::worker::default_dit_dir),
         )),
     }
+}
+
+/// The engine's error with the command-line flag that addresses it appended, when `applies` picks the error
+/// (engine messages never name flags; the command line knows which flag it was).
+pub fn flag_hint<T>(r: engine::Result<T>, applies: fn(&engine::EngineError) -> bool, hint: &str) -> Result<T> {
+    r.map_err(|e| if applies(&e) { anyhow::anyhow!("{e} ({hint})") } else { e.into() })
+}
+
+/// A memory preflight refusal.
+pub fn too_big(e: &engine::EngineError) -> bool {
+    matches!(e, engine::EngineError::TooBig { .. })
 }
 
 /// One stderr line with what the preflight expects of a job (memory beyond the weights, FLOPs, a time guess at
@@ -111,18 +219,16 @@ pub fn announce(what: &str, est: &preflight::Estimate) {
     );
 }
 
-/// A progress callback printing `\r<what> tile k/n, ETA s` on stderr (newline after the last tile).
+/// The progress of a tiled render (`<what>: tile k/n`, the engine's ETA): a bar on a terminal, else a line per tile.
 pub fn progress_line(what: &'static str) -> impl FnMut(render::TileProgress) {
-    move |p: render::TileProgress| {
-        eprint!(
-            "\r{what}: tile {}/{} ({:.0} %), ETA {:.0} s   ",
-            p.done,
-            p.of,
-            100.0 * p.done as f64 / p.of.max(1) as f64,
-            p.eta_secs
-        );
-        if p.done == p.of {
-            eprintln!();
+    let mut bar: Option<Progress> = None;
+    move |t: render::TileProgress| {
+        let b = bar.get_or_insert_with(|| Progress::new(format!("{what}: tile"), t.of));
+        b.set(t.done, &format!("ETA {:.0} s", t.eta_secs));
+        if t.done >= t.of
+            && let Some(b) = bar.take()
+        {
+            b.finish();
         }
     }
 }

@@ -4,16 +4,22 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 use engine::checkpoint::load_sae;
-use engine::model::sae::{DinoSae, SaeConfig};
+use engine::model::sae::DinoSae;
+
+use crate::args::{BackendArg, SaePreset, value_name};
+use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    #[arg(long, default_value = "small")]
-    preset: String,
-    /// cpu, wgpu or auto (wgpu on a hardware GPU, else cpu).
-    #[arg(long, default_value = "cpu")]
-    backend: String,
+    /// The model timed: the embedded default model (with its generator and preview decoder), or a
+    /// random-weight preset.
+    #[arg(long, value_enum, default_value_t)]
+    preset: BenchPreset,
+    /// Where it runs (auto: wgpu on a hardware GPU, else the CPU).
+    #[arg(long, value_enum, default_value_t)]
+    backend: BackendArg,
     #[arg(long, default_value_t = 5)]
     repeats: usize,
     #[arg(long, default_value_t = 256)]
@@ -25,49 +31,92 @@ pub struct BenchArgs {
     profile: bool,
 }
 
+/// What `bench` times.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BenchPreset {
+    /// The embedded default model, its generator and its preview decoder.
+    #[default]
+    Default,
+    /// Random weights of the `small` preset.
+    Small,
+    /// Random weights of the released model's architecture.
+    Released,
+}
+
+impl BenchPreset {
+    /// The random-weight preset, none for the default model.
+    fn random(self) -> Option<SaePreset> {
+        match self {
+            BenchPreset::Default => None,
+            BenchPreset::Small => Some(SaePreset::Small),
+            BenchPreset::Released => Some(SaePreset::Released),
+        }
+    }
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
-    bench(&a.preset, &a.backend, a.repeats, a.size, a.json)?;
+    bench(a.preset, a.backend, a.repeats, a.size, a.json)?;
     if a.profile {
-        profile_all(&a.preset, a.repeats, a.size)?;
+        profile_all(a.preset, a.repeats, a.size)?;
     }
     Ok(())
 }
 
-fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -> Result<()> {
-    let backend_choice: engine::backend::BackendChoice = backend.parse()?;
+/// The autoencoder of `preset` on `device`, and the default model's generator with the default model.
+fn load_models(
+    preset: BenchPreset,
+    device: &burn::tensor::Device,
+    say: bool,
+) -> Result<(DinoSae, Option<engine::generate::DitBundle>)> {
+    match preset.random() {
+        None => {
+            let dir = engine::worker::require_default_model_dir()?;
+            if say {
+                println!("model: the default model ({})", dir.display());
+            }
+            let m = load_sae(&dir, device, false).with_context(|| format!("loading {}", dir.display()))?.model;
+            let dit = engine::worker::default_dit_dir().map(|d| engine::generate::load_dit(&d, device)).transpose()?;
+            Ok((m, dit))
+        }
+        Some(p) => {
+            if say {
+                println!("model: RANDOM weights of the {} preset", value_name(&p));
+            }
+            Ok((DinoSae::random(&p.config(), 0, device)?.0, None))
+        }
+    }
+}
+
+fn bench(preset: BenchPreset, backend: BackendArg, repeats: usize, size: usize, json: bool) -> Result<()> {
+    let backend_choice: engine::backend::BackendChoice = backend.into();
     let backend = engine::backend::Backend::select(backend_choice)?;
     let device = backend.device.clone();
     let tag = backend.tag();
     if !json {
         println!("backend: {backend}");
     }
-    // `default`: the embedded default model (and its generator); else a random-weight preset.
-    let (m, dit) = if preset == "default" {
-        let dir = engine::worker::require_default_model_dir()?;
-        let m = load_sae(&dir, &device, false)?.model;
-        let dit = engine::worker::default_dit_dir().map(|d| engine::generate::load_dit(&d, &device)).transpose()?;
-        (m, dit)
-    } else {
-        let cfg =
-            SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset} (default, small, released)"))?;
-        (DinoSae::random(&cfg, 0, &device)?.0, None)
-    };
+    let (m, dit) = load_models(preset, &device, !json)?;
+    let preset_name = value_name(&preset);
     let x =
         burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     let g = size / 16;
     let times = |name: &str, flops: Option<f64>, f: &mut dyn FnMut()| {
+        let mut bar = Progress::terminal_only(format!("{name}_{preset_name}"), repeats.max(1) + 1);
         f(); // warm-up
+        bar.set(1, "warm-up");
         let mut v: Vec<f64> = (0..repeats.max(1))
-            .map(|_| {
+            .map(|k| {
                 let t = Instant::now();
                 f();
+                bar.set(k + 2, "");
                 t.elapsed().as_secs_f64() * 1e3
             })
             .collect();
+        bar.clear();
         v.sort_by(f64::total_cmp);
         let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
         let rss = engine::flops::peak_rss_mb();
-        let name = format!("{name}_{preset}");
+        let name = format!("{name}_{preset_name}");
         if json {
             let num = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "null".into());
             println!(
@@ -111,7 +160,7 @@ fn bench(preset: &str, backend: &str, repeats: usize, size: usize, json: bool) -
         let _ = y.into_data();
     });
     // the preview decoder (issue 17): the default model's shipped one, else the `small` preset at random weights
-    let preview = match engine::model::preview::default_preview_dir().filter(|_| preset == "default") {
+    let preview = match engine::model::preview::default_preview_dir().filter(|_| preset == BenchPreset::Default) {
         Some(d) => engine::model::preview::PreviewDecoder::load(&d, &device)?.0,
         None => {
             let cfg = engine::model::preview::PreviewConfig::preset("small", m.cfg.decoder.latent_channels)?;
@@ -173,7 +222,7 @@ type TimeRow<'a> = dyn Fn(&str, Option<f64>, &mut dyn FnMut()) + 'a;
 /// `steer_preview_{size}`: the time from a steer command to the preview image event in the worker (the studio's
 /// engine thread: queue, edit on the sphere, preview decode, image conversion, PSNR), on a `size x size` image.
 fn steer_preview_row(
-    preset: &str,
+    preset: BenchPreset,
     choice: engine::backend::BackendChoice,
     size: usize,
     preview: &engine::model::preview::PreviewDecoder,
@@ -191,7 +240,10 @@ fn steer_preview_row(
             }
         }
     };
-    let src = if preset == "default" { ModelSource::Default } else { ModelSource::RandomPreset(preset.to_string()) };
+    let src = match preset.random() {
+        None => ModelSource::Default,
+        Some(p) => ModelSource::RandomPreset(value_name(&p)),
+    };
     w.submit(Ticket::new(1), Job::LoadModel(src));
     let Event::Loaded(l) = wait(&w)? else { anyhow::bail!("steer bench: model not loaded") };
     let tmp = std::env::temp_dir().join(format!("dino-sae-bench-preview-{}", std::process::id()));
@@ -220,186 +272,56 @@ fn steer_preview_row(
     Ok(())
 }
 
-/// Timings by name over repeated passes; the first pass is a warm-up and is not recorded. Each timed call reads
-/// one element of its result, so the work is finished when the clock stops.
-struct Stopwatch {
-    rows: Vec<(String, Vec<f64>)>,
-    pass: usize,
-    k: usize,
-}
-
-impl Stopwatch {
-    fn new() -> Self {
-        Self { rows: Vec::new(), pass: 0, k: 0 }
-    }
-
-    /// Start pass `pass` (0 = warm-up).
-    fn start_pass(&mut self, pass: usize) {
-        self.pass = pass;
-        self.k = 0;
-    }
-
-    fn time<const D: usize>(
-        &mut self,
-        name: impl Into<String>,
-        f: impl FnOnce() -> burn::tensor::Tensor<D>,
-    ) -> burn::tensor::Tensor<D> {
-        let t0 = Instant::now();
-        let y = f();
-        let _ = y.clone().flatten::<1>(0, D - 1).slice(0..1).into_data();
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        if self.pass > 0 {
-            if self.rows.len() <= self.k {
-                self.rows.push((name.into(), Vec::new()));
-            }
-            self.rows[self.k].1.push(ms);
-        }
-        self.k += 1;
-        y
-    }
-
-    fn medians(&self) -> Vec<(&str, f64)> {
-        self.rows.iter().map(|(n, v)| (n.as_str(), median_ms(&mut v.clone()))).collect()
-    }
-}
-
-/// Where the time of an encode and a decode goes (CPU, medians of `repeats`): every decoder layer, the parts of
-/// an EViT_GLU block, the encoder's stem and one block split into its parts, and plain matrix products.
-fn profile_all(preset: &str, repeats: usize, size: usize) -> Result<()> {
+/// Where the time of an encode and a decode goes (CPU, medians of `repeats`): the forwards timed between their
+/// own probe points (engine::model::nn::time_parts), and plain matrix products of the ViT-S blocks' shapes.
+fn profile_all(preset: BenchPreset, repeats: usize, size: usize) -> Result<()> {
+    use burn::tensor::{Distribution, Tensor};
+    use engine::model::nn::time_parts;
     let device = engine::cpu();
-    let m = if preset == "default" {
-        load_sae(&engine::worker::require_default_model_dir()?, &device, false)?.model
-    } else {
-        DinoSae::random(&SaeConfig::preset(preset).with_context(|| format!("unknown preset {preset}"))?, 0, &device)?.0
-    };
-    profile_decoder(&m, repeats, size, &device);
-    profile_encoder(&m, repeats, size, &device);
+    let m = load_models(preset, &device, false)?.0;
+    let g = size / 16;
+    let z = Tensor::<4>::random([1, m.cfg.decoder.latent_channels, g, g], Distribution::Normal(0.0, 1.0), &device);
+    let rows = time_parts(repeats, |p| {
+        let y = m.decoder.forward(z.clone(), p);
+        p.mark("project_out", &y);
+    });
+    print_parts(&format!("decoder at {size}x{size} (median of {repeats})"), &rows);
+    let x = Tensor::<4>::random([1, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+    let rows = time_parts(repeats, |p| {
+        if let Ok(out) = m.encode_full(x.clone(), p) {
+            p.mark("end", &out.normed);
+        }
+    });
+    print_parts(&format!("encoder at {size}x{size} (median of {repeats}), every block"), &by_block_part(&rows));
     profile_matmul(repeats, &device);
     Ok(())
 }
 
-fn profile_decoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tensor::Device) {
-    use burn::tensor::activation::relu;
-    use engine::model::decoder::{DecBlock, OutHead};
-    use engine::model::host::silu;
-    use engine::model::nn::Probe;
-    let d = &m.decoder;
-    let g = size / 16;
-    let z = burn::tensor::Tensor::<4>::random(
-        [1, m.cfg.decoder.latent_channels, g, g],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        device,
-    );
-    let mut sw = Stopwatch::new();
-    // the inside of the first EViT_GLU block of each stage that has one: (title, timings)
-    let mut evit: Vec<(String, Stopwatch)> = Vec::new();
-    for pass in 0..=repeats.max(1) {
-        sw.start_pass(pass);
-        let mut ei = 0;
-        let mut x = sw.time("project_in", || d.project_in.forward(z.clone()));
-        for (ki, st) in d.stages.iter().enumerate() {
-            if let Some(up) = &st.up {
-                let dims = x.dims();
-                x = sw.time(format!("stages.{ki} upsample {}x{} -> x2", dims[1], dims[2]), || up.forward(x.clone()));
-            }
-            if let Some(DecBlock::Evit(e)) = st.blocks.first() {
-                let dims = x.dims();
-                if pass == 0 {
-                    evit.push((
-                        format!("inside stages.{ki}.0 EViT_GLU {}ch {}x{}", dims[1], dims[2], dims[3]),
-                        Stopwatch::new(),
-                    ));
-                }
-                let e_sw = &mut evit[ei].1;
-                ei += 1;
-                e_sw.start_pass(pass);
-                let _ = e_sw.time("qkv conv1x1", || e.qkv.forward(x.clone()));
-                let att = e_sw.time("attention (incl. qkv)", || e.attention(x.clone(), &mut Probe::default(), ""));
-                let p = e_sw.time("proj conv1x1", || e.proj.forward(att));
-                let x2 = x.clone() + p;
-                let inv = e_sw.time("inverted conv1x1 + silu", || silu(e.inverted.forward(x2)));
-                let y = e_sw.time("depthwise conv3x3", || e.depth.forward(inv));
-                let mid = y.dims()[1] / 2;
-                let gated = e_sw.time("GLU gate", || y.clone().narrow(1, 0, mid) * silu(y.clone().narrow(1, mid, mid)));
-                let _ = e_sw.time("point conv1x1", || e.point.forward(gated));
-            }
-            for (j, b) in st.blocks.iter().enumerate() {
-                let dims = x.dims();
-                let what = match b {
-                    DecBlock::Res(_) => "ResBlock",
-                    DecBlock::Evit(_) => "EViT_GLU",
-                };
-                x = sw.time(format!("stages.{ki}.{j} {what} {}ch {}x{}", dims[1], dims[2], dims[3]), || match b {
-                    DecBlock::Res(r) => r.forward(x.clone()),
-                    DecBlock::Evit(e) => e.forward(x.clone(), &mut Probe::default(), ""),
-                });
-            }
-        }
-        x = sw.time("out norm + relu", || relu(d.out_norm.forward(x.clone())));
-        let _ = sw.time("project_out", || match &d.out {
-            OutHead::Conv(c) => c.forward(x.clone()),
-            OutHead::Up(u) => u.forward(x.clone()),
-        });
-    }
-    let rows = sw.medians();
-    let total: f64 = rows.iter().map(|(_, v)| v).sum();
-    println!("decoder layers at {size}x{size} (median of {repeats}), total {total:.1} ms:");
-    for (name, v) in &rows {
-        println!("  {name:<44} {v:>8.1} ms  {:>5.1}%", 100.0 * v / total);
-    }
-    for (title, e_sw) in &evit {
-        println!("  {title}:");
-        for (name, v) in e_sw.medians() {
-            println!("    {name:<42} {v:>8.1} ms");
-        }
+/// Timed parts with their share of the total.
+fn print_parts(title: &str, rows: &[(String, Vec<usize>, f64)]) {
+    let total: f64 = rows.iter().map(|r| r.2).sum();
+    println!("{title}, total {total:.1} ms (each part: the time since the previous probe point):");
+    for (name, shape, ms) in rows {
+        println!("  {name:<44} {:<18} {ms:>8.2} ms  {:>5.1}%", format!("{shape:?}"), 100.0 * ms / total.max(1e-9));
     }
 }
 
-fn profile_encoder(m: &DinoSae, repeats: usize, size: usize, device: &burn::tensor::Device) {
-    use burn::tensor::activation::softmax;
-    use engine::model::host::gelu;
-    use engine::model::nn::Probe;
-    use engine::model::vit::FeedForward;
-    let enc = &m.encoder;
-    let x = burn::tensor::Tensor::<4>::random([1, 3, size, size], burn::tensor::Distribution::Normal(0.0, 1.0), device);
-    let mut sw = Stopwatch::new();
-    for pass in 0..=repeats.max(1) {
-        sw.start_pass(pass);
-        let (tokens, (gh, gw)) = enc.embed(x.clone(), &mut Probe::default());
-        let _ = sw.time("embed (stem + position table)", || enc.embed(x.clone(), &mut Probe::default()).0);
-        if let Some(pos) = &enc.pos {
-            let _ = sw.time("  position table for the grid", || pos.for_grid(gh, gw));
-        }
-        let _ = sw.time("all blocks", || {
-            let mut t = tokens.clone();
-            for b in &enc.blocks {
-                t = b.forward(t, None, enc.cfg.n_prefix(), &mut Probe::default(), "");
-            }
-            t
-        });
-        let b0 = &enc.blocks[0];
-        let [bb, t, d] = tokens.dims();
-        let (hh, dh) = (b0.attn.heads, d / b0.attn.heads);
-        let n1 = sw.time("  block: norm1", || b0.norm1.forward(tokens.clone()));
-        let qkv = sw.time("  block: qkv", || b0.attn.qkv.forward(n1.clone()));
-        let _ = sw.time("  block: attention core (heads split, softmax, matmuls, merge)", || {
-            let q5 = qkv.reshape([bb, t, 3, hh, dh]).permute([2, 0, 3, 1, 4]);
-            let q = q5.clone().narrow(0, 0, 1).reshape([bb, hh, t, dh]);
-            let k = q5.clone().narrow(0, 1, 1).reshape([bb, hh, t, dh]);
-            let v = q5.narrow(0, 2, 1).reshape([bb, hh, t, dh]);
-            let a = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()), 3).matmul(v);
-            a.swap_dims(1, 2).reshape([bb, t, d])
-        });
-        if let FeedForward::Mlp(mlp) = &b0.mlp {
-            let hdn = sw.time("  block: fc1", || mlp.fc1.forward(n1.clone()));
-            let g = sw.time("  block: exact GELU", || gelu(hdn));
-            let _ = sw.time("  block: fc2", || mlp.fc2.forward(g));
+/// Encoder parts summed over its blocks: `layer7.attn.sdpa_out` counts as `layer*.attn.sdpa_out`; other points
+/// (stem, norms) stay as they are.
+fn by_block_part(rows: &[(String, Vec<usize>, f64)]) -> Vec<(String, Vec<usize>, f64)> {
+    let mut out: Vec<(String, Vec<usize>, f64)> = Vec::new();
+    for (name, shape, ms) in rows {
+        let key = match name.strip_prefix("layer").and_then(|r| r.split_once('.')) {
+            Some((i, rest)) if i.chars().all(|c| c.is_ascii_digit()) => format!("layer*.{rest}"),
+            _ if name.starts_with("hidden_states.") => "layer*.residual_out".to_string(),
+            _ => name.clone(),
+        };
+        match out.iter_mut().find(|r| r.0 == key) {
+            Some(r) => r.2 += ms,
+            None => out.push((key, shape.clone(), *ms)),
         }
     }
-    println!("encoder at {size}x{size}:");
-    for (name, v) in sw.medians() {
-        println!("  {name:<62} {v:>8.2} ms");
-    }
+    out
 }
 
 /// Matrix products of the ViT-S blocks' shapes, issued as `linear` on `[1, T, d]` and as a plain 2-D product.
@@ -411,20 +333,16 @@ fn profile_matmul(repeats: usize, device: &burn::tensor::Device) {
         let w = Tensor::<2>::random([din, dout], Distribution::Normal(0.0, 1.0), device);
         let b = Tensor::<1>::random([dout], Distribution::Normal(0.0, 1.0), device);
         let x2 = x3.clone().reshape([t, din]);
-        let mut sw = Stopwatch::new();
-        for pass in 0..=repeats.max(3) {
-            sw.start_pass(pass);
-            let _ = sw.time("linear 3-D", || linear(x3.clone(), w.clone(), Some(b.clone())));
-            let _ = sw.time("plain 2-D", || x2.clone().matmul(w.clone()));
-        }
+        let rows = engine::model::nn::time_parts(repeats.max(3), |p| {
+            p.mark("start", &x2);
+            let y = linear(x3.clone(), w.clone(), Some(b.clone()));
+            p.mark("linear 3-D", &y);
+            let y = x2.clone().matmul(w.clone());
+            p.mark("plain 2-D", &y);
+        });
         let gf = 2.0 * (t * din * dout) as f64 / 1e9;
         let line: Vec<String> =
-            sw.medians().iter().map(|(n, ms)| format!("{n} {ms:.2} ms ({:.0} GFLOP/s)", gf / ms * 1e3)).collect();
+            rows.iter().skip(1).map(|(n, _, ms)| format!("{n} {ms:.2} ms ({:.0} GFLOP/s)", gf / ms * 1e3)).collect();
         println!("  matmul {t}x{din} @ {din}x{dout}: {}", line.join(", "));
     }
-}
-
-fn median_ms(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }

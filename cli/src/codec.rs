@@ -6,12 +6,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use engine::image_io::{self, Fit};
+use engine::image_io;
 use engine::preflight::{self, Budget};
 use engine::raw::{Precision, RawTensor, TensorMap, write_safetensors};
 use engine::render::{self, Tiling};
 
-use crate::args::{ModelArgs, PreviewArgs, announce, progress_line};
+use crate::args::{FitArg, ModelArgs, PreviewArgs, announce, flag_hint, progress_line, too_big, value_name};
 
 #[derive(clap::Args)]
 pub struct ReconstructArgs {
@@ -20,9 +20,9 @@ pub struct ReconstructArgs {
     out: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// How to make H, W multiples of 16: crop, pad, resize.
-    #[arg(long, default_value = "crop")]
-    fit: String,
+    /// How to make H, W multiples of 16.
+    #[arg(long, value_enum, default_value_t)]
+    fit: FitArg,
     /// Full resolution in overlapping tiles (engine::render), with a progress line on stderr; for images too
     /// large for one pass (the memory preflight says when).
     #[arg(long)]
@@ -38,8 +38,9 @@ pub struct EncodeArgs {
     out: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    #[arg(long, default_value = "crop")]
-    fit: String,
+    /// How to make H, W multiples of 16.
+    #[arg(long, value_enum, default_value_t)]
+    fit: FitArg,
     /// Encode in overlapping tiles (engine::render), with a progress line on stderr.
     #[arg(long)]
     tiled: bool,
@@ -64,12 +65,12 @@ pub struct DecodeArgs {
 pub struct PreflightArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// encode, decode or reconstruct.
-    #[arg(long, default_value = "reconstruct")]
-    op: String,
+    /// The job to estimate.
+    #[arg(long, value_enum, default_value_t)]
+    op: Op,
     /// Image size WxH in pixels (multiples of 16; decode: the output size).
-    #[arg(long, default_value = "256x256")]
-    size: String,
+    #[arg(long, default_value = "256x256", value_parser = parse_size)]
+    size: (usize, usize),
     #[arg(long, default_value_t = 1)]
     batch: usize,
     /// Run the job once and measure the peak RSS increase (Linux: VmHWM after a reset of /proc/self/clear_refs).
@@ -80,13 +81,13 @@ pub struct PreflightArgs {
     json: bool,
 }
 
-fn parse_fit(s: &str) -> Result<Fit> {
-    Ok(match s {
-        "crop" => Fit::Crop,
-        "pad" => Fit::Pad,
-        "resize" => Fit::Resize,
-        o => bail!("unknown --fit {o} (crop, pad, resize)"),
-    })
+/// The job `preflight` estimates.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Op {
+    Encode,
+    Decode,
+    #[default]
+    Reconstruct,
 }
 
 pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
@@ -95,9 +96,8 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     if tiled && preview {
         bail!("--preview decodes in one pass; drop --tiled");
     }
-    let fit = parse_fit(&fit)?;
     let m = model.load()?;
-    let img = image_io::fit16(&image_io::load_rgb(&image)?, fit);
+    let img = image_io::fit16(&image_io::load_rgb(&image)?, fit.into());
     let (w, h) = (img.width() as usize, img.height() as usize);
     let budget = Budget::from_env();
     let t0 = Instant::now();
@@ -110,7 +110,8 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
             render::decode_tiled(&m, &z, Tiling::default(), &budget, &device, &cancel, &mut progress_line("decode"))?;
         (rec, t1)
     } else {
-        let est = preflight::check_reconstruct(&m.cfg, w, h, &budget).context("memory preflight")?;
+        let est = flag_hint(preflight::check_reconstruct(&m.cfg, w, h, &budget), too_big, "--tiled renders it")
+            .context("memory preflight")?;
         announce(&format!("reconstruct of {w}x{h}"), &est);
         let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
         let lat = m.encode(x)?;
@@ -148,7 +149,7 @@ pub fn encode(a: EncodeArgs) -> Result<()> {
     let EncodeArgs { image, out, model, fit, tiled } = a;
     let device = engine::cpu();
     let m = model.load()?;
-    let img = image_io::fit16(&image_io::load_rgb(&image)?, parse_fit(&fit)?);
+    let img = image_io::fit16(&image_io::load_rgb(&image)?, fit.into());
     let (w, h) = (img.width() as usize, img.height() as usize);
     let budget = Budget::from_env();
     let mut t = TensorMap::new();
@@ -158,7 +159,8 @@ pub fn encode(a: EncodeArgs) -> Result<()> {
             render::encode_tiled(&m, &img, Tiling::default(), &budget, &device, &cancel, &mut progress_line("encode"))?;
         t.insert("latent".into(), z);
     } else {
-        let est = preflight::check_encode(&m.cfg, 1, w, h, &budget).context("memory preflight")?;
+        let est = flag_hint(preflight::check_encode(&m.cfg, 1, w, h, &budget), too_big, "--tiled encodes it")
+            .context("memory preflight")?;
         announce(&format!("encode of {w}x{h}"), &est);
         let lat = m.encode(image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?)?;
         t.insert("latent".into(), RawTensor::from_tensor(lat.patches)?);
@@ -187,7 +189,8 @@ pub fn decode(a: DecodeArgs) -> Result<()> {
         let cancel = Arc::new(AtomicBool::new(false));
         render::decode_tiled(&m, &z, Tiling::default(), &budget, &device, &cancel, &mut progress_line("decode"))?
     } else {
-        let est = preflight::check_decode(&m.cfg, b, gh, gw, &budget).context("memory preflight")?;
+        let est = flag_hint(preflight::check_decode(&m.cfg, b, gh, gw, &budget), too_big, "--tiled renders it")
+            .context("memory preflight")?;
         announce(&format!("decode of a {gh}x{gw} latent"), &est);
         let rec = if preview {
             model.load_preview(preview_dir.as_deref())?.decode(z.to_tensor(&device)?)?
@@ -201,6 +204,7 @@ pub fn decode(a: DecodeArgs) -> Result<()> {
     Ok(())
 }
 
+/// `WxH` in pixels, both positive multiples of 16.
 fn parse_size(s: &str) -> Result<(usize, usize)> {
     let (w, h) = s.split_once(['x', 'X']).with_context(|| format!("size {s:?}: expected WxH, e.g. 512x384"))?;
     let (w, h): (usize, usize) = (w.trim().parse().context("width")?, h.trim().parse().context("height")?);
@@ -213,15 +217,15 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
 /// `dino-sae preflight`: the estimate, and with `--measure` the measured peak RSS increase of the same job.
 pub fn preflight(a: PreflightArgs) -> Result<()> {
     let PreflightArgs { model, op, size, batch, measure, json } = a;
+    let op_name = value_name(&op);
     let device = engine::cpu();
-    let (w, h) = parse_size(&size)?;
+    let (w, h) = size;
     let m = model.load()?;
     let cfg = &m.cfg;
-    let est = match op.as_str() {
-        "encode" => preflight::encode(cfg, batch, h, w),
-        "decode" => preflight::decode(cfg, batch, h / 16, w / 16),
-        "reconstruct" => preflight::reconstruct(cfg, batch, h, w),
-        o => bail!("unknown --op {o} (encode, decode, reconstruct)"),
+    let est = match op {
+        Op::Encode => preflight::encode(cfg, batch, h, w),
+        Op::Decode => preflight::decode(cfg, batch, h / 16, w / 16),
+        Op::Reconstruct => preflight::reconstruct(cfg, batch, h, w),
     };
     let budget = Budget::from_env();
     let fits = est.bytes <= budget.bytes as f64;
@@ -245,14 +249,14 @@ pub fn preflight(a: PreflightArgs) -> Result<()> {
         let reset = preflight::reset_peak_rss();
         let before = preflight::rss_bytes().unwrap_or(0) as f64;
         let t0 = Instant::now();
-        match op.as_str() {
-            "encode" => {
+        match op {
+            Op::Encode => {
                 let _ = m.encode(x)?.patches.into_data();
             }
-            "decode" => {
+            Op::Decode => {
                 let _ = m.decode(z)?.into_data();
             }
-            _ => {
+            Op::Reconstruct => {
                 let lat = m.encode(x)?;
                 let _ = m.decode(lat.patches)?.into_data();
             }
@@ -266,12 +270,12 @@ pub fn preflight(a: PreflightArgs) -> Result<()> {
             .map(|(a, b, c)| (format!("{a:.0}"), b.to_string(), format!("{c:.3}")))
             .unwrap_or(("null".into(), "null".into(), "null".into()));
         println!(
-            "{{\"op\":\"{op}\",\"width\":{w},\"height\":{h},\"batch\":{batch},\"estimate_bytes\":{:.0},\"flops\":{:.0},\"budget_bytes\":{},\"fits\":{fits},\"measured_bytes\":{inc},\"hwm_reset\":{reset},\"seconds\":{secs}}}",
+            "{{\"op\":\"{op_name}\",\"width\":{w},\"height\":{h},\"batch\":{batch},\"estimate_bytes\":{:.0},\"flops\":{:.0},\"budget_bytes\":{},\"fits\":{fits},\"measured_bytes\":{inc},\"hwm_reset\":{reset},\"seconds\":{secs}}}",
             est.bytes, est.flops, budget.bytes
         );
     } else {
         println!(
-            "{op} of {w}x{h} (batch {batch}): estimate {} of memory beyond the weights, {:.2} GFLOP",
+            "{op_name} of {w}x{h} (batch {batch}): estimate {} of memory beyond the weights, {:.2} GFLOP",
             preflight::human(est.bytes),
             est.flops / 1e9
         );

@@ -1,20 +1,23 @@
 //! `eval` (reconstruction quality of models on a photo folder) and `eval-preview` (preview vs full decoder).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use engine::checkpoint::load_sae;
 
 use crate::args::ModelArgs;
+use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
-    /// Models to evaluate: `name=PATH` (our folder or an official state dict) or `untrained=TEACHER` for a
-    /// random stem + decoder around the teacher's blocks.
-    #[arg(required = true)]
-    models: Vec<String>,
+    /// Models to evaluate: `name=PATH` (our folder or an official state dict), `untrained=TEACHER` (or
+    /// `untrained-patchify=TEACHER`) for a random stem + decoder around the teacher's blocks; default: the
+    /// embedded default model.
+    #[arg(value_parser = parse_model)]
+    models: Vec<EvalModel>,
+    /// Teacher backbone for the cosine and Frechet columns (default: where scripts/fetch-teacher.sh puts it).
     #[arg(long)]
-    teacher: PathBuf,
+    teacher: Option<PathBuf>,
     #[arg(long)]
     photos: PathBuf,
     #[arg(long, default_value_t = 256)]
@@ -43,10 +46,54 @@ pub struct EvalPreviewArgs {
     seed: u64,
 }
 
+/// One `eval` row: a name and what it evaluates.
+#[derive(Clone, Debug)]
+pub struct EvalModel {
+    name: String,
+    path: PathBuf,
+    /// `untrained` rows: a random student of this patch embedding around the teacher at `path`.
+    untrained: Option<engine::train::EmbedKind>,
+}
+
+/// `name=PATH`, or a bare PATH named by itself.
+fn parse_model(s: &str) -> Result<EvalModel> {
+    let (name, path) = s.split_once('=').unwrap_or((s, s));
+    if name.is_empty() || path.is_empty() {
+        anyhow::bail!("{s:?}: expected NAME=PATH");
+    }
+    let untrained = match name {
+        "untrained" => Some(engine::train::EmbedKind::Stem),
+        "untrained-patchify" => Some(engine::train::EmbedKind::Patchify),
+        _ => None,
+    };
+    Ok(EvalModel { name: name.to_string(), path: PathBuf::from(path), untrained })
+}
+
+/// Where `scripts/fetch-teacher.sh` puts the teacher (next to the LPIPS weights in the cache folder).
+fn default_teacher() -> PathBuf {
+    engine::dirs::teacher_dir()
+}
+
 pub fn eval(a: EvalArgs) -> Result<()> {
-    let EvalArgs { models, teacher, photos, size, out } = a;
+    let EvalArgs { mut models, teacher, photos, size, out } = a;
     let device = engine::cpu();
-    let t = engine::checkpoint::load_backbone(&teacher, &device, false)?.model;
+    if models.is_empty() {
+        let dir = engine::worker::require_default_model_dir().context("no model named")?;
+        models.push(EvalModel { name: "default".into(), path: dir, untrained: None });
+    }
+    let teacher = match teacher {
+        Some(t) => t,
+        None => {
+            let t = default_teacher();
+            if !t.exists() {
+                anyhow::bail!("no teacher at {}: run scripts/fetch-teacher.sh or pass --teacher", t.display());
+            }
+            t
+        }
+    };
+    let t = engine::checkpoint::load_backbone(&teacher, &device, false)
+        .with_context(|| format!("loading the teacher {}", teacher.display()))?
+        .model;
     let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
     let lp = match engine::lpips::LpipsVgg::load(&engine::lpips::default_dir(), &device) {
         Ok(l) => Some(l),
@@ -56,25 +103,21 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         }
     };
     let mut rows = Vec::new();
-    for spec in &models {
-        let (name, path) = spec.split_once('=').unwrap_or((spec.as_str(), spec.as_str()));
-        let untrained = match name {
-            "untrained" => Some(engine::train::EmbedKind::Stem),
-            "untrained-patchify" => Some(engine::train::EmbedKind::Patchify),
-            _ => None,
-        };
-        let m = if let Some(embed) = untrained {
-            engine::train::init_student(
-                Path::new(path),
+    for EvalModel { name, path, untrained } in &models {
+        let m = match untrained {
+            Some(embed) => engine::train::init_student(
+                path,
                 engine::model::decoder::DecoderConfig::small(t.cfg.dim),
-                embed,
+                *embed,
                 0,
                 &device,
-            )?
-        } else {
-            load_sae(Path::new(path), &device, false).with_context(|| format!("loading {path}"))?.model
+            )?,
+            None => load_sae(path, &device, false).with_context(|| format!("loading {}", path.display()))?.model,
         };
-        let r = engine::eval::evaluate(&m, &t, &set, size, lp.as_ref())?;
+        let mut bar = Progress::new(format!("{name}: photo"), set.images.len());
+        let r =
+            engine::eval::evaluate_with_progress(&m, &t, &set, size, lp.as_ref(), &mut |done, _| bar.set(done, ""))?;
+        bar.clear();
         for (img, p, q, c) in &r.per_image {
             eprintln!("{name:<24} {img:<24} PSNR {p:6.2}  SSIM {q:.4}  cos {c:.4}");
         }

@@ -1,29 +1,34 @@
 //! `train-dit`, `sample`, `interpolate`: the class-conditional generator on SAE latents.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use clap::ValueEnum;
 use engine::checkpoint::load_sae;
+use engine::generate::ObjectiveKind;
+use engine::model::dit::DitArch;
 use engine::preflight::{self, Budget};
 
-use crate::args::{announce, default_sae_and_dit};
+use crate::args::{SamplerArg, announce, default_sae_and_dit, value_name};
+use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct TrainDitArgs {
-    /// DINO-SAE checkpoint that encodes the photos (and later decodes the samples).
+    /// DINO-SAE checkpoint that encodes the photos (and later decodes the samples); default: the default model.
     #[arg(long)]
-    sae: PathBuf,
+    sae: Option<PathBuf>,
     #[arg(long)]
     photos: PathBuf,
     /// Run folder: latents/ cache, ckpt-N/, latest, loss.csv, loss.png, final/.
     #[arg(short, long)]
     out: PathBuf,
-    /// DiT size: tiny, s, b, l, xl.
-    #[arg(long, default_value = "tiny")]
-    preset: String,
-    /// Architecture: lightningdit or ddt.
-    #[arg(long, default_value = "lightningdit")]
-    arch: String,
+    /// DiT size.
+    #[arg(long, value_enum, default_value_t, ignore_case = true)]
+    preset: DitPreset,
+    /// Architecture.
+    #[arg(long, value_enum, default_value_t, ignore_case = true)]
+    arch: ArchArg,
     #[arg(long, default_value_t = 2000)]
     steps: usize,
     #[arg(long, default_value_t = 32)]
@@ -33,9 +38,9 @@ pub struct TrainDitArgs {
     crop: u32,
     #[arg(long, default_value_t = 16)]
     crops_per_photo: usize,
-    /// rfm (Riemannian flow matching on the spheres) or euclid (linear flow matching baseline).
-    #[arg(long, default_value = "rfm")]
-    objective: String,
+    /// Training objective.
+    #[arg(long, value_enum, default_value_t, ignore_case = true)]
+    objective: ObjectiveArg,
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     /// Time shift (default sqrt(C h w / 4096), at least 1).
@@ -65,9 +70,9 @@ pub struct SampleArgs {
     seed: u64,
     #[arg(long, default_value_t = 50)]
     steps: usize,
-    /// euler-proj (Euler + projection) or exp-map.
-    #[arg(long, default_value = "euler-proj")]
-    sampler: String,
+    /// Sampler on the spheres.
+    #[arg(long, value_enum, default_value_t, ignore_case = true)]
+    sampler: SamplerArg,
     /// Classifier-free guidance scale (1 = none).
     #[arg(long, default_value_t = 1.0)]
     cfg: f64,
@@ -105,8 +110,9 @@ pub struct InterpolateArgs {
     /// Seed endpoints: sampler steps.
     #[arg(long, default_value_t = 50)]
     sample_steps: usize,
-    #[arg(long, default_value = "euler-proj")]
-    sampler: String,
+    /// Seed endpoints: sampler on the spheres.
+    #[arg(long, value_enum, default_value_t, ignore_case = true)]
+    sampler: SamplerArg,
     #[arg(long, default_value_t = 1.0)]
     cfg: f64,
     #[arg(long)]
@@ -116,17 +122,52 @@ pub struct InterpolateArgs {
     out: PathBuf,
 }
 
+/// DiT sizes ([`engine::model::dit::PRESETS`]).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DitPreset {
+    #[default]
+    Tiny,
+    S,
+    B,
+    L,
+    Xl,
+}
+
+/// DiT architectures ([`DitArch`]).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ArchArg {
+    /// hustvl LightningDiT.
+    #[default]
+    #[value(name = "lightningdit", alias = "lightning")]
+    LightningDit,
+    /// RAE DiT^DH (wide shallow head).
+    Ddt,
+}
+
+/// Training objectives ([`ObjectiveKind`]).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ObjectiveArg {
+    /// Riemannian flow matching on the spheres (the paper).
+    #[default]
+    #[value(alias = "sphere")]
+    Rfm,
+    /// Linear flow matching (the Euclidean baseline).
+    #[value(aliases = ["fm", "euclidean"])]
+    Euclid,
+}
+
 pub fn train_dit(a: TrainDitArgs) -> Result<()> {
-    use engine::generate::{CacheSpec, DitRunConfig, ObjectiveKind, TrainEvent, train_dit_run};
-    let arch = match a.arch.to_ascii_lowercase().as_str() {
-        "lightningdit" | "lightning" => engine::model::dit::DitArch::LightningDit,
-        "ddt" => engine::model::dit::DitArch::Ddt,
-        o => bail!("unknown --arch {o} (lightningdit, ddt)"),
-    };
+    use engine::generate::{CacheSpec, DitRunConfig, TrainEvent, train_dit_run};
     let cfg = DitRunConfig {
-        preset: a.preset.clone(),
-        arch,
-        objective: ObjectiveKind::parse(&a.objective)?,
+        preset: value_name(&a.preset),
+        arch: match a.arch {
+            ArchArg::LightningDit => DitArch::LightningDit,
+            ArchArg::Ddt => DitArch::Ddt,
+        },
+        objective: match a.objective {
+            ObjectiveArg::Rfm => ObjectiveKind::Rfm,
+            ObjectiveArg::Euclid => ObjectiveKind::Euclid,
+        },
         steps: a.steps,
         batch: a.batch,
         lr: a.lr,
@@ -137,35 +178,43 @@ pub fn train_dit(a: TrainDitArgs) -> Result<()> {
         cache: CacheSpec { crop: a.crop, crops_per_photo: a.crops_per_photo, seed: a.seed, ..Default::default() },
         ..Default::default()
     };
+    let mut encoding: Option<Progress> = None;
+    let mut steps = Progress::with_rate("step", a.steps, Duration::from_secs(10));
     let mut on_event = |e: TrainEvent| {
         match e {
-            TrainEvent::Encoding { done, total } => eprint!("\rencoding latents {done}/{total}"),
-            TrainEvent::Latents { count, reused } => eprintln!(
-                "{}{count} latents ({})",
-                if reused { "" } else { "\n" },
-                if reused { "cache reused" } else { "cached" }
-            ),
-            TrainEvent::Resumed { step } => eprintln!("resuming from step {step}"),
-            TrainEvent::Step(p) => eprintln!(
-                "step {:>6}/{}  loss {:.4}  lr {:.1e}  {:.0}s ({:.3} s/step)",
+            TrainEvent::Encoding { done, total } => {
+                encoding.get_or_insert_with(|| Progress::new("encoding latents", total)).set(done, "")
+            }
+            TrainEvent::Latents { count, reused } => {
+                if let Some(b) = encoding.take() {
+                    b.finish();
+                }
+                steps.println(&format!("{count} latents ({})", if reused { "cache reused" } else { "cached" }))
+            }
+            TrainEvent::Resumed { step } => steps.println(&format!("resuming from step {step}")),
+            TrainEvent::Step(p) => steps.set(
                 p.step,
-                p.steps,
-                p.loss,
-                p.lr,
-                p.secs,
-                p.secs / p.trained.max(1) as f64
+                &format!(
+                    "loss {:.4}  lr {:.1e}  {:.0} s ({:.3} s/step)",
+                    p.loss,
+                    p.lr,
+                    p.secs,
+                    p.secs / p.trained.max(1) as f64
+                ),
             ),
-            TrainEvent::Checkpoint { step } => eprintln!("checkpoint ckpt-{step}"),
+            TrainEvent::Checkpoint { step } => steps.println(&format!("checkpoint ckpt-{step}")),
         }
         true
     };
-    let s = train_dit_run(&a.sae, &a.photos, &a.out, &cfg, &mut on_event)?;
+    let sae = default_sae_and_dit(a.sae.clone(), None)?.0;
+    let s = train_dit_run(&sae, &a.photos, &a.out, &cfg, &mut on_event)?;
+    steps.finish();
     println!("done: {} ({} steps, {} latents)", s.final_dir.display(), s.steps, s.latent_count);
     Ok(())
 }
 
 pub fn sample(a: SampleArgs) -> Result<()> {
-    use engine::generate::{SampleSpec, load_dit, parse_sampler, resolve_class, sample_grid};
+    use engine::generate::{SampleSpec, load_dit, resolve_class, sample_grid};
     let SampleArgs { dit, sae, class, seed, steps, sampler, cfg, svae, shift, n, out } = a;
     let device = engine::cpu();
     let (sae, dit) = default_sae_and_dit(sae, dit)?;
@@ -177,7 +226,7 @@ pub fn sample(a: SampleArgs) -> Result<()> {
         count: n,
         seed,
         steps,
-        method: parse_sampler(&sampler)?,
+        method: sampler.into(),
         cfg_scale: cfg,
         s_vae: svae,
         shift,
@@ -212,7 +261,7 @@ pub fn sample(a: SampleArgs) -> Result<()> {
 }
 
 pub fn interpolate(a: InterpolateArgs) -> Result<()> {
-    use engine::generate::{Endpoint, InterpSpec, SampleSpec, interpolate, load_dit, parse_sampler, resolve_class};
+    use engine::generate::{Endpoint, InterpSpec, SampleSpec, interpolate, load_dit, resolve_class};
     let InterpolateArgs { a, b, sae, dit, steps, size, class, sample_steps, sampler, cfg, svae, out } = a;
     let device = engine::cpu();
     let (ea, eb) = (Endpoint::parse(&a)?, Endpoint::parse(&b)?);
@@ -232,7 +281,7 @@ pub fn interpolate(a: InterpolateArgs) -> Result<()> {
         sample: SampleSpec {
             class,
             steps: sample_steps,
-            method: parse_sampler(&sampler)?,
+            method: sampler.into(),
             cfg_scale: cfg,
             s_vae: svae,
             ..Default::default()

@@ -17,14 +17,14 @@
 //!
 //! Training (`train.rs`):
 //! - `train --stage N --teacher T --photos P -o RUN` - train a DINO-SAE stage (resumes)
-//! - `train-preview -m MODEL --photos P -o RUN` - distil a preview decoder (resumes)
+//! - `train-preview --photos P -o RUN` - distil a preview decoder (resumes)
 //!
 //! Evaluation (`eval.rs`):
 //! - `eval [NAME=PATH ...] --photos P` - reconstruction quality table
 //! - `eval-preview --photos P` - preview decoder vs full decoder vs photo
 //!
 //! Generation (`generate.rs`):
-//! - `train-dit --sae S --photos P -o RUN` - a class-conditional DiT on SAE latents (resumes)
+//! - `train-dit --photos P -o RUN` - a class-conditional DiT on SAE latents (resumes)
 //! - `sample --class C -o GRID.png` - sample latents with the DiT and decode them
 //! - `interpolate A B -o DIR` - slerp per patch between two images or two seeds
 //!
@@ -39,6 +39,9 @@ mod checkpoint;
 mod codec;
 mod eval;
 mod generate;
+mod inspect;
+mod progress;
+mod steer;
 mod train;
 mod verify;
 
@@ -93,6 +96,11 @@ enum Command {
     Interpolate(generate::InterpolateArgs),
     /// Time encode, decode, preview, steer, one DiT step and 25-step sampling (median, p10, p90, FLOPs, peak RSS).
     Bench(bench::BenchArgs),
+    /// The studio's Steer tab: rotate patches along great circles towards a target, decode; PNG (parameters in its
+    /// text chunks) + the steered latent.
+    Steer(steer::SteerArgs),
+    /// The studio's Inspect tab: |z|, PCA -> RGB, cosine to a patch, student-vs-teacher cosine as PNGs + CSVs.
+    Inspect(inspect::InspectArgs),
 }
 
 fn main() {
@@ -120,5 +128,7 @@ fn run(cmd: Command) -> Result<()> {
         Command::Sample(a) => generate::sample(a),
         Command::Interpolate(a) => generate::interpolate(a),
         Command::Bench(a) => bench::run(a),
+        Command::Steer(a) => steer::run(a),
+        Command::Inspect(a) => inspect::run(a),
     }
 }

@@ -1,14 +1,20 @@
 //! `train` (a DINO-SAE stage) and `train-preview` (distil a preview decoder).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Result, bail};
-use engine::train::TrainConfig;
+use anyhow::{Context, Result};
+use clap::ValueEnum;
 use engine::train::preview::{PreviewEvent, PreviewTrainConfig};
+use engine::train::{Align, EmbedKind, Schedule, TrainConfig};
+
+use crate::args::value_name;
+use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    #[arg(long, default_value_t = 1)]
+    /// The training stage.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=4))]
     stage: u8,
     /// Teacher backbone folder (scripts/fetch-teacher.sh).
     #[arg(long)]
@@ -34,9 +40,9 @@ pub struct TrainArgs {
     /// Peak learning rate (default: the stage's, 3e-4).
     #[arg(long)]
     lr: Option<f64>,
-    /// Alignment loss: cosine (paper) or mse (ablation).
-    #[arg(long, default_value = "cosine")]
-    align: String,
+    /// Alignment loss.
+    #[arg(long, value_enum, default_value_t)]
+    align: AlignArg,
     /// Weight of the LPIPS-VGG-like perceptual term (0 = off; weights from scripts/fetch-lpips.sh).
     #[arg(long)]
     w_perc: Option<f64>,
@@ -55,13 +61,12 @@ pub struct TrainArgs {
     /// Discriminator learning rate (default: the generator's), with the generator's warm-up and schedule.
     #[arg(long)]
     lr_d: Option<f64>,
-    /// Patch embedding of a stage-1 run from scratch: stem (paper) or patchify (the teacher's own patch
-    /// embedding on the image resized by p/16: the ablation without the stem).
-    #[arg(long, default_value = "stem")]
-    embed: String,
-    /// Learning rate after warm-up: constant (the default) or cosine (half cosine to 0 at the last step).
-    #[arg(long)]
-    schedule: Option<String>,
+    /// Patch embedding of a stage-1 run from scratch.
+    #[arg(long, value_enum, default_value_t)]
+    embed: EmbedArg,
+    /// Learning rate after warm-up (default: the stage's, constant).
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleArg>,
     /// Checkpoint every N steps (default: 200).
     #[arg(long)]
     checkpoint_every: Option<usize>,
@@ -70,9 +75,38 @@ pub struct TrainArgs {
     seed: Option<u64>,
 }
 
+/// Alignment loss between student and teacher patch tokens ([`Align`]).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AlignArg {
+    /// 1 - cos(student, teacher) (the paper).
+    #[default]
+    Cosine,
+    /// Squared distance (ablation).
+    Mse,
+}
+
+/// Patch embedding of a student trained from scratch ([`EmbedKind`]).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EmbedArg {
+    /// The HCPE stem (the paper).
+    #[default]
+    Stem,
+    /// The teacher's own patch embedding on the image resized by p/16 (the ablation without the stem).
+    Patchify,
+}
+
+/// Learning rate after warm-up ([`Schedule`]).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleArg {
+    /// Constant.
+    Constant,
+    /// Half cosine to 0 at the last step.
+    Cosine,
+}
+
 impl TrainArgs {
     /// The stage's configuration with the flags given on top.
-    fn config(&self) -> Result<TrainConfig> {
+    fn config(&self) -> TrainConfig {
         let mut cfg = TrainConfig::stage(self.stage);
         cfg.steps = self.steps.unwrap_or(cfg.steps);
         cfg.batch = self.batch.unwrap_or(cfg.batch);
@@ -86,46 +120,45 @@ impl TrainArgs {
         cfg.warmup = self.warmup.unwrap_or(cfg.warmup);
         cfg.w_gan = self.w_gan.unwrap_or(cfg.w_gan);
         cfg.lr_d = self.lr_d;
-        cfg.align = match self.align.as_str() {
-            "cosine" => engine::train::Align::Cosine,
-            "mse" => engine::train::Align::Mse,
-            o => bail!("unknown --align {o} (cosine, mse)"),
+        cfg.align = match self.align {
+            AlignArg::Cosine => Align::Cosine,
+            AlignArg::Mse => Align::Mse,
         };
-        cfg.embed = match self.embed.as_str() {
-            "stem" => engine::train::EmbedKind::Stem,
-            "patchify" => engine::train::EmbedKind::Patchify,
-            o => bail!("unknown --embed {o} (stem, patchify)"),
+        cfg.embed = match self.embed {
+            EmbedArg::Stem => EmbedKind::Stem,
+            EmbedArg::Patchify => EmbedKind::Patchify,
         };
-        cfg.schedule = match self.schedule.as_deref() {
+        cfg.schedule = match self.schedule {
             None => cfg.schedule,
-            Some("constant") => engine::train::Schedule::Constant,
-            Some("cosine") => engine::train::Schedule::Cosine,
-            Some(o) => bail!("unknown --schedule {o} (constant, cosine)"),
+            Some(ScheduleArg::Constant) => Schedule::Constant,
+            Some(ScheduleArg::Cosine) => Schedule::Cosine,
         };
-        Ok(cfg)
+        cfg
     }
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {
     let device = engine::cpu();
-    let cfg = a.config()?;
+    let cfg = a.config();
     let set = engine::train::data::PhotoSet::load(&a.photos, 768)?;
     eprintln!("training stage {} on {} photos -> {}", a.stage, set.images.len(), a.out.display());
     let teacher_dim = engine::checkpoint::load_backbone(&a.teacher, &device, false)?.model.cfg.dim;
-    let steps = cfg.steps;
+    let mut bar = Progress::with_rate("step", cfg.steps, Duration::from_secs(10));
     let mut on_log = |r: &engine::train::LogRow| {
-        eprintln!(
-            "step {:>6}/{steps}  loss {:.4}  align {:.4}  l1 {:.4}  crop psnr {:.2}  perc {:.4}  gan g {:.3} d {:.3}  lr {:.1e}  {:.0}s since start",
+        bar.set(
             r.step,
-            r.loss,
-            r.align,
-            r.l1,
-            -10.0 * r.mse.max(1e-12).log10(),
-            r.perc,
-            r.gan_g,
-            r.gan_d,
-            r.lr,
-            r.secs
+            &format!(
+                "loss {:.4}  align {:.4}  l1 {:.4}  crop psnr {:.2}  perc {:.4}  gan g {:.3} d {:.3}  lr {:.1e}  {:.0} s",
+                r.loss,
+                r.align,
+                r.l1,
+                -10.0 * r.mse.max(1e-12).log10(),
+                r.perc,
+                r.gan_g,
+                r.gan_d,
+                r.lr,
+                r.secs
+            ),
         );
         true
     };
@@ -138,24 +171,25 @@ pub fn train(a: TrainArgs) -> Result<()> {
         &a.out,
         &mut on_log,
     )?;
+    bar.finish();
     println!("done: {}", a.out.join("final").display());
     Ok(())
 }
 
 #[derive(clap::Args)]
 pub struct TrainPreviewArgs {
-    /// The DINO-SAE whose decoder is distilled (our folder or an official checkpoint).
+    /// The DINO-SAE whose decoder is distilled (our folder or an official checkpoint); default: the default model.
     #[arg(long, short = 'm')]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Training photos folder (scripts/fetch-photos.sh).
     #[arg(long)]
     photos: PathBuf,
     /// Run folder (cache/, checkpoints, loss.csv, loss.png, final/). An existing run resumes.
     #[arg(short, long)]
     out: PathBuf,
-    /// Architecture preset: linear, tiny, small, base, wide.
-    #[arg(long, default_value = "small")]
-    preset: String,
+    /// Architecture preset.
+    #[arg(long, value_enum, default_value_t)]
+    preset: PreviewPreset,
     #[arg(long)]
     steps: Option<usize>,
     #[arg(long)]
@@ -191,12 +225,23 @@ pub struct TrainPreviewArgs {
     f16: bool,
 }
 
+/// Preview decoder architectures ([`engine::model::preview::PRESETS`]).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PreviewPreset {
+    Linear,
+    Tiny,
+    #[default]
+    Small,
+    Base,
+    Wide,
+}
+
 impl TrainPreviewArgs {
     /// The default preview-training configuration with the flags given on top.
     fn config(&self) -> PreviewTrainConfig {
         let d = PreviewTrainConfig::default();
         PreviewTrainConfig {
-            preset: self.preset.clone(),
+            preset: value_name(&self.preset),
             steps: self.steps.unwrap_or(d.steps),
             batch: self.batch.unwrap_or(d.batch),
             crop: self.crop.unwrap_or(d.crop),
@@ -218,21 +263,39 @@ impl TrainPreviewArgs {
 
 pub fn train_preview(a: TrainPreviewArgs) -> Result<()> {
     let cfg = a.config();
-    let r = engine::train::preview::train_preview(&a.model, &a.photos, &a.out, &cfg, &mut |e| {
+    let mut caching: Option<Progress> = None;
+    let mut steps = Progress::with_rate("step", cfg.steps, Duration::from_secs(10));
+    let model = match &a.model {
+        Some(m) => m.clone(),
+        None => engine::worker::require_default_model_dir().context("no --model given")?,
+    };
+    let r = engine::train::preview::train_preview(&model, &a.photos, &a.out, &cfg, &mut |e| {
         match e {
-            PreviewEvent::Caching { done, total } => eprint!("\rcaching latents + full decodes: {done}/{total}   "),
-            PreviewEvent::Cached { count, reused } => {
-                eprintln!("\n{count} training items ({})", if reused { "cache reused" } else { "cache built" })
+            PreviewEvent::Caching { done, total } => {
+                caching.get_or_insert_with(|| Progress::new("caching latents + full decodes", total)).set(done, "")
             }
-            PreviewEvent::Resumed { step } => eprintln!("resuming at step {step}"),
-            PreviewEvent::Log(r) => println!(
-                "step {:>6}  loss {:.5}  l1 {:.5}  mse {:.6}  photo {:.5}  perc {:.4}  lr {:.2e}  {:.0} s",
-                r.step, r.loss, r.l1, r.mse, r.photo, r.perc, r.lr, r.secs
+            PreviewEvent::Cached { count, reused } => {
+                if let Some(c) = caching.take() {
+                    c.finish();
+                }
+                steps.println(&format!(
+                    "{count} training items ({})",
+                    if reused { "cache reused" } else { "cache built" }
+                ))
+            }
+            PreviewEvent::Resumed { step } => steps.println(&format!("resuming at step {step}")),
+            PreviewEvent::Log(r) => steps.set(
+                r.step,
+                &format!(
+                    "loss {:.5}  l1 {:.5}  mse {:.6}  photo {:.5}  perc {:.4}  lr {:.2e}  {:.0} s",
+                    r.loss, r.l1, r.mse, r.photo, r.perc, r.lr, r.secs
+                ),
             ),
-            PreviewEvent::Checkpoint { step } => eprintln!("checkpoint {step}"),
+            PreviewEvent::Checkpoint { step } => steps.println(&format!("checkpoint {step}")),
         }
         true
     })?;
+    steps.finish();
     println!("wrote {} (steps {} -> {}, {} items)", r.final_dir.display(), r.start_step, r.steps, r.items);
     Ok(())
 }

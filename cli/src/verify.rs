@@ -4,23 +4,25 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::args::BackendArg;
+
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     dir: PathBuf,
     /// Print every check, not only the summary and failures.
     #[arg(long, short)]
     verbose: bool,
-    /// cpu, wgpu (any adapter, lavapipe included) or auto.
-    #[arg(long, default_value = "cpu")]
-    backend: String,
+    /// Where the comparison runs.
+    #[arg(long, value_enum, default_value_t)]
+    backend: BackendArg,
 }
 
 /// Prints a table of the comparisons; exits with code 2 when any fails.
 pub fn run(a: VerifyArgs) -> Result<()> {
     let VerifyArgs { dir, verbose, backend } = a;
-    let backend = engine::backend::Backend::select(backend.parse()?)?;
+    let backend = engine::backend::Backend::select(backend.into())?;
     println!("backend {backend}");
-    let report = engine::fixture::verify_dir(&dir, &backend.device)?;
+    let report = engine::verify::verify_dir(&dir, &backend.device)?;
     for p in &report.parts {
         println!("part  {p}");
     }

@@ -424,7 +424,7 @@ pub fn check_decode(cfg: &SaeConfig, batch: usize, gh: usize, gw: usize, budget:
     check(&format!("decode of a {gh}x{gw} latent (batch {batch}, {}x{} px)", gw * 16, gh * 16), &est, budget, || {
         match largest_fitting(gw, gh, budget, |sw, sh| decode(cfg, batch, sh, sw)) {
             Some((fw, fh)) => format!(
-                "at most a {}x{} grid fits in one pass at this model; decode big latents with a tiled render (--tiled)",
+                "at most a {}x{} grid fits in one pass at this model; decode big latents with a tiled render",
                 fh, fw
             ),
             None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),

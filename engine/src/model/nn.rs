@@ -227,8 +227,9 @@ pub fn nearest_up2(x: Tensor<4>) -> Tensor<4> {
     x.reshape([b, c, h, 1, w, 1]).repeat_dim(3, 2).repeat_dim(5, 2).reshape([b, c, 2 * h, 2 * w])
 }
 
-/// Collects named intermediate tensors for parity checks (disabled probes cost nothing), and carries the
-/// cooperative cancel flag that forwards check between blocks and stages.
+/// Collects named intermediate tensors for parity checks (disabled probes cost nothing), carries the
+/// cooperative cancel flag that forwards check between blocks and stages, and with a [`Clock`] times the forward
+/// between its probe points.
 #[derive(Default)]
 pub struct Probe {
     pub enabled: bool,
@@ -238,6 +239,57 @@ pub struct Probe {
     /// Set from another thread to stop a forward at the next block / stage boundary; the forward then returns
     /// early with a meaningless tensor and the caller reports [`crate::EngineError::Cancelled`].
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Per-part timing (profiling): every probe point becomes a [`Clock`] mark.
+    pub clock: Option<Clock>,
+}
+
+/// Wall-clock marks at a forward's probe points: each mark is the time since the previous one, taken after
+/// reading one value of the point's tensor (so the work that made it has finished, on any backend).
+#[derive(Debug)]
+pub struct Clock {
+    last: std::time::Instant,
+    /// (probe name, shape, milliseconds since the previous mark), in forward order.
+    pub marks: Vec<(String, Vec<usize>, f64)>,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Self { last: std::time::Instant::now(), marks: Vec::new() }
+    }
+
+    /// Mark `name`: the time since the previous mark, once `t` is computed.
+    pub fn mark<const D: usize>(&mut self, name: String, t: &Tensor<D>) {
+        let _ = t.clone().flatten::<1>(0, D - 1).slice(0..1).into_data();
+        let now = std::time::Instant::now();
+        self.marks.push((name, t.dims().to_vec(), (now - self.last).as_secs_f64() * 1e3));
+        self.last = now;
+    }
+}
+
+/// Median time per probe point of `repeats` timed runs of `run` (after one warm-up run): (name, shape, median
+/// milliseconds) in forward order. `run` is a forward (or several) with the probe it is given; mark its output
+/// with [`Probe::mark`] to time the work after the last probe point.
+pub fn time_parts(repeats: usize, mut run: impl FnMut(&mut Probe)) -> Vec<(String, Vec<usize>, f64)> {
+    let mut rows: Vec<(String, Vec<usize>, Vec<f64>)> = Vec::new();
+    for pass in 0..=repeats.max(1) {
+        let mut probe = Probe::timed();
+        run(&mut probe);
+        let marks = probe.clock.map(|c| c.marks).unwrap_or_default();
+        if pass == 0 {
+            rows = marks.into_iter().map(|(n, s, _)| (n, s, Vec::new())).collect();
+        } else {
+            for (row, (_, _, ms)) in rows.iter_mut().zip(marks) {
+                row.2.push(ms);
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|(n, s, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let med = v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+            (n, s, med)
+        })
+        .collect()
 }
 
 impl Probe {
@@ -250,16 +302,36 @@ impl Probe {
         Self { cancel: Some(cancel), ..Default::default() }
     }
 
+    /// A disabled probe that times the forward between its probe points (see [`Clock`]).
+    pub fn timed() -> Self {
+        Self { clock: Some(Clock::start()), ..Default::default() }
+    }
+
+    /// A timing mark at `name` (no-op without a clock), e.g. on a forward's output.
+    pub fn mark<const D: usize>(&mut self, name: impl Into<String>, t: &Tensor<D>) {
+        if let Some(c) = &mut self.clock {
+            c.mark(format!("{}{}", self.prefix, name.into()), t);
+        }
+    }
+
     /// Whether the job was cancelled.
     pub fn cancelled(&self) -> bool {
         self.cancel.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub fn put<const D: usize>(&mut self, name: impl Into<String>, t: &Tensor<D>) {
+        if !self.enabled && self.clock.is_none() {
+            return;
+        }
+        let name = name.into();
+        if self.clock.is_some() {
+            self.mark(name.clone(), t);
+        }
         if self.enabled
-            && let Ok(raw) = RawTensor::from_tensor(t.clone()) {
-                self.out.insert(format!("{}{}", self.prefix, name.into()), raw);
-            }
+            && let Ok(raw) = RawTensor::from_tensor(t.clone())
+        {
+            self.out.insert(format!("{}{}", self.prefix, name), raw);
+        }
     }
 }
 
