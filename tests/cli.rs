@@ -335,9 +335,9 @@ fn a_bad_choice_is_refused_by_the_parser_with_the_valid_values() {
         assert!(secs < 10.0, "refused by the parser, nothing loaded ({secs:.1} s)");
     }
     // the engine's preset lists are the parser's
-    for (cmd, presets) in
-        [("train-dit", &engine::model::dit::PRESETS[..]), ("train-preview", &engine::model::preview::PRESETS[..])]
-    {
+    let lists: [(&str, &[&str]); 2] =
+        [("train-dit", engine::model::dit::PRESETS), ("train-preview", &engine::model::preview::PRESETS)];
+    for (cmd, presets) in lists {
         let (code, stdout, _, _) = dino_sae(&[cmd.as_ref(), "--help".as_ref()], &[]);
         assert_eq!(code, 0);
         assert!(stdout.contains(&format!("[possible values: {}]", presets.join(", "))), "{cmd}: {stdout}");
