@@ -88,10 +88,12 @@ impl Studio {
             TargetKind::Pinned => {
                 self.pinned.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random)
             }
-            TargetKind::Pca(k, positive) => match self.current.as_ref().and_then(|c| c.pca_axes.get(k)) {
-                Some(a) => SteerTarget::Direction(a.iter().map(|v| if positive { *v } else { -*v }).collect()),
-                None => random,
-            },
+            TargetKind::Pca(k, positive) => {
+                match self.current.as_ref().and_then(|c| engine::steer::pca_direction(&c.pca_axes, k, positive)) {
+                    Some(d) => SteerTarget::Direction(d),
+                    None => random,
+                }
+            }
         };
         e
     }

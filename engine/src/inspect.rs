@@ -1,6 +1,17 @@
 //! Latent inspection on the host: per-patch magnitudes, PCA of patch directions -> RGB (fitted jointly on any
-//! number of latents so colours agree between images), and cosine similarity of every patch to one patch.
+//! number of latents so colours agree between images), cosine similarity of every patch to one patch, and the
+//! student-vs-teacher cosine per patch. The studio's worker and `dino-sae inspect` both call these.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use burn::tensor::Device;
+use image::RgbImage;
+
+use crate::error::{EngineError, Result};
+use crate::model::sae::SaeConfig;
+use crate::model::vit::Vit;
+use crate::preflight::{self, Budget};
 use crate::raw::RawTensor;
 
 /// Patch vectors of a `[1, C, h, w]` latent as rows of C values.
@@ -25,6 +36,67 @@ pub fn cosine_to(latent: &RawTensor, v: &[f32]) -> Vec<f32> {
         .iter()
         .map(|r| r.iter().zip(v).map(|(a, b)| a * b).sum::<f32>() / (norm(r).max(1e-12) * nv))
         .collect()
+}
+
+/// Cosine per patch between two `[1, C, h, w]` maps of the same shape (float64 sums; a zero vector gives 0).
+pub fn cosine_per_patch(a: &RawTensor, b: &RawTensor) -> Result<Vec<f32>> {
+    if a.shape != b.shape || a.shape.len() != 4 || a.shape[0] != 1 {
+        return Err(EngineError::Shape(format!("cosine per patch of {:?} and {:?}", a.shape, b.shape)));
+    }
+    let (c, n) = (a.shape[1], a.shape[2] * a.shape[3]);
+    Ok((0..n)
+        .map(|p| {
+            let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+            for k in 0..c {
+                let (x, y) = (a.data[k * n + p] as f64, b.data[k * n + p] as f64);
+                ab += x * y;
+                aa += x * x;
+                bb += y * y;
+            }
+            (ab / (aa.sqrt() * bb.sqrt()).max(1e-8)) as f32
+        })
+        .collect())
+}
+
+/// Student-vs-teacher cosine per patch (row-major, `h * w` values): the teacher's patch tokens of `img` (the image
+/// the latent was encoded from, resized bicubically to the teacher's patch size times the latent grid) against the
+/// latent `[1, C, h, w]`. Preflighted against `budget` as an encode by `model` with the teacher as its encoder.
+///
+/// # Shapes
+/// - `img`: `W x H`, any size; `latent`: `[1, C, h, w]` with C the teacher's width.
+/// - returns `h * w` cosines in [-1, 1].
+pub fn teacher_cosine(
+    teacher: &Vit,
+    model: &SaeConfig,
+    img: &RgbImage,
+    latent: &RawTensor,
+    budget: &Budget,
+    cancel: &Arc<AtomicBool>,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    if latent.shape.len() != 4 || latent.shape[0] != 1 {
+        return Err(EngineError::Shape(format!("expected a [1, C, h, w] latent, got {:?}", latent.shape)));
+    }
+    let (c, gh, gw) = (latent.shape[1], latent.shape[2], latent.shape[3]);
+    if teacher.cfg.dim != c {
+        return Err(EngineError::Config(format!(
+            "teacher width {} differs from the latent width {c}",
+            teacher.cfg.dim
+        )));
+    }
+    let ps = teacher.cfg.patch_size;
+    let mut budget_cfg = model.clone();
+    budget_cfg.encoder = teacher.cfg.clone();
+    preflight::check_encode(&budget_cfg, 1, ps * gw, ps * gh, budget)?;
+    let x = crate::image_io::to_tensor(&[img], &model.pixels, device)?;
+    let tx = crate::resize::resize_bicubic(x, ps * gh, ps * gw, false, None);
+    let mut probe = crate::model::nn::Probe::cancellable(cancel.clone());
+    let tt = teacher.forward(tx, &mut probe).patch_tokens();
+    if probe.cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    let st = RawTensor::from_tensor(crate::model::sae::tokens_to_map(tt, (gh, gw)))?;
+    cosine_per_patch(latent, &st)
 }
 
 /// A fitted 3-component PCA of unit patch directions.
@@ -92,6 +164,16 @@ impl Pca {
         Some(p)
     }
 
+    /// The principal axes as f32 (what the studio keeps and [`crate::steer::pca_direction`] takes).
+    pub fn axes_f32(&self) -> Vec<Vec<f32>> {
+        self.axes.iter().map(|a| a.iter().map(|&v| v as f32).collect()).collect()
+    }
+
+    /// The three components of every patch direction of a latent (row-major patches).
+    pub fn components(&self, latent: &RawTensor) -> Vec<[f64; 3]> {
+        patch_rows(latent).iter().map(|r| self.project(&unit(r))).collect()
+    }
+
     fn project(&self, r: &[f64]) -> [f64; 3] {
         let mut o = [0.0; 3];
         for (k, a) in self.axes.iter().enumerate() {
@@ -115,6 +197,17 @@ impl Pca {
             })
             .collect()
     }
+}
+
+/// A per-patch map as CSV: one line per patch row, `w` comma-separated values (shortest round-trip form), no header.
+pub fn grid_csv(values: &[f32], grid: (usize, usize)) -> String {
+    let mut out = String::new();
+    for row in values.chunks(grid.1.max(1)).take(grid.0) {
+        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -142,6 +235,15 @@ mod tests {
         for (a, b) in c.iter().zip(want) {
             assert!((a - b).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn cosine_per_patch_of_known_pairs_and_csv_rows() {
+        let a = latent(&[vec![1.0, 0.0], vec![3.0, 4.0], vec![0.0, 0.0]], 1, 3);
+        let b = latent(&[vec![0.0, 2.0], vec![-6.0, -8.0], vec![1.0, 1.0]], 1, 3);
+        assert_eq!(cosine_per_patch(&a, &b).expect("same shape"), vec![0.0, -1.0, 0.0]);
+        assert!(cosine_per_patch(&a, &latent(&[vec![1.0, 0.0]], 1, 1)).is_err());
+        assert_eq!(grid_csv(&[1.0, 0.5, -2.25, 3.0, 1e-7, 4.0], (2, 3)), "1,0.5,-2.25\n3,0.0000001,4\n");
     }
 
     #[test]

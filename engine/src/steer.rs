@@ -114,6 +114,68 @@ pub fn apply(latent: &RawTensor, edit: &SteerEdit, device: &Device) -> Result<Ra
     Ok(out)
 }
 
+/// How many generator samples the class-mean target averages (the studio's "Target: class mean").
+pub const CLASS_MEAN_SAMPLES: usize = 4;
+
+/// The class-mean target direction (length C, not normalised): `count` latents of `class` sampled by the generator
+/// (10 steps, seed 7), each patch reduced to its unit direction, averaged over all samples and patches. The studio's
+/// "Target: class mean" and `dino-sae steer --towards class:NAME` both call this.
+pub fn class_mean_direction(b: &crate::generate::DitBundle, class: usize, count: usize) -> Result<Vec<f32>> {
+    let spec = crate::generate::SampleSpec { class, count: count.max(1), steps: 10, seed: 7, ..Default::default() };
+    let z = crate::generate::sample_latents(b, &spec)?; // [n, C, h, w]
+    let d = sphere::direction(&z);
+    let [n, c, h, w] = d.dims();
+    let mean = d.swap_dims(0, 1).reshape([c, n * h * w]).mean_dim(1).reshape([c]);
+    mean.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))
+}
+
+/// The unit direction of patch `patch` (row-major) of a `[1, C, h, w]` latent: the studio's "Pin as target", which
+/// keeps it to steer another image towards. Errors for an index out of range or a patch of zero length.
+pub fn patch_direction(latent: &RawTensor, patch: usize) -> Result<Vec<f32>> {
+    if latent.shape.len() != 4 || latent.shape[0] != 1 {
+        return Err(EngineError::Shape(format!("expected a [1, C, h, w] latent, got {:?}", latent.shape)));
+    }
+    let (c, hw) = (latent.shape[1], latent.shape[2] * latent.shape[3]);
+    if patch >= hw {
+        return Err(EngineError::Config(format!(
+            "patch {patch} out of range ({hw} patches, grid {}x{})",
+            latent.shape[2], latent.shape[3]
+        )));
+    }
+    let v: Vec<f32> = (0..c).map(|k| latent.data[k * hw + patch]).collect();
+    let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    if !(n.is_finite() && n > 0.0) {
+        return Err(EngineError::Data(format!("patch {patch} has no direction (|z| = {n})")));
+    }
+    Ok(v.iter().map(|x| (*x as f64 / n) as f32).collect())
+}
+
+/// The target direction of principal axis `k` (0-based; the studio labels it "PCA k+1") of the patch directions,
+/// `+` or `-` (`positive`), from the axes of [`crate::inspect::Pca`]; None when there is no such axis.
+pub fn pca_direction(axes: &[Vec<f32>], k: usize, positive: bool) -> Option<Vec<f32>> {
+    axes.get(k).map(|a| a.iter().map(|v| if positive { *v } else { -*v }).collect())
+}
+
+/// Row-major indices of the patches of a `gh x gw` grid over an image of `size` (w, h) whose centres lie inside the
+/// rectangle `[x0, y0, x1, y1]` (same units as `size`, borders included, corners in any order): the studio's box
+/// selection and `dino-sae steer --box`.
+pub fn patches_in_box(grid: (usize, usize), size: (f32, f32), rect: [f32; 4]) -> Vec<usize> {
+    let (gh, gw) = grid;
+    let (x0, x1) = (rect[0].min(rect[2]), rect[0].max(rect[2]));
+    let (y0, y1) = (rect[1].min(rect[3]), rect[1].max(rect[3]));
+    let mut out = Vec::new();
+    for y in 0..gh {
+        let cy = (y as f32 + 0.5) * size.1 / gh as f32;
+        for x in 0..gw {
+            let cx = (x as f32 + 0.5) * size.0 / gw as f32;
+            if (x0..=x1).contains(&cx) && (y0..=y1).contains(&cy) {
+                out.push(y * gw + x);
+            }
+        }
+    }
+    out
+}
+
 /// The working-copy patch whose area holds the centre of patch `i` of `n` along one axis, for a grid of `m`.
 fn source_index(i: usize, n: usize, m: usize) -> usize {
     (((i as f64 + 0.5) * m as f64 / n as f64).floor() as usize).min(m.saturating_sub(1))
@@ -166,4 +228,77 @@ pub fn map_to_grid(edit: &SteerEdit, work: &RawTensor, to: (usize, usize)) -> Re
         t => t.clone(),
     };
     Ok(SteerEdit { patches, target, ..edit.clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn latent(rows: &[Vec<f32>], h: usize, w: usize) -> RawTensor {
+        let (c, n) = (rows[0].len(), h * w);
+        let mut data = vec![0.0; c * n];
+        for (p, r) in rows.iter().enumerate() {
+            for (k, v) in r.iter().enumerate() {
+                data[k * n + p] = *v;
+            }
+        }
+        RawTensor { shape: vec![1, c, h, w], data }
+    }
+
+    #[test]
+    fn patch_direction_is_the_unit_vector_of_that_patch() {
+        let l = latent(&[vec![3.0, 4.0, 0.0], vec![0.0, 0.0, -2.0], vec![0.0; 3], vec![1.0, 0.0, 0.0]], 2, 2);
+        assert_eq!(patch_direction(&l, 0).expect("patch 0"), vec![0.6, 0.8, 0.0]);
+        assert_eq!(patch_direction(&l, 1).expect("patch 1"), vec![0.0, 0.0, -1.0]);
+        assert!(patch_direction(&l, 2).is_err(), "a zero patch has no direction");
+        let e = patch_direction(&l, 4).expect_err("out of range").to_string();
+        assert!(e.contains("out of range") && e.contains("2x2"), "{e}");
+    }
+
+    #[test]
+    fn pca_direction_flips_the_axis_for_minus() {
+        let axes = vec![vec![1.0, -2.0], vec![0.5, 0.25]];
+        assert_eq!(pca_direction(&axes, 1, true), Some(vec![0.5, 0.25]));
+        assert_eq!(pca_direction(&axes, 0, false), Some(vec![-1.0, 2.0]));
+        assert_eq!(pca_direction(&axes, 2, true), None);
+    }
+
+    #[test]
+    fn box_selects_the_patches_whose_centres_it_holds() {
+        // a 4 x 8 grid over 160 x 80 (20 x 20 cells, centres at 10, 30, 50, ...)
+        assert_eq!(patches_in_box((4, 8), (160.0, 80.0), [0.0, 0.0, 41.0, 41.0]), vec![0, 1, 8, 9]);
+        assert_eq!(patches_in_box((4, 8), (160.0, 80.0), [41.0, 41.0, 0.0, 0.0]), vec![0, 1, 8, 9], "any corners");
+        // borders count: a box from centre to centre holds both
+        assert_eq!(patches_in_box((4, 8), (160.0, 80.0), [150.0, 70.0, 170.0, 70.0]), vec![31]);
+        assert!(patches_in_box((4, 8), (160.0, 80.0), [0.0, 0.0, 9.0, 9.0]).is_empty());
+        assert_eq!(patches_in_box((4, 8), (160.0, 80.0), [0.0, 0.0, 160.0, 80.0]).len(), 32);
+    }
+
+    /// The class-mean direction is the float64 mean of the unit directions of the generator's samples (10 steps,
+    /// seed 7) over every sample and patch; the default model's generator, 2 samples.
+    #[test]
+    fn class_mean_is_the_mean_unit_direction_of_the_samples() {
+        let Some(dir) = crate::worker::default_dit_dir() else {
+            eprintln!("skipped: no default generator");
+            return;
+        };
+        let b = crate::generate::load_dit(&dir, &crate::cpu()).expect("default generator");
+        let got = class_mean_direction(&b, 1, 2).expect("class mean");
+        let spec = crate::generate::SampleSpec { class: 1, count: 2, steps: 10, seed: 7, ..Default::default() };
+        let z = RawTensor::from_tensor(crate::generate::sample_latents(&b, &spec).expect("sample")).expect("raw");
+        let (n, c, hw) = (z.shape[0], z.shape[1], z.shape[2] * z.shape[3]);
+        let mut want = vec![0f64; c];
+        for s in 0..n {
+            for p in 0..hw {
+                let v: Vec<f64> = (0..c).map(|k| z.data[(s * c + k) * hw + p] as f64).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                for (m, x) in want.iter_mut().zip(&v) {
+                    *m += x / norm / (n * hw) as f64;
+                }
+            }
+        }
+        let err = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+        assert_eq!(got.len(), c);
+        assert!(err < 1e-5, "max error {err:.2e}");
+    }
 }

@@ -108,7 +108,7 @@ fn targets_row(s: &mut Studio, ui: &mut egui::Ui) -> bool {
         ui.add_enabled_ui(!classes.is_empty(), |ui| {
             let name = classes.get(s.sample.class).cloned().unwrap_or_else(|| "(load a generator)".into());
             if ui.button(format!("Target: class mean of {name}")).clicked() {
-                s.link.submit(Job::ClassMean { class: s.sample.class, count: 4 });
+                s.link.submit(Job::ClassMean { class: s.sample.class, count: engine::steer::CLASS_MEAN_SAMPLES });
             }
         });
         if let Some((k, _)) = &s.class_mean {

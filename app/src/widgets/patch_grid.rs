@@ -2,20 +2,11 @@
 
 use eframe::egui::{self, Color32};
 
-/// Row-major indices of the grid cells whose centres lie inside `r` (screen coordinates over `img`).
+/// Row-major indices of the grid cells whose centres lie inside `r` (screen coordinates over `img`): the engine's
+/// [`engine::steer::patches_in_box`] (what `dino-sae steer --box` runs) in coordinates relative to the image.
 pub fn patches_in(img: egui::Rect, r: egui::Rect, grid: (usize, usize)) -> Vec<usize> {
-    let (gh, gw) = grid;
-    let mut out = Vec::new();
-    for y in 0..gh {
-        for x in 0..gw {
-            let c = img.min
-                + egui::vec2((x as f32 + 0.5) * img.width() / gw as f32, (y as f32 + 0.5) * img.height() / gh as f32);
-            if r.contains(c) {
-                out.push(y * gw + x);
-            }
-        }
-    }
-    out
+    let rel = [r.min.x - img.min.x, r.min.y - img.min.y, r.max.x - img.min.x, r.max.y - img.min.y];
+    engine::steer::patches_in_box(grid, (img.width(), img.height()), rel)
 }
 
 /// The patch under `pos`, if it is over the image.
