@@ -285,3 +285,34 @@ fn folder_reconstruct_prints_a_row_per_image_and_survives_a_corrupt_file() {
     assert!(out.join("a.png").exists() && out.join("b.png").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `eval --photos FOLDER`: one row per readable image on stdout (name, size, PSNR, ...), the table, and exit code 1
+/// naming the corrupt file (the fixture model and its DINOv3 teacher at 64 px).
+#[test]
+fn eval_prints_a_row_per_image_and_reports_a_corrupt_file() {
+    let dir = tmp_dir("eval");
+    let photos = dir.join("photos");
+    std::fs::create_dir_all(&photos).expect("photos dir");
+    picture(&photos, "a.png", 7);
+    picture(&photos, "b.png", 8);
+    std::fs::write(photos.join("broken.jpg"), b"\xff\xd8\xff not a jpeg").expect("corrupt file");
+    let spec = format!("fx={}", model().display());
+    let teacher = root().join("tests/fixtures/dinosae-setA/dinov3/hf");
+    let (code, so, se) = dino_sae(&[
+        "eval".as_ref(),
+        spec.as_ref(),
+        "--teacher".as_ref(),
+        teacher.as_os_str(),
+        "--photos".as_ref(),
+        photos.as_os_str(),
+        "--size".as_ref(),
+        "64".as_ref(),
+    ]);
+    assert_eq!(code, 1, "{so}\n{se}");
+    let rows: Vec<&str> = so.lines().filter(|l| l.starts_with("fx ") && l.contains("PSNR")).collect();
+    assert_eq!(rows.len(), 2, "{so}");
+    assert!(rows[0].contains("a.png") && rows[0].contains("96x64") && rows[1].contains("b.png"), "{so}");
+    assert!(so.contains("| fx |"), "the table still comes: {so}");
+    assert!(se.contains("broken.jpg"), "{se}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,7 +15,10 @@ use crate::args::{FitArg, ModelArgs, PreviewArgs, announce, flag_hint, progress_
 
 #[derive(clap::Args)]
 pub struct ReconstructArgs {
+    /// An image, or a folder of images (one row per image; a bad image is reported and skipped, the exit code
+    /// says whether any failed).
     image: PathBuf,
+    /// The reconstruction (PNG); for a folder, the folder the reconstructions go to (`<name>.png`).
     #[arg(short, long)]
     out: PathBuf,
     #[command(flatten)]
@@ -97,52 +100,68 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
         bail!("--preview decodes in one pass; drop --tiled");
     }
     let m = model.load()?;
-    let img = image_io::fit16(&image_io::load_rgb(&image)?, fit.into());
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let budget = Budget::from_env();
-    let t0 = Instant::now();
-    let (rec, t1) = if tiled {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let z =
-            render::encode_tiled(&m, &img, Tiling::default(), &budget, &device, &cancel, &mut progress_line("encode"))?;
-        let t1 = Instant::now();
-        let rec =
-            render::decode_tiled(&m, &z, Tiling::default(), &budget, &device, &cancel, &mut progress_line("decode"))?;
-        (rec, t1)
-    } else {
-        let est = flag_hint(preflight::check_reconstruct(&m.cfg, w, h, &budget), too_big, "--tiled renders it")
-            .context("memory preflight")?;
-        announce(&format!("reconstruct of {w}x{h}"), &est);
-        let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
-        let lat = m.encode(x)?;
-        let t1 = Instant::now();
-        let rec = if preview {
-            model.load_preview(preview_dir.as_deref())?.decode(lat.patches)?
+    let pairs = crate::folder::pairs(&image, &out, "png")?;
+    crate::folder::each(&pairs, image.is_dir(), |image, out| {
+        let img = image_io::fit16(&image_io::load_rgb(image)?, fit.into());
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let budget = Budget::from_env();
+        let t0 = Instant::now();
+        let (rec, t1) = if tiled {
+            let cancel = Arc::new(AtomicBool::new(false));
+            let z = render::encode_tiled(
+                &m,
+                &img,
+                Tiling::default(),
+                &budget,
+                &device,
+                &cancel,
+                &mut progress_line("encode"),
+            )?;
+            let t1 = Instant::now();
+            let rec = render::decode_tiled(
+                &m,
+                &z,
+                Tiling::default(),
+                &budget,
+                &device,
+                &cancel,
+                &mut progress_line("decode"),
+            )?;
+            (rec, t1)
         } else {
-            m.decode(lat.patches)?
+            let est = flag_hint(preflight::check_reconstruct(&m.cfg, w, h, &budget), too_big, "--tiled renders it")
+                .context("memory preflight")?;
+            announce(&format!("reconstruct of {w}x{h}"), &est);
+            let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
+            let lat = m.encode(x)?;
+            let t1 = Instant::now();
+            let rec = if preview {
+                model.load_preview(preview_dir.as_deref())?.decode(lat.patches)?
+            } else {
+                m.decode(lat.patches)?
+            };
+            let mut recs = image_io::from_tensor(rec, &m.cfg.pixels)?;
+            (recs.remove(0), t1)
         };
-        let mut recs = image_io::from_tensor(rec, &m.cfg.pixels)?;
-        (recs.remove(0), t1)
-    };
-    let t2 = Instant::now();
-    let orig = image_io::rgb8_to_f32(&img);
-    let psnr = engine::metrics::psnr(&orig, &rec);
-    let ssim = engine::metrics::ssim(&orig, &rec);
-    image_io::save_png(
-        &out,
-        &image_io::f32_to_rgb8(&rec),
-        &[("Software", "dino-sae".into()), ("Source", image.display().to_string())],
-    )?;
-    println!(
-        "{}x{} -> {}: PSNR {psnr:.2} dB, SSIM {ssim:.4} (encode {:.0} ms, decode {:.0} ms{})",
-        img.width(),
-        img.height(),
-        out.display(),
-        (t1 - t0).as_secs_f64() * 1e3,
-        (t2 - t1).as_secs_f64() * 1e3,
-        if tiled { ", tiled" } else { "" }
-    );
-    Ok(())
+        let t2 = Instant::now();
+        let orig = image_io::rgb8_to_f32(&img);
+        let psnr = engine::metrics::psnr(&orig, &rec);
+        let ssim = engine::metrics::ssim(&orig, &rec);
+        image_io::save_png(
+            out,
+            &image_io::f32_to_rgb8(&rec),
+            &[("Software", "dino-sae".into()), ("Source", image.display().to_string())],
+        )?;
+        Ok(format!(
+            "{}x{} -> {}: PSNR {psnr:.2} dB, SSIM {ssim:.4} (encode {:.0} ms, decode {:.0} ms{})",
+            img.width(),
+            img.height(),
+            out.display(),
+            (t1 - t0).as_secs_f64() * 1e3,
+            (t2 - t1).as_secs_f64() * 1e3,
+            if tiled { ", tiled" } else { "" }
+        ))
+    })
 }
 
 pub fn encode(a: EncodeArgs) -> Result<()> {

@@ -118,8 +118,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let r =
             engine::eval::evaluate_with_progress(&m, &t, &set, size, lp.as_ref(), &mut |done, _| bar.set(done, ""))?;
         bar.clear();
-        for (img, p, q, c) in &r.per_image {
-            eprintln!("{name:<24} {img:<24} PSNR {p:6.2}  SSIM {q:.4}  cos {c:.4}");
+        for (i, (img, p, q, c)) in r.per_image.iter().enumerate() {
+            let (w, h) = set.images.get(i).map(|x| x.dimensions()).unwrap_or_default();
+            println!("{name:<24} {img:<24} {w:>5}x{h:<5} PSNR {p:6.2}  SSIM {q:.4}  cos {c:.4}");
         }
         rows.push((name.to_string(), r));
     }
@@ -127,6 +128,12 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     println!("{md}");
     if let Some(o) = out {
         engine::raw::atomic_write(&o, md.as_bytes())?;
+    }
+    // PhotoSet::load reported and skipped the images it could not read
+    let all = crate::folder::images_in(&photos)?;
+    let failed: Vec<String> = all.iter().map(|p| crate::folder::name(p)).filter(|n| !set.names.contains(n)).collect();
+    if !failed.is_empty() {
+        anyhow::bail!("{} of {} images could not be read: {}", failed.len(), all.len(), failed.join(", "));
     }
     Ok(())
 }

@@ -38,6 +38,7 @@ mod bench;
 mod checkpoint;
 mod codec;
 mod eval;
+mod folder;
 mod generate;
 mod inspect;
 mod progress;
