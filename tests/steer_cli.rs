@@ -144,7 +144,7 @@ fn steer_ninety_degrees_towards_a_patch_lands_on_the_great_circle() {
         let xh: Vec<f64> = x.iter().map(|v| v / rq).collect();
         let cos = xh.iter().zip(&th).map(|(a, b)| a * b).sum::<f64>().clamp(-1.0, 1.0);
         let theta = cos.acos();
-        if q == tp || theta < 1e-2 || theta > std::f64::consts::PI - 1e-2 {
+        if q == tp || !(1e-2..=std::f64::consts::PI - 1e-2).contains(&theta) {
             continue; // the target itself (and parallel pairs) have no unique great circle
         }
         let u = std::f64::consts::FRAC_PI_2 / theta;
@@ -246,10 +246,10 @@ fn inspect_writes_maps_whose_values_match_the_latent() {
     };
     let mag = csv("magnitude");
     assert_eq!((mag.len(), mag[0].len()), (gh, gw));
-    for r in 0..gh {
-        for c in 0..gw {
+    for (r, row) in mag.iter().enumerate() {
+        for (c, got) in row.iter().enumerate() {
             let want = norm(&column(&z, &shape, r * gw + c));
-            assert!((mag[r][c] - want).abs() <= 1e-5 * want, "|z| at {r},{c}: {} vs {want}", mag[r][c]);
+            assert!((got - want).abs() <= 1e-5 * want, "|z| at {r},{c}: {got} vs {want}");
         }
     }
     let cos = csv("cosine");
