@@ -3,7 +3,7 @@
 //! upsample_match_channel false, mixed ResBlock / EViT_GLU, per-stage norms and activations), against reference
 //! outputs of the official code (`tests/fixtures/decoder-configs-*`, made by `scripts/make_decoder_fixtures.py`).
 //!
-//! 1. each set passes `engine::fixture::verify_dir` (the code of `dino-sae verify-fixture`);
+//! 1. each set passes `engine::verify::verify_dir` (the code of `dino-sae verify-fixture`);
 //! 2. the config inferred from the state dict's keys alone decodes the references too (except the set whose
 //!    activations are not the defaults: activations leave no keys; there the keys must still fix every shape);
 //! 3. an official DINO-SAE state dict (`dino_model.*` of `dinosae-setA` + each decoder under `decoder.`) loads
@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use engine::checkpoint::{guess_decoder, load_sae};
-use engine::fixture::{TOL, verify_dir};
 use engine::model::decoder::{Decoder, DecoderConfig};
 use engine::model::nn::Probe;
 use engine::raw::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
+use engine::verify::{TOL, verify_dir};
 use engine::weights::WeightSource;
 
 /// (set name, whether its activations are the defaults, so that the keys alone decode it)

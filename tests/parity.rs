@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use engine::fixture::verify_dir;
+use engine::verify::verify_dir;
 
 fn fixtures(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
 }
 
-fn assert_all_ok(report: &engine::fixture::Report, required: &[&str]) {
+fn assert_all_ok(report: &engine::verify::Report, required: &[&str]) {
     let fails: Vec<String> =
         report.failures().iter().map(|c| format!("{} err {:.3e} ref {:.3e}", c.name, c.max_abs, c.ref_max)).collect();
     assert!(fails.is_empty(), "failed checks:\n{}", fails.join("\n"));

@@ -9,10 +9,7 @@ use engine::model::nn::Probe;
 use engine::raw::{RawTensor, read_safetensors};
 
 fn teacher_dir() -> PathBuf {
-    let cache = std::env::var("DINO_SAE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/dino-sae"));
-    cache.join("teacher-dinov2-s14")
+    engine::dirs::teacher_dir()
 }
 
 #[test]

@@ -276,7 +276,7 @@ fn patchify_student_starts_as_the_teacher_and_trains() {
     let x = Tensor::<4>::random([2, 3, 16 * gh, 16 * gw], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     let z = student.encode(x.clone()).expect("encode").patches; // [2, D, 3, 4]
     assert_eq!(z.dims(), [2, teacher.cfg.dim, gh, gw]);
-    let tx = engine::interp::resize_bicubic(x, p * gh, p * gw, false, None);
+    let tx = engine::resize::resize_bicubic(x, p * gh, p * gw, false, None);
     let t = teacher.forward(tx, &mut Default::default()).patch_tokens(); // [2, 12, D]
     let t = engine::model::sae::tokens_to_map(t, (gh, gw));
     let err: f32 = (z - t.clone()).abs().max().into_scalar();

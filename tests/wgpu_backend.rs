@@ -25,7 +25,7 @@ fn wgpu() -> Option<Backend> {
     Some(b)
 }
 
-fn assert_ok(report: &engine::fixture::Report, min_checks: usize) {
+fn assert_ok(report: &engine::verify::Report, min_checks: usize) {
     let fails: Vec<String> =
         report.failures().iter().map(|c| format!("{} err {:.3e} ref {:.3e}", c.name, c.max_abs, c.ref_max)).collect();
     assert!(fails.is_empty(), "wgpu failed checks:\n{}", fails.join("\n"));
@@ -36,15 +36,15 @@ fn assert_ok(report: &engine::fixture::Report, min_checks: usize) {
 fn wgpu_matches_pytorch_on_the_sae_fixtures() {
     let Some(b) = wgpu() else { return };
     // Set A: DINOv3 (both namings), stem, decoder, sphere maths (88 checks on the CPU).
-    assert_ok(&engine::fixture::verify_dir(fixtures("dinosae-setA"), &b.device).expect("set A runs"), 80);
+    assert_ok(&engine::verify::verify_dir(fixtures("dinosae-setA"), &b.device).expect("set A runs"), 80);
     // DINOv2 (+registers, antialiased position tables), EViT_GLU decoder, full chain (84 on the CPU).
-    assert_ok(&engine::fixture::verify_dir(fixtures("dinov2-evit-setA"), &b.device).expect("dinov2 set runs"), 80);
+    assert_ok(&engine::verify::verify_dir(fixtures("dinov2-evit-setA"), &b.device).expect("dinov2 set runs"), 80);
 }
 
 #[test]
 fn wgpu_matches_pytorch_on_the_dit_fixtures() {
     let Some(b) = wgpu() else { return };
-    let r = engine::dit_fixture::verify_dit_dir(&fixtures("dit-setA"), &b.device).expect("dit set runs");
+    let r = engine::verify::verify_dit_dir(&fixtures("dit-setA"), &b.device).expect("dit set runs");
     assert_ok(&r, 90);
 }
 

@@ -170,9 +170,7 @@ impl Studio {
             render: RenderUi::default(),
             swipe: 0.0,
             pan: egui::Vec2::ZERO,
-            teacher_path: std::env::var("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/dino-sae/teacher-dinov2-s14").display().to_string())
-                .unwrap_or_default(),
+            teacher_path: engine::dirs::teacher_dir().display().to_string(),
             preview_path: String::new(),
             session_path: std::env::temp_dir().join("dino-sae-session.json").display().to_string(),
             exporter: Exporter::default(),

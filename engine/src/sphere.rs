@@ -130,6 +130,19 @@ pub fn random_tangent(x: &Tensor<4>) -> Tensor<4> {
     direction(&tangent(x, &g))
 }
 
+/// Cosine similarity of token vectors over the last dim (student vs teacher tokens; norms guarded by 1e-8).
+///
+/// # Shapes
+/// - a, b: `[B, N, D]` -> `[B, N]`
+pub fn cosine_last(a: Tensor<3>, b: Tensor<3>) -> Tensor<2> {
+    let dot = (a.clone() * b.clone()).sum_dim(2);
+    let na = a.square().sum_dim(2).sqrt();
+    let nb = b.square().sum_dim(2).sqrt();
+    let c = dot / (na * nb).clamp_min(1e-8);
+    let [bb, n, _] = c.dims();
+    c.reshape([bb, n])
+}
+
 /// Float64 reference formulas on single vectors (see `../shared/fixtures/dinosae-setA/NOTES.md` section 6).
 pub mod f64ref {
     pub fn dot(a: &[f64], b: &[f64]) -> f64 {

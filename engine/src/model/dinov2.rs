@@ -4,8 +4,8 @@
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 
-use super::vit::{Family, Ffn, VitConfig};
-use crate::interp::resize_bicubic;
+use super::vit_config::{Family, Ffn, VitConfig};
+use crate::resize::resize_bicubic;
 use crate::weights::{Init, WeightSource};
 
 /// Learned `[1, 1 + M*M, D]` table (CLS row first, then the row-major M x M grid).

@@ -6,7 +6,7 @@
 use burn::tensor::{Device, Tensor};
 
 use super::nn::tensor_from;
-use super::vit::{Family, Ffn, VitConfig};
+use super::vit_config::{Family, Ffn, VitConfig};
 
 /// Sin/cos tables for one patch grid, shared by all heads.
 #[derive(Debug, Clone)]

@@ -9,3 +9,4 @@ pub mod preview;
 pub mod sae;
 pub mod stem;
 pub mod vit;
+pub mod vit_config;

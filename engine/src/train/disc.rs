@@ -11,10 +11,10 @@ use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{EngineError, Result};
-use crate::interp::resize_bicubic;
 use crate::model::nn::Probe;
 use crate::model::vit::Vit;
 use crate::raw::TensorMap;
+use crate::resize::resize_bicubic;
 use crate::weights::{Init, ParamNames, WeightSource, export};
 
 /// A linear map (a 1-D convolution over tokens, flattened) with a spectrally normalised weight.

@@ -2,13 +2,12 @@
 //! so they can also run between the steps of a long background job. Every job consults the memory preflight
 //! before it allocates.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::Tensor;
 use image::RgbImage;
 
+use super::long_jobs::{render, sample, walk, walk_images};
 use super::protocol::*;
 use crate::checkpoint::load_sae;
 use crate::error::{EngineError, Result};
@@ -17,7 +16,6 @@ use crate::metrics::{self, RgbF32};
 use crate::model::sae::{DinoSae, SaeConfig};
 use crate::preflight::{self, Budget};
 use crate::raw::RawTensor;
-use crate::sphere;
 
 struct Held {
     model: DinoSae,
@@ -26,11 +24,11 @@ struct Held {
 
 /// What the worker keeps between jobs.
 pub(super) struct State {
-    device: burn::tensor::Device,
+    pub(super) device: burn::tensor::Device,
     main: Option<Held>,
     /// Latent `[1, C, h, w]` and fitted input of the current image, and the version of that latent.
     current: Option<(RawTensor, RgbImage)>,
-    version: u64,
+    pub(super) version: u64,
     /// Latents of every image reconstructed with this model (for the joint PCA), newest last, at most 8.
     history: Vec<RawTensor>,
     dit: Option<(crate::generate::DitBundle, GeneratorInfo)>,
@@ -43,7 +41,7 @@ pub(super) struct State {
     /// The memory budget every job is preflighted against (None: `Budget::from_env()`, read per job).
     budget: Option<Budget>,
     /// The main model's preview decoder (steer previews, sampling previews).
-    preview: Option<(crate::model::preview::PreviewDecoder, PreviewInfo)>,
+    pub(super) preview: Option<(crate::model::preview::PreviewDecoder, PreviewInfo)>,
 }
 
 impl State {
@@ -64,7 +62,7 @@ impl State {
         }
     }
 
-    fn budget(&self) -> Budget {
+    pub(super) fn budget(&self) -> Budget {
         self.budget.clone().unwrap_or_else(Budget::from_env)
     }
 
@@ -107,25 +105,26 @@ impl State {
             ModelSource::RandomPreset(_) => None,
         };
         if let Some(d) = dir
-            && let Err(e) = self.load_preview(&d) {
-                emit(Event::Failed(Failed {
-                    kind: None,
-                    id: None,
-                    error: format!("preview decoder {}: {e}", d.display()),
-                    cancelled: false,
-                }));
-            }
+            && let Err(e) = self.load_preview(&d)
+        {
+            emit(Event::Failed(Failed {
+                kind: None,
+                id: None,
+                error: format!("preview decoder {}: {e}", d.display()),
+                cancelled: false,
+            }));
+        }
     }
 
-    fn model(&self) -> Result<&DinoSae> {
+    pub(super) fn model(&self) -> Result<&DinoSae> {
         self.main.as_ref().map(|h| &h.model).ok_or_else(|| EngineError::Config("no model loaded".into()))
     }
 
-    fn current(&self) -> Result<&(RawTensor, RgbImage)> {
+    pub(super) fn current(&self) -> Result<&(RawTensor, RgbImage)> {
         self.current.as_ref().ok_or_else(|| EngineError::Config("no image encoded yet".into()))
     }
 
-    fn generator(&self) -> Result<&crate::generate::DitBundle> {
+    pub(super) fn generator(&self) -> Result<&crate::generate::DitBundle> {
         self.dit.as_ref().map(|d| &d.0).ok_or_else(|| EngineError::Config("no generator loaded".into()))
     }
 }
@@ -167,7 +166,7 @@ fn generator_info(b: &crate::generate::DitBundle, path: Option<std::path::PathBu
     GeneratorInfo { path, classes: b.meta.classes.clone(), grid: b.meta.grid, s_vae: b.meta.s_vae }
 }
 
-fn ms(t0: Instant) -> f64 {
+pub(super) fn ms(t0: Instant) -> f64 {
     t0.elapsed().as_secs_f64() * 1e3
 }
 
@@ -204,21 +203,20 @@ pub(super) fn handle(
             state.history.clear();
             state.dit = None;
             state.find_preview(&src, emit);
-            if is_default
-                && let Some(d) = super::default_dit_dir() {
-                    match crate::generate::load_dit(&d, &device) {
-                        Ok(b) => {
-                            let info = generator_info(&b, Some(d));
-                            state.dit = Some((b, info));
-                        }
-                        Err(e) => emit(Event::Failed(Failed {
-                            kind: None,
-                            id: None,
-                            error: format!("default generator: {e}"),
-                            cancelled: false,
-                        })),
+            if is_default && let Some(d) = super::default_dit_dir() {
+                match crate::generate::load_dit(&d, &device) {
+                    Ok(b) => {
+                        let info = generator_info(&b, Some(d));
+                        state.dit = Some((b, info));
                     }
+                    Err(e) => emit(Event::Failed(Failed {
+                        kind: None,
+                        id: None,
+                        error: format!("default generator: {e}"),
+                        cancelled: false,
+                    })),
                 }
+            }
             Ok(Event::Loaded(Loaded { kind: JobKind::LoadModel, id, models: state.models() }))
         }
         Job::AddCompareModel(path) => {
@@ -252,12 +250,13 @@ pub(super) fn handle(
         Job::LoadTeacher(path) => {
             let l = crate::checkpoint::load_backbone(&path, &device, false)?;
             if let Ok(m) = state.model()
-                && l.model.cfg.dim != m.cfg.encoder.dim {
-                    return Err(EngineError::Config(format!(
-                        "teacher width {} differs from the model's latent width {}",
-                        l.model.cfg.dim, m.cfg.encoder.dim
-                    )));
-                }
+                && l.model.cfg.dim != m.cfg.encoder.dim
+            {
+                return Err(EngineError::Config(format!(
+                    "teacher width {} differs from the model's latent width {}",
+                    l.model.cfg.dim, m.cfg.encoder.dim
+                )));
+            }
             state.teacher = Some((l.model, path.display().to_string()));
             Ok(Event::Loaded(Loaded { kind: JobKind::LoadTeacher, id, models: state.models() }))
         }
@@ -278,54 +277,11 @@ pub(super) fn handle(
         Job::Lpips => lpips(state, id),
         Job::Sample { spec, preview_every } => sample(state, ticket, spec, preview_every, emit, pump),
         Job::ClassMean { class, count } => {
-            let b = state.generator()?;
-            let spec =
-                crate::generate::SampleSpec { class, count: count.max(1), steps: 10, seed: 7, ..Default::default() };
-            let z = crate::generate::sample_latents(b, &spec)?; // [n, C, h, w]
-            let d = sphere::direction(&z);
-            let [n, c, h, w] = d.dims();
-            let mean = d.swap_dims(0, 1).reshape([c, n * h * w]).mean_dim(1).reshape([c]);
-            let direction = mean
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| EngineError::Data(format!("{e:?}")))?;
+            let direction = crate::steer::class_mean_direction(state.generator()?, class, count)?;
             Ok(Event::ClassMean(ClassMean { id, class, direction }))
         }
-        Job::Walk { spec, seed_b, frames } => {
-            let st: &State = state;
-            let (m, b) = (st.model()?, st.generator()?);
-            let t0 = Instant::now();
-            let frames = frames.clamp(1, 120);
-            let [gh, gw] = spec.grid.unwrap_or(b.meta.grid);
-            preflight::check_decode(&m.cfg, frames + 1, gh, gw, &st.budget())?;
-            let one = crate::generate::SampleSpec { count: 1, ..spec.clone() };
-            let za = crate::generate::sample_latents(b, &one)?;
-            pump(st, ticket);
-            let zb = crate::generate::sample_latents(b, &crate::generate::SampleSpec { seed: seed_b, ..one })?;
-            pump(st, ticket);
-            let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
-            preview_frames(st, &zs, id, t0, emit);
-            let frames = decode_frames(m, zs, ticket, &mut |t| pump(st, t))?;
-            Ok(Event::Walked(Walked { id, frames, millis: ms(t0), preview: false }))
-        }
-        Job::WalkImages { a, b, frames } => {
-            let st: &State = state;
-            let m = st.model()?;
-            let t0 = Instant::now();
-            let (ia, ib) = crate::generate::pair_images(&a, &b, None)?;
-            let frames = frames.clamp(1, 120);
-            let budget = st.budget();
-            preflight::check_encode(&m.cfg, 2, ia.width() as usize, ia.height() as usize, &budget)?;
-            preflight::check_decode(&m.cfg, 1, ia.height() as usize / 16, ia.width() as usize / 16, &budget)?;
-            let x = image_io::to_tensor(&[&ia, &ib], &m.cfg.pixels, &st.device)?;
-            let z = m.encode_cancellable(x, &ticket.cancel)?.patches;
-            let (za, zb) = (z.clone().narrow(0, 0, 1), z.narrow(0, 1, 1));
-            let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
-            preview_frames(st, &zs, id, t0, emit);
-            let frames = decode_frames(m, zs, ticket, &mut |t| pump(st, t))?;
-            Ok(Event::Walked(Walked { id, frames, millis: ms(t0), preview: false }))
-        }
+        Job::Walk { spec, seed_b, frames } => walk(state, ticket, &spec, seed_b, frames, emit, pump),
+        Job::WalkImages { a, b, frames } => walk_images(state, ticket, &a, &b, frames, emit, pump),
         Job::ExportLatent { path, edit } => {
             let (lat, _) = state.current()?;
             let z = match edit {
@@ -346,38 +302,6 @@ pub(super) fn handle(
     }
 }
 
-/// With a preview decoder, send the walk's frames decoded by it first (playable at once; the full decode follows).
-fn preview_frames(st: &State, zs: &[Tensor<4>], id: u64, t0: Instant, emit: &dyn Fn(Event)) {
-    let (Some((p, _)), Ok(m)) = (st.preview.as_ref(), st.model()) else { return };
-    let mut frames = Vec::with_capacity(zs.len());
-    for z in zs {
-        match p.decode(z.clone()).and_then(|x| image_io::from_tensor(x, &m.cfg.pixels)) {
-            Ok(r) => frames.extend(r.iter().map(image_io::f32_to_rgb8)),
-            Err(_) => return, // the full decode follows anyway
-        }
-    }
-    emit(Event::Walked(Walked { id, frames, millis: ms(t0), preview: true }));
-}
-
-/// Decode frames one at a time (each is one preflighted decode), pumping between them.
-fn decode_frames(
-    m: &DinoSae,
-    zs: Vec<Tensor<4>>,
-    ticket: &Ticket,
-    pump: &mut dyn FnMut(&Ticket),
-) -> Result<Vec<RgbImage>> {
-    let mut out = Vec::with_capacity(zs.len());
-    for z in zs {
-        if ticket.is_cancelled() {
-            return Err(EngineError::Cancelled);
-        }
-        let x = m.decode_cancellable(z, &ticket.cancel)?;
-        out.extend(image_io::from_tensor(x, &m.cfg.pixels)?.iter().map(image_io::f32_to_rgb8));
-        pump(ticket);
-    }
-    Ok(out)
-}
-
 /// The read-only interactive jobs.
 pub(super) fn handle_readonly(job: Job, ticket: &Ticket, state: &State) -> Result<Event> {
     let id = ticket.id;
@@ -396,49 +320,15 @@ pub(super) fn handle_readonly(job: Job, ticket: &Ticket, state: &State) -> Resul
         }
         Job::PatchDirection { patch } => {
             let (lat, _) = state.current()?;
-            let (c, hw) = (lat.shape[1], lat.shape[2] * lat.shape[3]);
-            if patch >= hw {
-                return Err(EngineError::Config(format!("patch {patch} out of range ({hw} patches)")));
-            }
-            let v: Vec<f32> = (0..c).map(|k| lat.data[k * hw + patch]).collect();
-            let n = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-            if !(n.is_finite() && n > 0.0) {
-                return Err(EngineError::Data(format!("patch {patch} has no direction (|z| = {n})")));
-            }
-            Ok(Event::PatchDirection(PatchDirection {
-                id,
-                patch,
-                direction: v.iter().map(|x| (*x as f64 / n) as f32).collect(),
-            }))
+            let direction = crate::steer::patch_direction(lat, patch)?;
+            Ok(Event::PatchDirection(PatchDirection { id, patch, direction }))
         }
         Job::TeacherCosine => {
             let (t, _) = state.teacher.as_ref().ok_or_else(|| EngineError::Config("no teacher loaded".into()))?;
             let m = state.model()?;
             let (lat, img) = state.current()?;
-            let (gh, gw) = (lat.shape[2], lat.shape[3]);
-            let ps = t.cfg.patch_size;
-            let mut budget_cfg = m.cfg.clone();
-            budget_cfg.encoder = t.cfg.clone();
-            preflight::check_encode(&budget_cfg, 1, ps * gw, ps * gh, &state.budget())?;
-            let x = image_io::to_tensor(&[img], &m.cfg.pixels, device)?;
-            let tx = crate::interp::resize_bicubic(x, ps * gh, ps * gw, false, None);
-            let mut probe = crate::model::nn::Probe::cancellable(ticket.cancel.clone());
-            let tt = t.forward(tx, &mut probe).patch_tokens();
-            if probe.cancelled() {
-                return Err(EngineError::Cancelled);
-            }
-            let st = crate::model::sae::tokens_to_map(tt, (gh, gw));
-            let c = lat.shape[1];
-            let z: Tensor<4> = lat.to_tensor(device)?;
-            let cos = crate::fixture::cosine_last(
-                z.reshape([1, c, gh * gw]).swap_dims(1, 2),
-                st.reshape([1, c, gh * gw]).swap_dims(1, 2),
-            );
-            Ok(Event::TeacherCosine(TeacherCosine {
-                id,
-                version: state.version,
-                values: RawTensor::from_tensor(cos)?.data,
-            }))
+            let values = crate::inspect::teacher_cosine(t, &m.cfg, img, lat, &state.budget(), &ticket.cancel, device)?;
+            Ok(Event::TeacherCosine(TeacherCosine { id, version: state.version, values }))
         }
         Job::Steer { edit } => steer(state, ticket, &edit, false),
         Job::SteerPreview { edit } => steer(state, ticket, &edit, true),
@@ -543,8 +433,7 @@ fn make_current(
     let refs: Vec<&RawTensor> = state.history.iter().collect();
     let pca = crate::inspect::Pca::fit(&refs);
     let pca_rgb = pca.as_ref().map(|p| p.rgb(&raw)).unwrap_or_default();
-    let pca_axes: Vec<Vec<f32>> =
-        pca.map(|p| p.axes.iter().map(|a| a.iter().map(|&v| v as f32).collect()).collect()).unwrap_or_default();
+    let pca_axes = pca.map(|p| p.axes_f32()).unwrap_or_default();
     state.current = Some((raw, input.clone()));
     state.version += 1;
     Reconstruction {
@@ -626,123 +515,4 @@ fn lpips(state: &mut State, id: u64) -> Result<Event> {
     }
     let main = scores.remove(0);
     Ok(Event::Lpips(LpipsScores { id, version: state.version, main, others: scores, size: (o.width, o.height) }))
-}
-
-fn sample(
-    state: &State,
-    ticket: &Ticket,
-    spec: crate::generate::SampleSpec,
-    preview_every: usize,
-    emit: &dyn Fn(Event),
-    pump: &mut dyn FnMut(&State, &Ticket),
-) -> Result<Event> {
-    let (m, b) = (state.model()?, state.generator()?);
-    if !matches!(b.meta.objective_kind, crate::generate::ObjectiveKind::Rfm) {
-        return Err(EngineError::Config(
-            "this generator was trained with Euclidean FM; the app samples on spheres (use `dino-sae sample`)".into(),
-        ));
-    }
-    if spec.class >= b.meta.classes.len() {
-        return Err(EngineError::Config(format!("class {} out of range", spec.class)));
-    }
-    let t0 = Instant::now();
-    let [h, w] = spec.grid.unwrap_or(b.meta.grid);
-    let count = spec.count.max(1);
-    let est = preflight::sample(&b.meta.dit, &m.cfg, count, h, w, spec.steps.max(1), spec.cfg_scale);
-    preflight::check(&format!("sampling {count} latents of {h}x{w}"), &est, &state.budget(), || {
-        "sample a smaller batch".into()
-    })?;
-    let s_vae = spec.s_vae.unwrap_or(b.meta.s_vae);
-    let sc =
-        crate::generate::sphere_config(b, &crate::generate::SampleSpec { steps: spec.steps.max(1), ..spec.clone() });
-    let y = vec![spec.class as i64; count];
-    let every = preview_every.max(1);
-    let id = ticket.id;
-    let mut cb = |info: &crate::sampler::StepInfo, z: &Tensor<4>| {
-        pump(state, ticket);
-        if ticket.is_cancelled() {
-            return false;
-        }
-        if info.step.is_multiple_of(every) && info.step < info.steps {
-            let zr = sphere::project_to_radius(z, s_vae);
-            let fast = state.preview.as_ref().map(|(p, _)| p);
-            let imgs = match fast {
-                Some(p) => p
-                    .decode(zr)
-                    .and_then(|x| image_io::from_tensor(x, &m.cfg.pixels))
-                    .map(|v| v.iter().map(image_io::f32_to_rgb8).collect::<Vec<_>>()),
-                None => crate::generate::decode_images(m, zr),
-            };
-            if let Ok(imgs) = imgs
-                && let Ok(preview) = crate::generate::tile(&imgs) {
-                    let eta = t0.elapsed().as_secs_f64() / info.step.max(1) as f64 * (info.steps - info.step) as f64;
-                    emit(Event::Progress(Progress {
-                        kind: JobKind::Sample,
-                        id,
-                        done: info.step,
-                        of: info.steps,
-                        eta_secs: eta,
-                        preview: Some(preview),
-                        fast: fast.is_some(),
-                    }));
-                }
-        }
-        true
-    };
-    let out = crate::sampler::sample_sphere(&b.model, &y, [b.meta.channels, h, w], &sc, &state.device, &mut cb);
-    let images = crate::generate::decode_images(m, out.z)?;
-    Ok(Event::Sampled(Sampled { id, images, cancelled: out.cancelled, steps_done: out.steps_done, millis: ms(t0) }))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn render(
-    state: &State,
-    ticket: &Ticket,
-    original: &Arc<RgbImage>,
-    fit: Fit,
-    edit: &crate::steer::SteerEdit,
-    tiling: crate::render::Tiling,
-    emit: &dyn Fn(Event),
-    pump: &mut dyn FnMut(&State, &Ticket),
-) -> Result<Event> {
-    let m = state.model()?;
-    let (work, _) = state.current()?;
-    let t0 = Instant::now();
-    let budget = state.budget();
-    let img = image_io::fit16(original, fit);
-    let (gh, gw) = (img.height() as usize / 16, img.width() as usize / 16);
-    let (ty, tx) = (
-        crate::render::axis_tiles(gh, tiling.tile, tiling.overlap),
-        crate::render::axis_tiles(gw, tiling.tile, tiling.overlap),
-    );
-    let per_pass = ty.len() * tx.len();
-    let of = 2 * per_pass;
-    let id = ticket.id;
-    let mut done = 0usize;
-    let mut progress = |_: crate::render::TileProgress| {
-        done += 1;
-        let eta = t0.elapsed().as_secs_f64() / done as f64 * (of - done) as f64;
-        emit(Event::Progress(Progress {
-            kind: JobKind::Render,
-            id,
-            done,
-            of,
-            eta_secs: eta,
-            preview: None,
-            fast: false,
-        }));
-        pump(state, ticket);
-    };
-    let full = crate::render::encode_tiled(m, &img, tiling, &budget, &state.device, &ticket.cancel, &mut progress)?;
-    let mapped = crate::steer::map_to_grid(edit, work, (gh, gw))?;
-    let edited = crate::steer::apply(&full, &mapped, &state.device)?;
-    drop(full);
-    let rgb = crate::render::decode_tiled(m, &edited, tiling, &budget, &state.device, &ticket.cancel, &mut progress)?;
-    Ok(Event::Rendered(Rendered {
-        id,
-        version: state.version,
-        image: image_io::f32_to_rgb8(&rgb),
-        tiles: per_pass,
-        millis: ms(t0),
-    }))
 }

@@ -10,6 +10,7 @@
 //! keeps its models and goes on.
 
 mod jobs;
+mod long_jobs;
 mod protocol;
 mod scheduler;
 

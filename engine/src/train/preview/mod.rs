@@ -13,29 +13,30 @@
 //!   `loss.csv`, `loss.png`, `final/`. One random stream per step (seeded by `(seed, step)`) and the optimiser's
 //!   moments restored on resume, so an interrupted run ends with the weights of an uninterrupted one.
 
+mod cache;
+mod eval;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::data::PhotoSet;
-use super::{Schedule, optim_state};
+use super::{RunDir, Schedule, optim_state};
 use crate::error::{EngineError, Result};
-use crate::generate::{CacheSpec, fingerprint_file, fingerprint_photos, photo_crops};
-use crate::image_io;
+use crate::generate::{fingerprint_file, fingerprint_photos};
 use crate::model::preview::{PreviewConfig, PreviewDecoder};
-use crate::model::sae::{DinoSae, OutputRange, PixelConfig};
-use crate::raw::{Precision, RawTensor, TensorMap, atomic_write, read_safetensors, write_safetensors};
+use crate::raw::{Precision, atomic_write};
 
-const CACHE_VERSION: u32 = 1;
-const DECODE_BATCH: usize = 8;
-const SHARD_ITEMS: usize = 128;
+use cache::CacheKey;
+pub use cache::{PreviewSet, build_cache};
+pub use eval::{PreviewEvalRow, eval_markdown, evaluate_preview, evaluate_preview_perturbed};
 
 /// `train-preview` settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,16 +107,16 @@ impl PreviewTrainConfig {
     fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(EngineError::Config(format!("train-preview: {m}")));
         if self.steps == 0 || self.batch == 0 {
-            return bad("--steps and --batch must be positive");
+            return bad("steps and batch must be positive");
         }
         if self.crop == 0 || !self.crop.is_multiple_of(16) {
-            return bad("--crop must be a positive multiple of 16");
+            return bad("the crop side must be a positive multiple of 16");
         }
         if self.crops_per_photo == 0 {
             return bad("crops per photo must be at least 1");
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return bad("--lr must be positive");
+            return bad("the learning rate must be positive");
         }
         Ok(())
     }
@@ -128,88 +129,6 @@ impl PreviewTrainConfig {
             noise_variants: self.noise_variants,
             noise_max_deg: self.noise_max_deg,
             seed: self.seed,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Decode-once cache
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct CacheKey {
-    crop: u32,
-    crops_per_photo: usize,
-    min_crop_frac: f32,
-    noise_variants: usize,
-    noise_max_deg: f32,
-    seed: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct CacheIndex {
-    version: u32,
-    key: CacheKey,
-    sae: String,
-    photos: String,
-    channels: usize,
-    grid: usize,
-    count: usize,
-    shards: Vec<(String, usize)>,
-}
-
-/// The cached training set in memory.
-pub struct PreviewSet {
-    /// `[n, C, g, g]`
-    pub latents: Vec<f32>,
-    /// Full decoder outputs `[n, 3, 16g, 16g]` (decoder convention).
-    pub targets: Vec<f32>,
-    /// The crops `[n, 3, 16g, 16g]` (decoder convention).
-    pub photos: Vec<f32>,
-    /// 1 for an unperturbed latent (the photo term applies), else 0.
-    pub clean: Vec<f32>,
-    pub channels: usize,
-    pub grid: usize,
-}
-
-impl PreviewSet {
-    pub fn len(&self) -> usize {
-        self.clean.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.clean.is_empty()
-    }
-
-    fn gather(&self, src: &[f32], per: usize, idx: &[usize], shape: [usize; 4], device: &Device) -> Tensor<4> {
-        let mut v = Vec::with_capacity(idx.len() * per);
-        for &i in idx {
-            v.extend_from_slice(&src[i * per..(i + 1) * per]);
-        }
-        Tensor::from_data(TensorData::new(v, shape.to_vec()), device)
-    }
-
-    /// Latents, targets, photos and the clean mask `[n, 1, 1, 1]` of items `idx`.
-    pub fn batch(&self, idx: &[usize], device: &Device) -> [Tensor<4>; 4] {
-        let (n, c, g) = (idx.len(), self.channels, self.grid);
-        let px = 16 * g;
-        let z = self.gather(&self.latents, c * g * g, idx, [n, c, g, g], device);
-        let t = self.gather(&self.targets, 3 * px * px, idx, [n, 3, px, px], device);
-        let p = self.gather(&self.photos, 3 * px * px, idx, [n, 3, px, px], device);
-        let m = self.gather(&self.clean, 1, idx, [n, 1, 1, 1], device);
-        [z, t, p, m]
-    }
-}
-
-/// RGB in [0, 1] (host, `[3, H, W]`) -> the decoder's output convention, in place.
-fn unit_to_output(v: &mut [f32], px: &PixelConfig, hw: usize) {
-    for (ci, chunk) in v.chunks_mut(hw).enumerate() {
-        let c = ci % 3;
-        for x in chunk {
-            *x = match px.output {
-                OutputRange::Unit => *x,
-                OutputRange::Signed => *x * 2.0 - 1.0,
-                OutputRange::Imagenet => (*x - px.mean[c]) / px.std[c],
-            };
         }
     }
 }
@@ -273,148 +192,10 @@ fn host4(t: Tensor<4>) -> Result<Vec<f32>> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let s = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-    serde_json::from_str(&s).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))
-}
-
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(|e| EngineError::Config(e.to_string()))?;
     atomic_write(path, s.as_bytes())
 }
-
-fn load_cache(dir: &Path, want: &CacheIndex) -> Option<PreviewSet> {
-    let idx: CacheIndex = read_json(&dir.join("index.json")).ok()?;
-    if idx.version != want.version || idx.key != want.key || idx.sae != want.sae || idx.photos != want.photos {
-        return None;
-    }
-    let mut set = PreviewSet {
-        latents: vec![],
-        targets: vec![],
-        photos: vec![],
-        clean: vec![],
-        channels: idx.channels,
-        grid: idx.grid,
-    };
-    for (file, n) in &idx.shards {
-        let mut m = read_safetensors(dir.join(file)).ok()?;
-        let mut take = |k: &str, per: usize| -> Option<Vec<f32>> {
-            let t = m.remove(k)?;
-            (t.data.len() == n * per).then_some(t.data)
-        };
-        let (g, c) = (idx.grid, idx.channels);
-        let px = 16 * g;
-        set.latents.extend(take("latents", c * g * g)?);
-        set.targets.extend(take("targets", 3 * px * px)?);
-        set.photos.extend(take("photos", 3 * px * px)?);
-        set.clean.extend(take("clean", 1)?);
-    }
-    (set.len() == idx.count).then_some(set)
-}
-
-/// Build (or reuse) the decode-once cache in `dir`. `on_progress(done, total)` after each decoded batch.
-pub fn build_cache(
-    sae: &DinoSae,
-    sae_fp: &str,
-    photos: &PhotoSet,
-    photos_fp: &str,
-    cfg: &PreviewTrainConfig,
-    dir: &Path,
-    on_progress: &mut dyn FnMut(usize, usize),
-) -> Result<(PreviewSet, bool)> {
-    let c = sae.cfg.decoder.latent_channels;
-    let g = (cfg.crop / 16) as usize;
-    let px = 16 * g;
-    let mut want = CacheIndex {
-        version: CACHE_VERSION,
-        key: cfg.cache_key(),
-        sae: sae_fp.into(),
-        photos: photos_fp.into(),
-        channels: c,
-        grid: g,
-        count: 0,
-        shards: vec![],
-    };
-    if let Some(set) = load_cache(dir, &want) {
-        return Ok((set, true));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
-    let _ = std::fs::remove_file(dir.join("index.json"));
-    let device = crate::cpu();
-    let spec = CacheSpec {
-        crop: cfg.crop,
-        crops_per_photo: cfg.crops_per_photo,
-        min_crop_frac: cfg.min_crop_frac,
-        seed: cfg.seed,
-    };
-    let crops: Vec<image::RgbImage> = (0..photos.images.len()).flat_map(|i| photo_crops(photos, i, &spec)).collect();
-    let variants = 1 + cfg.noise_variants;
-    let total = crops.len() * variants;
-    let mut set = PreviewSet { latents: vec![], targets: vec![], photos: vec![], clean: vec![], channels: c, grid: g };
-    for (ci, chunk) in crops.chunks(DECODE_BATCH).enumerate() {
-        let refs: Vec<&image::RgbImage> = chunk.iter().collect();
-        let x = image_io::to_tensor(&refs, &sae.cfg.pixels, &device)?;
-        let z = host4(sae.encode(x)?.patches)?;
-        let per = c * g * g;
-        // clean + perturbed latents, item-major: crop k's variants are consecutive
-        let mut zs: Vec<f32> = Vec::with_capacity(chunk.len() * variants * per);
-        for (k, img) in chunk.iter().enumerate() {
-            let mut rng = StdRng::seed_from_u64(mix(cfg.seed ^ 0x9e_0e_1e, (ci * DECODE_BATCH + k) as u64));
-            let base = &z[k * per..(k + 1) * per];
-            for v in 0..variants {
-                let mut zz = base.to_vec();
-                if v > 0 {
-                    perturb_latent(&mut zz, c, &mut rng, cfg.noise_max_deg);
-                }
-                zs.extend_from_slice(&zz);
-                let mut p: Vec<f32> = (0..3).flat_map(|ch| img.pixels().map(move |q| q[ch] as f32 / 255.0)).collect();
-                unit_to_output(&mut p, &sae.cfg.pixels, px * px);
-                set.photos.extend(p);
-                set.clean.push(if v == 0 { 1.0 } else { 0.0 });
-            }
-        }
-        let n = chunk.len() * variants;
-        for part in zs.chunks(DECODE_BATCH * per) {
-            let m = part.len() / per;
-            let t = sae.decode(Tensor::from_data(TensorData::new(part.to_vec(), vec![m, c, g, g]), &device))?;
-            let t = host4(t)?;
-            if t.iter().any(|v| !v.is_finite()) {
-                return Err(EngineError::NonFinite("full decoder output while caching".into()));
-            }
-            set.targets.extend(t);
-        }
-        set.latents.extend(zs);
-        on_progress(set.len(), total);
-        debug_assert_eq!(set.len(), (ci * DECODE_BATCH).min(crops.len()) * variants + n);
-    }
-    for (k, start) in (0..set.len()).step_by(SHARD_ITEMS).enumerate() {
-        let n = SHARD_ITEMS.min(set.len() - start);
-        let (lp, tp) = (c * g * g, 3 * px * px);
-        let mut m = TensorMap::new();
-        m.insert(
-            "latents".into(),
-            RawTensor::new(vec![n, c, g, g], set.latents[start * lp..(start + n) * lp].to_vec())?,
-        );
-        m.insert(
-            "targets".into(),
-            RawTensor::new(vec![n, 3, px, px], set.targets[start * tp..(start + n) * tp].to_vec())?,
-        );
-        m.insert(
-            "photos".into(),
-            RawTensor::new(vec![n, 3, px, px], set.photos[start * tp..(start + n) * tp].to_vec())?,
-        );
-        m.insert("clean".into(), RawTensor::new(vec![n], set.clean[start..start + n].to_vec())?);
-        let file = format!("shard_{k:04}.safetensors");
-        write_safetensors(dir.join(&file), &m, &Default::default(), Precision::F32)?;
-        want.shards.push((file, n));
-    }
-    want.count = set.len();
-    write_json(&dir.join("index.json"), &want)?;
-    Ok((set, false))
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Training
 
 /// One logged window (means over the steps since the previous row).
 #[derive(Clone, Copy, Debug, Default)]
@@ -457,28 +238,19 @@ fn step_rng(seed: u64, step: usize) -> StdRng {
     StdRng::seed_from_u64(mix(seed ^ 0x0070_7265_7669_6577, step as u64))
 }
 
-fn latest(out: &Path) -> Option<(usize, PathBuf)> {
-    let s = std::fs::read_to_string(out.join("latest")).ok()?;
-    let name = s.trim();
-    let step = name.strip_prefix("ckpt-")?.parse().ok()?;
-    let p = out.join(name);
-    ["model.safetensors", "config.json", "state.json"].iter().all(|f| p.join(f).exists()).then_some((step, p))
-}
-
 fn save_checkpoint(
-    out: &Path,
+    run: &RunDir,
     step: usize,
     model: &PreviewDecoder,
     optim: &burn::optim::ModuleOptimizer,
     cfg: &PreviewTrainConfig,
     sae_fp: &str,
 ) -> Result<()> {
-    let tmp = out.join(format!(".ckpt-{step}.tmp"));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let tmp = run.checkpoint_tmp(step)?;
     model.save(&tmp, Precision::F32, step, sae_fp)?;
     optim_state::save(&tmp, optim_state::MODEL, optim, &model.names)?;
     write_json(&tmp.join("state.json"), &serde_json::json!({ "step": step, "train": cfg }))?;
-    super::publish_checkpoint(out, &tmp, step)
+    run.publish(&tmp, step)
 }
 
 /// Redraw `loss.png` from `loss.csv` (loss, L1 to the full decode, L1 to the photo).
@@ -508,15 +280,7 @@ pub fn train_preview(
     on_event: &mut dyn FnMut(PreviewEvent) -> bool,
 ) -> Result<PreviewTrainSummary> {
     cfg.validate()?;
-    std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
-    if let Ok(rd) = std::fs::read_dir(out) {
-        for e in rd.flatten() {
-            let n = e.file_name().to_string_lossy().to_string();
-            if n.starts_with('.') && n.contains(".tmp") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
+    let run = RunDir::open(out)?;
     let plain = crate::cpu();
     let ad = crate::cpu().autodiff();
 
@@ -538,7 +302,7 @@ pub fn train_preview(
     }
 
     // 2. model + optimiser (resumed when `latest` exists)
-    let resume = latest(out);
+    let resume = run.latest(&["model.safetensors", "config.json", "state.json"]);
     let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init();
     let (mut step, mut model) = match &resume {
         Some((s, p)) => {
@@ -650,13 +414,13 @@ pub fn train_preview(
             )
             .map_err(|e| EngineError::io(&csv_path, e))?;
             if !on_event(PreviewEvent::Log(row)) {
-                save_checkpoint(out, step, &model, &optim, cfg, &sae_fp)?;
+                save_checkpoint(&run, step, &model, &optim, cfg, &sae_fp)?;
                 write_curve(out)?;
                 return Err(EngineError::Cancelled);
             }
         }
         if step.is_multiple_of(cfg.checkpoint_every.max(1)) || step == cfg.steps {
-            save_checkpoint(out, step, &model, &optim, cfg, &sae_fp)?;
+            save_checkpoint(&run, step, &model, &optim, cfg, &sae_fp)?;
             write_curve(out)?;
             on_event(PreviewEvent::Checkpoint { step });
         }
@@ -667,89 +431,4 @@ pub fn train_preview(
     inference.save(&final_dir, if cfg.final_f16 { Precision::F16 } else { Precision::F32 }, step, &sae_fp)?;
     write_curve(out)?;
     Ok(PreviewTrainSummary { start_step, steps: step, final_dir, cache_reused: reused, items: set.len() })
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Evaluation
-
-/// One photo of [`evaluate_preview`]: PSNR (dB) of preview vs full decode, preview vs photo, full decode vs photo.
-#[derive(Clone, Debug)]
-pub struct PreviewEvalRow {
-    pub name: String,
-    pub preview_vs_full: f64,
-    pub preview_vs_photo: f64,
-    pub full_vs_photo: f64,
-}
-
-/// On the centre `size` x `size` view of every photo (as `dino-sae eval`): encode, decode with the full decoder and
-/// with the preview, and compare.
-pub fn evaluate_preview(
-    sae: &DinoSae,
-    preview: &PreviewDecoder,
-    photos: &PhotoSet,
-    size: u32,
-) -> Result<Vec<PreviewEvalRow>> {
-    evaluate_preview_perturbed(sae, preview, photos, size, 0.0, 0)
-}
-
-/// [`evaluate_preview`] on perturbed latents: when `noise_deg > 0`, each photo's latent is first perturbed by
-/// [`perturb_latent`] (angular noise up to `noise_deg` per patch, then a magnitude scale or a projection to the mean
-/// radius; seeded by `(seed, photo)`), as a steer or a sampler would move it; both decoders then decode that latent.
-pub fn evaluate_preview_perturbed(
-    sae: &DinoSae,
-    preview: &PreviewDecoder,
-    photos: &PhotoSet,
-    size: u32,
-    noise_deg: f32,
-    seed: u64,
-) -> Result<Vec<PreviewEvalRow>> {
-    let device = crate::cpu();
-    let mut rows = Vec::new();
-    for i in 0..photos.images.len() {
-        let img = photos.center(i, size);
-        let mut z = sae.encode(image_io::to_tensor(&[&img], &sae.cfg.pixels, &device)?)?.patches;
-        if noise_deg > 0.0 {
-            let dims = z.dims();
-            let mut v = host4(z)?;
-            perturb_latent(&mut v, dims[1], &mut StdRng::seed_from_u64(mix(seed, i as u64)), noise_deg);
-            z = Tensor::from_data(TensorData::new(v, dims.to_vec()), &device);
-        }
-        let full = image_io::from_tensor(sae.decode(z.clone())?, &sae.cfg.pixels)?.remove(0);
-        let prev = image_io::from_tensor(preview.decode(z)?, &preview.cfg.pixels)?.remove(0);
-        let orig = image_io::rgb8_to_f32(&img);
-        rows.push(PreviewEvalRow {
-            name: photos.names[i].clone(),
-            preview_vs_full: crate::metrics::psnr(&prev, &full),
-            preview_vs_photo: crate::metrics::psnr(&prev, &orig),
-            full_vs_photo: crate::metrics::psnr(&full, &orig),
-        });
-    }
-    Ok(rows)
-}
-
-/// The rows as a markdown table with a mean row.
-pub fn eval_markdown(rows: &[PreviewEvalRow], size: u32) -> String {
-    let mut s = format!(
-        "| photo ({size}x{size}) | preview vs full decode (dB) | preview vs photo (dB) | full decode vs photo (dB) | gap (dB) |\n|---|---|---|---|---|\n"
-    );
-    for r in rows {
-        s.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-            r.name,
-            r.preview_vs_full,
-            r.preview_vs_photo,
-            r.full_vs_photo,
-            r.full_vs_photo - r.preview_vs_photo
-        ));
-    }
-    let n = rows.len().max(1) as f64;
-    let mean = |f: fn(&PreviewEvalRow) -> f64| rows.iter().map(f).sum::<f64>() / n;
-    s.push_str(&format!(
-        "| **mean** | **{:.2}** | **{:.2}** | **{:.2}** | **{:.2}** |\n",
-        mean(|r| r.preview_vs_full),
-        mean(|r| r.preview_vs_photo),
-        mean(|r| r.full_vs_photo),
-        mean(|r| r.full_vs_photo - r.preview_vs_photo)
-    ));
-    s
 }

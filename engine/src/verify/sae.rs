@@ -1,13 +1,5 @@
-//! `verify-fixture`: run every reference tensor of a fixture folder (outputs of the PyTorch reference code)
-//! through our implementation and compare.
-//!
-//! Layouts understood (any seed, shapes and sizes; everything is read from the folder):
-//! `dinov3/{hf,official}` + `dinov3/io.safetensors`, `sae/` (DINO-SAE state dict + io), `sphere/sphere.safetensors`,
-//! `dinov2/`, `dinov2_reg/` (HF folders + io, with an optional `extra.` input), `decoder/` (DCAE_Decoder + io,
-//! optional `small.` input), `chain/` (CnnPatchEmbed on DINOv2 vs the DINOv2 teacher, + decoder).
-//!
-//! Criterion per tensor: `max|ours - ref| <= tol * max(1, max|ref|)`; tol = 1e-4, or 2e-4 where bicubic
-//! interpolation is involved (DINOv2 position tables at a new grid, the teacher's input resize).
+//! The autoencoder half of the fixtures: DINOv3 (HF and official layouts), DINOv2 (+ registers), the DINO-SAE
+//! (HCPE stem + decoder), the decoder alone, the CnnPatchEmbed-vs-teacher chain, and the float64 sphere formulas.
 
 use std::path::{Path, PathBuf};
 
@@ -15,100 +7,17 @@ use burn::tensor::{Device, Tensor};
 
 use crate::checkpoint::{self, load_backbone, load_sae};
 use crate::error::{EngineError, Result};
-use crate::interp::resize_bicubic;
 use crate::model::decoder::{Decoder, DecoderConfig};
 use crate::model::nn::Probe;
 use crate::model::sae::{PixelConfig, tokens_to_map};
 use crate::model::vit::Vit;
 use crate::raw::{RawTensor, TensorMap, read_safetensors, read_safetensors_f64};
+use crate::resize::resize_bicubic;
 use crate::sphere::f64ref;
 use crate::weights::WeightSource;
 
-pub const TOL: f64 = 1e-4;
-pub const TOL_BICUBIC: f64 = 2e-4;
-
-/// One comparison.
-#[derive(Clone, Debug)]
-pub struct Check {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub max_abs: f64,
-    pub ref_max: f64,
-    pub tol: f64,
-}
-
-impl Check {
-    pub fn rel(&self) -> f64 {
-        self.max_abs / self.ref_max.max(1e-30)
-    }
-    pub fn ok(&self) -> bool {
-        self.max_abs.is_finite() && self.max_abs <= self.tol * self.ref_max.max(1.0)
-    }
-}
-
-/// Everything a fixture run found.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub checks: Vec<Check>,
-    /// Reference tensors that were not compared, with the reason.
-    pub skipped: Vec<(String, String)>,
-    pub parts: Vec<String>,
-}
-
-impl Report {
-    pub fn ok(&self) -> bool {
-        !self.checks.is_empty() && self.checks.iter().all(Check::ok)
-    }
-    pub fn failures(&self) -> Vec<&Check> {
-        self.checks.iter().filter(|c| !c.ok()).collect()
-    }
-    pub fn get(&self, name: &str) -> Option<&Check> {
-        self.checks.iter().find(|c| c.name == name)
-    }
-}
-
-fn compare(report: &mut Report, name: String, ours: &RawTensor, reference: &RawTensor, tol: f64) {
-    if ours.numel() != reference.numel() {
-        report.checks.push(Check {
-            name: format!("{name} (shape {:?} vs reference {:?})", ours.shape, reference.shape),
-            shape: reference.shape.clone(),
-            max_abs: f64::INFINITY,
-            ref_max: 0.0,
-            tol,
-        });
-        return;
-    }
-    let max_abs = ours.data.iter().zip(&reference.data).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0.0, f64::max);
-    let max_abs = if ours.data.iter().any(|v| v.is_nan()) { f64::INFINITY } else { max_abs };
-    report.checks.push(Check {
-        name,
-        shape: reference.shape.clone(),
-        max_abs,
-        ref_max: reference.max_abs() as f64,
-        tol,
-    });
-}
-
-/// Compare every reference key (except inputs, f64 copies and `skip`) with what we produced.
-fn compare_all(
-    report: &mut Report,
-    part: &str,
-    ours: &TensorMap,
-    io: &TensorMap,
-    prefix: &str,
-    tol: f64,
-    skip: &[&str],
-) {
-    for (k, r) in io {
-        if !k.starts_with(prefix) || k.contains("_f64") || k.ends_with("input_image_u8") || skip.contains(&k.as_str()) {
-            continue;
-        }
-        match ours.get(k) {
-            Some(o) => compare(report, format!("{part}:{k}"), o, r, tol),
-            None => report.skipped.push((format!("{part}:{k}"), "not produced by this run".into())),
-        }
-    }
-}
+use super::{Check, Report, TOL, TOL_BICUBIC, compare, compare_all};
+use crate::sphere::cosine_last;
 
 fn need<'a>(io: &'a TensorMap, k: &str, part: &str) -> Result<&'a RawTensor> {
     io.get(k).ok_or_else(|| EngineError::Checkpoint(format!("{part}: io.safetensors has no `{k}`")))
@@ -144,7 +53,7 @@ fn run_vit(model: &Vit, pixels: &RawTensor, device: &Device) -> Result<TensorMap
     Ok(probe.out)
 }
 
-fn dinov3_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
+pub(super) fn dinov3_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
     let io = read_safetensors(dir.join("io.safetensors"))?;
     check_preprocess(report, "dinov3", &io, "");
     let pixels = need(&io, "pixel_values", "dinov3")?;
@@ -174,7 +83,7 @@ fn dinov3_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
     Ok(())
 }
 
-fn sae_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
+pub(super) fn sae_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
     let io = read_safetensors(dir.join("io.safetensors"))?;
     let loaded = load_sae(dir.join("model.safetensors"), device, false)?;
     report.parts.push(format!("sae: {} ({})", loaded.format, loaded.report.summary(0)));
@@ -197,7 +106,7 @@ fn sae_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
     Ok(())
 }
 
-fn sphere_part(file: &Path, report: &mut Report) -> Result<()> {
+pub(super) fn sphere_part(file: &Path, report: &mut Report) -> Result<()> {
     let map = read_safetensors(file)?;
     let radii: Vec<String> = map.keys().filter_map(|k| k.strip_suffix(".radius").map(str::to_string)).collect();
     for p in radii {
@@ -252,7 +161,7 @@ fn sphere_part(file: &Path, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn dinov2_part(dir: &Path, name: &str, report: &mut Report, device: &Device) -> Result<()> {
+pub(super) fn dinov2_part(dir: &Path, name: &str, report: &mut Report, device: &Device) -> Result<()> {
     let io = read_safetensors(dir.join("io.safetensors"))?;
     let mut loaded = load_backbone(dir.join("hf"), device, false)?;
     report.parts.push(format!("{name}: {} ({})", loaded.format, loaded.report.summary(0)));
@@ -291,21 +200,22 @@ fn dinov2_part(dir: &Path, name: &str, report: &mut Report, device: &Device) -> 
     }
     // The official torch.hub variant (+0.1 offset, scale_factor) with the same weights.
     if let (Some(px), Some(pos)) = (io.get("pixel_values"), loaded.model.pos.as_mut())
-        && io.contains_key("last_hidden_state_official_offset0.1") {
-            pos.offset = 0.1;
-            pos.antialias = false;
-            let ours = run_vit(&loaded.model, px, device)?;
-            let ours: TensorMap = ours.into_iter().map(|(k, v)| (format!("{k}_official_offset0.1"), v)).collect();
-            for k in ["pos_embed_interp_official_offset0.1", "last_hidden_state_official_offset0.1"] {
-                if let (Some(o), Some(r)) = (ours.get(k), io.get(k)) {
-                    compare(report, format!("{name}:{k}"), o, r, TOL_BICUBIC);
-                }
+        && io.contains_key("last_hidden_state_official_offset0.1")
+    {
+        pos.offset = 0.1;
+        pos.antialias = false;
+        let ours = run_vit(&loaded.model, px, device)?;
+        let ours: TensorMap = ours.into_iter().map(|(k, v)| (format!("{k}_official_offset0.1"), v)).collect();
+        for k in ["pos_embed_interp_official_offset0.1", "last_hidden_state_official_offset0.1"] {
+            if let (Some(o), Some(r)) = (ours.get(k), io.get(k)) {
+                compare(report, format!("{name}:{k}"), o, r, TOL_BICUBIC);
             }
         }
+    }
     Ok(())
 }
 
-fn decoder_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
+pub(super) fn decoder_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
     let io = read_safetensors(dir.join("io.safetensors"))?;
     // the official DecoderConfig from config.json; without one, what the state dict's keys say
     let cfg = if dir.join("config.json").exists() {
@@ -355,7 +265,7 @@ fn config_path(dir: &Path, v: Option<&serde_json::Value>, default: &str) -> Path
     dir.join(s.split_whitespace().next().unwrap_or(default))
 }
 
-fn chain_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
+pub(super) fn chain_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
     let io = read_safetensors(dir.join("io.safetensors"))?;
     let cfg_s =
         std::fs::read_to_string(dir.join("config.json")).map_err(|e| EngineError::io(dir.join("config.json"), e))?;
@@ -416,64 +326,4 @@ fn chain_part(dir: &Path, report: &mut Report, device: &Device) -> Result<()> {
     check_preprocess(report, "chain", &io, "");
     compare_all(report, "chain", &ours, &io, "", tol, &["pixel_values"]);
     Ok(())
-}
-
-/// Cosine similarity over the last dim. `[B, N, D] x [B, N, D] -> [B, N]`
-pub fn cosine_last(a: Tensor<3>, b: Tensor<3>) -> Tensor<2> {
-    let dot = (a.clone() * b.clone()).sum_dim(2);
-    let na = a.square().sum_dim(2).sqrt();
-    let nb = b.square().sum_dim(2).sqrt();
-    let c = dot / (na * nb).clamp_min(1e-8);
-    let [bb, n, _] = c.dims();
-    c.reshape([bb, n])
-}
-
-/// Run every part found in `dir`.
-pub fn verify_dir(dir: impl AsRef<Path>, device: &Device) -> Result<Report> {
-    let dir = dir.as_ref();
-    if !dir.is_dir() {
-        return Err(EngineError::Config(format!("{} is not a folder", dir.display())));
-    }
-    let mut report = Report::default();
-    let mut found = false;
-    if dir.join("dinov3/io.safetensors").exists() {
-        found = true;
-        dinov3_part(&dir.join("dinov3"), &mut report, device)?;
-    }
-    if dir.join("sae/io.safetensors").exists() {
-        found = true;
-        sae_part(&dir.join("sae"), &mut report, device)?;
-    }
-    if dir.join("sphere/sphere.safetensors").exists() {
-        found = true;
-        sphere_part(&dir.join("sphere/sphere.safetensors"), &mut report)?;
-    }
-    for name in ["dinov2", "dinov2_reg"] {
-        if dir.join(name).join("io.safetensors").exists() {
-            found = true;
-            dinov2_part(&dir.join(name), name, &mut report, device)?;
-        }
-    }
-    if dir.join("decoder/io.safetensors").exists() {
-        found = true;
-        decoder_part(&dir.join("decoder"), &mut report, device)?;
-    }
-    if dir.join("chain/io.safetensors").exists() {
-        found = true;
-        chain_part(&dir.join("chain"), &mut report, device)?;
-    }
-    if dir.join("ddt").exists() || dir.join("lightningdit").exists() {
-        found = true;
-        let dit = crate::dit_fixture::verify_dit_dir(dir, device)?;
-        report.checks.extend(dit.checks);
-        report.skipped.extend(dit.skipped);
-        report.parts.extend(dit.parts);
-    }
-    if !found {
-        return Err(EngineError::Config(format!(
-            "{}: no known fixture layout (dinov3/, sae/, sphere/, dinov2/, dinov2_reg/, decoder/, chain/)",
-            dir.display()
-        )));
-    }
-    Ok(report)
 }

@@ -4,7 +4,7 @@
 //! (float64 spherical RFM formulas). Configs, shapes, labels, times, shifts and scales are all read from the
 //! folder (`config.json` and the tensors), so other seeds and sizes run unchanged.
 //!
-//! Criterion as in [`crate::fixture`]: `max|ours - ref| <= tol * max(1, max|ref|)`, tol = 1e-4 for every
+//! Criterion as in [`crate::verify`]: `max|ours - ref| <= tol * max(1, max|ref|)`, tol = 1e-4 for every
 //! float32 model tensor. The spherical formulas are checked twice: our f32 tensor code (the one training and
 //! sampling use) at 1e-4, and the f64 per-token formulas ([`crate::rfm::f64ref`]) at 1e-10.
 
@@ -12,8 +12,8 @@ use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::{Check, Report, TOL};
 use crate::error::{EngineError, Result};
-use crate::fixture::{Check, Report, TOL};
 use crate::model::dit::{Dit, DitArch, DitConfig, rope_values, sincos_pos_embed};
 use crate::model::nn::Probe;
 use crate::raw::{RawTensor, TensorMap, read_safetensors, read_safetensors_f64};
@@ -230,9 +230,10 @@ fn transport_part(dir: &Path, cfg: &serde_json::Value, ddt: &Dit, report: &mut R
         let m = read_safetensors(&sp)?;
         let f = "sample_euler_cfg";
         if let Some(s) = read_safetensors(&tt).ok().and_then(|m| m.get("time_dist_shift").cloned())
-            && cfg.pointer("/transport/time_dist_shift").is_none() {
-                shift = s.data[0] as f64;
-            }
+            && cfg.pointer("/transport/time_dist_shift").is_none()
+        {
+            shift = s.data[0] as f64;
+        }
         let tgrid = need(&m, "tgrid", f)?;
         let scale = need(&m, "cfg_scale", f)?.data[0] as f64;
         let points = tgrid.numel();

@@ -1,0 +1,59 @@
+//! Where the engine looks for what the fetch scripts download (teacher, LPIPS weights, photos): one cache folder,
+//! `$DINO_SAE_CACHE`, else `$XDG_CACHE_HOME/dino-sae`, else `$HOME/.cache/dino-sae` (the scripts compute the same
+//! `${DINO_SAE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dino-sae}`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Folder name of the DINOv2-S/14 teacher `scripts/fetch-teacher.sh` writes.
+pub const TEACHER: &str = "teacher-dinov2-s14";
+/// Folder name of the LPIPS-VGG weights `scripts/fetch-lpips.sh` writes.
+pub const LPIPS: &str = "lpips-vgg";
+
+/// The cache folder (see the module docs); empty variables count as unset, as the XDG spec and the shell's `:-` do.
+pub fn cache_dir() -> PathBuf {
+    cache_dir_from(|k| std::env::var_os(k))
+}
+
+/// [`cache_dir`] with the environment given as a lookup (tests).
+pub fn cache_dir_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = var("DINO_SAE_CACHE") {
+        return d;
+    }
+    let base = var("XDG_CACHE_HOME").unwrap_or_else(|| var("HOME").unwrap_or_default().join(".cache"));
+    base.join("dino-sae")
+}
+
+/// Where `scripts/fetch-teacher.sh` puts the teacher.
+pub fn teacher_dir() -> PathBuf {
+    cache_dir().join(TEACHER)
+}
+
+/// Where `scripts/fetch-lpips.sh` puts the LPIPS weights.
+pub fn lpips_dir() -> PathBuf {
+    cache_dir().join(LPIPS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> PathBuf {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        cache_dir_from(move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| OsString::from(v)))
+    }
+
+    /// The shell expression `${DINO_SAE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dino-sae}`, case by case.
+    #[test]
+    fn cache_dir_follows_the_shell_expression() {
+        let all = [("DINO_SAE_CACHE", "/c"), ("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+        assert_eq!(with(&all), PathBuf::from("/c"));
+        assert_eq!(with(&all[1..]), PathBuf::from("/x/dino-sae"));
+        assert_eq!(with(&all[2..]), PathBuf::from("/h/.cache/dino-sae"));
+        assert_eq!(
+            with(&[("DINO_SAE_CACHE", ""), ("XDG_CACHE_HOME", ""), ("HOME", "/h")]),
+            PathBuf::from("/h/.cache/dino-sae")
+        );
+    }
+}

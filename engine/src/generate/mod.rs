@@ -1,0 +1,113 @@
+//! Generation on DINO-SAE latents, end to end (the `train-dit`, `sample` and `interpolate` commands):
+//!
+//! - **Latent cache** ([`cache_latents`]): every photo of a folder gives `crops_per_photo` square crops
+//!   (crop 0 = the centre view, the rest random squares with scale jitter and flips, drawn from a
+//!   generator seeded by `(seed, photo index)`), encoded once with the SAE. Class = index of the photo
+//!   in the sorted folder. Stored as safetensors shards (`latents` `[n, C, h, w]`, `labels` `[n]`) under
+//!   `RUN/latents/` plus `index.json` (classes, grid, C, crop settings, fingerprints of the SAE file and
+//!   of the photos). A rerun with the same SAE, photos and crop settings reuses the cache.
+//! - **Training** ([`train_dit_run`]): a class-conditional [`Dit`](crate::model::dit::Dit) (one class per photo plus the null
+//!   class for CFG) trained with [`train_dit`] on the cached latents projected to radius `sqrt(C)`, with
+//!   spherical RFM (default) or Euclidean linear FM (baseline). The run is cut into segments of
+//!   `checkpoint_every` steps; after each segment the EMA is updated and a checkpoint is written
+//!   atomically (`.ckpt-N.tmp/` renamed to `ckpt-N/`, then `latest`). A killed run resumes from `latest`
+//!   and, because every segment is seeded by `(seed, first step)`, ends with exactly the weights of an
+//!   uninterrupted run. Limitation: [`train_dit`] owns its AdamW state, so the optimiser moments restart
+//!   at every segment (with a short learning-rate re-warm-up), as they do on resume in the SAE trainer.
+//!   `loss.csv` (every step) and `loss.png` sit in the run folder; `final/` holds the EMA model
+//!   (`model.safetensors` in the reference state-dict names, `config.json` = [`DitMeta`]).
+//! - **Sampling** ([`sample_latents`], [`sample_grid`]): the spherical sampler (Euler + projection or the
+//!   exponential map) for RFM models, RAE's Euler sampler for Euclidean ones; every patch ends at radius
+//!   `s_vae` (default: the mean patch norm of the training latents) and is decoded by the SAE.
+//! - **Interpolation** ([`slerp_frames`], [`interpolate`]): per patch, the direction follows the great
+//!   circle ([`crate::sphere::slerp`]) and the magnitude is interpolated linearly; frame 0 and the last frame
+//!   are exactly the two latents.
+
+mod bundle;
+mod cache;
+mod interpolate;
+mod sample;
+mod train;
+
+use std::path::Path;
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::raw::atomic_write;
+
+pub use bundle::{
+    DIT_KIND, DitBundle, DitMeta, ObjectiveKind, dit_from_state_dict, dit_param_names, dit_state_dict, load_dit,
+    save_dit,
+};
+pub use cache::{
+    CacheSpec, LatentIndex, LatentSet, ShardInfo, cache_latents, mean_patch_norm, photo_crops, random_crop,
+};
+pub use interpolate::{Endpoint, InterpResult, InterpSpec, endpoint_latents, interpolate, pair_images, slerp_frames};
+pub use sample::{
+    SampleResult, SampleSpec, check_sae, decode_images, parse_sampler, resolve_class, sample_grid, sample_latents,
+    sphere_config, tile,
+};
+pub use train::{
+    Batch, DitProgress, DitRunConfig, LATENTS_DIR, REWARM_STEPS, TrainDitConfig, TrainDitSummary, TrainEvent,
+    TrainStep, ema_segment_decay, inference_model, read_loss_csv, train_dit, train_dit_run, write_loss_png,
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Small helpers
+
+fn cfg_err(m: impl Into<String>) -> EngineError {
+    EngineError::Config(m.into())
+}
+
+fn fnv1a(h: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *h ^= *b as u64;
+        *h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Content fingerprint of a model file (a folder means its `model.safetensors`).
+pub fn fingerprint_file(path: &Path) -> Result<String> {
+    let p = if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() };
+    let bytes = std::fs::read(&p).map_err(|e| EngineError::io(&p, e))?;
+    let mut h = FNV_START;
+    fnv1a(&mut h, &bytes);
+    Ok(format!("fnv1a64:{h:016x}:{}", bytes.len()))
+}
+
+/// Fingerprint of the photos (names and file sizes).
+pub fn fingerprint_photos(dir: &Path, names: &[String]) -> String {
+    let mut h = FNV_START;
+    for n in names {
+        let len = std::fs::metadata(dir.join(n)).map(|m| m.len()).unwrap_or(0);
+        fnv1a(&mut h, n.as_bytes());
+        fnv1a(&mut h, &len.to_le_bytes());
+    }
+    format!("fnv1a64:{h:016x}:{}", names.len())
+}
+
+/// Seed of photo `i`'s crops / of the segment starting at `step`.
+fn mix_seed(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn host(t: Tensor<4>) -> Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| cfg_err(e.to_string()))?;
+    atomic_write(path, s.as_bytes())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let s = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+    serde_json::from_str(&s).map_err(|e| cfg_err(format!("{}: {e}", path.display())))
+}

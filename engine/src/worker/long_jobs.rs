@@ -1,0 +1,222 @@
+//! The long background jobs: sampling, walks (between two seeds or two images) and full-resolution renders.
+//! Each pumps the queue between its steps / frames / tiles, so interactive jobs are answered meanwhile.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::tensor::Tensor;
+use image::RgbImage;
+
+use super::jobs::{State, ms};
+use super::protocol::*;
+use crate::error::{EngineError, Result};
+use crate::image_io::{self, Fit};
+use crate::model::sae::DinoSae;
+use crate::preflight;
+use crate::sphere;
+
+/// A slerp walk between two sampled latents (seeds `spec.seed` and `seed_b`), `frames` intervals.
+pub(super) fn walk(
+    st: &State,
+    ticket: &Ticket,
+    spec: &crate::generate::SampleSpec,
+    seed_b: u64,
+    frames: usize,
+    emit: &dyn Fn(Event),
+    pump: &mut dyn FnMut(&State, &Ticket),
+) -> Result<Event> {
+    let id = ticket.id;
+    let (m, b) = (st.model()?, st.generator()?);
+    let t0 = Instant::now();
+    let frames = frames.clamp(1, 120);
+    let [gh, gw] = spec.grid.unwrap_or(b.meta.grid);
+    preflight::check_decode(&m.cfg, frames + 1, gh, gw, &st.budget())?;
+    let one = crate::generate::SampleSpec { count: 1, ..spec.clone() };
+    let za = crate::generate::sample_latents(b, &one)?;
+    pump(st, ticket);
+    let zb = crate::generate::sample_latents(b, &crate::generate::SampleSpec { seed: seed_b, ..one })?;
+    pump(st, ticket);
+    let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
+    preview_frames(st, &zs, id, t0, emit);
+    let frames = decode_frames(m, zs, ticket, &mut |t| pump(st, t))?;
+    Ok(Event::Walked(Walked { id, frames, millis: ms(t0), preview: false }))
+}
+
+/// A slerp walk between two images encoded with the current model, `frames` intervals.
+pub(super) fn walk_images(
+    st: &State,
+    ticket: &Ticket,
+    a: &RgbImage,
+    b: &RgbImage,
+    frames: usize,
+    emit: &dyn Fn(Event),
+    pump: &mut dyn FnMut(&State, &Ticket),
+) -> Result<Event> {
+    let id = ticket.id;
+    let m = st.model()?;
+    let t0 = Instant::now();
+    let (ia, ib) = crate::generate::pair_images(a, b, None)?;
+    let frames = frames.clamp(1, 120);
+    let budget = st.budget();
+    preflight::check_encode(&m.cfg, 2, ia.width() as usize, ia.height() as usize, &budget)?;
+    preflight::check_decode(&m.cfg, 1, ia.height() as usize / 16, ia.width() as usize / 16, &budget)?;
+    let x = image_io::to_tensor(&[&ia, &ib], &m.cfg.pixels, &st.device)?;
+    let z = m.encode_cancellable(x, &ticket.cancel)?.patches;
+    let (za, zb) = (z.clone().narrow(0, 0, 1), z.narrow(0, 1, 1));
+    let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
+    preview_frames(st, &zs, id, t0, emit);
+    let frames = decode_frames(m, zs, ticket, &mut |t| pump(st, t))?;
+    Ok(Event::Walked(Walked { id, frames, millis: ms(t0), preview: false }))
+}
+
+/// With a preview decoder, send the walk's frames decoded by it first (playable at once; the full decode follows).
+fn preview_frames(st: &State, zs: &[Tensor<4>], id: u64, t0: Instant, emit: &dyn Fn(Event)) {
+    let (Some((p, _)), Ok(m)) = (st.preview.as_ref(), st.model()) else { return };
+    let mut frames = Vec::with_capacity(zs.len());
+    for z in zs {
+        match p.decode(z.clone()).and_then(|x| image_io::from_tensor(x, &m.cfg.pixels)) {
+            Ok(r) => frames.extend(r.iter().map(image_io::f32_to_rgb8)),
+            Err(_) => return, // the full decode follows anyway
+        }
+    }
+    emit(Event::Walked(Walked { id, frames, millis: ms(t0), preview: true }));
+}
+
+/// Decode frames one at a time (each is one preflighted decode), pumping between them.
+fn decode_frames(
+    m: &DinoSae,
+    zs: Vec<Tensor<4>>,
+    ticket: &Ticket,
+    pump: &mut dyn FnMut(&Ticket),
+) -> Result<Vec<RgbImage>> {
+    let mut out = Vec::with_capacity(zs.len());
+    for z in zs {
+        if ticket.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let x = m.decode_cancellable(z, &ticket.cancel)?;
+        out.extend(image_io::from_tensor(x, &m.cfg.pixels)?.iter().map(image_io::f32_to_rgb8));
+        pump(ticket);
+    }
+    Ok(out)
+}
+
+pub(super) fn sample(
+    state: &State,
+    ticket: &Ticket,
+    spec: crate::generate::SampleSpec,
+    preview_every: usize,
+    emit: &dyn Fn(Event),
+    pump: &mut dyn FnMut(&State, &Ticket),
+) -> Result<Event> {
+    let (m, b) = (state.model()?, state.generator()?);
+    if !matches!(b.meta.objective_kind, crate::generate::ObjectiveKind::Rfm) {
+        return Err(EngineError::Config(
+            "this generator was trained with Euclidean FM; the app samples on spheres (use `dino-sae sample`)".into(),
+        ));
+    }
+    if spec.class >= b.meta.classes.len() {
+        return Err(EngineError::Config(format!("class {} out of range", spec.class)));
+    }
+    let t0 = Instant::now();
+    let [h, w] = spec.grid.unwrap_or(b.meta.grid);
+    let count = spec.count.max(1);
+    let est = preflight::sample(&b.meta.dit, &m.cfg, count, h, w, spec.steps.max(1), spec.cfg_scale);
+    preflight::check(&format!("sampling {count} latents of {h}x{w}"), &est, &state.budget(), || {
+        "sample a smaller batch".into()
+    })?;
+    let s_vae = spec.s_vae.unwrap_or(b.meta.s_vae);
+    let sc =
+        crate::generate::sphere_config(b, &crate::generate::SampleSpec { steps: spec.steps.max(1), ..spec.clone() });
+    let y = vec![spec.class as i64; count];
+    let every = preview_every.max(1);
+    let id = ticket.id;
+    let mut cb = |info: &crate::sampler::StepInfo, z: &Tensor<4>| {
+        pump(state, ticket);
+        if ticket.is_cancelled() {
+            return false;
+        }
+        if info.step.is_multiple_of(every) && info.step < info.steps {
+            let zr = sphere::project_to_radius(z, s_vae);
+            let fast = state.preview.as_ref().map(|(p, _)| p);
+            let imgs = match fast {
+                Some(p) => p
+                    .decode(zr)
+                    .and_then(|x| image_io::from_tensor(x, &m.cfg.pixels))
+                    .map(|v| v.iter().map(image_io::f32_to_rgb8).collect::<Vec<_>>()),
+                None => crate::generate::decode_images(m, zr),
+            };
+            if let Ok(imgs) = imgs
+                && let Ok(preview) = crate::generate::tile(&imgs)
+            {
+                let eta = t0.elapsed().as_secs_f64() / info.step.max(1) as f64 * (info.steps - info.step) as f64;
+                emit(Event::Progress(Progress {
+                    kind: JobKind::Sample,
+                    id,
+                    done: info.step,
+                    of: info.steps,
+                    eta_secs: eta,
+                    preview: Some(preview),
+                    fast: fast.is_some(),
+                }));
+            }
+        }
+        true
+    };
+    let out = crate::sampler::sample_sphere(&b.model, &y, [b.meta.channels, h, w], &sc, &state.device, &mut cb);
+    let images = crate::generate::decode_images(m, out.z)?;
+    Ok(Event::Sampled(Sampled { id, images, cancelled: out.cancelled, steps_done: out.steps_done, millis: ms(t0) }))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn render(
+    state: &State,
+    ticket: &Ticket,
+    original: &Arc<RgbImage>,
+    fit: Fit,
+    edit: &crate::steer::SteerEdit,
+    tiling: crate::render::Tiling,
+    emit: &dyn Fn(Event),
+    pump: &mut dyn FnMut(&State, &Ticket),
+) -> Result<Event> {
+    let m = state.model()?;
+    let (work, _) = state.current()?;
+    let t0 = Instant::now();
+    let budget = state.budget();
+    let img = image_io::fit16(original, fit);
+    let (gh, gw) = (img.height() as usize / 16, img.width() as usize / 16);
+    let (ty, tx) = (
+        crate::render::axis_tiles(gh, tiling.tile, tiling.overlap),
+        crate::render::axis_tiles(gw, tiling.tile, tiling.overlap),
+    );
+    let per_pass = ty.len() * tx.len();
+    let of = 2 * per_pass;
+    let id = ticket.id;
+    let mut done = 0usize;
+    let mut progress = |_: crate::render::TileProgress| {
+        done += 1;
+        let eta = t0.elapsed().as_secs_f64() / done as f64 * (of - done) as f64;
+        emit(Event::Progress(Progress {
+            kind: JobKind::Render,
+            id,
+            done,
+            of,
+            eta_secs: eta,
+            preview: None,
+            fast: false,
+        }));
+        pump(state, ticket);
+    };
+    let full = crate::render::encode_tiled(m, &img, tiling, &budget, &state.device, &ticket.cancel, &mut progress)?;
+    let mapped = crate::steer::map_to_grid(edit, work, (gh, gw))?;
+    let edited = crate::steer::apply(&full, &mapped, &state.device)?;
+    drop(full);
+    let rgb = crate::render::decode_tiled(m, &edited, tiling, &budget, &state.device, &ticket.cancel, &mut progress)?;
+    Ok(Event::Rendered(Rendered {
+        id,
+        version: state.version,
+        image: image_io::f32_to_rgb8(&rgb),
+        tiles: per_pass,
+        millis: ms(t0),
+    }))
+}
