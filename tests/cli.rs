@@ -374,3 +374,16 @@ fn interpolate_defaults_to_the_default_model_and_its_generator() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `dino-sae eval` with no model named evaluates the default model against the cached teacher
+/// (scripts/fetch-teacher.sh, which the README test command runs first).
+#[test]
+fn eval_defaults_to_the_default_model_and_the_cached_teacher() {
+    assert!(engine::dirs::teacher_dir().exists(), "teacher missing: run scripts/fetch-teacher.sh");
+    let photos = root().join("assets/samples");
+    let args: [&std::ffi::OsStr; 5] =
+        ["eval".as_ref(), "--photos".as_ref(), photos.as_os_str(), "--size".as_ref(), "64".as_ref()];
+    let (code, stdout, stderr, _) = dino_sae(&args, &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("| default | 4 at 64x64 |"), "{stdout}");
+}
