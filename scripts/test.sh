@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --gui
+# The integration tests live in the top-level tests/, shared by the crates; cargo discovers tests only inside a
+# package, so each crate lists its own as [[test]]. A file in no crate's list would never run: refuse it.
+for f in tests/*.rs; do
+  grep -qsF "path = \"../$f\"" */Cargo.toml || {
+    echo "$f is no crate's [[test]]: add it to engine/, cli/ or app/Cargo.toml" >&2
+    exit 1
+  }
+done
 # Build the workspace as a whole first (building one crate alone would re-resolve features).
 cargo build --workspace --all-targets
 # Lint gates: one formatting (rustfmt.toml) and clippy with every warning an error (unwrap_used included; tests may
