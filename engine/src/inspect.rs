@@ -246,6 +246,46 @@ mod tests {
         assert_eq!(grid_csv(&[1.0, 0.5, -2.25, 3.0, 1e-7, 4.0], (2, 3)), "1,0.5,-2.25\n3,0.0000001,4\n");
     }
 
+    /// Known identity: a "latent" made of the teacher's own patch tokens of the image (laid out here by hand,
+    /// token p of row-major order -> column p) has cosine 1 at every patch of a non-square 3x5 grid; the same
+    /// tokens laid out rotated by 180 degrees do not (the map's orientation is checked). Fixture set A's DINOv3 teacher.
+    #[test]
+    fn teacher_cosine_of_the_teachers_own_tokens_is_one() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dev = crate::cpu();
+        let t = crate::checkpoint::load_backbone(root.join("tests/fixtures/dinosae-setA/dinov3/hf"), &dev, false)
+            .expect("fixture teacher")
+            .model;
+        let m =
+            crate::checkpoint::load_sae(root.join("tests/fixtures/dinosae-setA/sae"), &dev, false).expect("sae").model;
+        let (gh, gw, c, ps) = (3usize, 5usize, t.cfg.dim, t.cfg.patch_size);
+        let img = RgbImage::from_fn(80, 48, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, ((x * y) % 256) as u8]));
+        let x = crate::image_io::to_tensor(&[&img], &m.cfg.pixels, &dev).expect("tensor");
+        let tx = crate::resize::resize_bicubic(x, ps * gh, ps * gw, false, None);
+        let tokens = RawTensor::from_tensor(t.forward(tx, &mut crate::model::nn::Probe::default()).patch_tokens())
+            .expect("tokens");
+        let n = gh * gw;
+        assert_eq!(tokens.shape, vec![1, n, c]);
+        let mut own = RawTensor { shape: vec![1, c, gh, gw], data: vec![0.0; c * n] };
+        for p in 0..n {
+            for k in 0..c {
+                own.data[k * n + p] = tokens.data[p * c + k];
+            }
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cos = teacher_cosine(&t, &m.cfg, &img, &own, &Budget::bytes(1 << 32), &cancel, &dev).expect("cosine");
+        assert_eq!(cos.len(), n);
+        assert!(cos.iter().all(|v| (v - 1.0).abs() < 1e-5), "{cos:?}");
+        let mut rotated = own.clone();
+        for (y, x) in (0..gh).flat_map(|y| (0..gw).map(move |x| (y, x))) {
+            for k in 0..c {
+                rotated.data[k * n + y * gw + x] = own.data[k * n + (gw - 1 - x) + (gh - 1 - y) * gw];
+            }
+        }
+        let cos = teacher_cosine(&t, &m.cfg, &img, &rotated, &Budget::bytes(1 << 32), &cancel, &dev).expect("cosine");
+        assert!(cos.iter().filter(|v| (*v - 1.0).abs() > 1e-3).count() > n / 2, "{cos:?}");
+    }
+
     #[test]
     fn pca_first_axis_is_the_dominant_direction() {
         // directions spread along e0 +- small e1 jitter: axis 0 must be +-e0... after centring, the spread is along e1
