@@ -1164,6 +1164,67 @@ def comparison_table(engine: dict[str, dict], ours: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Interleaved A/B rounds
+
+
+def interleaved(a) -> int:
+    """`--rounds N`: each round runs PyTorch (this script with --json in a fresh process, so no OpenMP worker of it
+    spins while the engine runs) and then every engine configuration (each --engine-bin, and each of those again with
+    each --engine-env), one process at a time. The spread of a shared machine's load then falls on all columns alike;
+    ratios are taken per round and their median reported."""
+    bins = [find_engine(b) for b in (a.engine_bin or [None])]
+    if any(b is None for b in bins):
+        raise SystemExit("no dino-sae binary found (build it, or pass --engine-bin / DINO_SAE_BIN)")
+    configs = [(f"engine[{i}]", b, {}) for i, b in enumerate(bins)]
+    for kv in a.engine_env:
+        name, _, value = kv.partition("=")
+        configs += [(f"engine[{i}] {kv}", b, {name: value}) for i, b in enumerate(bins)]
+    for label, b, env in configs:
+        print(f"{label}: {b} {env or ''}", file=sys.stderr)
+    cols: dict[str, list[dict[str, float]]] = {"pytorch": []}
+    for label, _, _ in configs:
+        cols[label] = []
+    me = [sys.executable, str(Path(__file__).resolve()), "--preset", a.preset, "--size", str(a.size), "--repeats",
+          str(a.repeats), "--threads", str(a.threads), "--json", "--no-flops"]
+    for r in range(a.rounds):
+        print(f"round {r + 1}/{a.rounds}: load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+        out = subprocess.run(me, cwd=REPO, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"pytorch run failed:\n{out.stderr}")
+        cols["pytorch"].append({k: v["median_ms"] for k, v in read_engine_json(out.stdout).items()})
+        for label, b, env in configs:
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                res = run_engine(b, ["bench", "--preset", a.preset, "--backend", "cpu", "--size", a.size, "--repeats",
+                                     a.repeats, "--json"], threads=a.threads)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+            cols[label].append({k: v["median_ms"] for k, v in read_engine_json(res.stdout).items()})
+    names = [n for n in cols["pytorch"][0]] + sorted({n for rr in cols[configs[0][0]] for n in rr} - set(cols["pytorch"][0]))
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    head = "| call | " + " | ".join(f"{c} ms" for c in cols) + " | " + " | ".join(f"{c} / pytorch" for c, _, _ in configs) + " |"
+    print(f"{a.rounds} interleaved rounds, {a.repeats} repeats each; per-round medians: median (min-max); "
+          f"ratios: median of the per-round ratios (min-max)")
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for n in names:
+        cells = []
+        for c in cols:
+            xs = [rr[n] for rr in cols[c] if n in rr]
+            cells.append(f"{med(xs):.1f} ({min(xs):.0f}-{max(xs):.0f})" if xs else "-")
+        for c, _, _ in configs:
+            rs = [e[n] / p[n] for e, p in zip(cols[c], cols["pytorch"]) if n in e and n in p]
+            cells.append(f"**{med(rs):.2f}** ({min(rs):.2f}-{max(rs):.2f})" if rs else "-")
+        print(f"| {n} | " + " | ".join(cells) + " |")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -1175,7 +1236,12 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print JSON lines in the engine's format (backend pytorch-cpu)")
     ap.add_argument("--engine-json", type=Path, help="output of `dino-sae bench --json` to compare with")
     ap.add_argument("--run-engine", action="store_true", help="run `dino-sae bench --json` with the same preset/size/repeats")
-    ap.add_argument("--engine-bin", help="dino-sae binary (default: $DINO_SAE_BIN, then $CARGO_TARGET_DIR / target, release then debug)")
+    ap.add_argument("--engine-bin", action="append", help="dino-sae binary (default: $DINO_SAE_BIN, then $CARGO_TARGET_DIR / target, "
+                    "release then debug); with --rounds it may be given several times (e.g. before/after builds)")
+    ap.add_argument("--rounds", type=int, default=0, help="interleaved A/B: N rounds of (PyTorch in a fresh process, then each "
+                    "--engine-bin's `bench --json`), one process at a time; prints per-call medians and min-max over the rounds")
+    ap.add_argument("--engine-env", action="append", default=[], help="with --rounds: NAME=VALUE for the engine runs; "
+                    "`--engine-bin B --engine-env X=1` also runs B with it as a separate column (repeatable)")
     ap.add_argument("--parity", action="store_true", help="check parity with the engine (default preset only)")
     ap.add_argument("--image", type=Path, default=REPO / "assets" / "samples" / "astronaut.png", help="PNG for --parity")
     ap.add_argument("--no-bench", action="store_true", help="parity only")
@@ -1185,6 +1251,8 @@ def main() -> int:
     if a.size % 16:
         raise SystemExit("--size must be a multiple of 16")
 
+    if a.rounds:
+        return interleaved(a)
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {a.preset}", file=sys.stderr)
@@ -1192,7 +1260,7 @@ def main() -> int:
     models = Models(a.preset)
     print(f"built {a.preset}: {models.n_params / 1e6:.1f} M SAE parameters in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
-    binary = find_engine(a.engine_bin) if (a.parity or a.run_engine) else None
+    binary = find_engine(a.engine_bin[0] if a.engine_bin else None) if (a.parity or a.run_engine) else None
     if (a.parity or a.run_engine) and binary is None:
         raise SystemExit("no dino-sae binary found (build it, or pass --engine-bin / DINO_SAE_BIN)")
 
