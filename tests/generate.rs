@@ -494,8 +494,8 @@ fn interpolate_seeds_uses_the_generator_samples() {
     let sample = SampleSpec { class: 2, steps: 4, ..Default::default() };
     let spec = InterpSpec { steps: 3, size: None, sample: sample.clone() };
     let e = interpolate(&m, None, &Endpoint::Seed(17), &Endpoint::Seed(42), &spec, &run.join("f0"))
-        .expect_err("needs --dit");
-    assert!(e.to_string().contains("--dit"), "{e}");
+        .expect_err("needs a generator");
+    assert!(e.to_string().contains("need a generator"), "{e}");
     let mixed = Endpoint::Image(photos_dir().join("chelsea.png"));
     assert!(interpolate(&m, Some(&b), &mixed, &Endpoint::Seed(1), &spec, &run.join("f1")).is_err());
     assert_eq!(Endpoint::parse("seed:17").expect("parse"), Endpoint::Seed(17));

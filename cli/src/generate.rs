@@ -10,7 +10,7 @@ use engine::generate::ObjectiveKind;
 use engine::model::dit::DitArch;
 use engine::preflight::{self, Budget};
 
-use crate::args::{SamplerArg, announce, default_sae_and_dit, value_name};
+use crate::args::{SamplerArg, announce, default_sae_and_dit, flag_hint, value_name};
 use crate::progress::Progress;
 
 #[derive(clap::Args)]
@@ -29,14 +29,14 @@ pub struct TrainDitArgs {
     /// Architecture.
     #[arg(long, value_enum, default_value_t, ignore_case = true)]
     arch: ArchArg,
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, value_parser = positive(), default_value_t = 2000)]
     steps: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = positive(), default_value_t = 32)]
     batch: usize,
     /// Crop side in pixels (multiple of 16); latent grid = crop / 16.
     #[arg(long, default_value_t = 128)]
     crop: u32,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = positive(), default_value_t = 16)]
     crops_per_photo: usize,
     /// Training objective.
     #[arg(long, value_enum, default_value_t, ignore_case = true)]
@@ -68,7 +68,7 @@ pub struct SampleArgs {
     class: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_parser = positive(), default_value_t = 50)]
     steps: usize,
     /// Sampler on the spheres.
     #[arg(long, value_enum, default_value_t, ignore_case = true)]
@@ -82,7 +82,7 @@ pub struct SampleArgs {
     /// Time shift (default: the training shift).
     #[arg(long)]
     shift: Option<f64>,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, value_parser = positive(), default_value_t = 4)]
     n: usize,
     #[arg(short, long)]
     out: PathBuf,
@@ -99,7 +99,7 @@ pub struct InterpolateArgs {
     #[arg(long)]
     dit: Option<PathBuf>,
     /// Intervals: writes steps + 1 frames (frame_000 = A, last = B).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, value_parser = positive(), default_value_t = 8)]
     steps: usize,
     /// Square size for image endpoints (default: A's size, multiples of 16; B is fitted to it).
     #[arg(long)]
@@ -108,7 +108,7 @@ pub struct InterpolateArgs {
     #[arg(long, default_value = "0")]
     class: String,
     /// Seed endpoints: sampler steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, value_parser = positive(), default_value_t = 50)]
     sample_steps: usize,
     /// Seed endpoints: sampler on the spheres.
     #[arg(long, value_enum, default_value_t, ignore_case = true)]
@@ -154,6 +154,21 @@ pub enum ObjectiveArg {
     /// Linear flow matching (the Euclidean baseline).
     #[value(aliases = ["fm", "euclidean"])]
     Euclid,
+}
+
+/// A count of at least 1 (steps, batch, samples), checked by the parser.
+fn positive() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
+/// The engine refused to resume a run folder holding a run with other settings.
+fn other_run(e: &engine::EngineError) -> bool {
+    matches!(e, engine::EngineError::Config(m) if m.contains("holds a run with other settings"))
+}
+
+/// The engine needs a generator for seed endpoints.
+fn no_generator(e: &engine::EngineError) -> bool {
+    matches!(e, engine::EngineError::Config(m) if m.contains("need a generator"))
 }
 
 pub fn train_dit(a: TrainDitArgs) -> Result<()> {
@@ -207,7 +222,7 @@ pub fn train_dit(a: TrainDitArgs) -> Result<()> {
         true
     };
     let sae = default_sae_and_dit(a.sae.clone(), None)?.0;
-    let s = train_dit_run(&sae, &a.photos, &a.out, &cfg, &mut on_event)?;
+    let s = flag_hint(train_dit_run(&sae, &a.photos, &a.out, &cfg, &mut on_event), other_run, "pass another -o")?;
     steps.finish();
     println!("done: {} ({} steps, {} latents)", s.final_dir.display(), s.steps, s.latent_count);
     Ok(())
@@ -287,7 +302,7 @@ pub fn interpolate(a: InterpolateArgs) -> Result<()> {
             ..Default::default()
         },
     };
-    let r = interpolate(&m, bundle.as_ref(), &ea, &eb, &spec, &out)?;
+    let r = flag_hint(interpolate(&m, bundle.as_ref(), &ea, &eb, &spec, &out), no_generator, "pass --dit RUN/final")?;
     println!("wrote {} frames to {}", r.frames.len(), out.display());
     Ok(())
 }

@@ -11,8 +11,7 @@ use crate::model::sae::DinoSae;
 use crate::raw::{Precision, RawTensor, TensorMap, write_safetensors};
 use crate::sphere;
 
-use super::cfg_err;
-use super::{DitBundle, SampleSpec, check_sae, decode_images, sample_latents};
+use super::{DitBundle, SampleSpec, cfg_err, check_sae, decode_images, sample_latents};
 
 /// One end of an interpolation.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +50,7 @@ pub fn pair_images(a: &RgbImage, b: &RgbImage, size: Option<u32>) -> Result<(Rgb
     match size {
         Some(s) => {
             if s == 0 || !s.is_multiple_of(16) {
-                return Err(cfg_err(format!("--size must be a positive multiple of 16, got {s}")));
+                return Err(cfg_err(format!("the endpoint size must be a positive multiple of 16, got {s}")));
             }
             Ok((image_io::resize_exact(&crop_to(a, 1, 1), s, s), image_io::resize_exact(&crop_to(b, 1, 1), s, s)))
         }
@@ -74,7 +73,7 @@ pub fn slerp_frames(a: &Tensor<4>, b: &Tensor<4>, steps: usize) -> Result<Vec<Te
         return Err(EngineError::Shape(format!("latents differ in shape: {:?} vs {:?}", a.dims(), b.dims())));
     }
     if steps == 0 {
-        return Err(cfg_err("--steps must be at least 1"));
+        return Err(cfg_err("an interpolation needs at least 1 step"));
     }
     let (ma, mb) = (sphere::magnitude(a), sphere::magnitude(b));
     let (da, db) = (sphere::direction(a), sphere::direction(b));
@@ -133,7 +132,7 @@ pub fn endpoint_latents(
             Ok((z.clone().narrow(0, 0, 1), z.narrow(0, 1, 1)))
         }
         (Endpoint::Seed(sa), Endpoint::Seed(sb)) => {
-            let d = dit.ok_or_else(|| cfg_err("seed endpoints need a generator (--dit RUN/final)"))?;
+            let d = dit.ok_or_else(|| cfg_err("seed endpoints need a generator (a trained DiT folder)"))?;
             check_sae(&d.meta, sae)?;
             let one = |seed: u64| sample_latents(d, &SampleSpec { seed, count: 1, ..spec.sample.clone() });
             Ok((one(*sa)?, one(*sb)?))

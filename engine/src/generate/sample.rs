@@ -9,14 +9,13 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::image_io::{self};
+use crate::image_io;
 use crate::model::sae::DinoSae;
 use crate::raw::RawTensor;
-use crate::rfm::{self};
+use crate::rfm;
 use crate::sampler::{EuclidSamplerConfig, SphereSamplerConfig, SphereStep, sample_euclid, sample_sphere};
 
-use super::cfg_err;
-use super::{DitBundle, DitMeta, ObjectiveKind};
+use super::{DitBundle, DitMeta, ObjectiveKind, cfg_err};
 
 /// Parse a sampler name: `euler-proj` or `exp-map`.
 pub fn parse_sampler(s: &str) -> Result<SphereStep> {
@@ -123,7 +122,7 @@ pub fn sample_latents(b: &DitBundle, spec: &SampleSpec) -> Result<Tensor<4>> {
         return Err(cfg_err(format!("class {} out of range ({} classes)", spec.class, meta.classes.len())));
     }
     if spec.count == 0 || spec.steps == 0 {
-        return Err(cfg_err("--n and --steps must be positive"));
+        return Err(cfg_err("the sample count and the sampler steps must be positive"));
     }
     let s_vae = spec.s_vae.unwrap_or(meta.s_vae);
     if !(s_vae.is_finite() && s_vae > 0.0) {
@@ -143,7 +142,7 @@ pub fn sample_latents(b: &DitBundle, spec: &SampleSpec) -> Result<Tensor<4>> {
         }
         ObjectiveKind::Euclid => {
             if spec.method != SphereStep::EulerProj {
-                return Err(cfg_err("a Euclidean-FM model samples with plain Euler (use --sampler euler-proj)"));
+                return Err(cfg_err("a Euclidean-FM model samples with plain Euler (the euler-proj sampler)"));
             }
             let z =
                 rfm::gaussian_tensor(&mut StdRng::seed_from_u64(spec.seed), [spec.count, meta.channels, h, w], &device);
