@@ -19,6 +19,7 @@ use crate::model::dit::{Dit, DitArch, DitConfig, labels};
 use crate::raw::{Precision, TensorMap, atomic_write, read_safetensors, write_safetensors};
 use crate::rfm::{self, FlowObjective};
 use crate::sphere;
+use crate::train::RunDir;
 use crate::train::data::PhotoSet;
 use crate::train::ema_update;
 
@@ -27,7 +28,6 @@ use super::{
     fingerprint_file, fingerprint_photos, save_dit,
 };
 use super::{cfg_err, mix_seed, read_json, write_json};
-use crate::train::RunDir;
 
 /// Folder of the latent cache inside a run folder.
 pub const LATENTS_DIR: &str = "latents";
@@ -165,7 +165,7 @@ pub fn train_dit_run(
     on_event: &mut dyn FnMut(TrainEvent) -> bool,
 ) -> Result<TrainDitSummary> {
     if cfg.batch == 0 || cfg.steps == 0 {
-        return Err(cfg_err("--steps and --batch must be positive"));
+        return Err(cfg_err("steps and batch must be positive"));
     }
     cfg.cache.validate()?;
     let run = RunDir::open(out)?;
@@ -206,32 +206,35 @@ pub fn train_dit_run(
         ema: cfg.ema_decay > 0.0,
         sae: sae_fp.clone(),
     };
-    let (mut step, mut model, names, mut ema) =
-        match run.latest(&["model.safetensors", "ema.safetensors", "state.json"]) {
-            Some((s, p)) => {
-                let st: CkptState = read_json(&p.join("state.json"))?;
-                if st.meta.dit != dcfg
-                    || st.meta.objective != objective
-                    || st.meta.sae != sae_fp
-                    || st.meta.classes != meta.classes
-                {
-                    return Err(cfg_err(format!(
-                        "{} holds a run with other settings (model, objective, SAE or photos differ); use a new --out",
-                        out.display()
-                    )));
-                }
-                let (m, names) = dit_from_state_dict(read_safetensors(p.join("model.safetensors"))?, &dcfg, &ad)?;
-                let ema = read_safetensors(p.join("ema.safetensors"))?;
-                on_event(TrainEvent::Resumed { step: s });
-                (s, m, names, ema)
+    let (mut step, mut model, names, mut ema) = match run.latest(&[
+        "model.safetensors",
+        "ema.safetensors",
+        "state.json",
+    ]) {
+        Some((s, p)) => {
+            let st: CkptState = read_json(&p.join("state.json"))?;
+            if st.meta.dit != dcfg
+                || st.meta.objective != objective
+                || st.meta.sae != sae_fp
+                || st.meta.classes != meta.classes
+            {
+                return Err(cfg_err(format!(
+                    "{} holds a run with other settings (model, objective, SAE or photos differ); use a new run folder",
+                    out.display()
+                )));
             }
-            None => {
-                let m = Dit::init(&dcfg, cfg.seed, &ad)?;
-                let names = dit_param_names(&m)?;
-                let ema = dit_state_dict(&m, &names)?;
-                (0, m, names, ema)
-            }
-        };
+            let (m, names) = dit_from_state_dict(read_safetensors(p.join("model.safetensors"))?, &dcfg, &ad)?;
+            let ema = read_safetensors(p.join("ema.safetensors"))?;
+            on_event(TrainEvent::Resumed { step: s });
+            (s, m, names, ema)
+        }
+        None => {
+            let m = Dit::init(&dcfg, cfg.seed, &ad)?;
+            let names = dit_param_names(&m)?;
+            let ema = dit_state_dict(&m, &names)?;
+            (0, m, names, ema)
+        }
+    };
     let start_step = step;
 
     // 3. loss log: keep the rows up to the checkpoint we start from
