@@ -3,8 +3,8 @@
 
 pub mod backend;
 pub mod checkpoint;
-pub mod dirs;
 pub mod colormap;
+pub mod dirs;
 pub mod error;
 pub mod eval;
 pub mod flops;
