@@ -153,9 +153,10 @@ fn select(s: &mut Studio, ui: &mut egui::Ui, resp: egui::Response) {
     let brush = ui.ctx().input(|i| i.modifiers.shift);
     if brush && resp.dragged() {
         if let Some(p) = resp.interact_pointer_pos().and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid))
-            && !s.selection.contains(&p) {
-                s.selection.push(p);
-            }
+            && !s.selection.contains(&p)
+        {
+            s.selection.push(p);
+        }
         if resp.drag_stopped() {
             s.send_steer();
         }
