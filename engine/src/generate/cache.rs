@@ -4,56 +4,20 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::image_io::{self};
+use crate::image_io;
 use crate::model::sae::DinoSae;
 use crate::raw::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
 use crate::train::data::PhotoSet;
-
-use super::{cfg_err, host, mix_seed, read_json, write_json};
 use crate::train::run_dir::remove_stale_tmp;
+
+use super::{host, read_json, write_json};
 
 const INDEX_VERSION: u32 = 1;
 const SHARD_SIZE: usize = 256;
 const ENCODE_BATCH: usize = 8;
-
-/// How the photos become training latents.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CacheSpec {
-    /// Crop side in pixels (multiple of 16); the latent grid is `crop / 16`.
-    pub crop: u32,
-    pub crops_per_photo: usize,
-    /// Smallest random source square, as a fraction of the photo's shorter side.
-    pub min_crop_frac: f32,
-    pub seed: u64,
-}
-
-impl Default for CacheSpec {
-    fn default() -> Self {
-        Self { crop: 128, crops_per_photo: 16, min_crop_frac: 0.5, seed: 0 }
-    }
-}
-
-impl CacheSpec {
-    pub(super) fn validate(&self) -> Result<()> {
-        if self.crop == 0 || !self.crop.is_multiple_of(16) {
-            return Err(cfg_err(format!("--crop must be a positive multiple of 16, got {}", self.crop)));
-        }
-        if self.crops_per_photo == 0 {
-            return Err(cfg_err("crops per photo must be at least 1"));
-        }
-        Ok(())
-    }
-
-    /// Photos are held downscaled so the longer side is at most this.
-    pub fn max_side(&self) -> u32 {
-        (self.crop * 4).max(256)
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShardInfo {
@@ -121,18 +85,7 @@ impl LatentSet {
     }
 }
 
-pub use crate::train::data::random_crop;
-
-/// The crops of photo `i` in cache order: the centre view, then random crops from the generator
-/// seeded by `(spec.seed, i)`.
-pub fn photo_crops(photos: &PhotoSet, i: usize, spec: &CacheSpec) -> Vec<RgbImage> {
-    let mut rng = StdRng::seed_from_u64(mix_seed(spec.seed, i as u64));
-    let mut out = vec![photos.center(i, spec.crop)];
-    while out.len() < spec.crops_per_photo {
-        out.push(random_crop(&photos.images[i], &mut rng, spec.crop, spec.min_crop_frac));
-    }
-    out
-}
+pub use crate::train::data::{CacheSpec, photo_crops, random_crop};
 
 fn shard_name(k: usize) -> String {
     format!("shard_{k:04}.safetensors")

@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::raw::atomic_write;
+use crate::train::data::mix_seed;
+pub use crate::train::data::{fingerprint_file, fingerprint_photos};
 
 pub use bundle::{
     DIT_KIND, DitBundle, DitMeta, ObjectiveKind, dit_from_state_dict, dit_param_names, dit_state_dict, load_dit,
@@ -59,43 +61,6 @@ pub use train::{
 
 fn cfg_err(m: impl Into<String>) -> EngineError {
     EngineError::Config(m.into())
-}
-
-fn fnv1a(h: &mut u64, bytes: &[u8]) {
-    for b in bytes {
-        *h ^= *b as u64;
-        *h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-}
-
-const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// Content fingerprint of a model file (a folder means its `model.safetensors`).
-pub fn fingerprint_file(path: &Path) -> Result<String> {
-    let p = if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() };
-    let bytes = std::fs::read(&p).map_err(|e| EngineError::io(&p, e))?;
-    let mut h = FNV_START;
-    fnv1a(&mut h, &bytes);
-    Ok(format!("fnv1a64:{h:016x}:{}", bytes.len()))
-}
-
-/// Fingerprint of the photos (names and file sizes).
-pub fn fingerprint_photos(dir: &Path, names: &[String]) -> String {
-    let mut h = FNV_START;
-    for n in names {
-        let len = std::fs::metadata(dir.join(n)).map(|m| m.len()).unwrap_or(0);
-        fnv1a(&mut h, n.as_bytes());
-        fnv1a(&mut h, &len.to_le_bytes());
-    }
-    format!("fnv1a64:{h:016x}:{}", names.len())
-}
-
-/// Seed of photo `i`'s crops / of the segment starting at `step`.
-fn mix_seed(seed: u64, k: u64) -> u64 {
-    let mut z = seed ^ k.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 fn host(t: Tensor<4>) -> Result<Vec<f32>> {

@@ -1,9 +1,11 @@
-//! Training photos: a folder of images, random crops with scale jitter and horizontal flips.
+//! Training photos: a folder of images, random crops with scale jitter and horizontal flips, the crops a cache
+//! draws per photo, and the fingerprints that tell whether a cache was built from these photos and this model.
 
 use std::path::Path;
 
 use image::RgbImage;
-use rand::{Rng, rngs::StdRng};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 
@@ -85,4 +87,90 @@ pub fn random_crop(img: &RgbImage, rng: &mut StdRng, crop: u32, min_frac: f32) -
         image::imageops::flip_horizontal_in_place(&mut out);
     }
     out
+}
+
+/// How the photos become square training crops: the generator's latent cache and the preview trainer's
+/// decode-once cache draw them alike.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CacheSpec {
+    /// Crop side in pixels (multiple of 16); the latent grid is `crop / 16`.
+    pub crop: u32,
+    pub crops_per_photo: usize,
+    /// Smallest random source square, as a fraction of the photo's shorter side.
+    pub min_crop_frac: f32,
+    pub seed: u64,
+}
+
+impl Default for CacheSpec {
+    fn default() -> Self {
+        Self { crop: 128, crops_per_photo: 16, min_crop_frac: 0.5, seed: 0 }
+    }
+}
+
+impl CacheSpec {
+    pub fn validate(&self) -> Result<()> {
+        if self.crop == 0 || !self.crop.is_multiple_of(16) {
+            return Err(EngineError::Config(format!(
+                "the crop side must be a positive multiple of 16, got {}",
+                self.crop
+            )));
+        }
+        if self.crops_per_photo == 0 {
+            return Err(EngineError::Config("crops per photo must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Photos are held downscaled so the longer side is at most this.
+    pub fn max_side(&self) -> u32 {
+        (self.crop * 4).max(256)
+    }
+}
+
+/// The crops of photo `i` in cache order: the centre view, then random crops from the generator
+/// seeded by `(spec.seed, i)`.
+pub fn photo_crops(photos: &PhotoSet, i: usize, spec: &CacheSpec) -> Vec<RgbImage> {
+    let mut rng = StdRng::seed_from_u64(mix_seed(spec.seed, i as u64));
+    let mut out = vec![photos.center(i, spec.crop)];
+    while out.len() < spec.crops_per_photo {
+        out.push(random_crop(&photos.images[i], &mut rng, spec.crop, spec.min_crop_frac));
+    }
+    out
+}
+
+fn fnv1a(h: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *h ^= *b as u64;
+        *h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Content fingerprint of a model file (a folder means its `model.safetensors`).
+pub fn fingerprint_file(path: &Path) -> Result<String> {
+    let p = if path.is_dir() { path.join("model.safetensors") } else { path.to_path_buf() };
+    let bytes = std::fs::read(&p).map_err(|e| EngineError::io(&p, e))?;
+    let mut h = FNV_START;
+    fnv1a(&mut h, &bytes);
+    Ok(format!("fnv1a64:{h:016x}:{}", bytes.len()))
+}
+
+/// Fingerprint of the photos (names and file sizes).
+pub fn fingerprint_photos(dir: &Path, names: &[String]) -> String {
+    let mut h = FNV_START;
+    for n in names {
+        let len = std::fs::metadata(dir.join(n)).map(|m| m.len()).unwrap_or(0);
+        fnv1a(&mut h, n.as_bytes());
+        fnv1a(&mut h, &len.to_le_bytes());
+    }
+    format!("fnv1a64:{h:016x}:{}", names.len())
+}
+
+/// Seed of photo `i`'s crops / of the segment starting at `step`.
+pub fn mix_seed(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -13,11 +13,10 @@ use crate::model::sae::{PixelConfig, tokens_to_map};
 use crate::model::vit::Vit;
 use crate::raw::{RawTensor, TensorMap, read_safetensors, read_safetensors_f64};
 use crate::resize::resize_bicubic;
-use crate::sphere::f64ref;
+use crate::sphere::{cosine_last, f64ref};
 use crate::weights::WeightSource;
 
 use super::{Check, Report, TOL, TOL_BICUBIC, compare, compare_all};
-use crate::sphere::cosine_last;
 
 fn need<'a>(io: &'a TensorMap, k: &str, part: &str) -> Result<&'a RawTensor> {
     io.get(k).ok_or_else(|| EngineError::Checkpoint(format!("{part}: io.safetensors has no `{k}`")))

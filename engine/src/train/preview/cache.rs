@@ -9,11 +9,10 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::generate::{CacheSpec, photo_crops};
 use crate::image_io;
 use crate::model::sae::{DinoSae, OutputRange, PixelConfig};
 use crate::raw::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
-use crate::train::data::PhotoSet;
+use crate::train::data::{CacheSpec, PhotoSet, photo_crops};
 
 use super::{PreviewTrainConfig, host4, mix, perturb_latent, write_json};
 

@@ -27,10 +27,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::data::PhotoSet;
+use super::data::{PhotoSet, fingerprint_file, fingerprint_photos};
 use super::{RunDir, Schedule, optim_state};
 use crate::error::{EngineError, Result};
-use crate::generate::{fingerprint_file, fingerprint_photos};
 use crate::model::preview::{PreviewConfig, PreviewDecoder};
 use crate::raw::{Precision, atomic_write};
 
