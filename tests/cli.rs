@@ -387,3 +387,28 @@ fn eval_defaults_to_the_default_model_and_the_cached_teacher() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("| default | 4 at 64x64 |"), "{stdout}");
 }
+
+/// `bench --profile` times the decoder's own forward between its probe points: one row per stage output, with the
+/// shape the config gives (widths deepest first, side doubling per stage), and the output image last.
+#[test]
+fn bench_profile_times_the_decoders_own_stages() {
+    let args = ["bench", "--preset", "small", "--repeats", "1", "--size", "64", "--profile"];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let (code, stdout, stderr, _) = dino_sae(&args, &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let cfg = engine::model::sae::SaeConfig::small_dinov2().decoder;
+    let s = cfg.width_list.len();
+    let row = |name: &str| stdout.lines().find(|l| l.trim_start().starts_with(&format!("{name} "))).map(str::to_string);
+    for k in 0..s {
+        let stage_id = s - 1 - k;
+        if cfg.depth_list[stage_id] == 0 {
+            assert!(row(&format!("stages.{k}_out")).is_none(), "an empty stage has no row: {stdout}");
+            continue;
+        }
+        let side = 4 << k;
+        let line = row(&format!("stages.{k}_out")).unwrap_or_else(|| panic!("stages.{k}_out missing: {stdout}"));
+        assert!(line.contains(&format!("[1, {}, {side}, {side}]", cfg.width_list[stage_id])), "{line}");
+    }
+    let last = row("project_out").unwrap_or_else(|| panic!("project_out missing: {stdout}"));
+    assert!(last.contains("[1, 3, 64, 64]"), "{last}");
+}
