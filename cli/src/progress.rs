@@ -72,10 +72,11 @@ impl Progress {
         }
     }
 
-    /// Leave the bar where it is (done).
+    /// Leave the bar where it is (done); what is printed next starts on the next line.
     pub fn finish(self) {
         if let Some(b) = self.bar {
             b.finish();
+            eprintln!();
         }
     }
 
