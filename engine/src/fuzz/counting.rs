@@ -1,7 +1,10 @@
 //! The counting global allocator: bytes allocated now and at the peak, and a cap on one allocation.
 
-#[allow(unused_imports)]
-use super::*;
+use std::alloc::GlobalAlloc;
+use std::alloc::Layout;
+use std::alloc::System;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
 
 pub(super) static CURRENT: AtomicUsize = AtomicUsize::new(0);
 pub(super) static PEAK: AtomicUsize = AtomicUsize::new(0);

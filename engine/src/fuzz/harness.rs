@@ -1,8 +1,17 @@
 //! The harness: a target (seeds, mutator, runner, memory cap), one case under `catch_unwind` and the memory
 //! check, a bounded or timed campaign, corpus replay and crash files.
 
-#[allow(unused_imports)]
-use super::*;
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
+use std::panic::catch_unwind;
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+use std::time::Instant;
+
+use super::counting::{counting, peak, reset_peak};
+use super::mutate::Rng;
+use crate::error::Result;
 
 pub(super) type Mutator = Box<dyn Fn(&mut Rng, &[u8], &[Vec<u8>]) -> Vec<u8> + Send + Sync>;
 pub(super) type Runner = Box<dyn Fn(&[u8]) -> Result<()> + Send + Sync>;

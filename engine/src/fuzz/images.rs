@@ -1,7 +1,8 @@
 //! Image mutations (header sizes, EXIF) and the image target.
 
-#[allow(unused_imports)]
-use super::*;
+use super::harness::Target;
+use super::mutate::{Rng, interesting, mutate_bytes};
+use super::{MIB, read};
 
 /// Image-aware: a PNG's IHDR width / height / depth / colour type (CRC fixed), a JPEG's SOF size, EXIF
 /// orientation values; else byte-level.

@@ -1,8 +1,13 @@
 //! JSON mutations (configs, safetensors headers) and the JSON targets: our config.json, the official
 //! `decoder_config` layout, sessions.
 
-#[allow(unused_imports)]
-use super::*;
+use serde_json::Value as Json;
+
+use super::harness::Target;
+use super::mutate::{Rng, interesting, mutate_bytes};
+use super::tensors::{latent_target, tiny_sae_folder};
+use super::{MIB, read, repo, scratch};
+use crate::error::Result;
 
 pub(super) fn json_number(r: &mut Rng) -> Json {
     match r.below(6) {

@@ -22,17 +22,7 @@ mod pickle;
 mod tensors;
 mod torch_zip;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::RefCell;
-use std::io::{Read, Write};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-use serde_json::Value as Json;
-
-use crate::error::Result;
+use std::path::PathBuf;
 
 pub use counting::*;
 pub use harness::*;

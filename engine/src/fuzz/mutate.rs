@@ -1,8 +1,5 @@
 //! Seeded random numbers, boundary integers and the byte-level mutations every target uses.
 
-#[allow(unused_imports)]
-use super::*;
-
 /// SplitMix64: small, seeded, reproducible.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -1,7 +1,8 @@
 //! Protobuf (ONNX) mutations: varints, lengths, nested messages; the ONNX seed and target.
 
-#[allow(unused_imports)]
-use super::*;
+use super::MIB;
+use super::harness::Target;
+use super::mutate::{Rng, interesting, mutate_bytes};
 
 pub(super) fn varint(mut v: u64, out: &mut Vec<u8>) {
     loop {

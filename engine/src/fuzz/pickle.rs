@@ -1,7 +1,9 @@
 //! Pickle mutations (opcodes, lengths, dangerous callables, nesting, memo bombs) and the pickle target.
 
-#[allow(unused_imports)]
-use super::*;
+use super::harness::Target;
+use super::mutate::{Rng, interesting, mutate_bytes};
+use super::torch_zip::{torch_zip, unzip_all};
+use super::{MIB, read};
 
 /// Argument layout of a pickle opcode: bytes of its argument, or a length prefix, or a newline-terminated line.
 pub(super) fn pickle_arg(op: u8) -> Option<PickleArg> {

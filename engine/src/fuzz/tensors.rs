@@ -1,8 +1,12 @@
 //! safetensors mutations (header JSON: dtypes, shapes, offsets, length) and the safetensors targets: the raw
 //! reader, our checkpoint folder through the whole loader, latent files.
 
-#[allow(unused_imports)]
-use super::*;
+use serde_json::Value as Json;
+
+use super::harness::Target;
+use super::json::{WORDS, mutate_json};
+use super::mutate::{Rng, interesting, mutate_bytes};
+use super::{MIB, read, scratch};
 
 /// Split a safetensors file into (header JSON, data).
 pub fn split_safetensors(b: &[u8]) -> Option<(Json, &[u8])> {

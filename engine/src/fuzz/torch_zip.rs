@@ -1,8 +1,12 @@
 //! Torch zip checkpoints: the seed writer, zip mutations (entries re-packed, renamed, truncated, nested,
 //! inflating) and the torch-zip target.
 
-#[allow(unused_imports)]
-use super::*;
+use std::io::{Read, Write};
+
+use super::harness::Target;
+use super::mutate::{Rng, mutate_bytes};
+use super::pickle::mutate_pickle;
+use super::{MIB, read, scratch};
 
 /// Entries of a zip archive (name, bytes), or None.
 pub fn unzip_all(b: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
