@@ -492,7 +492,11 @@ fn panel_snapshots_match_the_committed_ones() {
     wait_for(&mut h, "reconstruction", |s| {
         s.current().is_some_and(|c| c.lpips.is_some() || !c.lpips_note.contains("computing")) && s.is_idle()
     });
-    let snap = SnapshotOptions::new().output_path(root().join("docs/snapshots"));
+    // Up to 64 of the 1.36 M pixels may differ: the reconstruction's pixels depend on which matrix-product kernel the
+    // CPU runs (the `gemm` crate picks AVX-512 or AVX2 at run time; their sums round differently, and a few error-map
+    // pixels sit on a colour-bin edge). Anything a user would see (a moved widget, a changed label, a wrong image)
+    // changes thousands of pixels.
+    let snap = SnapshotOptions::new().output_path(root().join("docs/snapshots")).max_failed_pixels(64);
     h.snapshot_options("studio-compare", &snap);
     for (tab, name) in [("Inspect", "studio-inspect"), ("Steer", "studio-steer"), ("Models", "studio-models")] {
         h.get_by_label(tab).click();
