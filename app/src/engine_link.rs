@@ -45,9 +45,10 @@ impl EngineLink {
     /// Cancel the running request of `kind` (its slot stops waiting).
     pub fn cancel(&mut self, kind: JobKind) {
         if let Some(s) = self.slots.get_mut(&kind)
-            && s.running {
-                s.ticket.cancel();
-            }
+            && s.running
+        {
+            s.ticket.cancel();
+        }
     }
 
     pub fn is_running(&self, kind: JobKind) -> bool {

@@ -62,9 +62,10 @@ fn check_env() -> Result<(), String> {
         v.parse::<engine::backend::BackendChoice>().map_err(|e| format!("DINO_SAE_BACKEND: {e}"))?;
     }
     if let Ok(v) = std::env::var("DINO_SAE_MEMORY_BUDGET")
-        && !v.trim().is_empty() {
-            engine::preflight::Budget::parse(&v).map_err(|e| format!("DINO_SAE_MEMORY_BUDGET: {e}"))?;
-        }
+        && !v.trim().is_empty()
+    {
+        engine::preflight::Budget::parse(&v).map_err(|e| format!("DINO_SAE_MEMORY_BUDGET: {e}"))?;
+    }
     Ok(())
 }
 

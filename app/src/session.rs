@@ -98,9 +98,10 @@ impl Studio {
         self.settings.working_side = s.working_side.clamp(64, 4096);
         self.settings.fit = s.fit;
         if let Some(m) = &s.model
-            && self.models.main.as_ref().map(|x| &x.source) != Some(m) {
-                self.load_model(m.clone());
-            }
+            && self.models.main.as_ref().map(|x| &x.source) != Some(m)
+        {
+            self.load_model(m.clone());
+        }
         let have: Vec<ModelSource> = self.models.compare.iter().map(|m| m.source.clone()).collect();
         for c in &s.compare {
             if !have.contains(&ModelSource::Path(c.clone())) {
@@ -108,13 +109,15 @@ impl Studio {
             }
         }
         if let Some(t) = &s.teacher
-            && self.models.teacher.as_deref() != Some(&t.display().to_string()) {
-                self.link.submit(Job::LoadTeacher(t.clone()));
-            }
+            && self.models.teacher.as_deref() != Some(&t.display().to_string())
+        {
+            self.link.submit(Job::LoadTeacher(t.clone()));
+        }
         if let Some(g) = &s.generator
-            && self.models.generator.as_ref().and_then(|x| x.path.as_ref()) != Some(g) {
-                self.link.submit(Job::LoadGenerator(g.clone()));
-            }
+            && self.models.generator.as_ref().and_then(|x| x.path.as_ref()) != Some(g)
+        {
+            self.link.submit(Job::LoadGenerator(g.clone()));
+        }
         let ui: SessionUi = serde_json::from_value(s.ui.clone()).unwrap_or_default();
         self.tab = ui.tab;
         self.heat = ui.heat;

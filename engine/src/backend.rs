@@ -100,7 +100,10 @@ impl Backend {
                 } else {
                     let mut b = Self::cpu();
                     if let Some(a) = all.first() {
-                        b.name.push_str(&format!("; software adapter {} not used (choosing wgpu explicitly forces it)", a.name));
+                        b.name.push_str(&format!(
+                            "; software adapter {} not used (choosing wgpu explicitly forces it)",
+                            a.name
+                        ));
                     }
                     Ok(b)
                 }

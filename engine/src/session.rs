@@ -89,9 +89,10 @@ impl Session {
             return bad(format!("{} selected patches", e.patches.len()));
         }
         if let crate::steer::SteerTarget::Direction(d) = &e.target
-            && (d.len() > 1 << 16 || d.iter().any(|v| !v.is_finite())) {
-                return bad("target direction too long or not finite".into());
-            }
+            && (d.len() > 1 << 16 || d.iter().any(|v| !v.is_finite()))
+        {
+            return bad("target direction too long or not finite".into());
+        }
         let s = &self.sample;
         if s.count > 256 || s.steps > 10_000 || !s.cfg_scale.is_finite() || s.s_vae.is_some_and(|v| !v.is_finite()) {
             return bad("sampler settings out of range".into());

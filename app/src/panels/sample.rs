@@ -62,13 +62,11 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             s.link.cancel(JobKind::Sample);
         }
     });
-    if running
-        && let Some((step, of, eta)) = s.link.slot(JobKind::Sample).and_then(|x| x.progress) {
-            ui.add(
-                egui::ProgressBar::new(step as f32 / of.max(1) as f32)
-                    .text(format!("step {step}/{of}, ETA {eta:.1} s")),
-            );
-        }
+    if running && let Some((step, of, eta)) = s.link.slot(JobKind::Sample).and_then(|x| x.progress) {
+        ui.add(
+            egui::ProgressBar::new(step as f32 / of.max(1) as f32).text(format!("step {step}/{of}, ETA {eta:.1} s")),
+        );
+    }
     ui.horizontal(|ui| {
         if let Some(p) = &s.sample.preview {
             ui.vertical(|ui| {

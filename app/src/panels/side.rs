@@ -125,9 +125,10 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         }
     });
     if !s.stable_ui
-        && let Some(b) = engine::preflight::rss_bytes() {
-            ui.small(format!("memory in use: {}", engine::preflight::human(b as f64)));
-        }
+        && let Some(b) = engine::preflight::rss_bytes()
+    {
+        ui.small(format!("memory in use: {}", engine::preflight::human(b as f64)));
+    }
 }
 
 fn render_section(s: &mut Studio, ui: &mut egui::Ui) {

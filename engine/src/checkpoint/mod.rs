@@ -130,9 +130,11 @@ fn unwrap(map: TensorMap) -> (TensorMap, String) {
     for key in map.keys() {
         for a in ANCHORS {
             if let Some(p) = key.strip_suffix(a)
-                && (p.is_empty() || p.ends_with('.')) && !prefixes.contains(&p.to_string()) {
-                    prefixes.push(p.to_string());
-                }
+                && (p.is_empty() || p.ends_with('.'))
+                && !prefixes.contains(&p.to_string())
+            {
+                prefixes.push(p.to_string());
+            }
         }
     }
     // Drop prefixes that are just deeper views of another candidate's model (e.g. "dino_model." under "").

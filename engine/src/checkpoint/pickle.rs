@@ -78,9 +78,10 @@ fn call(func: Value, args: Value) -> Result<Value> {
             }
             ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
                 if let Value::Tuple(a) = args
-                    && let Some(t) = a.into_iter().next() {
-                        return Ok(t);
-                    }
+                    && let Some(t) = a.into_iter().next()
+                {
+                    return Ok(t);
+                }
                 return Err(err("bad _rebuild_parameter args"));
             }
             ("collections", "OrderedDict") | ("builtins", "dict") => return Ok(Value::Dict(Vec::new())),
