@@ -8,13 +8,21 @@
 
 use std::sync::OnceLock;
 
+use burn::tensor::activation::softmax;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use kernels::ConvGeom;
 
-use super::nn::fast_paths;
-
 /// Floats per chunk of a column matrix (16 MiB): a large image is lowered a band of output rows at a time.
 const COL_BUDGET: usize = 1 << 22;
+
+/// Whether the fast paths are used: the host paths here, and the algebraically equivalent forms in `nn` (1x1
+/// convolution as a matrix product, folded upsample-convolution). `DINO_SAE_PLAIN_OPS=1` turns them all off, for A/B
+/// benchmarks and parity checks. (Defined here, which `nn` uses, so that the two modules do not depend on each other.)
+pub fn fast_paths() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("DINO_SAE_PLAIN_OPS").as_deref() != Ok("1"))
+}
 
 /// Whether `x` is an inference tensor on the CPU device, where the host paths apply.
 pub fn eligible<const D: usize>(x: &Tensor<D>) -> bool {
@@ -57,6 +65,20 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// - x: any -> same
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if eligible(&x) { map_inplace(x, kernels::gelu_inplace) } else { burn::tensor::activation::gelu(x) }
+}
+
+/// Scaled dot-product attention, `softmax(q k^T / sqrt(Dh)) v` per batch and head. On the CPU device in inference it
+/// is burn's fused attention op (Flex: per (batch, head) two products into one scratch score matrix, the softmax in
+/// place, heads in parallel); elsewhere (autodiff, wgpu, `DINO_SAE_PLAIN_OPS=1`) the same maths as separate ops.
+///
+/// # Shapes
+/// - q: `[B, H, T, Dh]`, k: `[B, H, S, Dh]`, v: `[B, H, S, Dv]` -> `[B, H, T, Dv]`
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    if eligible(&q) {
+        return burn::tensor::module::attention(q, k, v, None, None, AttentionModuleOptions::default());
+    }
+    let dh = q.dims()[3];
+    softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()), 3).matmul(v)
 }
 
 /// Which lowering a convolution takes: pixels as rows (`[n, K] x [K, C_out]`) suits the matrix kernel when C_out
@@ -170,4 +192,62 @@ pub fn conv_up2(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Ten
     let per = 4 * c_out * (h + 1) * (w + 1);
     let out: Vec<f32> = (0..b).flat_map(|i| kernels::assemble_up2(&ys[i * per..(i + 1) * per], c_out, h, w)).collect();
     Tensor::from_data(TensorData::new(out, [b, c_out, 2 * h, 2 * w]), &device)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::activation::softmax;
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::*;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    /// `softmax(q k^T / sqrt(Dh)) v` in float64 on host vectors: q `[B, H, T, Dh]`, k `[B, H, S, Dh]`, v `[B, H, S, Dv]`.
+    fn attention_f64(q: &[f32], k: &[f32], v: &[f32], [b, h, t, s, dh, dv]: [usize; 6]) -> Vec<f64> {
+        let mut out = vec![0.0f64; b * h * t * dv];
+        for bh in 0..b * h {
+            for i in 0..t {
+                let qi = &q[(bh * t + i) * dh..][..dh];
+                let scores: Vec<f64> = (0..s)
+                    .map(|j| {
+                        let kj = &k[(bh * s + j) * dh..][..dh];
+                        qi.iter().zip(kj).map(|(a, c)| *a as f64 * *c as f64).sum::<f64>() / (dh as f64).sqrt()
+                    })
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for d in 0..dv {
+                    out[(bh * t + i) * dv + d] = (0..s).map(|j| e[j] / z * v[(bh * s + j) * dv + d] as f64).sum();
+                }
+            }
+        }
+        out
+    }
+
+    /// The fused attention of the host path equals the float64 definition and burn's plain ops (matmul, softmax,
+    /// matmul) on odd, non-square shapes (T != S, Dh != Dv, several batches and heads, large logits).
+    /// Tolerance 1e-5 * max(1, max|ref|): float32 reassociation only.
+    #[test]
+    fn attention_equals_f64_and_burns_plain_ops() {
+        let device = crate::cpu();
+        for (dims, sd) in [([2, 3, 7, 11, 5, 6], 1.0), ([1, 2, 257, 257, 64, 64], 1.0), ([1, 1, 1, 3, 4, 2], 4.0)] {
+            let [b, h, t, s, dh, dv] = dims;
+            let q = Tensor::<4>::random([b, h, t, dh], Distribution::Normal(0.0, sd), &device);
+            let k = Tensor::<4>::random([b, h, s, dh], Distribution::Normal(0.0, sd), &device);
+            let v = Tensor::<4>::random([b, h, s, dv], Distribution::Normal(0.0, 1.0), &device);
+            assert!(eligible(&q), "the CPU inference path is under test");
+            let got = values(attention(q.clone(), k.clone(), v.clone()));
+            let want = attention_f64(&values(q.clone()), &values(k.clone()), &values(v.clone()), dims);
+            let scale = want.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+            let err = got.iter().zip(&want).fold(0.0f64, |m, (a, w)| m.max((*a as f64 - w).abs()));
+            assert!(err <= 1e-5 * scale, "{dims:?} vs f64: err {err:e}");
+            let plain = values(softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()), 3).matmul(v));
+            let err = got.iter().zip(&plain).fold(0.0f32, |m, (a, p)| m.max((a - p).abs()));
+            assert!(err as f64 <= 1e-5 * scale, "{dims:?} vs burn's plain ops: err {err:e}");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 
-use super::host;
+use super::host::{self, fast_paths};
 use crate::raw::{RawTensor, TensorMap};
 use crate::weights::{Init, WeightSource};
 
@@ -85,10 +85,12 @@ impl Conv2d {
             return y.reshape([b, c_out, h, w]);
         }
         let bias = self.bias.as_ref().map(|b| b.val());
-        if self.groups == 1 && k > 1
-            && let Some(g) = host::conv_geom(&x, &self.weight.val(), self.stride, self.padding) {
-                return host::conv2d(x, self.weight.val(), bias, g);
-            }
+        if self.groups == 1
+            && k > 1
+            && let Some(g) = host::conv_geom(&x, &self.weight.val(), self.stride, self.padding)
+        {
+            return host::conv2d(x, self.weight.val(), bias, g);
+        }
         let opts = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], self.groups);
         conv2d(x, self.weight.val(), bias, opts)
     }
@@ -139,13 +141,6 @@ impl Conv2d {
         let y = Tensor::cat(rows, 2); // [B, Co, 2(a), 2(b), H, W]
         y.permute([0, 1, 4, 2, 5, 3]).reshape([b, c_out, 2 * h, 2 * w])
     }
-}
-
-/// Whether the algebraically equivalent fast paths (1x1 convolution as a matrix product, folded
-/// upsample-convolution) are used. `DINO_SAE_PLAIN_OPS=1` turns them off, for A/B benchmarks and parity checks.
-pub fn fast_paths() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("DINO_SAE_PLAIN_OPS").as_deref() != Ok("1"))
 }
 
 /// LayerNorm over the last dim with affine weight and bias.

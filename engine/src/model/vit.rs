@@ -6,11 +6,10 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 
 use super::dinov2::PosTable;
 use super::dinov3::Rope;
-use super::host::{gelu, silu};
+use super::host::{self, gelu, silu};
 use super::nn::{Conv2d, LayerNorm, Linear, Probe};
 use super::stem::Stem;
 pub use super::vit_config::{Family, Ffn, VitConfig};
@@ -122,8 +121,7 @@ impl Block {
         };
         probe.put(format!("{name}.attn.q_rope"), &q);
         probe.put(format!("{name}.attn.k_rope"), &k);
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
-        let attn = softmax(scores, 3).matmul(v); // [B, H, T, Dh]
+        let attn = host::attention(q, k, v); // [B, H, T, Dh]
         let attn = attn.swap_dims(1, 2).reshape([b, t, d]);
         probe.put(format!("{name}.attn.sdpa_out"), &attn);
         let o = self.attn.proj.forward(attn);
