@@ -154,9 +154,16 @@ fn encode_bytes(v: &VitConfig, batch: usize, h: usize, w: usize, stem: bool) -> 
     let tok = b * t * d * F32;
     // every block's output is kept (hidden states), plus tokens in / normed
     let resident = (v.depth as f64 + 3.0) * tok;
-    // attention: the scores and their softmax alive together (2 matrices measured; 2.5 for margin), plus q, k,
-    // v and the output
-    let attn = 2.5 * b * v.heads as f64 * t * t * F32 + 10.0 * tok;
+    // attention: q, k, v and the output, plus the scores. With the CPU fast paths (`model::host::attention`) burn's
+    // fused attention keeps at most a 1 MiB score matrix per thread in flight (it tiles the keys beyond 512); the
+    // plain ops keep the scores and their softmax alive together (2 matrices measured; 2.5 for margin).
+    let scores = if crate::model::host::fast_paths() {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        2.0 * threads * (1 << 20) as f64
+    } else {
+        2.5 * b * v.heads as f64 * t * t * F32
+    };
+    let attn = scores + 10.0 * tok;
     let ffn = match v.ffn {
         Ffn::Mlp => 3.0 * b * t * v.ffn_hidden as f64 * F32,
         Ffn::Swiglu => 5.0 * b * t * v.ffn_hidden as f64 * F32,
