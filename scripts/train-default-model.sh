@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces assets/default-model (about 8 hours on 2 CPU cores). The run that produced the shipped model is
+# Reproduces assets/default-model (about 8.5 hours on 2 CPU cores). The run that produced the shipped model is
 # recorded in docs/RESULTS.md with its exact step counts; this script runs the same stages. v1-v5 (and the shipped
 # generator and preview decoder) were trained on the 27 photos of photos/train-v5; photos/train (68, photos v2) is
 # what later runs train on (scripts/fetch-photos.sh).
@@ -55,6 +55,15 @@ rm -rf assets/default-model/dit && cp -r "$runs/dit/final" assets/default-model/
 "$bin" train-preview --model assets/default-model --photos "$cache/photos/train-v5" -o "$runs/preview-small" --preset small \
   --steps 2800 --batch 16 --checkpoint-every 100 --f16
 rm -rf assets/default-model/preview && cp -r "$runs/preview-small/final" assets/default-model/preview
+# 8. v6 (issue 20): the decoder alone (stage 3: encoder frozen, so the latents, the generator and the preview decoder
+#    above stay valid) refined on photos v2 (68 photos) at 256 px crops: 120 steps, batch 2, lr 1e-5, 10-step
+#    warm-up, cosine. At 128 px crops the same refinement lost 0.2-0.5 dB at 256 px (docs/RESULTS.md, v6 section).
+"$bin" export "$runs/s1g/ckpt-1500/model" -o "$runs/default-v5" --f16
+"$bin" train --stage 3 --teacher "$cache/teacher-dinov2-s14" --photos "$cache/photos/train" -o "$runs/L3" \
+  --init "$runs/default-v5" --steps 120 --batch 2 --crop 256 --lr 1e-5 --warmup 10 --schedule cosine --w-mse 10 \
+  --checkpoint-every 40 --seed 21
+"$bin" export "$runs/L3/ckpt-120/model" -o "$runs/default-v6" --f16
+cp "$runs/default-v6/model.safetensors" assets/default-model/model.safetensors
 "$bin" eval default=assets/default-model untrained="$cache/teacher-dinov2-s14" \
   --teacher "$cache/teacher-dinov2-s14" --photos "$cache/photos/val" --size 256 -o docs/RESULTS.table.md
 "$bin" eval default=assets/default-model --teacher "$cache/teacher-dinov2-s14" --photos "$cache/photos/val2" --size 256 \
