@@ -17,6 +17,8 @@ cargo build --workspace --all-targets
 # Lint gates: one formatting (rustfmt.toml) and clippy with every warning an error (unwrap_used included; tests may
 # unwrap, clippy.toml).
 cargo fmt --all --check
+# The photo split (scripts/photos.tsv): well-formed, disjoint by whole photo and scene, held-out sets fixed.
+bash scripts/fetch-photos.sh --check
 cargo clippy --workspace --all-targets -- -D warnings
 bash scripts/fetch-teacher.sh
 bash scripts/fetch-lpips.sh
