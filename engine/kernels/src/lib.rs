@@ -14,7 +14,6 @@ pub mod im2col;
 #[cfg(test)]
 mod reference;
 pub mod up2;
-pub mod winograd;
 
 pub use act::{exp, gelu, gelu_inplace, silu, silu_inplace};
 pub use im2col::{ConvGeom, im2col_kn, im2col_nk, nchw_to_nhwc, scatter_kn, scatter_nk};

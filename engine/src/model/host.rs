@@ -103,61 +103,7 @@ pub fn conv_geom(x: &Tensor<4>, weight: &Tensor<4>, stride: usize, pad: usize) -
 /// # Shapes
 /// - x: `[B, C, H, W]`, weight: `[C_out, C, k, k]`, bias: `[C_out]` -> `[B, C_out, H_out, W_out]`
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g: ConvGeom) -> Tensor<4> {
-    if winograd_applies(&g) {
-        return conv3x3_winograd(x, weight, bias, WINOGRAD_BAND);
-    }
     conv2d_banded(x, weight, bias, g, COL_BUDGET)
-}
-
-/// Floats of transformed input per Winograd band (4 MiB): large enough for efficient products, small enough that a
-/// band's input and products stay near the cache.
-const WINOGRAD_BAND: usize = 1 << 20;
-
-/// Whether a convolution takes the Winograd F(2x2, 3x3) path: 3x3, stride 1, pad 1, on a map of at least 64x64
-/// pixels (below that the per-call weight transform, `16 C_out C` floats, is not repaid; measured in
-/// docs/PERFORMANCE.md). `DINO_SAE_WINOGRAD=0` turns it off for A/B runs.
-pub fn winograd_applies(g: &ConvGeom) -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    g.k == 3
-        && g.stride == 1
-        && g.pad == 1
-        && g.h * g.w >= 64 * 64
-        && *ON.get_or_init(|| std::env::var("DINO_SAE_WINOGRAD").as_deref() != Ok("0"))
-}
-
-/// A 3x3, stride-1, pad-1 convolution by Winograd F(2x2, 3x3) (`kernels::winograd`): per band of tile rows, the
-/// input transform (from NHWC), 16 products `[P, C] x [C, C_out]` as one batched matmul, the output transform (+ bias). `budget`
-/// bounds a band's transformed input in floats; tests pass small ones to cover the banding.
-///
-/// # Shapes
-/// - x: `[B, C, H, W]`, weight: `[C_out, C, 3, 3]`, bias: `[C_out]` -> `[B, C_out, H, W]`
-pub fn conv3x3_winograd(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, budget: usize) -> Tensor<4> {
-    use kernels::winograd;
-    let device = x.device();
-    let [b, c, h, w] = x.dims();
-    let c_out = weight.dims()[0];
-    let u = winograd::transform_weights(&host_vec(weight), c_out, c);
-    let u = Tensor::<3>::from_data(TensorData::new(u, [16, c, c_out]), &device);
-    let bias = bias.map(host_vec);
-    let xs = host_vec(x);
-    let (th, tw) = winograd::tiles(h, w);
-    let per = winograd::tile_rows_per_band(c, h, w, budget);
-    let (chw, out_len) = (c * h * w, c_out * h * w);
-    let mut out = vec![0.0f32; b * out_len];
-    for i in 0..b {
-        let nhwc = kernels::nchw_to_nhwc(&xs[i * chw..(i + 1) * chw], c, h * w);
-        let dst = &mut out[i * out_len..(i + 1) * out_len];
-        let mut r0 = 0;
-        while r0 < th {
-            let rows = r0..(r0 + per).min(th);
-            let pb = rows.len() * tw;
-            let v = winograd::transform_input(&nhwc, c, h, w, rows.clone());
-            let m = Tensor::<3>::from_data(TensorData::new(v, [16, pb, c]), &device).matmul(u.clone());
-            winograd::transform_output(&host_vec(m), dst, h, w, rows.clone(), bias.as_deref());
-            r0 = rows.end;
-        }
-    }
-    Tensor::from_data(TensorData::new(out, [b, c_out, h, w]), &device)
 }
 
 /// [`conv2d`] with the column budget (floats per band) given: tests use small ones to cover the banding.
