@@ -86,8 +86,10 @@ fn what_the_refusal_names_fits_and_a_little_more_does_not() {
     for budget in [Budget::bytes(2 << 30), Budget::bytes(4 << 30)] {
         for (w, h) in [(6000, 4000), (4000, 6000), (4500, 4500)] {
             let e = preflight::check_reconstruct(&cfg, w, h, &budget).expect_err("too big");
-            let (fw, fh) = preflight::largest_fitting(w, h, &budget, |sw, sh| preflight::reconstruct(&cfg, 1, sh, sw))
-                .expect("fits");
+            let (fw, fh) = preflight::largest_fitting(w, h, &budget, |sw, sh| {
+                preflight::reconstruct(&cfg, 1, sh, sw, budget.attention)
+            })
+            .expect("fits");
             assert!(e.to_string().contains(&preflight::thousands(fw)), "{e}");
             assert!(preflight::check_reconstruct(&cfg, fw, fh, &budget).is_ok());
             assert!(preflight::check_reconstruct(&cfg, fw + 64, fh + 64, &budget).is_err());

@@ -242,9 +242,9 @@ pub fn preflight(a: PreflightArgs) -> Result<()> {
     let m = model.load()?;
     let cfg = &m.cfg;
     let est = match op {
-        Op::Encode => preflight::encode(cfg, batch, h, w),
+        Op::Encode => preflight::encode(cfg, batch, h, w, preflight::Attention::on(&device)),
         Op::Decode => preflight::decode(cfg, batch, h / 16, w / 16),
-        Op::Reconstruct => preflight::reconstruct(cfg, batch, h, w),
+        Op::Reconstruct => preflight::reconstruct(cfg, batch, h, w, preflight::Attention::on(&device)),
     };
     let budget = Budget::from_env();
     let fits = est.bytes <= budget.bytes as f64;

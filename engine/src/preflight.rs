@@ -19,17 +19,46 @@ pub const BASE: f64 = 16.0 * 1024.0 * 1024.0;
 /// Extra working set of a decode: the host im2col bands (at most 4 M floats) and the conv outputs beside them.
 const DEC_WORK: f64 = 24.0 * 1024.0 * 1024.0;
 
-/// How much memory jobs may use.
+/// How the encoder's attention holds its scores: at camera-photo token counts this decides its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attention {
+    /// burn's fused attention (the CPU inference path, `model::host::attention`): a bounded score block per thread.
+    Fused,
+    /// matmul, softmax, matmul (wgpu, autodiff, `DINO_SAE_PLAIN_OPS=1`): every score matrix alive at once.
+    Materialised,
+}
+
+impl Attention {
+    /// The path `model::host::attention` takes for tensors on `device`.
+    pub fn on(device: &burn::tensor::Device) -> Self {
+        if crate::model::host::fused_on(device) { Self::Fused } else { Self::Materialised }
+    }
+
+    /// The CPU device's path (what a budget assumes until it is told the device).
+    pub fn cpu() -> Self {
+        Self::on(&crate::cpu())
+    }
+}
+
+/// How much memory jobs may use, and on which attention path they run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Budget {
     pub bytes: u64,
     /// Where the number came from (for messages).
     pub source: String,
+    /// The attention path of the device the jobs run on (the CPU's unless [`Budget::on`] says otherwise).
+    pub attention: Attention,
 }
 
 impl Budget {
     pub fn bytes(bytes: u64) -> Self {
-        Self { bytes, source: "set".into() }
+        Self { bytes, source: "set".into(), attention: Attention::cpu() }
+    }
+
+    /// The same budget for jobs on `device` (its attention path: a GPU materialises the scores).
+    pub fn on(mut self, device: &burn::tensor::Device) -> Self {
+        self.attention = Attention::on(device);
+        self
     }
 
     /// `$DINO_SAE_MEMORY_BUDGET` (`8GiB`, `512MiB`, `2000000000`, or a fraction of the available memory such as
@@ -46,8 +75,14 @@ impl Budget {
 
     fn default_budget() -> Self {
         match available_bytes() {
-            Some(a) => Self { bytes: (a as f64 * 0.6) as u64, source: "60 % of the available memory".into() },
-            None => Self { bytes: 4 << 30, source: "4 GiB (available memory unknown)".into() },
+            Some(a) => Self {
+                bytes: (a as f64 * 0.6) as u64,
+                source: "60 % of the available memory".into(),
+                attention: Attention::cpu(),
+            },
+            None => {
+                Self { bytes: 4 << 30, source: "4 GiB (available memory unknown)".into(), attention: Attention::cpu() }
+            }
         }
     }
 
@@ -71,6 +106,7 @@ impl Budget {
                 return Ok(Self {
                     bytes: (a as f64 * v) as u64,
                     source: format!("{:.0} % of the available memory", v * 100.0),
+                    attention: Attention::cpu(),
                 });
             }
             "" | "b" => 1.0,
@@ -82,7 +118,7 @@ impl Budget {
             "gib" => 1024.0 * 1024.0 * 1024.0,
             _ => return Err(bad()),
         };
-        Ok(Self { bytes: (v * mul) as u64, source: format!("DINO_SAE_MEMORY_BUDGET={t}") })
+        Ok(Self { bytes: (v * mul) as u64, source: format!("DINO_SAE_MEMORY_BUDGET={t}"), attention: Attention::cpu() })
     }
 }
 
@@ -131,14 +167,14 @@ impl Estimate {
     }
 }
 
-/// Encoder peak at `batch x 3 x h x w` pixels (h, w multiples of 16).
-pub fn encode(cfg: &SaeConfig, batch: usize, h: usize, w: usize) -> Estimate {
+/// Encoder peak at `batch x 3 x h x w` pixels (h, w multiples of 16) on a device whose attention takes `attn`.
+pub fn encode(cfg: &SaeConfig, batch: usize, h: usize, w: usize, attn: Attention) -> Estimate {
     let stem = cfg.embed == crate::model::sae::EmbedKind::Stem;
     let flops = crate::flops::encoder(&cfg.encoder, h, w, stem) * batch as f64;
-    Estimate { bytes: encode_bytes(&cfg.encoder, batch, h, w, stem), flops }
+    Estimate { bytes: encode_bytes(&cfg.encoder, batch, h, w, stem, attn), flops }
 }
 
-fn encode_bytes(v: &VitConfig, batch: usize, h: usize, w: usize, stem: bool) -> f64 {
+fn encode_bytes(v: &VitConfig, batch: usize, h: usize, w: usize, stem: bool, attn: Attention) -> f64 {
     let b = batch as f64;
     let px = b * 3.0 * (h * w) as f64 * F32;
     // the stem's first stage: 64 channels at half resolution, conv output + norm + activation alive
@@ -154,14 +190,16 @@ fn encode_bytes(v: &VitConfig, batch: usize, h: usize, w: usize, stem: bool) -> 
     let tok = b * t * d * F32;
     // every block's output is kept (hidden states), plus tokens in / normed
     let resident = (v.depth as f64 + 3.0) * tok;
-    // attention: q, k, v and the output, plus the scores. With the CPU fast paths (`model::host::attention`) burn's
+    // attention: q, k, v and the output, plus the scores. On the CPU fast path (`model::host::attention`) burn's
     // fused attention keeps at most a 1 MiB score matrix per thread in flight (it tiles the keys beyond 512); the
-    // plain ops keep the scores and their softmax alive together (2 matrices measured; 2.5 for margin).
-    let scores = if crate::model::host::fast_paths() {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        2.0 * threads * (1 << 20) as f64
-    } else {
-        2.5 * b * v.heads as f64 * t * t * F32
+    // plain ops (wgpu, autodiff) keep the scores and their softmax alive together (2 matrices measured; 2.5 for
+    // margin).
+    let scores = match attn {
+        Attention::Fused => {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            2.0 * threads * (1 << 20) as f64
+        }
+        Attention::Materialised => 2.5 * b * v.heads as f64 * t * t * F32,
     };
     let attn = scores + 10.0 * tok;
     let ffn = match v.ffn {
@@ -221,8 +259,8 @@ fn decode_bytes(dc: &DecoderConfig, batch: usize, gh: usize, gw: usize) -> f64 {
 }
 
 /// Encode then decode (the latent and the fitted input stay alive during the decode).
-pub fn reconstruct(cfg: &SaeConfig, batch: usize, h: usize, w: usize) -> Estimate {
-    let e = encode(cfg, batch, h, w);
+pub fn reconstruct(cfg: &SaeConfig, batch: usize, h: usize, w: usize, attn: Attention) -> Estimate {
+    let e = encode(cfg, batch, h, w, attn);
     let d = decode(cfg, batch, h / 16, w / 16);
     let latent = (batch * cfg.decoder.latent_channels * (h / 16) * (w / 16)) as f64 * F32;
     Estimate { bytes: e.bytes.max(d.bytes + latent), flops: e.flops + d.flops }
@@ -253,7 +291,8 @@ pub fn sample(
 /// A training step of the autoencoder at `batch x crop x crop` (autodiff keeps every activation of the student
 /// and the decoder for the backward pass; the frozen teacher's forward adds one encode).
 pub fn train_step(cfg: &SaeConfig, batch: usize, crop: usize) -> Estimate {
-    let e = encode(cfg, batch, crop, crop);
+    // training runs under autodiff, where attention takes the plain ops
+    let e = encode(cfg, batch, crop, crop, Attention::Materialised);
     let d = decode(cfg, batch, crop / 16, crop / 16);
     let kept = (e.bytes - BASE) * (cfg.encoder.depth as f64 / 2.0).max(2.0) + (d.bytes - BASE) * 4.0;
     Estimate { bytes: BASE + kept * 1.5 + e.bytes, flops: 3.0 * (e.flops + d.flops) + e.flops }
@@ -395,9 +434,9 @@ pub fn check(what: &str, est: &Estimate, budget: &Budget, advice: impl FnOnce() 
 
 /// Preflight of a reconstruct (encode + decode) of a `w x h` image; the refusal names the largest size that fits.
 pub fn check_reconstruct(cfg: &SaeConfig, w: usize, h: usize, budget: &Budget) -> Result<Estimate> {
-    let est = reconstruct(cfg, 1, h, w);
+    let est = reconstruct(cfg, 1, h, w, budget.attention);
     check(&format!("reconstruct of {w}x{h}"), &est, budget, || {
-        match largest_fitting(w, h, budget, |sw, sh| reconstruct(cfg, 1, sh, sw)) {
+        match largest_fitting(w, h, budget, |sw, sh| reconstruct(cfg, 1, sh, sw, budget.attention)) {
             Some((fw, fh)) => format!(
                 "at most {} x {} fits at this model; use the working resolution or a tiled render",
                 thousands(fw),
@@ -411,9 +450,9 @@ pub fn check_reconstruct(cfg: &SaeConfig, w: usize, h: usize, budget: &Budget) -
 
 /// Preflight of an encode of `w x h`.
 pub fn check_encode(cfg: &SaeConfig, batch: usize, w: usize, h: usize, budget: &Budget) -> Result<Estimate> {
-    let est = encode(cfg, batch, h, w);
+    let est = encode(cfg, batch, h, w, budget.attention);
     check(&format!("encode of {w}x{h} (batch {batch})"), &est, budget, || {
-        match largest_fitting(w, h, budget, |sw, sh| encode(cfg, batch, sh, sw)) {
+        match largest_fitting(w, h, budget, |sw, sh| encode(cfg, batch, sh, sw, budget.attention)) {
             Some((fw, fh)) => format!(
                 "at most {} x {} fits at this model; use the working resolution or a tiled render",
                 thousands(fw),
@@ -456,6 +495,25 @@ mod tests {
         assert_eq!(thousands(1234567), "1,234,567");
     }
 
+    /// The budget follows the device: the CPU inference device fuses attention (with the fast paths on), autodiff
+    /// never does, and a budget moved to a device that materialises the scores refuses what the CPU's accepts.
+    #[test]
+    fn the_attention_path_follows_the_device() {
+        let cpu = crate::cpu();
+        let want = if crate::model::host::fast_paths() { Attention::Fused } else { Attention::Materialised };
+        assert_eq!(Attention::on(&cpu), want);
+        assert_eq!(Budget::bytes(1 << 30).attention, want);
+        let ad = cpu.clone().autodiff();
+        assert_eq!(Attention::on(&ad), Attention::Materialised);
+        let cfg = SaeConfig::small_dinov2();
+        // 2048x2048: 16,385 tokens; the plain ops' 6 score matrices are 6.4 GB, the fused path's a few MiB
+        let budget = Budget::bytes(4 << 30);
+        assert!(check_encode(&cfg, 1, 2048, 2048, &budget.clone().on(&ad)).is_err());
+        if want == Attention::Fused {
+            assert!(check_encode(&cfg, 1, 2048, 2048, &budget.on(&cpu)).is_ok());
+        }
+    }
+
     #[test]
     fn a_camera_photo_is_refused_with_what_fits() {
         let cfg = SaeConfig::small_dinov2();
@@ -466,12 +524,15 @@ mod tests {
         // 93,755 tokens of 384 floats kept for 12 blocks is 1.7 GB alone; the plain ops' attention scores over them
         // would be 211 GB per matrix with 6 heads
         let attention_scores = 6.0 * 93_755f64 * 93_755.0 * 4.0;
-        let e = reconstruct(&cfg, 1, 4000, 6000).bytes;
-        assert!(e > 1.7e9 && (crate::model::host::fast_paths() || e > attention_scores), "{e} {msg}");
+        let e = reconstruct(&cfg, 1, 4000, 6000, budget.attention).bytes;
+        assert!(e > 1.7e9 && (budget.attention == Attention::Fused || e > attention_scores), "{e} {msg}");
+        let plain = reconstruct(&cfg, 1, 4000, 6000, Attention::Materialised).bytes;
+        assert!(plain > attention_scores, "the plain ops' estimate counts the score matrices: {plain}");
         // and the size it names does fit, while 16 px more on each side does not
-        let (fw, fh) = largest_fitting(6000, 4000, &budget, |w, h| reconstruct(&cfg, 1, h, w)).expect("something fits");
-        assert!(reconstruct(&cfg, 1, fh, fw).bytes <= budget.bytes as f64);
-        assert!(reconstruct(&cfg, 1, fh + 32, fw + 48).bytes > budget.bytes as f64);
+        let at = budget.attention;
+        let (fw, fh) = largest_fitting(6000, 4000, &budget, |w, h| reconstruct(&cfg, 1, h, w, at)).expect("fits");
+        assert!(reconstruct(&cfg, 1, fh, fw, at).bytes <= budget.bytes as f64);
+        assert!(reconstruct(&cfg, 1, fh + 32, fw + 48, at).bytes > budget.bytes as f64);
         assert!(check_reconstruct(&cfg, 256, 256, &budget).is_ok());
     }
 }

@@ -26,12 +26,14 @@ pub fn fast_paths() -> bool {
 
 /// Whether `x` is an inference tensor on the CPU device, where the host paths apply.
 pub fn eligible<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == DType::F32 && fused_on(&x.device())
+}
+
+/// Whether f32 tensors on `device` take the host paths (and [`attention`] the fused op): the CPU device without
+/// autodiff, with the fast paths on.
+pub fn fused_on(device: &Device) -> bool {
     static FLEX: OnceLock<Device> = OnceLock::new();
-    if !fast_paths() || x.dtype() != DType::F32 {
-        return false;
-    }
-    let d = x.device();
-    !d.is_autodiff() && &d == FLEX.get_or_init(Device::flex)
+    fast_paths() && !device.is_autodiff() && device == FLEX.get_or_init(Device::flex)
 }
 
 /// The tensor's values as a host vector (no copy when the tensor's buffer is not shared).
@@ -68,8 +70,10 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 /// Scaled dot-product attention, `softmax(q k^T / sqrt(Dh)) v` per batch and head. On the CPU device in inference it
-/// is burn's fused attention op (Flex: per (batch, head) two products into one scratch score matrix, the softmax in
+/// is burn's fused attention op (Flex: per (batch, head) two products into one scratch score block, the softmax in
 /// place, heads in parallel); elsewhere (autodiff, wgpu, `DINO_SAE_PLAIN_OPS=1`) the same maths as separate ops.
+/// (Measured against batched products around a vectorised host softmax: equal or faster at the ViT's 257 tokens,
+/// docs/PERFORMANCE.md.)
 ///
 /// # Shapes
 /// - q: `[B, H, T, Dh]`, k: `[B, H, S, Dh]`, v: `[B, H, S, Dv]` -> `[B, H, T, Dv]`

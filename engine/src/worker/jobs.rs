@@ -63,7 +63,7 @@ impl State {
     }
 
     pub(super) fn budget(&self) -> Budget {
-        self.budget.clone().unwrap_or_else(Budget::from_env)
+        self.budget.clone().unwrap_or_else(Budget::from_env).on(&self.device)
     }
 
     fn models(&self) -> Models {

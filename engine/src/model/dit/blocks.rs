@@ -1,7 +1,7 @@
 //! The DiT's layers: norms, attention, FFNs, the adaLN-modulated block, the final layer and the time embedder.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu_approximate, softmax};
+use burn::tensor::activation::gelu_approximate;
 use burn::tensor::{Tensor, TensorData};
 
 use super::config::{DitConfig, ffn_hidden};
@@ -165,8 +165,7 @@ impl DitBlock {
             q = r.apply(q);
             k = r.apply(k);
         }
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt());
-        let o = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        let o = crate::model::host::attention(q, k, v).swap_dims(1, 2).reshape([b, n, d]);
         self.attn.proj.forward(o)
     }
 
