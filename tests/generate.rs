@@ -8,9 +8,10 @@ use burn::tensor::{Tensor, TensorData};
 use engine::EngineError;
 use engine::checkpoint::load_sae;
 use engine::generate::{
-    CacheSpec, DIT_KIND, DitMeta, DitRunConfig, Endpoint, InterpSpec, ObjectiveKind, SampleSpec, TrainEvent,
-    cache_latents, check_sae, dit_param_names, dit_state_dict, fingerprint_file, fingerprint_photos, interpolate,
-    load_dit, resolve_class, sample_grid, sample_latents, save_dit, slerp_frames, train_dit_run,
+    CacheSpec, DIT_KIND, DitBundle, DitMeta, DitRunConfig, Endpoint, InterpSpec, ObjectiveKind, SampleEvalSpec,
+    SampleSpec, TrainEvent, cache_latents, check_sae, dit_param_names, dit_state_dict, evaluate_samples,
+    fingerprint_file, fingerprint_photos, interpolate, load_dit, resolve_class, sample_grid, sample_latents, save_dit,
+    slerp_frames, train_dit_run,
 };
 use engine::image_io;
 use engine::model::dit::{Dit, DitArch, DitConfig, labels};
@@ -512,4 +513,80 @@ fn interpolate_seeds_uses_the_generator_samples() {
         }
     }
     let _ = std::fs::remove_dir_all(&run);
+}
+
+/// `eval-samples` (`evaluate_samples`) with a random generator over the sample photos and the fixture teacher: one
+/// row per class with `n` crops of that class's own photo (each crop's mean colour lies within the photo's range of
+/// local means, and differs from the other class's), the next class as the reference, finite non-negative
+/// distances that a rerun reproduces exactly, and a clear refusal of a photo folder that lacks a class.
+#[test]
+fn sample_quality_rows_follow_the_classes_and_repeat_exactly() {
+    let device = engine::cpu();
+    let m = sae();
+    let teacher =
+        engine::checkpoint::load_backbone(root().join("tests/fixtures/dinosae-setA/dinov3/hf"), &device, false)
+            .expect("teacher")
+            .model;
+    let photos = PhotoSet::load(&photos_dir(), 256).expect("photos");
+    let names = sorted_photo_names();
+    let cfg = DitConfig::preset(DitArch::LightningDit, "tiny", 64, 2, names.len()).expect("cfg");
+    let meta = DitMeta {
+        kind: DIT_KIND.into(),
+        dit: cfg.clone(),
+        classes: names.clone(),
+        objective_kind: ObjectiveKind::Rfm,
+        objective: ObjectiveKind::Rfm.objective(1.0),
+        grid: [2, 2],
+        channels: 64,
+        s_vae: 8.0,
+        steps: 0,
+        ema: false,
+        sae: String::new(),
+    };
+    let b = DitBundle { model: Dit::random(&cfg, 7, &device).expect("model"), meta };
+    let spec = SampleEvalSpec { n: 3, size: 32, steps: 4, seed: 5, max_classes: Some(2), ..Default::default() };
+    let rows = evaluate_samples(&b, &m, &teacher, &photos, &spec, &mut |_, _| {}).expect("evaluate");
+    assert_eq!(rows.len(), 2);
+    let mean = |img: &image::RgbImage| -> [f64; 3] {
+        let n = (img.width() * img.height()) as f64;
+        let mut s = [0.0; 3];
+        for p in img.pixels() {
+            for c in 0..3 {
+                s[c] += p[c] as f64 / n;
+            }
+        }
+        s
+    };
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.class, names[i]);
+        assert_eq!(r.other_class, names[(i + 1) % names.len()]);
+        assert_eq!((r.sample_images.len(), r.crop_images.len()), (3, 3));
+        assert!(r.sample_images.iter().chain(&r.crop_images).all(|im| im.dimensions() == (32, 32)));
+        for fd in [r.samples, r.recon, r.other] {
+            assert!(fd.is_finite() && fd >= -1e-6, "{} {fd}", r.class);
+        }
+        // the crops are views of the class's photo: each crop's mean colour is within the photo's extremes of
+        // 8x8-downsampled colour (a crop spans at least half the shorter side)
+        let p = &photos.images[photos.names.iter().position(|n| *n == r.class).expect("photo")];
+        let small = image::imageops::resize(p, 8, 8, image::imageops::FilterType::Triangle);
+        for crop in &r.crop_images {
+            let m = mean(crop);
+            for c in 0..3 {
+                let (lo, hi) =
+                    small.pixels().fold((255.0f64, 0.0f64), |(l, h), q| (l.min(q[c] as f64), h.max(q[c] as f64)));
+                assert!(m[c] >= lo - 8.0 && m[c] <= hi + 8.0, "{}: crop mean {m:?} outside the photo's range", r.class);
+            }
+        }
+    }
+    let again = evaluate_samples(&b, &m, &teacher, &photos, &spec, &mut |_, _| {}).expect("evaluate");
+    for (a, r) in rows.iter().zip(&again) {
+        assert_eq!((a.samples, a.recon, a.other), (r.samples, r.recon, r.other), "a rerun gives the same numbers");
+    }
+    // a folder with only the first photo lacks the other classes
+    let dir = tmp("eval-samples");
+    std::fs::copy(photos_dir().join(&names[0]), dir.join(&names[0])).expect("copy");
+    let one = PhotoSet::load(&dir, 256).expect("one photo");
+    let e = evaluate_samples(&b, &m, &teacher, &one, &spec, &mut |_, _| {}).expect_err("classes missing");
+    assert!(e.to_string().contains("lacks"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -46,6 +46,44 @@ pub struct EvalPreviewArgs {
     seed: u64,
 }
 
+#[derive(clap::Args)]
+pub struct EvalSamplesArgs {
+    /// Generator folder; default: the default model's generator.
+    #[arg(long)]
+    dit: Option<PathBuf>,
+    /// The autoencoder the generator was trained on; default: the default model.
+    #[arg(long)]
+    sae: Option<PathBuf>,
+    /// Teacher backbone for the features (default: where scripts/fetch-teacher.sh puts it).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// The photo folder the generator was trained on (its classes are the photos' file names).
+    #[arg(long)]
+    photos: PathBuf,
+    /// Samples (and real crops) per class.
+    #[arg(long, default_value_t = 8)]
+    n: usize,
+    /// Image side in pixels (multiple of 16); latent grid = size / 16.
+    #[arg(long, default_value_t = 256)]
+    size: u32,
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    /// Sampler on the spheres.
+    #[arg(long, value_enum, default_value_t, ignore_case = true)]
+    sampler: crate::args::SamplerArg,
+    /// Classifier-free guidance scale (1 = none).
+    #[arg(long, default_value_t = 1.0)]
+    cfg: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Only the first K classes.
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Write the table here, and beside it `samples-CLASS.png` / `crops-CLASS.png` grids per class.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+}
+
 /// One `eval` row: a name and what it evaluates.
 #[derive(Clone, Debug)]
 pub struct EvalModel {
@@ -134,6 +172,55 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let failed: Vec<String> = all.iter().map(|p| crate::folder::name(p)).filter(|n| !set.names.contains(n)).collect();
     if !failed.is_empty() {
         anyhow::bail!("{} of {} images could not be read: {}", failed.len(), all.len(), failed.join(", "));
+    }
+    Ok(())
+}
+
+pub fn eval_samples(a: EvalSamplesArgs) -> Result<()> {
+    use engine::generate::{SampleEvalSpec, evaluate_samples, load_dit, samples_markdown, tile};
+    let EvalSamplesArgs { dit, sae, teacher, photos, n, size, steps, sampler, cfg, seed, classes, out } = a;
+    let device = engine::cpu();
+    let (sae, dit) = crate::args::default_sae_and_dit(sae, dit)?;
+    let dit = dit.context("no generator: pass --dit (the default model's generator is missing)")?;
+    let b = load_dit(&dit, &device).with_context(|| format!("loading {}", dit.display()))?;
+    let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
+    let teacher = teacher.unwrap_or_else(default_teacher);
+    if !teacher.exists() {
+        anyhow::bail!("no teacher at {}: run scripts/fetch-teacher.sh or pass --teacher", teacher.display());
+    }
+    let t = engine::checkpoint::load_backbone(&teacher, &device, false)
+        .with_context(|| format!("loading the teacher {}", teacher.display()))?
+        .model;
+    let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
+    let spec = SampleEvalSpec {
+        n,
+        size,
+        steps,
+        method: sampler.into(),
+        cfg_scale: cfg,
+        seed,
+        max_classes: classes,
+        ..Default::default()
+    };
+    let total = classes.unwrap_or(b.meta.classes.len()).min(b.meta.classes.len());
+    let mut bar = Progress::new("class".to_string(), total);
+    let rows = evaluate_samples(&b, &m, &t, &set, &spec, &mut |done, _| bar.set(done, ""))?;
+    bar.clear();
+    let md = samples_markdown(&rows, &spec);
+    println!("{md}");
+    if let Some(o) = out {
+        if let Some(dir) = o.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        engine::raw::atomic_write(&o, md.as_bytes())?;
+        let dir = o.parent().map(PathBuf::from).unwrap_or_default();
+        for r in &rows {
+            let stem =
+                std::path::Path::new(&r.class).file_stem().map_or(r.class.clone(), |s| s.to_string_lossy().into());
+            tile(&r.sample_images)?.save(dir.join(format!("samples-{stem}.png")))?;
+            tile(&r.crop_images)?.save(dir.join(format!("crops-{stem}.png")))?;
+        }
+        println!("wrote {} and {} pairs of grids beside it", o.display(), rows.len());
     }
     Ok(())
 }

@@ -127,6 +127,7 @@ pub struct InterpolateArgs {
 pub enum DitPreset {
     #[default]
     Tiny,
+    Mini,
     S,
     B,
     L,

@@ -95,6 +95,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Preview decoder vs full decoder vs photo (PSNR per photo, centre crops as `eval`), markdown table.
     EvalPreview(eval::EvalPreviewArgs),
+    /// The generator's samples against their classes: per class, the Frechet distance on teacher features between
+    /// decoded samples and crops of the class's photo, beside the autoencoder's floor and another class; grids.
+    EvalSamples(eval::EvalSamplesArgs),
     /// Train a class-conditional DiT on SAE latents of a photo folder (one class per photo). An existing run resumes.
     TrainDit(generate::TrainDitArgs),
     /// Sample latents of one class with a trained DiT, decode them with the SAE, write a grid PNG.
@@ -131,6 +134,7 @@ fn run(cmd: Command) -> Result<()> {
         Command::TrainPreview(a) => train::train_preview(a),
         Command::Eval(a) => eval::eval(a),
         Command::EvalPreview(a) => eval::eval_preview(a),
+        Command::EvalSamples(a) => eval::eval_samples(a),
         Command::TrainDit(a) => generate::train_dit(a),
         Command::Sample(a) => generate::sample(a),
         Command::Interpolate(a) => generate::interpolate(a),

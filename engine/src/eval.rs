@@ -32,7 +32,11 @@ pub struct EvalResult {
     pub per_image: Vec<(String, f64, f64, f64)>,
 }
 
-fn teacher_tokens(teacher: &Vit, x: Tensor<4>, grid: usize) -> Tensor<3> {
+/// The teacher's patch tokens of `x` resized to its patch size x `grid`.
+///
+/// # Shapes
+/// - x: `[B, 3, H, W]` -> `[B, grid^2, D]`
+pub(crate) fn teacher_tokens(teacher: &Vit, x: Tensor<4>, grid: usize) -> Tensor<3> {
     let ps = teacher.cfg.patch_size;
     let tx = resize_bicubic(x, ps * grid, ps * grid, false, None);
     teacher.forward(tx, &mut Probe::default()).patch_tokens()
@@ -98,7 +102,8 @@ pub fn evaluate_with_progress(
     Ok(r)
 }
 
-fn stack_rows(ts: &[RawTensor]) -> (usize, Vec<f64>) {
+/// The rows of `[..., D]` tensors stacked as `(D, values)` (the form `metrics::frechet` takes).
+pub(crate) fn stack_rows(ts: &[RawTensor]) -> (usize, Vec<f64>) {
     let d = ts.first().map(|t| *t.shape.last().unwrap_or(&0)).unwrap_or(0);
     let data: Vec<f64> = ts.iter().flat_map(|t| t.data.iter().map(|&v| v as f64)).collect();
     (d, data)

@@ -19,6 +19,8 @@
 //! - **Sampling** ([`sample_latents`], [`sample_grid`]): the spherical sampler (Euler + projection or the
 //!   exponential map) for RFM models, RAE's Euler sampler for Euclidean ones; every patch ends at radius
 //!   `s_vae` (default: the mean patch norm of the training latents) and is decoded by the SAE.
+//! - **Sample quality** ([`evaluate_samples`]): per class, the Frechet distance on the teacher's patch features
+//!   between decoded samples and crops of the class's photo, beside the autoencoder's floor and another class.
 //! - **Interpolation** ([`slerp_frames`], [`interpolate`]): per patch, the direction follows the great
 //!   circle ([`crate::sphere::slerp`]) and the magnitude is interpolated linearly; frame 0 and the last frame
 //!   are exactly the two latents.
@@ -26,6 +28,7 @@
 mod bundle;
 mod cache;
 mod interpolate;
+mod quality;
 mod sample;
 mod train;
 
@@ -47,6 +50,7 @@ pub use cache::{
     CacheSpec, LatentIndex, LatentSet, ShardInfo, cache_latents, mean_patch_norm, photo_crops, random_crop,
 };
 pub use interpolate::{Endpoint, InterpResult, InterpSpec, endpoint_latents, interpolate, pair_images, slerp_frames};
+pub use quality::{ClassRow, SampleEvalSpec, evaluate_samples, samples_markdown};
 pub use sample::{
     SampleResult, SampleSpec, check_sae, decode_images, parse_sampler, resolve_class, sample_grid, sample_latents,
     sphere_config, tile,
