@@ -81,6 +81,23 @@ fn small_run(objective: ObjectiveKind, steps: usize) -> DitRunConfig {
     }
 }
 
+/// The generator metadata of an untrained RFM DiT on the fixture SAE's latents (C = 64, 2x2 grid).
+fn rfm_meta(cfg: &DitConfig, classes: Vec<String>) -> DitMeta {
+    DitMeta {
+        kind: DIT_KIND.into(),
+        dit: cfg.clone(),
+        classes,
+        objective_kind: ObjectiveKind::Rfm,
+        objective: ObjectiveKind::Rfm.objective(1.0),
+        grid: [2, 2],
+        channels: 64,
+        s_vae: 8.0,
+        steps: 0,
+        ema: false,
+        sae: String::new(),
+    }
+}
+
 fn sorted_photo_names() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(photos_dir())
         .expect("photos")
@@ -228,19 +245,7 @@ fn saved_generator_reloads_with_identical_outputs() {
     for arch in [DitArch::LightningDit, DitArch::Ddt] {
         let cfg = DitConfig::preset(arch, "tiny", 64, 2, 4).expect("cfg");
         let m = Dit::random(&cfg, 5, &device).expect("model");
-        let meta = DitMeta {
-            kind: DIT_KIND.into(),
-            dit: cfg.clone(),
-            classes: (0..4).map(|i| format!("c{i}")).collect(),
-            objective_kind: ObjectiveKind::Rfm,
-            objective: ObjectiveKind::Rfm.objective(1.0),
-            grid: [2, 2],
-            channels: 64,
-            s_vae: 8.0,
-            steps: 0,
-            ema: false,
-            sae: String::new(),
-        };
+        let meta = rfm_meta(&cfg, (0..4).map(|i| format!("c{i}")).collect());
         save_dit(&dir, &m, &dit_param_names(&m).expect("names"), &meta).expect("save");
         let b = load_dit(&dir, &device).expect("load");
         assert_eq!(b.meta, meta);
@@ -530,19 +535,7 @@ fn sample_quality_rows_follow_the_classes_and_repeat_exactly() {
     let photos = PhotoSet::load(&photos_dir(), 256).expect("photos");
     let names = sorted_photo_names();
     let cfg = DitConfig::preset(DitArch::LightningDit, "tiny", 64, 2, names.len()).expect("cfg");
-    let meta = DitMeta {
-        kind: DIT_KIND.into(),
-        dit: cfg.clone(),
-        classes: names.clone(),
-        objective_kind: ObjectiveKind::Rfm,
-        objective: ObjectiveKind::Rfm.objective(1.0),
-        grid: [2, 2],
-        channels: 64,
-        s_vae: 8.0,
-        steps: 0,
-        ema: false,
-        sae: String::new(),
-    };
+    let meta = rfm_meta(&cfg, names.clone());
     let b = DitBundle { model: Dit::random(&cfg, 7, &device).expect("model"), meta };
     let spec = SampleEvalSpec { n: 3, size: 32, steps: 4, seed: 5, max_classes: Some(2), ..Default::default() };
     let rows = evaluate_samples(&b, &m, &teacher, &photos, &spec, &mut |_, _| {}).expect("evaluate");

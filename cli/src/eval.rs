@@ -107,9 +107,15 @@ fn parse_model(s: &str) -> Result<EvalModel> {
     Ok(EvalModel { name: name.to_string(), path: PathBuf::from(path), untrained })
 }
 
-/// Where `scripts/fetch-teacher.sh` puts the teacher (next to the LPIPS weights in the cache folder).
-fn default_teacher() -> PathBuf {
-    engine::dirs::teacher_dir()
+/// The teacher given, else the one `scripts/fetch-teacher.sh` puts in the cache folder.
+fn load_teacher(teacher: Option<PathBuf>, device: &burn::tensor::Device) -> Result<engine::model::vit::Vit> {
+    let teacher = teacher.unwrap_or_else(engine::dirs::teacher_dir);
+    if !teacher.exists() {
+        anyhow::bail!("no teacher at {}: run scripts/fetch-teacher.sh or pass --teacher", teacher.display());
+    }
+    Ok(engine::checkpoint::load_backbone(&teacher, device, false)
+        .with_context(|| format!("loading the teacher {}", teacher.display()))?
+        .model)
 }
 
 pub fn eval(a: EvalArgs) -> Result<()> {
@@ -119,19 +125,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let dir = engine::worker::require_default_model_dir().context("no model named")?;
         models.push(EvalModel { name: "default".into(), path: dir, untrained: None });
     }
-    let teacher = match teacher {
-        Some(t) => t,
-        None => {
-            let t = default_teacher();
-            if !t.exists() {
-                anyhow::bail!("no teacher at {}: run scripts/fetch-teacher.sh or pass --teacher", t.display());
-            }
-            t
-        }
-    };
-    let t = engine::checkpoint::load_backbone(&teacher, &device, false)
-        .with_context(|| format!("loading the teacher {}", teacher.display()))?
-        .model;
+    let t = load_teacher(teacher, &device)?;
     let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
     let lp = match engine::lpips::LpipsVgg::load(&engine::lpips::default_dir(), &device) {
         Ok(l) => Some(l),
@@ -184,13 +178,7 @@ pub fn eval_samples(a: EvalSamplesArgs) -> Result<()> {
     let dit = dit.context("no generator: pass --dit (the default model's generator is missing)")?;
     let b = load_dit(&dit, &device).with_context(|| format!("loading {}", dit.display()))?;
     let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
-    let teacher = teacher.unwrap_or_else(default_teacher);
-    if !teacher.exists() {
-        anyhow::bail!("no teacher at {}: run scripts/fetch-teacher.sh or pass --teacher", teacher.display());
-    }
-    let t = engine::checkpoint::load_backbone(&teacher, &device, false)
-        .with_context(|| format!("loading the teacher {}", teacher.display()))?
-        .model;
+    let t = load_teacher(teacher, &device)?;
     let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
     let spec = SampleEvalSpec {
         n,
