@@ -53,6 +53,9 @@ pub struct TrainDitArgs {
     seed: u64,
     #[arg(long, default_value_t = 200)]
     checkpoint_every: usize,
+    /// Write final/ in f16 (the shipped form); on a finished run, only rewrites final/.
+    #[arg(long)]
+    f16: bool,
 }
 
 #[derive(clap::Args)]
@@ -192,6 +195,7 @@ pub fn train_dit(a: TrainDitArgs) -> Result<()> {
         seed: a.seed,
         checkpoint_every: a.checkpoint_every,
         cache: CacheSpec { crop: a.crop, crops_per_photo: a.crops_per_photo, seed: a.seed, ..Default::default() },
+        final_f16: a.f16,
         ..Default::default()
     };
     let mut encoding: Option<Progress> = None;

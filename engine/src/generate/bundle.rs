@@ -175,12 +175,13 @@ pub struct DitBundle {
     pub meta: DitMeta,
 }
 
-/// Write `dir/model.safetensors` and `dir/config.json` (atomically each).
-pub fn save_dit(dir: &Path, model: &Dit, names: &ParamNames, meta: &DitMeta) -> Result<()> {
+/// Write `dir/model.safetensors` (weights in `precision`; they load back as f32) and `dir/config.json` (atomically
+/// each).
+pub fn save_dit(dir: &Path, model: &Dit, names: &ParamNames, meta: &DitMeta, precision: Precision) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
     let map = dit_state_dict(model, names)?;
     let md = [("format".to_string(), "pt".to_string())].into_iter().collect();
-    write_safetensors(dir.join("model.safetensors"), &map, &md, Precision::F32)?;
+    write_safetensors(dir.join("model.safetensors"), &map, &md, precision)?;
     write_json(&dir.join("config.json"), meta)
 }
 

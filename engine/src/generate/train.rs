@@ -56,6 +56,8 @@ pub struct DitRunConfig {
     /// Time shift of training and sampling (None: `rfm::default_shift(C, h, w)`).
     pub shift: Option<f64>,
     pub cache: CacheSpec,
+    /// Write `final/` in f16 (the shipped form: half the size; a run already at its last step only rewrites it).
+    pub final_f16: bool,
 }
 
 impl Default for DitRunConfig {
@@ -76,6 +78,7 @@ impl Default for DitRunConfig {
             seed: 0,
             shift: None,
             cache: CacheSpec::default(),
+            final_f16: false,
         }
     }
 }
@@ -336,7 +339,8 @@ pub fn train_dit_run(
     meta.steps = step;
     let (final_model, final_names) = dit_from_state_dict(ema, &dcfg, &plain)?;
     let final_dir = out.join("final");
-    save_dit(&final_dir, &final_model, &final_names, &meta)?;
+    let precision = if cfg.final_f16 { Precision::F16 } else { Precision::F32 };
+    save_dit(&final_dir, &final_model, &final_names, &meta, precision)?;
     write_loss_png(out)?;
     Ok(TrainDitSummary { start_step, steps: step, losses, latents_reused: reused, latent_count: set.len(), final_dir })
 }
