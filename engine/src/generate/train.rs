@@ -57,6 +57,8 @@ pub struct DitRunConfig {
     pub shift: Option<f64>,
     pub cache: CacheSpec,
     /// Write `final/` in f16 (the shipped form: half the size; a run already at its last step only rewrites it).
+    /// Not a setting of the run: runs saved before it existed resume, with or without it.
+    #[serde(default)]
     pub final_f16: bool,
 }
 
