@@ -68,3 +68,13 @@ cp "$runs/default-v6/model.safetensors" assets/default-model/model.safetensors
   --teacher "$cache/teacher-dinov2-s14" --photos "$cache/photos/val" --size 256 -o docs/RESULTS.table.md
 "$bin" eval default=assets/default-model --teacher "$cache/teacher-dinov2-s14" --photos "$cache/photos/val2" --size 256 \
   -o docs/RESULTS.table-val2.md
+# 9. v6's preview decoder, re-distilled from v6's decoder on photos v2 (68 photos; 13 minutes).
+"$bin" train-preview --model assets/default-model --photos "$cache/photos/train" -o "$runs/preview-v6" --preset small \
+  --steps 2800 --batch 16 --checkpoint-every 100 --f16
+rm -rf assets/default-model/preview && cp -r "$runs/preview-v6/final" assets/default-model/preview
+# 10. v6's generator: the mini LightningDiT (192 wide, 6 deep) on the same 27 class photos as before (v6's encoder is
+#     v5's, so the latents are too); ~28 minutes at ~0.55 s per step.
+"$bin" train-dit --sae assets/default-model --photos "$cache/photos/train-v5" --out "$runs/dit6-mini" --preset mini \
+  --crop 128 --steps "${DIT_STEPS:-3000}" --batch 16 --ema 0.99 --checkpoint-every 250 --f16
+rm -rf assets/default-model/dit && cp -r "$runs/dit6-mini/final" assets/default-model/dit
+"$bin" eval-samples --photos "$cache/photos/train-v5" --n 8 --size 128 -o "$runs/eval-samples-128/table.md"
