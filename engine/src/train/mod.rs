@@ -412,17 +412,5 @@ impl Stats {
 
 /// Redraw `loss.png` from `loss.csv`.
 pub fn write_curve(out: &Path) -> Result<()> {
-    let s = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
-    let mut cols: Vec<(String, Vec<f64>)> =
-        ["loss", "align", "l1"].iter().map(|n| (n.to_string(), Vec::new())).collect();
-    for line in s.lines().skip(1) {
-        let v: Vec<f64> = line.split(',').filter_map(|x| x.parse().ok()).collect();
-        if v.len() >= 4 {
-            for (i, c) in cols.iter_mut().enumerate() {
-                c.1.push(v[i + 1]);
-            }
-        }
-    }
-    cols.retain(|(_, v)| v.iter().any(|x| *x > 0.0));
-    plot::loss_curve(&out.join("loss.png"), &cols, 640, 360)
+    plot::curve_from_csv(out, &[("loss", 1), ("align", 2), ("l1", 3)])
 }

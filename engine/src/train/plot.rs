@@ -4,6 +4,24 @@ use image::{Rgb, RgbImage};
 
 const COLORS: [[u8; 3]; 4] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40]];
 
+/// Redraw `out/loss.png` from `out/loss.csv`: one series per `(name, column index)`, from the rows that hold every
+/// column asked for; series that never rise above zero (terms switched off) are left out.
+pub fn curve_from_csv(out: &std::path::Path, columns: &[(&str, usize)]) -> crate::Result<()> {
+    let s = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
+    let need = columns.iter().map(|(_, i)| i + 1).max().unwrap_or(0);
+    let mut cols: Vec<(String, Vec<f64>)> = columns.iter().map(|(n, _)| (n.to_string(), Vec::new())).collect();
+    for line in s.lines().skip(1) {
+        let v: Vec<f64> = line.split(',').filter_map(|x| x.parse().ok()).collect();
+        if v.len() >= need {
+            for ((_, series), (_, i)) in cols.iter_mut().zip(columns) {
+                series.push(v[*i]);
+            }
+        }
+    }
+    cols.retain(|(_, v)| v.iter().any(|x| *x > 0.0));
+    loss_curve(&out.join("loss.png"), &cols, 640, 360)
+}
+
 /// Draw `series` (name, values per logged step) into a `w x h` PNG at `path`.
 pub fn loss_curve(path: &std::path::Path, series: &[(String, Vec<f64>)], w: u32, h: u32) -> crate::Result<()> {
     let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));

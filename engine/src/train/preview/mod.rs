@@ -254,19 +254,7 @@ fn save_checkpoint(
 
 /// Redraw `loss.png` from `loss.csv` (loss, L1 to the full decode, L1 to the photo).
 pub fn write_curve(out: &Path) -> Result<()> {
-    let s = std::fs::read_to_string(out.join("loss.csv")).unwrap_or_default();
-    let mut cols: Vec<(String, Vec<f64>)> =
-        ["loss", "l1", "photo"].iter().map(|n| (n.to_string(), Vec::new())).collect();
-    for line in s.lines().skip(1) {
-        let v: Vec<f64> = line.split(',').filter_map(|x| x.parse().ok()).collect();
-        if v.len() >= 5 {
-            cols[0].1.push(v[1]);
-            cols[1].1.push(v[2]);
-            cols[2].1.push(v[4]);
-        }
-    }
-    cols.retain(|(_, v)| v.iter().any(|x| *x > 0.0));
-    super::plot::loss_curve(&out.join("loss.png"), &cols, 640, 360)
+    super::plot::curve_from_csv(out, &[("loss", 1), ("l1", 2), ("photo", 4)])
 }
 
 /// Distil a preview decoder of `sae_path` on the photos in `photos_dir` into the run folder `out` (resuming from
