@@ -75,14 +75,8 @@ impl Budget {
 
     fn default_budget() -> Self {
         match available_bytes() {
-            Some(a) => Self {
-                bytes: (a as f64 * 0.6) as u64,
-                source: "60 % of the available memory".into(),
-                attention: Attention::cpu(),
-            },
-            None => {
-                Self { bytes: 4 << 30, source: "4 GiB (available memory unknown)".into(), attention: Attention::cpu() }
-            }
+            Some(a) => Self { source: "60 % of the available memory".into(), ..Self::bytes((a as f64 * 0.6) as u64) },
+            None => Self { source: "4 GiB (available memory unknown)".into(), ..Self::bytes(4 << 30) },
         }
     }
 
@@ -104,9 +98,8 @@ impl Budget {
                     EngineError::Config("memory budget as a fraction: available memory unknown".into())
                 })?;
                 return Ok(Self {
-                    bytes: (a as f64 * v) as u64,
                     source: format!("{:.0} % of the available memory", v * 100.0),
-                    attention: Attention::cpu(),
+                    ..Self::bytes((a as f64 * v) as u64)
                 });
             }
             "" | "b" => 1.0,
@@ -118,7 +111,7 @@ impl Budget {
             "gib" => 1024.0 * 1024.0 * 1024.0,
             _ => return Err(bad()),
         };
-        Ok(Self { bytes: (v * mul) as u64, source: format!("DINO_SAE_MEMORY_BUDGET={t}"), attention: Attention::cpu() })
+        Ok(Self { source: format!("DINO_SAE_MEMORY_BUDGET={t}"), ..Self::bytes((v * mul) as u64) })
     }
 }
 

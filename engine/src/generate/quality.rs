@@ -140,9 +140,9 @@ pub fn evaluate_samples(
             grid: Some([grid, grid]),
         };
         let samples = decode_images(sae, sample_latents(b, &sspec)?)?;
+        let real_rows = stack_rows(&[f_real]);
         let fd = |imgs: &[RgbImage]| -> Result<f64> {
-            let f = features(teacher, sae, imgs, grid)?;
-            Ok(metrics::frechet(&stack_rows(&[f]), &stack_rows(std::slice::from_ref(&f_real))))
+            Ok(metrics::frechet(&stack_rows(&[features(teacher, sae, imgs, grid)?]), &real_rows))
         };
         rows.push(ClassRow {
             class: classes[c].clone(),
