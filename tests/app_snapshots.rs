@@ -13,6 +13,15 @@ use egui_kittest::kittest::Queryable;
 use engine::worker::JobKind;
 use support::*;
 
+/// How many of a snapshot's 1.36 M pixels may differ (above egui_kittest's per-pixel colour threshold, 0.6): the
+/// reconstruction's pixels depend on which matrix-product kernel the CPU runs (the `gemm` crate picks AVX-512 or
+/// AVX2 at run time; their sums round differently, and a few error-map pixels sit on a colour-bin edge). It must
+/// stay below what one changed glyph costs, so that a changed digit in a metric label fails:
+/// `one_changed_digit_fails_the_snapshot_tolerance` measures that cost on every run (measured: 10 pixels for the
+/// cheapest pair, '1' -> '7', in the studio's body font). The pictures were written on an AVX2 CPU; on an AVX-512
+/// one, more than 8 error-map pixels on a colour-bin edge would fail the test (not seen: no such CPU here).
+const MAX_FAILED_PIXELS: usize = 8;
+
 /// Panels rendered through wgpu (lavapipe) and compared with the committed snapshots. Paths are relative (the
 /// test runs in app/) and run-dependent values (timings, memory) are hidden, so the pictures are the same on
 /// every checkout.
@@ -28,11 +37,7 @@ fn panel_snapshots_match_the_committed_ones() {
     wait_for(&mut h, "reconstruction", |s| {
         s.current().is_some_and(|c| c.lpips.is_some() || !c.lpips_note.contains("computing")) && s.is_idle()
     });
-    // Up to 64 of the 1.36 M pixels may differ: the reconstruction's pixels depend on which matrix-product kernel the
-    // CPU runs (the `gemm` crate picks AVX-512 or AVX2 at run time; their sums round differently, and a few error-map
-    // pixels sit on a colour-bin edge). Anything a user would see (a moved widget, a changed label, a wrong image)
-    // changes thousands of pixels.
-    let snap = SnapshotOptions::new().output_path(root().join("docs/snapshots")).max_failed_pixels(64);
+    let snap = SnapshotOptions::new().output_path(root().join("docs/snapshots")).max_failed_pixels(MAX_FAILED_PIXELS);
     h.snapshot_options("studio-compare", &snap);
     for (tab, name) in [("Inspect", "studio-inspect"), ("Steer", "studio-steer"), ("Models", "studio-models")] {
         h.get_by_label(tab).click();
@@ -194,5 +199,46 @@ fn steering_shows_a_preview_then_the_full_decode() {
     let c = app(&h).current().expect("c");
     assert_ne!(c.steered.as_ref().expect("steered").0, c.recon);
     assert!(h.query_by_label_contains("Steered decode: PSNR").is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The snapshot tolerance catches one changed digit: a metric label ("PSNR 21.3N dB", the studio's body text) is
+/// rendered with each last digit 0-9, and every pair of them differs in more pixels than [`MAX_FAILED_PIXELS`]
+/// under the same comparison the panel snapshots use.
+#[test]
+fn one_changed_digit_fails_the_snapshot_tolerance() {
+    let dir = std::env::temp_dir().join(format!("dino-sae-glyph-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let render = |text: String| {
+        let mut h = egui_kittest::Harness::builder().with_size(egui::vec2(160.0, 28.0)).build_ui(move |ui| {
+            ui.label(text.as_str());
+        });
+        h.run_steps(2);
+        h.render().expect("render")
+    };
+    let images: Vec<image::RgbaImage> = (0..10).map(|d| render(format!("PSNR 21.3{d} dB"))).collect();
+    // count every differing pixel (tolerance 0) at the snapshots' per-pixel threshold, then compare with ours
+    let opts = SnapshotOptions::new().output_path(&dir).max_failed_pixels(0);
+    let mut cheapest = (usize::MAX, 0, 0);
+    for a in 0..10 {
+        images[a].save(dir.join(format!("digit{a}.png"))).expect("save");
+        for b in (0..10).filter(|&b| b != a) {
+            match egui_kittest::try_image_snapshot_options(&images[b], format!("digit{a}"), &opts) {
+                Err(egui_kittest::SnapshotError::Diff { diff, .. }) => {
+                    if (diff as usize) < cheapest.0 {
+                        cheapest = (diff as usize, a, b);
+                    }
+                }
+                Ok(()) => panic!("'{a}' -> '{b}' renders no pixel differently"),
+                Err(e) => panic!("comparison failed: {e}"),
+            }
+        }
+    }
+    eprintln!(
+        "cheapest digit change: '{}' -> '{}' = {} pixels (tolerance {MAX_FAILED_PIXELS})",
+        cheapest.1, cheapest.2, cheapest.0
+    );
+    assert!(cheapest.0 > MAX_FAILED_PIXELS);
     let _ = std::fs::remove_dir_all(&dir);
 }

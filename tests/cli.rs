@@ -62,10 +62,11 @@ fn dino_sae(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> (i32, String, S
     (code, stdout, stderr, secs)
 }
 
-/// A 6000x4000 camera-sized JPEG given to `reconstruct` is refused within seconds with the estimate, the budget
-/// and the largest size that fits; nothing is written and the process exits with an error code, not an abort.
+/// A 6000x4000 camera-sized JPEG given to `reconstruct --whole` (one pass insisted on) is refused within seconds
+/// with the estimate, the budget and the largest size that fits; nothing is written and the process exits with an
+/// error code, not an abort. (Without `--whole` it goes to tiles: `camera_photo_goes_to_tiles_by_itself`.)
 #[test]
-fn reconstruct_refuses_a_camera_photo_within_seconds() {
+fn reconstruct_whole_refuses_a_camera_photo_within_seconds() {
     let dir = tmp_dir("camera");
     let photo = dir.join("camera.jpg");
     let img =
@@ -73,7 +74,7 @@ fn reconstruct_refuses_a_camera_photo_within_seconds() {
     img.save(&photo).expect("write the 6000x4000 JPEG");
     let out = dir.join("recon.png");
     let (code, stdout, stderr, secs) = dino_sae(
-        &["reconstruct".as_ref(), photo.as_os_str(), "-o".as_ref(), out.as_os_str()],
+        &["reconstruct".as_ref(), photo.as_os_str(), "-o".as_ref(), out.as_os_str(), "--whole".as_ref()],
         // a fixed budget: whether the photo fits must not depend on this machine's free memory (the estimate is
         // about 7 GiB since attention no longer materialises its scores)
         &[
@@ -101,6 +102,85 @@ fn reconstruct_refuses_a_camera_photo_within_seconds() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Run the CLI with stderr read line by line as it comes; returns (exit code, stdout, stderr lines with the
+/// seconds since the start at which each arrived).
+fn dino_sae_timed(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> (i32, String, Vec<(f64, String)>) {
+    use std::io::{BufRead, Read};
+    let t0 = std::time::Instant::now();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dino-sae"));
+    c.args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("run dino-sae");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        // progress bars redraw with \r on a terminal; here (a pipe) they print lines
+        std::io::BufReader::new(stderr)
+            .split(b'\n')
+            .map_while(|l| l.ok())
+            .map(|l| (t0.elapsed().as_secs_f64(), String::from_utf8_lossy(&l).to_string()))
+            .collect::<Vec<_>>()
+    });
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).expect("stdout");
+    let status = child.wait().expect("wait");
+    let lines = reader.join().expect("stderr reader");
+    let code = status.code().unwrap_or_else(|| panic!("dino-sae died by a signal ({status:?})\n{out}\n{lines:?}"));
+    (code, out, lines)
+}
+
+/// A 6000x4000 camera JPEG given to plain `reconstruct` goes to tiles by itself: the preflight's plan says why on
+/// stderr ("auto-tiling"), a progress line with an ETA arrives within 60 s of the start (the bound for any
+/// camera-sized input: a result, a tiled job with progress, or a refusal), and the full-size reconstruction is
+/// written. Fixture model (fast tiles) under a fixed 4 GiB budget.
+#[test]
+fn camera_photo_goes_to_tiles_by_itself() {
+    let dir = tmp_dir("camera-auto");
+    let photo = dir.join("camera.jpg");
+    let img =
+        image::RgbImage::from_fn(6000, 4000, |x, y| image::Rgb([(x / 24) as u8, (y / 16) as u8, ((x + y) / 40) as u8]));
+    img.save(&photo).expect("write the 6000x4000 JPEG");
+    let out = dir.join("recon.png");
+    let model = fixture_model();
+    let (code, stdout, lines) = dino_sae_timed(
+        &["reconstruct".as_ref(), photo.as_os_str(), "-o".as_ref(), out.as_os_str(), "-m".as_ref(), model.as_os_str()],
+        &[("DINO_SAE_MEMORY_BUDGET", "4GiB")],
+    );
+    let all: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(code, 0, "{stdout}\n{}", all.join("\n"));
+    assert!(all.iter().any(|l| l.starts_with("auto-tiling:") && l.contains("6000x4000")), "{}", all.join("\n"));
+    let first = lines.iter().find(|(_, l)| l.contains("tile") && l.contains("ETA")).expect("a progress line");
+    assert!(first.0 < 60.0, "first progress line after {:.1} s", first.0);
+    assert!(stdout.contains("PSNR") && stdout.contains("tiled"), "{stdout}");
+    let rec = image::open(&out).expect("reconstruction");
+    assert_eq!((rec.width(), rec.height()), (6000, 4000));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A latent with a 400x400 grid given to plain `decode` is decoded in tiles by itself (6400x6400 px), saying so.
+#[test]
+fn a_400x400_latent_decodes_in_tiles_by_itself() {
+    let dir = tmp_dir("bigdec-auto");
+    let lat = dir.join("big.safetensors");
+    write_latent(&lat, 64, 400, 400);
+    let out = dir.join("big.png");
+    let model = fixture_model();
+    let (code, stdout, lines) = dino_sae_timed(
+        &["decode".as_ref(), lat.as_os_str(), "-o".as_ref(), out.as_os_str(), "-m".as_ref(), model.as_os_str()],
+        &[("DINO_SAE_MEMORY_BUDGET", "2GiB")],
+    );
+    let all: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(code, 0, "{stdout}\n{}", all.join("\n"));
+    assert!(all.iter().any(|l| l.starts_with("auto-tiling:") && l.contains("400x400 latent")), "{}", all.join("\n"));
+    let first = lines.iter().find(|(_, l)| l.contains("tile") && l.contains("ETA")).expect("a progress line");
+    assert!(first.0 < 60.0, "first progress line after {:.1} s", first.0);
+    let img = image::open(&out).expect("decoded");
+    assert_eq!((img.width(), img.height()), (6400, 6400));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn write_latent(path: &std::path::Path, c: usize, h: usize, w: usize) {
     let mut t = engine::raw::TensorMap::new();
     let data: Vec<f32> = (0..c * h * w).map(|i| ((i % 97) as f32 / 97.0 - 0.5) * 0.2).collect();
@@ -108,17 +188,25 @@ fn write_latent(path: &std::path::Path, c: usize, h: usize, w: usize) {
     engine::raw::write_safetensors(path, &t, &Default::default(), engine::raw::Precision::F32).expect("write latent");
 }
 
-/// `decode` of a latent with a 400x400 grid is refused within seconds, saying which grid fits and pointing to
-/// `--tiled`; the same file with `--tiled` would be a 6400x6400 render (checked by the preflight only).
+/// `decode --whole` of a latent with a 400x400 grid is refused within seconds, saying which grid fits and pointing
+/// to `--tiled` (without `--whole` it is decoded in tiles: `a_400x400_latent_decodes_in_tiles_by_itself`).
 #[test]
-fn decode_refuses_a_400x400_latent_and_says_what_fits() {
+fn decode_whole_refuses_a_400x400_latent_and_says_what_fits() {
     let dir = tmp_dir("bigdec");
     let lat = dir.join("big.safetensors");
     write_latent(&lat, 64, 400, 400);
     let out = dir.join("big.png");
     let model = fixture_model();
     let (code, stdout, stderr, secs) = dino_sae(
-        &["decode".as_ref(), lat.as_os_str(), "-o".as_ref(), out.as_os_str(), "-m".as_ref(), model.as_os_str()],
+        &[
+            "decode".as_ref(),
+            lat.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "-m".as_ref(),
+            model.as_os_str(),
+            "--whole".as_ref(),
+        ],
         &[("DINO_SAE_MEMORY_BUDGET", "2GiB")],
     );
     assert_eq!(code, 1, "{stdout}\n{stderr}");

@@ -98,6 +98,12 @@ fn dit_runs_non_square_grids_and_cfg_scale_one_is_unguided() {
             ..Default::default()
         };
         let a = sample_sphere(&m, &[1, 2], [8, 3, 5], &scfg, &device, &mut |_, _| true);
+        // the guided formula u + w (c - u) at w = 1 + 1e-6 (it runs both branches; w = 1 exactly skips the
+        // unconditional one) lands where the unguided run does: they differ by 1e-6 |c - u| per step
+        scfg.cfg_scale = 1.0 + 1e-6;
+        let g = sample_sphere(&m, &[1, 2], [8, 3, 5], &scfg, &device, &mut |_, _| true);
+        let d1: f32 = host(&(a.z.clone() - g.z)).iter().map(|v| v.abs()).fold(0.0, f32::max);
+        assert!(d1 < 1e-4, "CFG at scale 1 differs from the unguided sampler by {d1}");
         scfg.cfg_scale = 3.0;
         let b = sample_sphere(&m, &[1, 2], [8, 3, 5], &scfg, &device, &mut |_, _| true);
         let d: f32 = host(&(a.z - b.z)).iter().map(|v| v.abs()).fold(0.0, f32::max);

@@ -111,13 +111,15 @@ fn stage1_trains_resumes_and_leaves_no_partial_checkpoint() {
 }
 
 /// Largest absolute difference between two saved models (same keys required).
-fn max_weight_diff(a: &std::path::Path, b: &std::path::Path) -> f32 {
-    let (a, b) = (
-        engine::raw::read_safetensors(a.join("model.safetensors")).expect("a"),
-        engine::raw::read_safetensors(b.join("model.safetensors")).expect("b"),
-    );
+/// Max |a - b| over every tensor of two safetensors files with the same keys.
+fn max_file_diff(a: &std::path::Path, b: &std::path::Path) -> f32 {
+    let (a, b) = (engine::raw::read_safetensors(a).expect("a"), engine::raw::read_safetensors(b).expect("b"));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     a.iter().flat_map(|(k, t)| t.data.iter().zip(&b[k].data).map(|(x, y)| (x - y).abs())).fold(0.0, f32::max)
+}
+
+fn max_weight_diff(a: &std::path::Path, b: &std::path::Path) -> f32 {
+    max_file_diff(&a.join("model.safetensors"), &b.join("model.safetensors"))
 }
 
 /// A run interrupted at step 10 and resumed ends with the weights of the uninterrupted run (AdamW's moments and the
@@ -215,6 +217,53 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// Max |a - b| over the discriminator heads of two checkpoint folders.
+fn max_disc_diff(a: &std::path::Path, b: &std::path::Path) -> f32 {
+    max_file_diff(&a.join(engine::train::DISC_FILE), &b.join(engine::train::DISC_FILE))
+}
+
+/// Stage 2 interrupted at step 5 and resumed ends where the uninterrupted run does: the model, the discriminator
+/// and both optimisers (the autoencoder's and the discriminator's AdamW moments) come back exactly. Controls: the
+/// same resume with either optimiser file deleted ends measurably elsewhere, in the part that optimiser drives.
+#[test]
+fn a_resumed_stage2_run_ends_where_the_uninterrupted_one_does() {
+    let photos = PhotoSet::load(&root().join("assets/samples"), 64).expect("photos");
+    let dec = DecoderConfig::small(64);
+    let mut c = cfg(10);
+    c.stage = 2;
+    c.w_gan = 0.5;
+    c.checkpoint_every = 5;
+    let straight = fresh_run_dir("gan-straight");
+    train(&c, &teacher(), None, dec.clone(), &photos, &straight, &mut |_| true).expect("straight");
+    let mut diffs = Vec::new();
+    for (tag, drop) in
+        [("gan-resumed", None), ("gan-no-optim", Some("optim.bpk")), ("gan-no-optim-d", Some("optim_disc.bpk"))]
+    {
+        let out = fresh_run_dir(tag);
+        let e = train(&c, &teacher(), None, dec.clone(), &photos, &out, &mut |r| r.step < 5).expect_err("stopped");
+        assert!(matches!(e, engine::EngineError::Cancelled));
+        let ck = out.join("ckpt-5");
+        for f in ["optim.bpk", "optim_disc.bpk", engine::train::DISC_FILE] {
+            assert!(ck.join(f).is_file(), "the checkpoint holds {f}");
+        }
+        if let Some(f) = drop {
+            std::fs::remove_file(ck.join(f)).expect("rm");
+        }
+        train(&c, &teacher(), None, dec.clone(), &photos, &out, &mut |_| true).expect("resume");
+        let (s, o) = (straight.join("ckpt-10"), out.join("ckpt-10"));
+        diffs.push((max_weight_diff(&s.join("model"), &o.join("model")), max_disc_diff(&s, &o)));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let _ = std::fs::remove_dir_all(&straight);
+    eprintln!(
+        "stage 2, max |w - w_straight| (model, disc): resumed {:?}, no model optimiser {:?}, no disc optimiser {:?}",
+        diffs[0], diffs[1], diffs[2]
+    );
+    assert!(diffs[0].0 < 1e-5 && diffs[0].1 < 1e-5, "resumed stage 2 differs: {:?}", diffs[0]);
+    assert!(diffs[1].0 > 1e-4, "restarting the model's optimiser should move the model: {:?}", diffs[1]);
+    assert!(diffs[2].1 > 1e-4, "restarting the discriminator's optimiser should move the heads: {:?}", diffs[2]);
+}
+
 /// The optional terms enter the loss as weight * term: one step with the LPIPS-VGG-like term (scripts/fetch-lpips.sh
 /// weights) at 0.5, or the pixel MSE at 2.0, logs the loss of the same step with both off plus that weighted term
 /// (same seed, same crops, same initial model); perc > 0, gradients flow through the frozen VGG without changing it;
@@ -253,25 +302,18 @@ fn optional_terms_enter_the_loss_with_their_weights() {
     assert!((c.loss - want).abs() < 1e-4 * want.max(1.0), "loss {} vs {} + 2 * {}", c.loss, a.loss, a.mse);
 }
 
-/// The ablation without the stem starts as the teacher itself: its patchify sees the 16-px grid resized to the
-/// teacher's 14-px grid, so the untrained student's latent equals the teacher's tokens on the resized image
-/// (the training target of stage 1). Checked on the 14-px DINOv2 of the fixtures, where the resize is real.
-#[test]
-fn patchify_student_starts_as_the_teacher_and_trains() {
+/// An untrained student of this patch embedding encodes like the teacher on the image resized to the teacher's
+/// grid (the training target of stage 1). Checked on the 14-px DINOv2 of the fixtures, where the resize is real.
+/// Tolerance 1e-5 x max(1, max |teacher token|): the same operations up to float32 rounding.
+fn assert_untrained_student_is_the_teacher(kind: engine::train::EmbedKind) -> (PathBuf, usize) {
     use burn::tensor::Tensor;
     let dir = root().join("tests/fixtures/dinov2-evit-setA/dinov2/hf");
     let device = engine::cpu();
     let teacher = engine::checkpoint::load_backbone(&dir, &device, false).expect("teacher").model;
     let p = teacher.cfg.patch_size;
     assert_eq!(p, 14, "the check needs a backbone whose patch is not 16");
-    let student = engine::train::init_student(
-        &dir,
-        DecoderConfig::small(teacher.cfg.dim),
-        engine::train::EmbedKind::Patchify,
-        0,
-        &device,
-    )
-    .expect("init");
+    let student =
+        engine::train::init_student(&dir, DecoderConfig::small(teacher.cfg.dim), kind, 0, &device).expect("init");
     let (gh, gw) = (3, 4);
     let x = Tensor::<4>::random([2, 3, 16 * gh, 16 * gw], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     let z = student.encode(x.clone()).expect("encode").patches; // [2, D, 3, 4]
@@ -281,18 +323,58 @@ fn patchify_student_starts_as_the_teacher_and_trains() {
     let t = engine::model::sae::tokens_to_map(t, (gh, gw));
     let err: f32 = (z - t.clone()).abs().max().into_scalar();
     let scale: f32 = t.abs().max().into_scalar();
-    assert!(err <= 1e-5 * scale.max(1.0), "patchify student vs teacher: max |err| {err} (scale {scale})");
+    assert!(err <= 1e-5 * scale.max(1.0), "{kind:?} student vs teacher: max |err| {err} (scale {scale})");
+    (dir, teacher.cfg.dim)
+}
+
+/// The ablation without the stem starts as the teacher itself: its patchify sees the 16-px grid resized to the
+/// teacher's 14-px grid, so the untrained student's latent equals the teacher's tokens on the resized image.
+#[test]
+fn patchify_student_starts_as_the_teacher_and_trains() {
+    let (dir, dim) = assert_untrained_student_is_the_teacher(engine::train::EmbedKind::Patchify);
     // saved and reloaded with its embedding kind (config.json), and a stage-1 run from scratch uses it
     let out = fresh_run_dir("train-patchify");
     let photos = PhotoSet::load(&root().join("assets/samples"), 256).expect("photos");
     let mut c = cfg(10);
     c.embed = engine::train::EmbedKind::Patchify;
     let mut go = |_: &engine::train::LogRow| true;
-    train(&c, &dir, None, DecoderConfig::small(teacher.cfg.dim), &photos, &out, &mut go).expect("train");
-    let m = engine::checkpoint::load_sae(out.join("ckpt-10/model"), &device, false).expect("reload").model;
+    train(&c, &dir, None, DecoderConfig::small(dim), &photos, &out, &mut go).expect("train");
+    let m = engine::checkpoint::load_sae(out.join("ckpt-10/model"), &engine::cpu(), false).expect("reload").model;
     assert_eq!(m.cfg.embed, engine::train::EmbedKind::Patchify);
     assert!(matches!(m.encoder.patch_embed, engine::model::vit::PatchEmbed::Resized(_)));
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The hybrid embedding (patchify + the stem as a residual branch whose last convolution starts at zero) is the
+/// teacher before training; stage 1 then trains the branch (its last convolution leaves zero), and the run's
+/// checkpoint reloads as a hybrid, from our folder (config.json) and from the bare weights (both key families).
+#[test]
+fn hybrid_student_starts_as_the_teacher_and_trains_its_stem() {
+    let (dir, dim) = assert_untrained_student_is_the_teacher(engine::train::EmbedKind::Hybrid);
+    let out = fresh_run_dir("train-hybrid");
+    let photos = PhotoSet::load(&root().join("assets/samples"), 256).expect("photos");
+    let mut c = cfg(10);
+    c.embed = engine::train::EmbedKind::Hybrid;
+    let mut go = |_: &engine::train::LogRow| true;
+    train(&c, &dir, None, DecoderConfig::small(dim), &photos, &out, &mut go).expect("train");
+    let m = engine::checkpoint::load_sae(out.join("ckpt-10/model"), &engine::cpu(), false).expect("reload").model;
+    assert_eq!(m.cfg.embed, engine::train::EmbedKind::Hybrid);
+    let engine::model::vit::PatchEmbed::Hybrid(h) = &m.encoder.patch_embed else { panic!("not a hybrid") };
+    let last: f32 = h.stem.convs[3].weight.val().abs().max().into_scalar();
+    assert!(last > 0.0, "the stem's last convolution learned (max |w| {last})");
+    // the bare safetensors (no config.json beside it) is recognised by its keys
+    let bare = fresh_run_dir("train-hybrid-bare");
+    std::fs::create_dir_all(&bare).expect("dir");
+    std::fs::copy(out.join("ckpt-10/model/model.safetensors"), bare.join("weights.safetensors")).expect("copy");
+    let keys = engine::raw::read_safetensors(bare.join("weights.safetensors")).expect("read");
+    assert!(keys.contains_key("dino_model.patch_embed.proj.weight"));
+    assert!(keys.contains_key("dino_model.patch_embed.cnn.3.conv.weight"));
+    let m2 = engine::checkpoint::load_sae(bare.join("weights.safetensors"), &engine::cpu(), false)
+        .expect("reload bare")
+        .model;
+    assert_eq!(m2.cfg.embed, engine::train::EmbedKind::Hybrid);
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&bare);
 }
 
 /// Stage 0 (stem warm start) fits the stem to the teacher's own patch embedding and touches nothing else: on a

@@ -15,7 +15,10 @@ impl Studio {
 
     pub(crate) fn on_event(&mut self, ev: Event) {
         match ev {
-            Event::BackendReady(b) => self.backend = b.name,
+            Event::BackendReady(b) => {
+                // UI snapshots must not depend on the machine (thread count, adapter name)
+                self.backend = if self.stable_ui { b.generic_name } else { b.name }
+            }
             Event::Loaded(l) => {
                 let had_generator = self.models.generator.clone();
                 self.models = l.models;

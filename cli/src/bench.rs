@@ -141,14 +141,7 @@ fn bench(preset: BenchPreset, backend: BackendArg, repeats: usize, size: usize, 
             );
         }
     };
-    let fe = match m.cfg.embed {
-        engine::model::sae::EmbedKind::Stem => engine::flops::encoder(&m.cfg.encoder, size, size, true),
-        // the resized patchify sees (size/16 * p) pixels
-        engine::model::sae::EmbedKind::Patchify => {
-            let s = size / 16 * m.cfg.encoder.patch_size;
-            engine::flops::encoder(&m.cfg.encoder, s, s, false)
-        }
-    };
+    let fe = engine::flops::sae_encoder(&m.cfg, size, size);
     let fd = engine::flops::decoder(&m.cfg.decoder, g, g);
     let lat = m.encode(x.clone())?;
     times(&format!("encode_{size}"), Some(fe), &mut || {

@@ -8,10 +8,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use engine::image_io;
 use engine::preflight::{self, Budget};
-use engine::raw::{Precision, RawTensor, TensorMap, write_safetensors};
+use engine::raw::{Precision, TensorMap, write_safetensors};
 use engine::render::{self, Tiling};
 
 use crate::args::{FitArg, ModelArgs, PreviewArgs, announce, flag_hint, progress_line, too_big, value_name};
+use crate::tiles::TileArgs;
 
 #[derive(clap::Args)]
 pub struct ReconstructArgs {
@@ -26,10 +27,8 @@ pub struct ReconstructArgs {
     /// How to make H, W multiples of 16.
     #[arg(long, value_enum, default_value_t)]
     fit: FitArg,
-    /// Full resolution in overlapping tiles (engine::render), with a progress line on stderr; for images too
-    /// large for one pass (the memory preflight says when).
-    #[arg(long)]
-    tiled: bool,
+    #[command(flatten)]
+    tiles: TileArgs,
     #[command(flatten)]
     preview: PreviewArgs,
 }
@@ -44,9 +43,8 @@ pub struct EncodeArgs {
     /// How to make H, W multiples of 16.
     #[arg(long, value_enum, default_value_t)]
     fit: FitArg,
-    /// Encode in overlapping tiles (engine::render), with a progress line on stderr.
-    #[arg(long)]
-    tiled: bool,
+    #[command(flatten)]
+    tiles: TileArgs,
 }
 
 #[derive(clap::Args)]
@@ -56,10 +54,8 @@ pub struct DecodeArgs {
     out: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// Decode in overlapping tiles blended at the seams (engine::render), with a progress line on stderr; for
-    /// latents too large for one pass (the memory preflight says when).
-    #[arg(long)]
-    tiled: bool,
+    #[command(flatten)]
+    tiles: TileArgs,
     #[command(flatten)]
     preview: PreviewArgs,
 }
@@ -94,17 +90,15 @@ pub enum Op {
 }
 
 pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
-    let ReconstructArgs { image, out, model, fit, tiled, preview: PreviewArgs { preview, preview_dir } } = a;
+    let ReconstructArgs { image, out, model, fit, tiles, preview: PreviewArgs { preview, preview_dir } } = a;
     let device = engine::cpu();
-    if tiled && preview {
-        bail!("--preview decodes in one pass; drop --tiled");
-    }
     let m = model.load()?;
     let pairs = crate::folder::pairs(&image, &out, "png")?;
     crate::folder::each(&pairs, image.is_dir(), |image, out| {
         let img = image_io::fit16(&image_io::load_rgb(image)?, fit.into());
         let (w, h) = (img.width() as usize, img.height() as usize);
         let budget = Budget::from_env();
+        let tiled = tiles.decide(|| render::plan_image(&m.cfg, w, h, true, &budget), preview.then_some("--preview"))?;
         let t0 = Instant::now();
         let (rec, t1) = if tiled {
             let cancel = Arc::new(AtomicBool::new(false));
@@ -165,25 +159,14 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
 }
 
 pub fn encode(a: EncodeArgs) -> Result<()> {
-    let EncodeArgs { image, out, model, fit, tiled } = a;
-    let device = engine::cpu();
+    let EncodeArgs { image, out, model, fit, tiles } = a;
     let m = model.load()?;
     let img = image_io::fit16(&image_io::load_rgb(&image)?, fit.into());
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let budget = Budget::from_env();
+    let (z, cls) = crate::tiles::encode(&m, &img, &tiles)?;
     let mut t = TensorMap::new();
-    if tiled {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let z =
-            render::encode_tiled(&m, &img, Tiling::default(), &budget, &device, &cancel, &mut progress_line("encode"))?;
-        t.insert("latent".into(), z);
-    } else {
-        let est = flag_hint(preflight::check_encode(&m.cfg, 1, w, h, &budget), too_big, "--tiled encodes it")
-            .context("memory preflight")?;
-        announce(&format!("encode of {w}x{h}"), &est);
-        let lat = m.encode(image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?)?;
-        t.insert("latent".into(), RawTensor::from_tensor(lat.patches)?);
-        t.insert("cls".into(), RawTensor::from_tensor(lat.cls)?);
+    t.insert("latent".into(), z);
+    if let Some(cls) = cls {
+        t.insert("cls".into(), cls);
     }
     let meta = [("source".to_string(), image.display().to_string())].into_iter().collect();
     write_safetensors(&out, &t, &meta, Precision::F32)?;
@@ -192,31 +175,22 @@ pub fn encode(a: EncodeArgs) -> Result<()> {
 }
 
 pub fn decode(a: DecodeArgs) -> Result<()> {
-    let DecodeArgs { latent, out, model, tiled, preview: PreviewArgs { preview, preview_dir } } = a;
+    let DecodeArgs { latent, out, model, tiles, preview: PreviewArgs { preview, preview_dir } } = a;
     let device = engine::cpu();
-    if tiled && preview {
+    if tiles.tiled && preview {
         bail!("--preview decodes in one pass; drop --tiled");
     }
     let m = model.load()?;
     let z = engine::raw::read_latent(&latent, m.cfg.decoder.latent_channels)?;
-    let (b, gh, gw) = (z.shape[0], z.shape[2], z.shape[3]);
-    let budget = Budget::from_env();
-    let img = if tiled {
-        if b != 1 {
-            bail!("--tiled decodes one latent at a time; this file holds a batch of {b}");
-        }
-        let cancel = Arc::new(AtomicBool::new(false));
-        render::decode_tiled(&m, &z, Tiling::default(), &budget, &device, &cancel, &mut progress_line("decode"))?
-    } else {
-        let est = flag_hint(preflight::check_decode(&m.cfg, b, gh, gw, &budget), too_big, "--tiled renders it")
-            .context("memory preflight")?;
-        announce(&format!("decode of a {gh}x{gw} latent"), &est);
-        let rec = if preview {
-            model.load_preview(preview_dir.as_deref())?.decode(z.to_tensor(&device)?)?
-        } else {
-            m.decode(z.to_tensor(&device)?)?
-        };
+    let img = if preview {
+        let (gh, gw) = (z.shape[2], z.shape[3]);
+        let budget = Budget::from_env();
+        // the preview decoder is small, but a camera-sized latent is still refused rather than run for an hour
+        tiles.decide(|| render::plan_decode(&m.cfg, gh, gw, &budget), Some("--preview"))?;
+        let rec = model.load_preview(preview_dir.as_deref())?.decode(z.to_tensor(&device)?)?;
         image_io::from_tensor(rec, &m.cfg.pixels)?.remove(0)
+    } else {
+        crate::tiles::decode(&m, &z, &tiles)?
     };
     image_io::save_png(&out, &image_io::f32_to_rgb8(&img), &[("Source", latent.display().to_string())])?;
     println!("wrote {} ({}x{})", out.display(), img.width, img.height);

@@ -11,7 +11,7 @@ use crate::progress::Progress;
 #[derive(clap::Args)]
 pub struct EvalArgs {
     /// Models to evaluate: `name=PATH` (our folder or an official state dict), `untrained=TEACHER` (or
-    /// `untrained-patchify=TEACHER`) for a random stem + decoder around the teacher's blocks; default: the
+    /// `untrained-patchify=TEACHER`, `untrained-hybrid=TEACHER`) for a random stem + decoder around the teacher's blocks; default: the
     /// embedded default model.
     #[arg(value_parser = parse_model)]
     models: Vec<EvalModel>,
@@ -102,6 +102,7 @@ fn parse_model(s: &str) -> Result<EvalModel> {
     let untrained = match name {
         "untrained" => Some(engine::train::EmbedKind::Stem),
         "untrained-patchify" => Some(engine::train::EmbedKind::Patchify),
+        "untrained-hybrid" => Some(engine::train::EmbedKind::Hybrid),
         _ => None,
     };
     Ok(EvalModel { name: name.to_string(), path: PathBuf::from(path), untrained })

@@ -36,9 +36,8 @@ pub struct InspectArgs {
     /// Bilinear upsampling of the patch grid (the studio's GPU heatmap option) instead of nearest.
     #[arg(long)]
     pub bilinear: bool,
-    /// Encode in overlapping tiles (for images too large for one pass).
-    #[arg(long, conflicts_with = "recon")]
-    pub tiled: bool,
+    #[command(flatten)]
+    pub tiles: crate::tiles::TileArgs,
     /// Also decode: writes recon.png and error.png (|x - recon| x4 in false colour, the Compare tab's error view)
     /// and prints PSNR / SSIM.
     #[arg(long)]
@@ -90,7 +89,7 @@ impl Writer<'_> {
 pub fn run(a: InspectArgs) -> Result<()> {
     let m = a.model.load()?;
     let img = a.source.load()?;
-    let latent = encode(&m, &img, a.tiled)?;
+    let latent = encode(&m, &img, &a.tiles)?;
     let grid = (latent.shape[2], latent.shape[3]);
     let n = grid.0 * grid.1;
     let patch = a.patch.unwrap_or(RowCol { row: grid.0 / 2, col: grid.1 / 2 });
@@ -165,16 +164,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
     );
 
     if a.recon {
-        let (gh, gw) = grid;
-        let budget = Budget::from_env();
-        let est = crate::args::flag_hint(
-            engine::preflight::check_decode(&m.cfg, 1, gh, gw, &budget),
-            crate::args::too_big,
-            "drop --recon",
-        )?;
-        crate::args::announce(&format!("decode of a {gh}x{gw} latent"), &est);
-        let x = m.decode(latent.to_tensor(&engine::cpu())?)?;
-        let rec = engine::image_io::from_tensor(x, &m.cfg.pixels)?.remove(0);
+        let rec = crate::tiles::decode(&m, &latent, &a.tiles)?;
         let orig = engine::image_io::rgb8_to_f32(&img);
         let (psnr, ssim) = (engine::metrics::psnr(&orig, &rec), engine::metrics::ssim(&orig, &rec));
         let rec8 = engine::image_io::f32_to_rgb8(&rec);

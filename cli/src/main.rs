@@ -49,6 +49,7 @@ mod generate;
 mod inspect;
 mod progress;
 mod steer;
+mod tiles;
 mod train;
 mod verify;
 

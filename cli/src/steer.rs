@@ -5,18 +5,17 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
 use engine::image_io;
-use engine::preflight::{self, Budget};
+use engine::preflight::Budget;
 use engine::raw::{Precision, RawTensor, TensorMap, write_safetensors};
-use engine::render::{self, Tiling};
+use engine::render;
 use engine::steer::{SteerEdit, SteerTarget};
 use image::RgbImage;
 
-use crate::args::{FitArg, ModelArgs, PreviewArgs, announce, flag_hint, progress_line, too_big};
+use crate::args::{FitArg, ModelArgs, PreviewArgs};
+use crate::tiles::TileArgs;
 
 /// The image a command encodes, and how it is brought to the model's grid.
 #[derive(clap::Args, Clone, Debug)]
@@ -45,28 +44,10 @@ impl SourceArgs {
     }
 }
 
-/// Encode a fitted image to its latent `[1, C, h, w]`: one pass after the memory preflight, or in tiles.
-pub fn encode(m: &engine::model::sae::DinoSae, img: &RgbImage, tiled: bool) -> Result<RawTensor> {
-    let device = engine::cpu();
-    let budget = Budget::from_env();
-    if tiled {
-        let cancel = Arc::new(AtomicBool::new(false));
-        return Ok(render::encode_tiled(
-            m,
-            img,
-            Tiling::default(),
-            &budget,
-            &device,
-            &cancel,
-            &mut progress_line("encode"),
-        )?);
-    }
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let est = flag_hint(preflight::check_encode(&m.cfg, 1, w, h, &budget), too_big, "--tiled encodes it in tiles")
-        .context("memory preflight")?;
-    announce(&format!("encode of {w}x{h}"), &est);
-    let lat = m.encode(image_io::to_tensor(&[img], &m.cfg.pixels, &device)?)?;
-    Ok(RawTensor::from_tensor(lat.patches)?)
+/// Encode a fitted image to its latent `[1, C, h, w]`: one pass after the memory preflight, or in tiles
+/// ([`crate::tiles`] decides).
+pub fn encode(m: &engine::model::sae::DinoSae, img: &RgbImage, how: &TileArgs) -> Result<RawTensor> {
+    Ok(crate::tiles::encode(m, img, how)?.0)
 }
 
 /// A patch by row and column of the latent grid: `R,C`.
@@ -206,9 +187,8 @@ pub struct SteerArgs {
     /// Generator for `class:NAME` (default: the default model's, when no --model is named).
     #[arg(long)]
     pub dit: Option<PathBuf>,
-    /// Encode and decode in overlapping tiles (the studio's full-resolution render), with progress on stderr.
-    #[arg(long, conflicts_with = "preview")]
-    pub tiled: bool,
+    #[command(flatten)]
+    pub tiles: TileArgs,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -249,7 +229,7 @@ fn target(a: &SteerArgs, m: &engine::model::sae::DinoSae, latent: &RawTensor) ->
             None => (SteerTarget::Patch(rc.index(grid)?), format!("patch {},{}", rc.row, rc.col)),
             Some(other) => {
                 let src = SourceArgs { image: other.clone(), ..a.source.clone() };
-                let z = encode(m, &src.load()?, a.tiled)?;
+                let z = encode(m, &src.load()?, &a.tiles)?;
                 let p = rc.index((z.shape[2], z.shape[3])).with_context(|| format!("in {}", other.display()))?;
                 let d = engine::steer::patch_direction(&z, p)?;
                 (SteerTarget::Direction(d), format!("patch {},{} of {}", rc.row, rc.col, other.display()))
@@ -308,7 +288,7 @@ pub fn run(a: SteerArgs) -> Result<()> {
     let device = engine::cpu();
     let m = a.model.load()?;
     let img = a.source.load()?;
-    let latent = encode(&m, &img, a.tiled)?;
+    let latent = encode(&m, &img, &a.tiles)?;
     let grid = (latent.shape[2], latent.shape[3]);
     eprintln!("latent grid {}x{} ({} patches, row-major)", grid.0, grid.1, grid.0 * grid.1);
     let patches = selection(&a.selection, grid, img.dimensions())?;
@@ -377,31 +357,15 @@ fn edit_summary(edit: &SteerEdit, target: &str, grid: (usize, usize)) -> serde_j
     })
 }
 
-/// Decode the steered latent: in tiles, with the preview decoder, or in one pass after the memory preflight.
+/// Decode the steered latent: with the preview decoder (one pass), else whole or in tiles ([`crate::tiles`]).
 fn decode(a: &SteerArgs, m: &engine::model::sae::DinoSae, z: &RawTensor) -> Result<engine::metrics::RgbF32> {
-    let device = engine::cpu();
-    let budget = Budget::from_env();
-    if a.tiled {
-        let cancel = Arc::new(AtomicBool::new(false));
-        return Ok(render::decode_tiled(
-            m,
-            z,
-            Tiling::default(),
-            &budget,
-            &device,
-            &cancel,
-            &mut progress_line("decode"),
-        )?);
-    }
-    let x = if a.preview.preview {
-        a.model.load_preview(a.preview.preview_dir.as_deref())?.decode(z.to_tensor(&device)?)?
-    } else {
+    if a.preview.preview {
+        let device = engine::cpu();
+        let budget = Budget::from_env();
         let (gh, gw) = (z.shape[2], z.shape[3]);
-        let est =
-            flag_hint(preflight::check_decode(&m.cfg, 1, gh, gw, &budget), too_big, "--tiled decodes it in tiles")
-                .context("memory preflight")?;
-        announce(&format!("decode of a {gh}x{gw} latent"), &est);
-        m.decode(z.to_tensor(&device)?)?
-    };
-    Ok(image_io::from_tensor(x, &m.cfg.pixels)?.remove(0))
+        a.tiles.decide(|| render::plan_decode(&m.cfg, gh, gw, &budget), Some("--preview"))?;
+        let x = a.model.load_preview(a.preview.preview_dir.as_deref())?.decode(z.to_tensor(&device)?)?;
+        return Ok(image_io::from_tensor(x, &m.cfg.pixels)?.remove(0));
+    }
+    crate::tiles::decode(m, z, &a.tiles)
 }

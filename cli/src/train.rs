@@ -93,6 +93,8 @@ pub enum EmbedArg {
     Stem,
     /// The teacher's own patch embedding on the image resized by p/16 (the ablation without the stem).
     Patchify,
+    /// That patchify plus the stem as a zero-initialised residual branch (starts as the teacher).
+    Hybrid,
 }
 
 /// Learning rate after warm-up ([`Schedule`]).
@@ -127,6 +129,7 @@ impl TrainArgs {
         cfg.embed = match self.embed {
             EmbedArg::Stem => EmbedKind::Stem,
             EmbedArg::Patchify => EmbedKind::Patchify,
+            EmbedArg::Hybrid => EmbedKind::Hybrid,
         };
         cfg.schedule = match self.schedule {
             None => cfg.schedule,

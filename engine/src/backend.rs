@@ -129,6 +129,12 @@ impl Backend {
         Self { device: Device::wgpu(kind), name: format!("wgpu: {} ({}, {})", a.name, a.api, a.kind), is_wgpu: true }
     }
 
+    /// The name without what depends on the machine (thread count, adapter, software fallbacks):
+    /// "CPU (burn Flex)" or "wgpu". For pictures that must be the same on every machine (UI snapshots).
+    pub fn generic_name(&self) -> &'static str {
+        if self.is_wgpu { "wgpu" } else { "CPU (burn Flex)" }
+    }
+
     /// Short label for logs and JSON (`flex-cpu`, `wgpu`).
     pub fn tag(&self) -> &'static str {
         if self.is_wgpu { "wgpu" } else { "flex-cpu" }

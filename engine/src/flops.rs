@@ -10,6 +10,20 @@ pub fn conv(c_in: usize, c_out: usize, k: usize, groups: usize, h_out: usize, w_
 }
 
 /// Encoder forward at `h x w` pixels: stem (or patchify) + blocks.
+/// A DINO-SAE's encoder at `h x w` pixels, whatever its patch embedding: the stem sees the image, the resized
+/// patchify sees it at `p/16` of its size (the hybrid runs both; the blocks once).
+pub fn sae_encoder(cfg: &crate::model::sae::SaeConfig, h: usize, w: usize) -> f64 {
+    let v = &cfg.encoder;
+    let (sh, sw) = (h / 16 * v.patch_size, w / 16 * v.patch_size);
+    match cfg.embed {
+        crate::model::sae::EmbedKind::Stem => encoder(v, h, w, true),
+        crate::model::sae::EmbedKind::Patchify => encoder(v, sh, sw, false),
+        crate::model::sae::EmbedKind::Hybrid => {
+            encoder(v, h, w, true) + conv(3, v.dim, v.patch_size, 1, sh / v.patch_size, sw / v.patch_size)
+        }
+    }
+}
+
 pub fn encoder(cfg: &VitConfig, h: usize, w: usize, stem: bool) -> f64 {
     let d = cfg.dim as f64;
     let (gh, gw, mut f) = if stem {

@@ -162,8 +162,8 @@ impl Estimate {
 
 /// Encoder peak at `batch x 3 x h x w` pixels (h, w multiples of 16) on a device whose attention takes `attn`.
 pub fn encode(cfg: &SaeConfig, batch: usize, h: usize, w: usize, attn: Attention) -> Estimate {
-    let stem = cfg.embed == crate::model::sae::EmbedKind::Stem;
-    let flops = crate::flops::encoder(&cfg.encoder, h, w, stem) * batch as f64;
+    let stem = cfg.embed.has_stem();
+    let flops = crate::flops::sae_encoder(cfg, h, w) * batch as f64;
     Estimate { bytes: encode_bytes(&cfg.encoder, batch, h, w, stem, attn), flops }
 }
 
@@ -334,12 +334,10 @@ pub fn sae_numel(cfg: &SaeConfig) -> f64 {
     let v = &cfg.encoder;
     let d = v.dim as f64;
     let h = v.ffn_hidden as f64;
-    let embed = if cfg.embed == crate::model::sae::EmbedKind::Stem {
-        let w = crate::model::stem::STEM_WIDTHS.map(|x| x as f64);
-        3.0 * w[0] * 49.0 + w[0] * w[1] * 9.0 + w[1] * w[2] * 9.0 + w[2] * d * 9.0 + w[0] + w[1] + w[2]
-    } else {
-        3.0 * (v.patch_size as f64).powi(2) * d + d
-    };
+    let w = crate::model::stem::STEM_WIDTHS.map(|x| x as f64);
+    let stem = 3.0 * w[0] * 49.0 + w[0] * w[1] * 9.0 + w[1] * w[2] * 9.0 + w[2] * d * 9.0 + w[0] + w[1] + w[2];
+    let patchify = 3.0 * (v.patch_size as f64).powi(2) * d + d;
+    let embed = if cfg.embed.has_stem() { stem } else { 0.0 } + if cfg.embed.has_patchify() { patchify } else { 0.0 };
     let pos = if v.family == crate::model::vit::Family::Dinov2 { (1.0 + (v.pos_grid as f64).powi(2)) * d } else { 0.0 };
     let ffn = match v.ffn {
         Ffn::Mlp => 2.0 * d * h + h + d,

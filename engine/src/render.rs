@@ -247,6 +247,66 @@ pub fn decode_tiled(
     Ok(RgbF32 { width: w, height: h, data: acc })
 }
 
+/// Whole-image jobs whose preflight estimate exceeds this many seconds at [`PLAN_GFLOPS`] go to tiles by
+/// themselves (`dino-sae reconstruct/encode/decode/steer/inspect` without `--tiled` or `--whole`).
+pub const AUTO_TILE_SECS: f64 = 60.0;
+
+/// The throughput the time guess assumes: a 2-core laptop's whole-job average (docs/PERFORMANCE.md measures
+/// 109-191 GFLOP/s inside the products; 60 leaves room for the rest).
+pub const PLAN_GFLOPS: f64 = 60.0;
+
+/// How a whole-image job should run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    /// One pass: it fits the budget and is quick enough.
+    Whole(preflight::Estimate),
+    /// In tiles, and why (over the memory budget, or estimated above [`AUTO_TILE_SECS`]).
+    Tiled(String),
+}
+
+impl Plan {
+    pub fn is_tiled(&self) -> bool {
+        matches!(self, Plan::Tiled(_))
+    }
+}
+
+fn plan(est: Result<preflight::Estimate>, what: &str) -> Result<Plan> {
+    match est {
+        Ok(e) if e.seconds_at(PLAN_GFLOPS) > AUTO_TILE_SECS => Ok(Plan::Tiled(format!(
+            "one pass over the whole {what} would take roughly {:.0} s ({:.0} GFLOP); tiles take time in proportion \
+             to the area",
+            e.seconds_at(PLAN_GFLOPS),
+            e.flops / 1e9
+        ))),
+        Ok(e) => Ok(Plan::Whole(e)),
+        Err(EngineError::TooBig { estimate, budget, .. }) => Ok(Plan::Tiled(format!(
+            "one pass over the whole {what} needs about {estimate} of memory, over the budget of {budget}"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Encode (and decode back, `reconstruct`) of a `w x h` image: one pass or tiles.
+pub fn plan_image(
+    cfg: &crate::model::sae::SaeConfig,
+    w: usize,
+    h: usize,
+    decode_too: bool,
+    budget: &Budget,
+) -> Result<Plan> {
+    let est = if decode_too {
+        preflight::check_reconstruct(cfg, w, h, budget)
+    } else {
+        preflight::check_encode(cfg, 1, w, h, budget)
+    };
+    plan(est, &format!("{w}x{h} image"))
+}
+
+/// Decode of one `gh x gw` latent: one pass or tiles.
+pub fn plan_decode(cfg: &crate::model::sae::SaeConfig, gh: usize, gw: usize, budget: &Budget) -> Result<Plan> {
+    plan(preflight::check_decode(cfg, 1, gh, gw, budget), &format!("{gh}x{gw} latent"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +338,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The plan follows the estimate: a small image runs whole; a camera photo (6000x4000) goes to tiles because
+    /// of time even under an unlimited memory budget, and a modest one goes to tiles when the budget is small.
+    #[test]
+    fn whole_or_tiled_follows_the_preflight() {
+        let cfg = crate::model::sae::SaeConfig::small_dinov2();
+        let big = Budget::bytes(1 << 50);
+        assert!(matches!(plan_image(&cfg, 256, 256, true, &big).expect("plan"), Plan::Whole(_)));
+        let camera = plan_image(&cfg, 6000, 4000, true, &big).expect("plan");
+        assert!(matches!(&camera, Plan::Tiled(why) if why.contains("roughly")), "{camera:?}");
+        let tight = Budget::bytes(64 << 20);
+        let p = plan_image(&cfg, 1024, 1024, false, &tight).expect("plan");
+        assert!(matches!(&p, Plan::Tiled(why) if why.contains("memory")), "{p:?}");
+        let p = plan_decode(&cfg, 400, 400, &big).expect("plan");
+        assert!(p.is_tiled(), "a 400x400-patch latent: {p:?}");
+        assert!(!plan_decode(&cfg, 16, 16, &big).expect("plan").is_tiled());
     }
 }

@@ -386,10 +386,11 @@ pub fn load_sae(path: impl AsRef<Path>, device: &Device, allow_incomplete: bool)
             let encoder = guess_vit(&src, &r.tensors, "dino_model.")?;
             // the official config.json (decoder_config) when it lies beside the weights, else the keys
             let decoder = decoder_config(src.config.as_ref(), &r.tensors, "decoder.")?;
-            // the stem ablation stores the backbone's patchify instead of the CNN stem
-            let patchify = r.tensors.contains_key("dino_model.patch_embed.proj.weight")
-                && !r.tensors.keys().any(|k| k.starts_with("dino_model.patch_embed.cnn."));
-            let embed = if patchify { EmbedKind::Patchify } else { EmbedKind::Stem };
+            // the stem ablation stores the backbone's patchify instead of the CNN stem; the hybrid stores both
+            let embed = EmbedKind::from_keys(
+                r.tensors.keys().any(|k| k.starts_with("dino_model.patch_embed.cnn.")),
+                r.tensors.contains_key("dino_model.patch_embed.proj.weight"),
+            );
             SaeConfig { encoder, decoder, pixels: PixelConfig::default(), embed }
         }
     };

@@ -4,6 +4,7 @@ pub mod dinov2;
 pub mod dinov3;
 pub mod dit;
 pub mod host;
+pub mod hybrid;
 pub mod nn;
 pub mod preview;
 pub mod sae;

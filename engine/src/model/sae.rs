@@ -8,7 +8,9 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::decoder::{Decoder, DecoderConfig};
+use super::hybrid::HybridEmbed;
 use super::nn::Probe;
+use super::stem::Stem;
 use super::vit::{PatchEmbed, Vit, VitConfig, VitOutput};
 use crate::error::{EngineError, Result};
 use crate::weights::{LoadReport, ParamNames, WeightSource};
@@ -72,6 +74,28 @@ pub enum EmbedKind {
     Stem,
     /// The backbone's one-shot patchify on the image resized by p/16 (the ablation without the stem).
     Patchify,
+    /// That patchify plus the stem as a residual branch whose last convolution starts at zero (ours, issue 26):
+    /// an untrained student is the teacher, and the stem learns what the patchify loses.
+    Hybrid,
+}
+
+impl EmbedKind {
+    /// Whether the HCPE stem (`patch_embed.cnn.*`) is part of the embedding.
+    pub fn has_stem(self) -> bool {
+        matches!(self, Self::Stem | Self::Hybrid)
+    }
+    /// Whether the backbone's patchify (`patch_embed.proj.*`) is part of the embedding.
+    pub fn has_patchify(self) -> bool {
+        matches!(self, Self::Patchify | Self::Hybrid)
+    }
+    /// The kind whose keys these are: the stem's, the patchify's, or both.
+    pub fn from_keys(stem: bool, patchify: bool) -> Self {
+        match (stem, patchify) {
+            (true, true) => Self::Hybrid,
+            (false, true) => Self::Patchify,
+            _ => Self::Stem,
+        }
+    }
 }
 
 /// Full autoencoder configuration (our `config.json`).
@@ -186,7 +210,13 @@ impl DinoSae {
         }
         let mut encoder = Vit::load(ws, "dino_model", &cfg.encoder, cfg.embed == EmbedKind::Stem);
         if let PatchEmbed::Conv(c) = encoder.patch_embed {
-            encoder.patch_embed = PatchEmbed::Resized(c);
+            encoder.patch_embed = match cfg.embed {
+                EmbedKind::Hybrid => PatchEmbed::Hybrid(HybridEmbed {
+                    patchify: c,
+                    stem: Stem::load(ws, "dino_model.patch_embed", cfg.encoder.dim),
+                }),
+                _ => PatchEmbed::Resized(c),
+            };
         }
         let decoder = Decoder::load(ws, "decoder", &cfg.decoder)?;
         Ok(Self { encoder, decoder, cfg: cfg.clone(), names: ws.names() })

@@ -10,6 +10,7 @@ use burn::tensor::Tensor;
 use super::dinov2::PosTable;
 use super::dinov3::Rope;
 use super::host::{self, gelu, silu};
+use super::hybrid::{HybridEmbed, resized_patchify};
 use super::nn::{Conv2d, LayerNorm, Linear, Probe};
 use super::stem::Stem;
 pub use super::vit_config::{Family, Ffn, VitConfig};
@@ -163,13 +164,15 @@ pub enum PatchEmbed {
     /// The backbone's own patchify on the image resized so that each 16-px patch becomes one `p`-px patch
     /// (bicubic, no antialias: the teacher's resize). Effective stride 16; the ablation without the stem.
     Resized(Conv2d),
+    /// The resized patchify plus the stem as a residual branch ([`HybridEmbed`]).
+    Hybrid(HybridEmbed),
 }
 
 impl PatchEmbed {
     pub fn stride(&self) -> usize {
         match self {
             PatchEmbed::Conv(c) => c.stride,
-            PatchEmbed::Stem(_) | PatchEmbed::Resized(_) => 16,
+            PatchEmbed::Stem(_) | PatchEmbed::Resized(_) | PatchEmbed::Hybrid(_) => 16,
         }
     }
 
@@ -179,11 +182,8 @@ impl PatchEmbed {
         match self {
             PatchEmbed::Conv(c) => c.forward(x),
             PatchEmbed::Stem(s) => s.forward(x, probe),
-            PatchEmbed::Resized(c) => {
-                let [_, _, h, w] = x.dims();
-                let p = c.stride;
-                c.forward(crate::resize::resize_bicubic(x, h / 16 * p, w / 16 * p, false, None))
-            }
+            PatchEmbed::Resized(c) => resized_patchify(c, x),
+            PatchEmbed::Hybrid(e) => e.forward(x, probe),
         }
     }
 }

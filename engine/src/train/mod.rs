@@ -83,7 +83,7 @@ fn images_to_tensor(imgs: &[image::RgbImage], cfg: &SaeConfig, device: &Device) 
 
 /// The student's initial weights: the teacher's blocks and a fresh decoder; a fresh stem, or for
 /// [`EmbedKind::Patchify`] the teacher's own patch embedding (so the untrained encoder is the teacher on the image
-/// resized by p/16).
+/// resized by p/16), or for [`EmbedKind::Hybrid`] both, the stem's last convolution at zero (again the teacher).
 pub fn init_student(
     teacher_dir: &Path,
     cfg_decoder: crate::model::decoder::DecoderConfig,
@@ -97,9 +97,17 @@ pub fn init_student(
     let map: TensorMap = r
         .tensors
         .into_iter()
-        .filter(|(k, _)| embed == EmbedKind::Patchify || !k.starts_with("patch_embed."))
+        .filter(|(k, _)| embed.has_patchify() || !k.starts_with("patch_embed."))
         .map(|(k, v)| (format!("dino_model.{k}"), v))
         .collect();
+    let mut map = map;
+    if embed == EmbedKind::Hybrid {
+        // the residual branch's last convolution starts at zero: the untrained student is the teacher
+        let key = format!("dino_model.patch_embed.{}", crate::model::hybrid::ZERO_INIT_KEY);
+        let last = crate::model::stem::STEM_WIDTHS[2];
+        let shape = vec![encoder.dim, last, 3, 3];
+        map.insert(key, crate::raw::RawTensor { data: vec![0.0; shape.iter().product()], shape });
+    }
     let cfg = SaeConfig { encoder, decoder: cfg_decoder, pixels: Default::default(), embed };
     let mut ws = WeightSource::from_map_or_init(map, seed, device);
     let m = DinoSae::load(&mut ws, &cfg)?;

@@ -64,7 +64,8 @@ pub(super) fn dinov3_part(dir: &Path, report: &mut Report, device: &Device) -> R
         let part = format!("dinov3/{variant}");
         report.parts.push(format!("{part}: {} ({})", loaded.format, loaded.report.summary(0)));
         let ours = run_vit(&loaded.model, pixels, device)?;
-        compare_all(report, &part, &ours, &io, "", TOL, &["pixel_values"]);
+        // rope_periods is compared below, from the config's formula
+        compare_all(report, &part, &ours, &io, "", TOL, &["pixel_values", "rope_periods"]);
         if let Some(p) = io.get("rope_periods") {
             let cfg = &loaded.model.cfg;
             let ours: Vec<f32> =
@@ -174,7 +175,8 @@ pub(super) fn dinov2_part(dir: &Path, name: &str, report: &mut Report, device: &
         let ours = run_vit(&loaded.model, px, device)?;
         let ours: TensorMap = ours.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect();
         let skip: Vec<String> =
-            ["pixel_values", "pos_embed_interp_official_offset0.1", "last_hidden_state_official_offset0.1"]
+            // compared below: the official +0.1 variant, and the pretrained table itself
+            ["pixel_values", "pos_embed_interp_official_offset0.1", "last_hidden_state_official_offset0.1", "pos_embed_pretrained"]
                 .iter()
                 .map(|s| format!("{prefix}{s}"))
                 .collect();

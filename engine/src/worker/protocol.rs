@@ -271,6 +271,8 @@ pub struct PreviewInfo {
 #[derive(Debug)]
 pub struct BackendReady {
     pub name: String,
+    /// The name without machine-dependent parts ([`crate::backend::Backend::generic_name`]).
+    pub generic_name: String,
     pub wgpu: bool,
 }
 

@@ -44,7 +44,11 @@ pub(super) fn run(
             crate::backend::Backend::cpu()
         }
     };
-    out.send(Event::BackendReady(BackendReady { name: backend.name.clone(), wgpu: backend.is_wgpu }));
+    out.send(Event::BackendReady(BackendReady {
+        name: backend.name.clone(),
+        generic_name: backend.generic_name().into(),
+        wgpu: backend.is_wgpu,
+    }));
     let mut state = State::new(backend.device, budget);
     let mut queue: Queue = VecDeque::new();
     let mut shutdown = false;
