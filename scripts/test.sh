@@ -49,6 +49,8 @@ else
 fi
 RAYON_NUM_THREADS=4 cargo test --workspace --test app_snapshots -- panel_snapshots_match_the_committed_ones
 RAYON_NUM_THREADS=4 cargo test --workspace --test parity
+# The engine's quickstart (engine/examples/quickstart.rs): default model, a photo, encode, steer, decode, PNG.
+"${CARGO_TARGET_DIR:-target}/debug/examples/quickstart" assets/samples/chelsea.png "${TMPDIR:-/tmp}/dino-sae-quickstart.png"
 # The CLI parity check on the fixture copies (the same sets the shared fixtures hold).
 bin="${CARGO_TARGET_DIR:-target}/debug/dino-sae"
 "$bin" verify-fixture tests/fixtures/dinosae-setA
