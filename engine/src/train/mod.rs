@@ -94,19 +94,17 @@ pub fn init_student(
     let src = checkpoint::read(teacher_dir)?;
     let r = checkpoint::to_internal(&src)?;
     let encoder = checkpoint::guess_vit(&src, &r.tensors, "")?;
-    let map: TensorMap = r
+    let mut map: TensorMap = r
         .tensors
         .into_iter()
         .filter(|(k, _)| embed.has_patchify() || !k.starts_with("patch_embed."))
         .map(|(k, v)| (format!("dino_model.{k}"), v))
         .collect();
-    let mut map = map;
     if embed == EmbedKind::Hybrid {
         // the residual branch's last convolution starts at zero: the untrained student is the teacher
         let key = format!("dino_model.patch_embed.{}", crate::model::hybrid::ZERO_INIT_KEY);
-        let last = crate::model::stem::STEM_WIDTHS[2];
-        let shape = vec![encoder.dim, last, 3, 3];
-        map.insert(key, crate::raw::RawTensor { data: vec![0.0; shape.iter().product()], shape });
+        let shape = vec![encoder.dim, crate::model::stem::STEM_WIDTHS[2], 3, 3];
+        map.insert(key, crate::raw::RawTensor::zeros(shape));
     }
     let cfg = SaeConfig { encoder, decoder: cfg_decoder, pixels: Default::default(), embed };
     let mut ws = WeightSource::from_map_or_init(map, seed, device);
