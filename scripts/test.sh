@@ -32,6 +32,10 @@ cargo build --workspace --all-targets
 # Lint gates: one formatting (rustfmt.toml) and clippy with every warning an error (unwrap_used included; tests may
 # unwrap, clippy.toml).
 cargo fmt --all --check
+# The engine's layers (scripts/check-layers.py, README "Architecture"): no import cycle between its modules, each
+# module imports only lower layers, no `unsafe` in the library.
+python3 scripts/check-layers.py --self-test
+python3 scripts/check-layers.py
 # The photo split (scripts/photos.tsv): well-formed, disjoint by whole photo and scene, held-out sets fixed.
 bash scripts/fetch-photos.sh --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -12,14 +12,19 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use dino_sae_fuzz::{self as fuzz, CountingAlloc};
 use engine::checkpoint::pickle::{Value, read_torch_zip, unpickle};
-use engine::fuzz::{self, CountingAlloc};
-use engine::raw::{latent_from_bytes, safetensors_from_bytes};
+use engine::tensor_file::{latent_from_bytes, safetensors_from_bytes};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The memory budget the checkpoint reader is given (the environment's, as `checkpoint::read` uses).
+fn budget() -> u64 {
+    engine::budget::Budget::from_env().bytes
+}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("dino-sae-adversarial-{}", std::process::id()));
@@ -58,7 +63,7 @@ fn assert_inert(what: &str, pkl: &[u8]) {
         &[("archive/data.pkl".into(), pkl.to_vec()), ("archive/version".into(), b"3\n".to_vec())],
         false,
     );
-    let z = bounded(what, zip.len(), || read_torch_zip(&zip));
+    let z = bounded(what, zip.len(), || read_torch_zip(&zip, budget()));
     assert!(z.as_ref().map(|m| m.is_empty()).unwrap_or(true), "{what}: tensors from an attack: {z:?}");
     let p = tmp(&format!("{}.pth", what.replace(' ', "_")));
     std::fs::write(&p, &zip).expect("write");
@@ -182,7 +187,7 @@ fn pickles_that_try_to_run_code_are_inert() {
     // the same machinery still reads real checkpoints at every binary protocol
     for proto in [2u8, 3, 4, 5] {
         let z = fuzz::torch_zip(&[("w", vec![2, 3], (0..6).map(|i| i as f32).collect())], proto);
-        let t = read_torch_zip(&z).unwrap_or_else(|e| panic!("protocol {proto}: {e}"));
+        let t = read_torch_zip(&z, budget()).unwrap_or_else(|e| panic!("protocol {proto}: {e}"));
         assert_eq!(t["w"].data, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0], "protocol {proto}");
     }
     println!("{} attack pickles refused or inert", cases.len());
@@ -336,7 +341,7 @@ fn zip_bombs_are_refused_without_inflating() {
     let len = z.finish();
     assert!(len < 20 << 20 && inflated > 2_000_000_000, "a {len}-byte file inflating to {inflated}");
     let bytes = std::fs::read(&p).expect("read");
-    let e = bounded("deflate bomb", bytes.len(), || read_torch_zip(&bytes)).expect_err("refused");
+    let e = bounded("deflate bomb", bytes.len(), || read_torch_zip(&bytes, budget())).expect_err("refused");
     println!("deflate bomb ({len} bytes -> {inflated}): {e}");
     let e = bounded("deflate bomb via the loader", bytes.len(), || engine::checkpoint::read(&p)).expect_err("refused");
     assert!(matches!(e, engine::EngineError::Checkpoint(_)), "{e}");
@@ -366,7 +371,7 @@ fn zip_bombs_are_refused_without_inflating() {
     }
     let len = z.finish();
     let bytes = std::fs::read(&p).expect("read");
-    let e = bounded("overlapping entries", bytes.len(), || read_torch_zip(&bytes)).expect_err("refused");
+    let e = bounded("overlapping entries", bytes.len(), || read_torch_zip(&bytes, budget())).expect_err("refused");
     assert!(e.to_string().contains("archive holds") || e.to_string().contains("beyond"), "{e}");
     println!("overlapping entries ({len} bytes, {n} x 1 MiB claimed): {e}");
 
@@ -384,7 +389,7 @@ fn zip_bombs_are_refused_without_inflating() {
     z.central("archive/data/0", 0, 0, u32::MAX, u32::MAX, off_d);
     z.finish();
     let bytes = std::fs::read(&p).expect("read");
-    let e = bounded("4 GiB claim", bytes.len(), || read_torch_zip(&bytes)).expect_err("refused");
+    let e = bounded("4 GiB claim", bytes.len(), || read_torch_zip(&bytes, budget())).expect_err("refused");
     println!("stored entry claiming 4 GiB: {e}");
 }
 
@@ -468,7 +473,7 @@ fn shapes_whose_element_count_overflows_are_refused() {
     }
     p.extend(b"t(K\x00K\x00K\x01t\x89ccollections\nOrderedDict\n)RtRu.");
     let zip = fuzz::zip_entries(&[("archive/data.pkl".into(), p), ("archive/data/0".into(), vec![0u8; 64])], false);
-    let e = bounded("pickle overflow", zip.len(), || read_torch_zip(&zip)).expect_err("refused");
+    let e = bounded("pickle overflow", zip.len(), || read_torch_zip(&zip, budget())).expect_err("refused");
     assert!(e.to_string().contains("overflow") || e.to_string().contains("values"), "{e}");
     // stride products that overflow: size (3, 3), stride (2^62, 2^62)
     let mut p = vec![0x80, 2];
@@ -487,7 +492,7 @@ fn shapes_whose_element_count_overflows_are_refused() {
     }
     p.extend(b"t\x89ccollections\nOrderedDict\n)RtRu.");
     let zip = fuzz::zip_entries(&[("archive/data.pkl".into(), p), ("archive/data/0".into(), vec![0u8; 64])], false);
-    assert!(bounded("stride overflow", zip.len(), || read_torch_zip(&zip)).is_err());
+    assert!(bounded("stride overflow", zip.len(), || read_torch_zip(&zip, budget())).is_err());
     // ONNX: an initialiser with dims (2^32, 2^32, 16) and 64 bytes of raw data is not a weight
     let mut t = Vec::new();
     for d in [big, big, 16] {
@@ -503,7 +508,7 @@ fn shapes_whose_element_count_overflows_are_refused() {
     let graph = bounded("onnx overflow", m.len(), || engine::checkpoint::onnx::read_onnx(&m)).expect("parses");
     assert!(graph.initializers.is_empty(), "an overflowing shape must not become a weight");
     // a config asking for a model far larger than its weights (and than any budget): refused before allocating
-    let mut cfg = engine::fuzz::tiny_sae_config();
+    let mut cfg = fuzz::tiny_sae_config();
     cfg.encoder.dim = 1 << 20;
     cfg.encoder.depth = 1 << 10;
     let n = engine::preflight::sae_numel(&cfg);

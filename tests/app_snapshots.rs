@@ -90,7 +90,7 @@ fn histogram_pin_undo_sampling_walks_and_class_mean() {
     let device = engine::cpu();
     let m = engine::checkpoint::load_sae(&model, &device, false).expect("model").model;
     let x = engine::image_io::to_tensor(&[&input], &m.cfg.pixels, &device).expect("tensor");
-    let z = engine::raw::RawTensor::from_tensor(m.encode(x).expect("encode").patches).expect("raw");
+    let z = engine::tensor_file::RawTensor::from_tensor(m.encode(x).expect("encode").patches).expect("raw");
     let hw = z.shape[2] * z.shape[3];
     let want: Vec<f32> = (0..z.shape[1]).map(|k| z.data[k * hw]).collect();
     let dot: f64 = pinned.iter().zip(&want).map(|(a, b)| *a as f64 * *b as f64).sum();
@@ -179,7 +179,7 @@ fn steering_shows_a_preview_then_the_full_decode() {
     let dir = std::env::temp_dir().join(format!("dino-sae-ui-preview-{}", std::process::id()));
     let (p, _) =
         PreviewDecoder::random(&PreviewConfig::preset("tiny", 64).expect("preset"), 5, &engine::cpu()).expect("build");
-    p.save(&dir, engine::raw::Precision::F32, 0, "").expect("save");
+    p.save(&dir, engine::tensor_file::Precision::F32, 0, "").expect("save");
     let mut h = studio();
     h.get_by_label("Models").click();
     h.run_steps(2);

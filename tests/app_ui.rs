@@ -323,13 +323,13 @@ fn sessions_save_and_open_through_the_ui() {
     h.get_by_label("Save session").click();
     idle(&mut h);
     assert!(file.exists(), "{:?}", app(&h).error());
-    assert!(engine::session::Session::latents_path(&file).exists(), "the latent is written beside it");
+    assert!(engine::worker::session::Session::latents_path(&file).exists(), "the latent is written beside it");
     drop(h);
     let mut h2 = harness(options(Some(file.clone())));
     wait_for(&mut h2, "session restored", |s| s.is_idle() && s.current().is_some_and(|c| c.steered.is_some()));
     assert_eq!(app(&h2).edit(), &edit);
     assert_eq!(app(&h2).tab(), Tab::Steer);
     assert!(app(&h2).settings().image_path.ends_with("chelsea.png"));
-    let _ = std::fs::remove_file(engine::session::Session::latents_path(&file));
+    let _ = std::fs::remove_file(engine::worker::session::Session::latents_path(&file));
     let _ = std::fs::remove_file(&file);
 }

@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use engine::EngineError;
 use engine::checkpoint::{load_backbone, load_sae};
 use engine::image_io::{Fit, decode_rgb, fit16};
-use engine::raw::{Precision, RawTensor, read_safetensors, write_safetensors};
+use engine::tensor_file::{Precision, RawTensor, read_safetensors, write_safetensors};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -145,7 +145,7 @@ fn wrong_model_kind_is_refused_with_a_clear_message() {
     assert!(e.to_string().contains("decoder"), "{e}");
 }
 
-fn modified_sae(name: &str, f: impl FnOnce(&mut engine::raw::TensorMap)) -> PathBuf {
+fn modified_sae(name: &str, f: impl FnOnce(&mut engine::tensor_file::TensorMap)) -> PathBuf {
     let mut t = read_safetensors(sae_fixture()).expect("read");
     f(&mut t);
     let p = tmp(name);
@@ -183,7 +183,7 @@ fn wrong_shapes_nan_and_missing_keys_are_reported_not_run() {
 fn wrapped_official_checkpoints_are_unwrapped() {
     let device = engine::cpu();
     let t = read_safetensors(sae_fixture()).expect("read");
-    let mut wrapped = engine::raw::TensorMap::new();
+    let mut wrapped = engine::tensor_file::TensorMap::new();
     for (k, v) in &t {
         wrapped.insert(format!("ema.module.{k}"), v.clone());
         wrapped.insert(format!("model.{k}"), RawTensor::zeros(v.shape.clone()));

@@ -182,10 +182,11 @@ fn a_400x400_latent_decodes_in_tiles_by_itself() {
 }
 
 fn write_latent(path: &std::path::Path, c: usize, h: usize, w: usize) {
-    let mut t = engine::raw::TensorMap::new();
+    let mut t = engine::tensor_file::TensorMap::new();
     let data: Vec<f32> = (0..c * h * w).map(|i| ((i % 97) as f32 / 97.0 - 0.5) * 0.2).collect();
-    t.insert("latent".into(), engine::raw::RawTensor::new(vec![1, c, h, w], data).expect("shape"));
-    engine::raw::write_safetensors(path, &t, &Default::default(), engine::raw::Precision::F32).expect("write latent");
+    t.insert("latent".into(), engine::tensor_file::RawTensor::new(vec![1, c, h, w], data).expect("shape"));
+    engine::tensor_file::write_safetensors(path, &t, &Default::default(), engine::tensor_file::Precision::F32)
+        .expect("write latent");
 }
 
 /// `decode --whole` of a latent with a 400x400 grid is refused within seconds, saying which grid fits and pointing
@@ -442,7 +443,7 @@ fn a_bad_choice_is_refused_by_the_parser_with_the_valid_values() {
 fn bench_defaults_to_the_default_model() {
     let (code, stdout, stderr, secs) = dino_sae(&["bench".as_ref(), "--repeats".as_ref(), "1".as_ref()], &[]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let model = engine::worker::default_model_dir().expect("default model");
+    let model = engine::dirs::default_model_dir().expect("default model");
     assert!(stdout.contains(&format!("model: the default model ({})", model.display())), "{stdout}");
     for row in ["encode_256_default", "decode_256_default", "preview_256_default", "dit_step_128_default"] {
         assert!(stdout.contains(row), "{row} missing: {stdout}");

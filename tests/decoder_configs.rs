@@ -16,7 +16,7 @@ use std::process::Command;
 use engine::checkpoint::{guess_decoder, load_sae};
 use engine::model::decoder::{Decoder, DecoderConfig};
 use engine::model::nn::Probe;
-use engine::raw::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
+use engine::tensor_file::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
 use engine::verify::{TOL, verify_dir};
 use engine::weights::WeightSource;
 

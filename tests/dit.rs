@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
-use engine::generate::{Batch, TrainDitConfig, inference_model, train_dit};
 use engine::model::dit::{Dit, DitArch, DitConfig, labels};
 use engine::rfm::{self, EuclidFm, FlowObjective, SphereFm, TimeDist};
 use engine::sampler::{
     EuclidSamplerConfig, SphereSamplerConfig, SphereStep, sample_euclid, sample_sphere, sphere_noise, sphere_step,
 };
 use engine::sphere;
+use engine::train::dit::{Batch, TrainDitConfig, inference_model, train_dit};
 use engine::verify::verify_dir;
 use rand::SeedableRng;
 use rand::rngs::StdRng;

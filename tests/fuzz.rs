@@ -1,4 +1,4 @@
-//! The fuzz harness (`engine::fuzz`) as part of the test command: a bounded, seeded run of every parser that
+//! The fuzz harness (the `dino-sae-fuzz` crate) as part of the test command: a bounded, seeded run of every parser that
 //! reads user files (a few thousand cases each where the parser is fast, a time cap per parser otherwise), the
 //! replay of every former crash in `tests/fuzz-corpus/<parser>/`, and checks that the harness itself sees a
 //! panic and a memory excess. Long runs: `cargo run --example fuzz -- --minutes N`.
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use engine::fuzz::{self, CountingAlloc, Outcome, Rng, Target};
+use dino_sae_fuzz::{self as fuzz, CountingAlloc, Outcome, Rng, Target};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

@@ -103,7 +103,7 @@ fn discriminator_learns_to_separate_real_from_fake() {
     let backbone = engine::checkpoint::load_backbone(&teacher, &device, false).expect("backbone").model.no_grad();
     let mut d =
         Discriminator::new(backbone, 7, None, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], &device).expect("disc");
-    let photos = engine::train::data::PhotoSet::load(&root().join("assets/samples"), 128).expect("photos");
+    let photos = engine::data::PhotoSet::load(&root().join("assets/samples"), 128).expect("photos");
     let imgs: Vec<image::RgbImage> = (0..4).map(|i| photos.center(i % photos.images.len(), 32)).collect();
     let refs: Vec<&image::RgbImage> = imgs.iter().collect();
     // mean 0, std 1: to_tensor gives pixels in [0, 1]

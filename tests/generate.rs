@@ -7,18 +7,18 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Tensor, TensorData};
 use engine::EngineError;
 use engine::checkpoint::load_sae;
+use engine::data::PhotoSet;
 use engine::generate::{
-    CacheSpec, DIT_KIND, DitBundle, DitMeta, DitRunConfig, Endpoint, InterpSpec, ObjectiveKind, SampleEvalSpec,
-    SampleSpec, TrainEvent, cache_latents, check_sae, dit_param_names, dit_state_dict, evaluate_samples,
-    fingerprint_file, fingerprint_photos, interpolate, load_dit, resolve_class, sample_grid, sample_latents, save_dit,
-    slerp_frames, train_dit_run,
+    CacheSpec, DIT_KIND, DitBundle, DitMeta, Endpoint, InterpSpec, ObjectiveKind, SampleEvalSpec, SampleSpec,
+    cache_latents, check_sae, dit_param_names, dit_state_dict, evaluate_samples, fingerprint_file, fingerprint_photos,
+    interpolate, load_dit, resolve_class, sample_grid, sample_latents, save_dit, slerp_frames,
 };
 use engine::image_io;
 use engine::model::dit::{Dit, DitArch, DitConfig, labels};
 use engine::model::sae::DinoSae;
-use engine::raw::{Precision, RawTensor, read_safetensors};
 use engine::sampler::{SphereStep, sphere_noise};
-use engine::train::data::PhotoSet;
+use engine::tensor_file::{Precision, RawTensor, read_safetensors};
+use engine::train::dit::{DitRunConfig, TrainEvent, train_dit_run};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

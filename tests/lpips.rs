@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Tensor;
 use engine::lpips::LpipsVgg;
-use engine::raw::{read_safetensors, read_safetensors_f64};
+use engine::tensor_file::{read_safetensors, read_safetensors_f64};
 
 fn reference() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/lpips/reference.safetensors")

@@ -89,7 +89,7 @@ fn dinov2_evit_and_chain_fixtures_match() {
 fn wrong_interpolation_variant_is_detected() {
     use burn::tensor::Tensor;
     use engine::model::nn::Probe;
-    use engine::raw::{RawTensor, read_safetensors};
+    use engine::tensor_file::{RawTensor, read_safetensors};
     let dir = fixtures("dinov2-evit-setA/dinov2");
     let io = read_safetensors(dir.join("io.safetensors")).expect("io");
     let device = engine::cpu();
@@ -295,7 +295,7 @@ fn every_reference_tensor_of_every_fixture_set_is_checked() {
         let mut refs = Vec::new();
         files(set, &mut refs);
         for f in refs.iter().filter(|f| !weights.iter().any(|w| f.ends_with(w))) {
-            for key in engine::raw::read_safetensors(f).expect("reference file").keys() {
+            for key in engine::tensor_file::read_safetensors(f).expect("reference file").keys() {
                 total += 1;
                 let bare = key.strip_prefix("extra.").or_else(|| key.strip_prefix("small.")).unwrap_or(key);
                 let bare = match bare.split_once('.') {

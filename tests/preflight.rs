@@ -115,7 +115,7 @@ fn the_parameter_count_matches_real_models() {
     // the formula against the values the default model's and the fixture's files hold
     for dir in [root().join("assets/default-model"), root().join("tests/fixtures/dinosae-setA/sae")] {
         let l = engine::checkpoint::load_sae(&dir, &engine::cpu(), false).expect("load");
-        let file: usize = engine::raw::read_safetensors(dir.join("model.safetensors"))
+        let file: usize = engine::tensor_file::read_safetensors(dir.join("model.safetensors"))
             .expect("read")
             .values()
             .map(|t| t.numel())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
 use engine::model::preview::{PRESETS, PreviewArch, PreviewConfig, PreviewDecoder, pixel_shuffle};
-use engine::raw::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
+use engine::tensor_file::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
 use engine::train::preview::{PreviewEvent, PreviewTrainConfig, train_preview};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -363,10 +363,10 @@ fn the_default_model_ships_a_preview_decoder() {
     let (p, report) = PreviewDecoder::load(&dir, &device).expect("loads");
     assert!(report.is_complete() && report.unexpected.is_empty(), "{}", report.summary(5));
     assert!(engine::flops::preview(&p.cfg, 16, 16) <= 1.5e9);
-    let model = engine::worker::default_model_dir().expect("default model");
+    let model = engine::dirs::default_model_dir().expect("default model");
     let sae = engine::checkpoint::load_sae(&model, &device, false).expect("sae").model;
     assert_eq!(p.cfg.latent_channels, sae.cfg.decoder.latent_channels);
-    let photos = engine::train::data::PhotoSet::load(&root().join("assets/samples"), 1024).expect("photos");
+    let photos = engine::data::PhotoSet::load(&root().join("assets/samples"), 1024).expect("photos");
     let rows = engine::train::preview::evaluate_preview(&sae, &p, &photos, 128).expect("eval");
     let mean = rows.iter().map(|r| r.preview_vs_full).sum::<f64>() / rows.len() as f64;
     eprintln!("{}", engine::train::preview::eval_markdown(&rows, 128));

@@ -5,7 +5,7 @@ use engine::checkpoint::{load_sae, save_sae};
 use engine::model::decoder::DecoderConfig;
 use engine::model::sae::{DinoSae, SaeConfig};
 use engine::model::vit::{Family, Ffn, VitConfig};
-use engine::raw::{Precision, RawTensor};
+use engine::tensor_file::{Precision, RawTensor};
 
 fn tiny() -> SaeConfig {
     let encoder = VitConfig {

@@ -2,8 +2,8 @@
 //! Tolerances: 1e-5 * r for generic pairs, 1e-4 * r near theta -> 0 (f32 arccos/atan2 precision).
 
 use burn::tensor::{Distribution, Tensor};
-use engine::raw::RawTensor;
 use engine::sphere::{self, f64ref};
+use engine::tensor_file::RawTensor;
 
 fn rows(t: &Tensor<4>) -> Vec<Vec<f64>> {
     // [B, C, 1, 1] -> B rows of C

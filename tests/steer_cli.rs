@@ -43,7 +43,7 @@ fn picture(dir: &Path, name: &str, seed: u32) -> PathBuf {
 
 /// The `latent` [1, C, h, w] of a safetensors file, as f64, with its shape.
 fn latent(path: &Path) -> (Vec<usize>, Vec<f64>) {
-    let t = engine::raw::read_safetensors(path).expect("latent file");
+    let t = engine::tensor_file::read_safetensors(path).expect("latent file");
     let z = t.get("latent").expect("key `latent`");
     (z.shape.clone(), z.data.iter().map(|v| *v as f64).collect())
 }

@@ -9,8 +9,9 @@
 //! checks allow 2e-5 |y| (angles: 1e-3 degrees).
 
 use burn::tensor::Tensor;
-use engine::raw::RawTensor;
-use engine::steer::{SteerEdit, SteerTarget, apply, class_mean_direction, pca_direction};
+use engine::generate::class_mean_direction;
+use engine::steer::{SteerEdit, SteerTarget, apply, pca_direction};
+use engine::tensor_file::RawTensor;
 
 type V = Vec<f64>;
 

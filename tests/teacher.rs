@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Tensor;
 use engine::model::nn::Probe;
-use engine::raw::{RawTensor, read_safetensors};
+use engine::tensor_file::{RawTensor, read_safetensors};
 
 fn teacher_dir() -> PathBuf {
     engine::dirs::teacher_dir()

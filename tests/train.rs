@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
+use engine::data::PhotoSet;
 use engine::model::decoder::DecoderConfig;
-use engine::train::{TrainConfig, data::PhotoSet, train};
+use engine::train::{TrainConfig, train};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -113,7 +114,8 @@ fn stage1_trains_resumes_and_leaves_no_partial_checkpoint() {
 /// Largest absolute difference between two saved models (same keys required).
 /// Max |a - b| over every tensor of two safetensors files with the same keys.
 fn max_file_diff(a: &std::path::Path, b: &std::path::Path) -> f32 {
-    let (a, b) = (engine::raw::read_safetensors(a).expect("a"), engine::raw::read_safetensors(b).expect("b"));
+    let (a, b) =
+        (engine::tensor_file::read_safetensors(a).expect("a"), engine::tensor_file::read_safetensors(b).expect("b"));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     a.iter().flat_map(|(k, t)| t.data.iter().zip(&b[k].data).map(|(x, y)| (x - y).abs())).fold(0.0, f32::max)
 }
@@ -173,7 +175,7 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     c.w_gan = 0.5;
     let mut stop_at_5 = |r: &engine::train::LogRow| r.step < 5;
     train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut stop_at_5).expect_err("interrupted");
-    let disc5 = engine::raw::read_safetensors(out.join("ckpt-5").join(engine::train::DISC_FILE))
+    let disc5 = engine::tensor_file::read_safetensors(out.join("ckpt-5").join(engine::train::DISC_FILE))
         .expect("disc saved with the checkpoint");
     assert!(
         disc5.keys().any(|k| k.starts_with("heads.0.inp")) && disc5.keys().any(|k| k.starts_with("sn_u.")),
@@ -192,7 +194,8 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     // positive and below the 2 + |logits| bound of a spectrally normalised net on these inputs
     assert!(r.gan_d.is_finite() && r.gan_d > 0.0 && r.gan_d < 10.0, "gan_d {}", r.gan_d);
     assert!(r.gan_g.is_finite() && r.gan_g != 0.0, "gan_g {}", r.gan_g);
-    let disc10 = engine::raw::read_safetensors(out.join("ckpt-10").join(engine::train::DISC_FILE)).expect("disc 10");
+    let disc10 =
+        engine::tensor_file::read_safetensors(out.join("ckpt-10").join(engine::train::DISC_FILE)).expect("disc 10");
     let changed = disc5.iter().filter(|(k, _)| k.starts_with("heads.")).any(|(k, v)| disc10[k].data != v.data);
     assert!(changed, "the discriminator heads were trained between steps 5 and 10");
     let csv = std::fs::read_to_string(out.join("loss.csv")).expect("csv");
@@ -207,8 +210,8 @@ fn stage2_trains_the_discriminator_and_resumes_it() {
     c.checkpoint_every = 5;
     train(&c, &teacher(), None, DecoderConfig::small(64), &photos, &out, &mut go).expect("lr_d 0");
     let (a, b) = (
-        engine::raw::read_safetensors(out.join("ckpt-5").join(engine::train::DISC_FILE)).expect("5"),
-        engine::raw::read_safetensors(out.join("ckpt-10").join(engine::train::DISC_FILE)).expect("10"),
+        engine::tensor_file::read_safetensors(out.join("ckpt-5").join(engine::train::DISC_FILE)).expect("5"),
+        engine::tensor_file::read_safetensors(out.join("ckpt-10").join(engine::train::DISC_FILE)).expect("10"),
     );
     assert!(
         a.iter().filter(|(k, _)| k.starts_with("heads.")).all(|(k, v)| b[k].data == v.data),
@@ -366,7 +369,7 @@ fn hybrid_student_starts_as_the_teacher_and_trains_its_stem() {
     let bare = fresh_run_dir("train-hybrid-bare");
     std::fs::create_dir_all(&bare).expect("dir");
     std::fs::copy(out.join("ckpt-10/model/model.safetensors"), bare.join("weights.safetensors")).expect("copy");
-    let keys = engine::raw::read_safetensors(bare.join("weights.safetensors")).expect("read");
+    let keys = engine::tensor_file::read_safetensors(bare.join("weights.safetensors")).expect("read");
     assert!(keys.contains_key("dino_model.patch_embed.proj.weight"));
     assert!(keys.contains_key("dino_model.patch_embed.cnn.3.conv.weight"));
     let m2 = engine::checkpoint::load_sae(bare.join("weights.safetensors"), &engine::cpu(), false)

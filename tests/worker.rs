@@ -92,7 +92,7 @@ fn reconstruct_inspect_steer_and_recover_from_failures() {
     // the preflight refuses a job over the memory budget with what would fit; the worker goes on
     // (the budget is read per job from the environment; this test binary's other tests do not set it)
     // a latent of another model's width is refused
-    let bad = engine::raw::RawTensor::zeros(vec![1, 3, 2, 2]);
+    let bad = engine::tensor_file::RawTensor::zeros(vec![1, 3, 2, 2]);
     w.submit(Ticket::new(33), Job::LoadLatent { latent: bad });
     assert!(matches!(next(&w), Event::Failed(f) if f.id == Some(33) && f.error.contains("does not fit")));
 }
@@ -158,7 +158,7 @@ fn render_progress_preemption_and_cancel() {
         e => panic!("unexpected {e:?}"),
     };
     // one tile: the render of the unedited latent is the one-pass reconstruction
-    let big = engine::render::Tiling { tile: 32, overlap: 4 };
+    let big = engine::tiled::Tiling { tile: 32, overlap: 4 };
     w.submit(
         Ticket::new(6),
         Job::Render { original: original.clone(), fit: Fit::Crop, edit: SteerEdit::default(), tiling: big },
@@ -176,7 +176,7 @@ fn render_progress_preemption_and_cancel() {
         }
     }
     // 2x2 tiles of 8x8 patches over the 12x10 grid; a steer sent after the first tile is answered before the end
-    let tiling = engine::render::Tiling { tile: 8, overlap: 2 };
+    let tiling = engine::tiled::Tiling { tile: 8, overlap: 2 };
     w.submit(
         Ticket::new(2),
         Job::Render { original: original.clone(), fit: Fit::Crop, edit: SteerEdit::default(), tiling },
@@ -225,7 +225,8 @@ fn render_progress_preemption_and_cancel() {
 #[test]
 fn map_to_grid_selects_the_patches_under_the_working_selection() {
     // working grid 2x3, full grid 4x6: each working patch covers a 2x2 block
-    let work = engine::raw::RawTensor::new(vec![1, 2, 2, 3], (0..12).map(|v| v as f32 + 1.0).collect()).expect("t");
+    let work =
+        engine::tensor_file::RawTensor::new(vec![1, 2, 2, 3], (0..12).map(|v| v as f32 + 1.0).collect()).expect("t");
     let edit = SteerEdit { patches: vec![1, 5], target: SteerTarget::Patch(4), angle_deg: 10.0, ..Default::default() };
     let m = engine::steer::map_to_grid(&edit, &work, (4, 6)).expect("map");
     let mut want = Vec::new();
@@ -254,7 +255,7 @@ fn sessions_round_trip_and_refuse_bad_values() {
     let dir = std::env::temp_dir().join(format!("dino-sae-session-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let path = dir.join("my.session.json");
-    let s = engine::session::Session {
+    let s = engine::worker::session::Session {
         image: Some(PathBuf::from("photo.jpg")),
         working_side: 512,
         edit: SteerEdit {
@@ -266,15 +267,18 @@ fn sessions_round_trip_and_refuse_bad_values() {
         ui: serde_json::json!({"tab": "Steer"}),
         ..Default::default()
     };
-    let mut lat = engine::raw::TensorMap::new();
-    lat.insert("latent".into(), engine::raw::RawTensor::new(vec![1, 2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).expect("t"));
+    let mut lat = engine::tensor_file::TensorMap::new();
+    lat.insert(
+        "latent".into(),
+        engine::tensor_file::RawTensor::new(vec![1, 2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).expect("t"),
+    );
     s.save(&path, Some(&lat)).expect("save");
-    let (back, latents) = engine::session::Session::load(&path).expect("load");
+    let (back, latents) = engine::worker::session::Session::load(&path).expect("load");
     assert_eq!(back.edit, s.edit);
     assert_eq!((back.image, back.working_side, back.ui), (s.image, 512, s.ui));
     assert_eq!(latents.expect("latents")["latent"], lat["latent"]);
     // missing fields take defaults; bad values are refused with a message
-    assert_eq!(engine::session::Session::parse(b"{}").expect("empty").working_side, 384);
+    assert_eq!(engine::worker::session::Session::parse(b"{}").expect("empty").working_side, 384);
     for bad in [
         &br#"{"working_side": 3}"#[..],
         br#"{"edit": {"patches": [], "target": {"Random": 0}, "angle_deg": 1e39, "magnitude_scale": 1, "noise_deg": 0, "noise_seed": 0}}"#,
@@ -282,7 +286,7 @@ fn sessions_round_trip_and_refuse_bad_values() {
         br#"{"version": 99}"#,
         b"not json",
     ] {
-        let e = engine::session::Session::parse(bad).expect_err("refused");
+        let e = engine::worker::session::Session::parse(bad).expect_err("refused");
         assert!(e.to_string().contains("session"), "{e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -319,7 +323,7 @@ fn preview_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("dino-sae-worker-preview-{tag}-{}", std::process::id()));
     let (p, _) =
         PreviewDecoder::random(&PreviewConfig::preset("tiny", 64).expect("preset"), 5, &engine::cpu()).expect("build");
-    p.save(&dir, engine::raw::Precision::F32, 0, "").expect("save");
+    p.save(&dir, engine::tensor_file::Precision::F32, 0, "").expect("save");
     dir
 }
 

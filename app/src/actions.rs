@@ -17,7 +17,7 @@ impl Studio {
     pub fn open_image(&mut self, path: &std::path::Path) {
         let p = path.to_path_buf();
         let side = self.settings.working_side;
-        self.opening = Some(poll_promise::Promise::spawn_thread("open-image", move || {
+        self.doc.opening = Some(poll_promise::Promise::spawn_thread("open-image", move || {
             let img = engine::image_io::load_rgb(&p).map_err(|e| e.to_string())?;
             let work = engine::image_io::working_copy(&img, side);
             Ok((Some(p), Arc::new(img), work))
@@ -27,7 +27,7 @@ impl Studio {
     /// Decode dropped bytes on a thread, like [`Self::open_image`].
     pub fn open_bytes(&mut self, bytes: Vec<u8>) {
         let side = self.settings.working_side;
-        self.opening = Some(poll_promise::Promise::spawn_thread("open-bytes", move || {
+        self.doc.opening = Some(poll_promise::Promise::spawn_thread("open-bytes", move || {
             let img = engine::image_io::decode_rgb(&bytes).map_err(|e| e.to_string())?;
             let work = engine::image_io::working_copy(&img, side);
             Ok((None, Arc::new(img), work))
@@ -35,27 +35,27 @@ impl Studio {
     }
 
     pub(crate) fn poll_opening(&mut self) {
-        let Some(p) = &self.opening else { return };
+        let Some(p) = &self.doc.opening else { return };
         let Some(res) = p.ready() else { return };
         let res = res.clone();
-        self.opening = None;
+        self.doc.opening = None;
         match res {
             Ok((path, original, work)) => {
                 // results for the previous image are stale now
                 for k in [JobKind::Steer, JobKind::Cosine, JobKind::TeacherCosine, JobKind::Lpips, JobKind::Render] {
-                    self.link.cancel(k);
+                    self.commands.cancel(k);
                 }
-                self.image = Some(OpenImage { path, original });
+                self.doc.image = Some(OpenImage { path, original });
                 self.render = RenderUi::default();
                 self.submit_reconstruct(work);
             }
-            Err(e) => self.error = Some(e), // what the user had stays as it was
+            Err(e) => self.messages.error = Some(e), // what the user had stays as it was
         }
     }
 
     /// Re-make the working copy of the open image (after the working size or the fit changed).
     pub(crate) fn rework(&mut self) {
-        if let Some(img) = &self.image {
+        if let Some(img) = &self.doc.image {
             let work = engine::image_io::working_copy(&img.original, self.settings.working_side);
             self.submit_reconstruct(work);
         }
@@ -63,33 +63,33 @@ impl Studio {
 
     pub(crate) fn submit_reconstruct(&mut self, work: image::RgbImage) {
         if self.models.main.is_none() {
-            self.pending_work = Some(work);
+            self.doc.pending_work = Some(work);
             return;
         }
-        self.link.submit(Job::Reconstruct { image: work, fit: self.settings.fit });
+        self.commands.send(Job::Reconstruct { image: work, fit: self.settings.fit });
     }
 
     pub(crate) fn load_model(&mut self, src: ModelSource) {
-        self.link.submit(Job::LoadModel(src));
+        self.commands.send(Job::LoadModel(src));
     }
 
     /// The edit with its target resolved from the controls.
     pub(crate) fn resolved_edit(&self) -> SteerEdit {
         use engine::steer::SteerTarget;
-        let mut e = self.edit.clone();
-        e.patches = self.selection.clone();
+        let mut e = self.steer.edit.clone();
+        e.patches = self.steer.selection.clone();
         let random = SteerTarget::Random(e.noise_seed.wrapping_add(1));
-        e.target = match self.target_kind {
-            TargetKind::Patch => SteerTarget::Patch(self.target_patch),
+        e.target = match self.steer.target_kind {
+            TargetKind::Patch => SteerTarget::Patch(self.steer.target_patch),
             TargetKind::Random => random,
             TargetKind::ClassMean => {
-                self.class_mean.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random)
+                self.steer.class_mean.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random)
             }
             TargetKind::Pinned => {
-                self.pinned.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random)
+                self.steer.pinned.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random)
             }
             TargetKind::Pca(k, positive) => {
-                match self.current.as_ref().and_then(|c| engine::steer::pca_direction(&c.pca_axes, k, positive)) {
+                match self.doc.current.as_ref().and_then(|c| engine::steer::pca_direction(&c.pca_axes, k, positive)) {
                     Some(d) => SteerTarget::Direction(d),
                     None => random,
                 }
@@ -102,47 +102,47 @@ impl Studio {
     /// been still for [`crate::app::FULL_DECODE_AFTER`] (a full decode in flight is stale now: cancelled);
     /// without one, the full decode at once.
     pub(crate) fn send_steer(&mut self) {
-        if self.current.is_none() {
+        if self.doc.current.is_none() {
             return;
         }
-        self.edit = self.resolved_edit();
+        self.steer.edit = self.resolved_edit();
         if self.models.preview.is_some() {
-            self.link.cancel(JobKind::Steer);
-            self.link.submit(Job::SteerPreview { edit: self.edit.clone() });
-            self.full_pending = Some(self.ctx.input(|i| i.time));
+            self.commands.cancel(JobKind::Steer);
+            self.commands.send(Job::SteerPreview { edit: self.steer.edit.clone() });
+            self.steer.full_pending = Some(self.ctx.input(|i| i.time));
             self.ctx.request_repaint_after(std::time::Duration::from_secs_f64(crate::app::FULL_DECODE_AFTER));
         } else {
-            self.link.submit(Job::Steer { edit: self.edit.clone() });
+            self.commands.send(Job::Steer { edit: self.steer.edit.clone() });
         }
     }
 
     /// Send the full decode of a settled edit.
     pub(crate) fn poll_full_decode(&mut self, now: f64) {
-        let Some(t) = self.full_pending else { return };
+        let Some(t) = self.steer.full_pending else { return };
         let dragging = self.ctx.input(|i| i.pointer.any_down());
         if now - t >= crate::app::FULL_DECODE_AFTER && !dragging {
-            self.full_pending = None;
-            self.link.submit(Job::Steer { edit: self.edit.clone() });
+            self.steer.full_pending = None;
+            self.commands.send(Job::Steer { edit: self.steer.edit.clone() });
         } else {
             self.ctx.request_repaint_after(std::time::Duration::from_millis(30));
         }
     }
 
     pub(crate) fn push_undo(&mut self) {
-        self.undoer.add_undo(&self.edit);
+        self.steer.undoer.add_undo(&self.steer.edit);
     }
 
     pub(crate) fn can_undo(&self) -> bool {
-        self.undoer.has_undo(&self.edit)
+        self.steer.undoer.has_undo(&self.steer.edit)
     }
 
     pub(crate) fn can_redo(&self) -> bool {
-        self.undoer.has_redo(&self.edit)
+        self.steer.undoer.has_redo(&self.steer.edit)
     }
 
     /// Start the full-resolution render of the current edit.
     pub(crate) fn start_render(&mut self) {
-        let (Some(img), Some(_)) = (&self.image, &self.current) else { return };
+        let (Some(img), Some(_)) = (&self.doc.image, &self.doc.current) else { return };
         let job = Job::Render {
             original: img.original.clone(),
             fit: self.settings.fit,
@@ -150,7 +150,7 @@ impl Studio {
             tiling: Default::default(),
         };
         self.render.note = None;
-        self.link.submit(job);
+        self.commands.send(job);
     }
 
     /// Run a command (menus, shortcuts and tests all come here).
@@ -161,44 +161,40 @@ impl Studio {
                 self.open_image(&p);
             }
             AppCommand::OpenSession => {
-                let p = PathBuf::from(self.session_path.trim());
+                let p = PathBuf::from(self.files.session_path.trim());
                 self.open_session(&p);
             }
             AppCommand::SaveSession => {
-                let p = PathBuf::from(self.session_path.trim());
+                let p = PathBuf::from(self.files.session_path.trim());
                 self.save_session(&p);
             }
             AppCommand::ExportImage => self.export_image(),
             AppCommand::ExportLatent => {
                 let p = PathBuf::from(self.settings.export_path.trim()).with_extension("safetensors");
-                self.link.submit(Job::ExportLatent { path: p, edit: Some(self.resolved_edit()) });
+                self.commands.send(Job::ExportLatent { path: p, edit: Some(self.resolved_edit()) });
             }
             AppCommand::RenderFull => self.start_render(),
-            AppCommand::CancelRender => self.link.cancel(JobKind::Render),
-            AppCommand::ShowCompare => self.tab = Tab::Compare,
-            AppCommand::ShowInspect => self.tab = Tab::Inspect,
-            AppCommand::ShowSteer => self.tab = Tab::Steer,
-            AppCommand::ShowSample => self.tab = Tab::Sample,
-            AppCommand::ShowModels => self.tab = Tab::Models,
-            AppCommand::ToggleHeatmap => self.show_heat = !self.show_heat,
+            AppCommand::CancelRender => self.commands.cancel(JobKind::Render),
+            AppCommand::Show(tab) => self.view.tab = tab,
+            AppCommand::ToggleHeatmap => self.inspect.show_heat = !self.inspect.show_heat,
             AppCommand::ResetSteer => {
                 self.push_undo();
-                self.edit = SteerEdit::default();
-                self.selection.clear();
+                self.steer.edit = SteerEdit::default();
+                self.steer.selection.clear();
                 self.push_undo();
                 self.send_steer();
             }
             AppCommand::Undo => {
-                if let Some(e) = self.undoer.undo(&self.edit).cloned() {
-                    self.selection = e.patches.clone();
-                    self.edit = e;
+                if let Some(e) = self.steer.undoer.undo(&self.steer.edit).cloned() {
+                    self.steer.selection = e.patches.clone();
+                    self.steer.edit = e;
                     self.send_steer();
                 }
             }
             AppCommand::Redo => {
-                if let Some(e) = self.undoer.redo(&self.edit).cloned() {
-                    self.selection = e.patches.clone();
-                    self.edit = e;
+                if let Some(e) = self.steer.undoer.redo(&self.steer.edit).cloned() {
+                    self.steer.selection = e.patches.clone();
+                    self.steer.edit = e;
                     self.send_steer();
                 }
             }
@@ -206,7 +202,7 @@ impl Studio {
                 self.settings.dark = !self.settings.dark;
                 self.ctx.set_visuals(if self.settings.dark { egui::Visuals::dark() } else { egui::Visuals::light() });
             }
-            AppCommand::ToggleHelp => self.help = !self.help,
+            AppCommand::ToggleHelp => self.view.help = !self.view.help,
         }
     }
 }

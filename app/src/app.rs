@@ -8,9 +8,8 @@ use eframe::egui::{self, Color32, ColorImage, TextureOptions};
 use engine::steer::SteerEdit;
 use engine::worker::{Job, JobKind, ModelSource, Models, Worker};
 
-use crate::commands::AppCommand;
+use crate::commands::{AppCommand, Command, CommandQueue};
 use crate::engine_link::EngineLink;
-use crate::export::Exporter;
 use crate::state::*;
 
 /// How the studio starts (from the command line, or a test).
@@ -40,55 +39,22 @@ pub(crate) type Opening =
 pub struct Studio {
     pub(crate) ctx: egui::Context,
     pub(crate) link: EngineLink,
+    /// User intents of this frame, applied by [`Studio::apply_commands`].
+    pub(crate) commands: CommandQueue,
     pub(crate) settings: Settings,
+    /// What the engine has loaded (main and compare models, teacher, generator, preview decoder).
     pub(crate) models: Models,
-    pub(crate) backend: String,
-    pub(crate) tab: Tab,
-    pub(crate) heat: HeatMode,
-    pub(crate) show_heat: bool,
-    pub(crate) image: Option<OpenImage>,
-    pub(crate) opening: Option<Opening>,
-    /// The working copy waiting for a model to be loaded.
-    pub(crate) pending_work: Option<image::RgbImage>,
-    /// The edit to apply once the next reconstruction arrives (an opened session's).
-    pub(crate) pending_edit: Option<SteerEdit>,
-    pub(crate) current: Option<Current>,
-    pub(crate) recent: Vec<image::RgbImage>,
-    // steering
-    pub(crate) edit: SteerEdit,
-    pub(crate) target_kind: TargetKind,
-    pub(crate) target_patch: usize,
-    pub(crate) selection: Vec<usize>,
-    pub(crate) undoer: egui::util::undoer::Undoer<SteerEdit>,
-    pub(crate) box_start: Option<egui::Pos2>,
-    pub(crate) class_mean: Option<(usize, Vec<f32>)>,
-    pub(crate) pinned: Option<(String, Vec<f32>)>,
+    pub(crate) view: View,
+    pub(crate) doc: Document,
+    // one state struct per panel
+    pub(crate) compare: CompareUi,
+    pub(crate) inspect: InspectUi,
+    pub(crate) steer: SteerUi,
     pub(crate) sample: SampleUi,
     pub(crate) render: RenderUi,
-    // compare view
-    pub(crate) swipe: f32,
-    pub(crate) pan: egui::Vec2,
-    // text fields
-    pub(crate) teacher_path: String,
-    pub(crate) preview_path: String,
-    pub(crate) session_path: String,
-    pub(crate) exporter: Exporter,
-    pub(crate) last_export: Option<PathBuf>,
-    pub(crate) error: Option<String>,
-    pub(crate) status: Option<String>,
-    pub(crate) help: bool,
-    pub(crate) last_image_rect: Option<egui::Rect>,
-    pub(crate) gpu_heatmap: bool,
-    pub(crate) overlay_version: u64,
-    pub(crate) dialog: Option<(crate::dialogs::DialogFor, poll_promise::Promise<Option<PathBuf>>)>,
-    /// The last session, offered on start.
-    pub(crate) offer_restore: Option<PathBuf>,
-    pub(crate) stable_ui: bool,
-    /// The edit waiting for its full decode (sent once input has been still for [`FULL_DECODE_AFTER`]), and when
-    /// it last changed.
-    pub(crate) full_pending: Option<f64>,
-    /// Steer previews shown so far (the status line and tests read it).
-    pub(crate) previews_shown: u64,
+    pub(crate) models_ui: ModelsUi,
+    pub(crate) files: Files,
+    pub(crate) messages: Messages,
 }
 
 /// Seconds of stillness after a steering change before the full decode replaces the preview.
@@ -134,68 +100,47 @@ impl Studio {
         }
         let c2 = ctx.clone();
         let worker = Worker::spawn_with_budget(opts.backend, opts.memory_budget.clone(), move || c2.request_repaint());
-        let mut link = EngineLink::new(worker);
+        let link = EngineLink::new(worker);
         let src = match (&opts.model, &opts.random_preset) {
             (Some(p), _) => ModelSource::Path(p.clone()),
             (None, Some(p)) => ModelSource::RandomPreset(p.clone()),
             _ => ModelSource::Default,
         };
-        link.submit(Job::LoadModel(src));
+        let mut commands = CommandQueue::default();
+        commands.send(Job::LoadModel(src));
         ctx.set_visuals(if settings.dark { egui::Visuals::dark() } else { egui::Visuals::light() });
         let last = crate::session::last_session_path();
         let mut s = Self {
             ctx,
             link,
+            commands,
             settings,
             models: Models::default(),
-            backend: "starting...".into(),
-            tab: opts.tab.unwrap_or_default(),
-            heat: HeatMode::Magnitude,
-            show_heat: opts.tab == Some(Tab::Inspect),
-            image: None,
-            opening: None,
-            pending_work: None,
-            pending_edit: None,
-            current: None,
-            recent: Vec::new(),
-            edit: SteerEdit::default(),
-            target_kind: TargetKind::Random,
-            target_patch: 0,
-            selection: Vec::new(),
-            undoer: Default::default(),
-            box_start: None,
-            class_mean: None,
-            pinned: None,
+            view: View {
+                tab: opts.tab.unwrap_or_default(),
+                backend: "starting...".into(),
+                stable_ui: opts.stable_ui,
+                ..Default::default()
+            },
+            doc: Document::default(),
+            compare: CompareUi::default(),
+            inspect: InspectUi { show_heat: opts.tab == Some(Tab::Inspect), ..Default::default() },
+            steer: SteerUi::default(),
             sample: SampleUi::default(),
             render: RenderUi::default(),
-            swipe: 0.0,
-            pan: egui::Vec2::ZERO,
-            teacher_path: engine::dirs::teacher_dir().display().to_string(),
-            preview_path: String::new(),
-            session_path: std::env::temp_dir().join("dino-sae-session.json").display().to_string(),
-            exporter: Exporter::default(),
-            last_export: None,
-            error: None,
-            status: None,
-            help: false,
-            last_image_rect: None,
-            gpu_heatmap: false,
-            overlay_version: 0,
-            dialog: None,
-            offer_restore: None,
-            stable_ui: opts.stable_ui,
-            full_pending: None,
-            previews_shown: 0,
+            models_ui: ModelsUi::default(),
+            files: Files::default(),
+            messages: Messages::default(),
         };
         match opts.open {
-            Some(p) if engine::session::Session::is_session_path(&p) => s.open_session(&p),
+            Some(p) if engine::worker::session::Session::is_session_path(&p) => s.open_session(&p),
             Some(p) => {
                 s.settings.image_path = p.display().to_string();
                 s.open_image(&p);
             }
             None => {
                 if !opts.no_restore {
-                    s.offer_restore = last.filter(|p| p.exists());
+                    s.files.offer_restore = last.filter(|p| p.exists());
                 }
                 // open on a sample photo
                 let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/samples/astronaut.png");
@@ -211,7 +156,7 @@ impl Studio {
     pub fn enable_gpu(&mut self, rs: &eframe::egui_wgpu::RenderState) {
         let pipeline = crate::gpu_heatmap::HeatmapPipeline::new(&rs.device, rs.target_format);
         rs.renderer.write().callback_resources.insert(crate::gpu_heatmap::HeatmapResources { pipeline, bound: None });
-        self.gpu_heatmap = true;
+        self.view.gpu_heatmap = true;
     }
 
     // ---- read-only views for tests and the shell --------------------------------------------------------
@@ -220,22 +165,22 @@ impl Studio {
         &self.settings
     }
     pub fn tab(&self) -> Tab {
-        self.tab
+        self.view.tab
     }
     pub fn current(&self) -> Option<&Current> {
-        self.current.as_ref()
+        self.doc.current.as_ref()
     }
     pub fn original(&self) -> Option<&image::RgbImage> {
-        self.image.as_ref().map(|i| i.original.as_ref())
+        self.doc.image.as_ref().map(|i| i.original.as_ref())
     }
     pub fn edit(&self) -> &SteerEdit {
-        &self.edit
+        &self.steer.edit
     }
     pub fn selection(&self) -> &[usize] {
-        &self.selection
+        &self.steer.selection
     }
     pub fn error(&self) -> Option<&str> {
-        self.error.as_deref()
+        self.messages.error.as_deref()
     }
     pub fn models(&self) -> &Models {
         &self.models
@@ -250,31 +195,31 @@ impl Studio {
         self.link.is_running(kind)
     }
     pub fn is_idle(&self) -> bool {
-        self.link.running().is_empty() && self.opening.is_none()
+        self.link.running().is_empty() && self.doc.opening.is_none() && self.commands.is_empty()
     }
     pub fn last_image_rect(&self) -> Option<egui::Rect> {
-        self.last_image_rect
+        self.view.last_image_rect
     }
     pub fn class_mean(&self) -> Option<&(usize, Vec<f32>)> {
-        self.class_mean.as_ref()
+        self.steer.class_mean.as_ref()
     }
     pub fn pinned(&self) -> Option<&(String, Vec<f32>)> {
-        self.pinned.as_ref()
+        self.steer.pinned.as_ref()
     }
     pub fn recent_images(&self) -> usize {
-        self.recent.len()
+        self.doc.recent.len()
     }
     pub fn zoom(&self) -> f32 {
         self.settings.zoom
     }
     pub fn swipe(&self) -> f32 {
-        self.swipe
+        self.compare.swipe
     }
     pub fn last_export(&self) -> Option<&std::path::Path> {
-        self.last_export.as_deref()
+        self.files.last_export.as_deref()
     }
     pub fn previews_shown(&self) -> u64 {
-        self.previews_shown
+        self.steer.previews_shown
     }
 
     pub(crate) fn tex_options(&self) -> TextureOptions {
@@ -288,17 +233,17 @@ impl Studio {
         }
         self.poll_opening();
         self.poll_dialog();
-        if let Some(done) = self.exporter.poll() {
+        if let Some(done) = self.files.exporter.poll() {
             match done {
-                Ok(p) => self.last_export = Some(p),
-                Err(e) => self.error = Some(e),
+                Ok(p) => self.files.last_export = Some(p),
+                Err(e) => self.messages.error = Some(e),
             }
         }
         let now = ui.input(|i| i.time);
-        self.undoer.feed_state(now, &self.edit);
+        self.steer.undoer.feed_state(now, &self.steer.edit);
         self.poll_full_decode(now);
         for cmd in AppCommand::pressed(ui.ctx()) {
-            self.run(cmd);
+            self.commands.send(cmd);
         }
         let dropped: Vec<_> = ui.ctx().input(|i| i.raw.dropped_files.clone());
         for f in dropped {
@@ -306,7 +251,7 @@ impl Studio {
             self.settings.image_path = p.display().to_string();
             self.open_image(&p);
         }
-        if self.opening.is_some() || !self.exporter.is_idle() {
+        if self.doc.opening.is_some() || !self.files.exporter.is_idle() {
             ui.ctx().request_repaint_after(std::time::Duration::from_millis(50));
         }
         egui::Panel::top("menu").show(ui, |ui| crate::panels::menu::show(self, ui));
@@ -315,28 +260,54 @@ impl Studio {
             egui::ScrollArea::vertical().show(ui, |ui| crate::panels::side::show(self, ui));
         });
         egui::CentralPanel::default().show(ui, |ui| {
-            if let Some(p) = self.offer_restore.clone() {
+            if let Some(p) = self.files.offer_restore.clone() {
                 crate::session::restore_banner(self, ui, &p);
             }
-            match self.tab {
-                Tab::Compare => crate::panels::compare::show(self, ui),
-                Tab::Inspect => crate::panels::inspect::show(self, ui),
-                Tab::Steer => crate::panels::steer::show(self, ui),
-                Tab::Sample => {
-                    egui::ScrollArea::vertical().show(ui, |ui| crate::panels::sample::show(self, ui));
-                }
-                Tab::Models => {
-                    egui::ScrollArea::vertical().show(ui, |ui| crate::panels::models::show(self, ui));
-                }
-            }
+            let tab = self.view.tab;
+            tab.show(self, ui);
         });
-        if self.help {
+        if self.view.help {
             egui::Window::new("Keyboard shortcuts").collapsible(false).show(ui.ctx(), |ui| {
-                for cmd in AppCommand::ALL {
+                for cmd in AppCommand::all() {
                     ui.label(format!("{:<12} {}", ui.ctx().format_shortcut(&cmd.shortcut()), cmd.label()));
                 }
                 ui.small("Shortcuts without a modifier do nothing while you type in a text field.");
             });
+        }
+        self.apply_commands();
+    }
+
+    /// The current image with the Inspect panel's map over it (when shown), for [`crate::widgets::overlay`].
+    pub(crate) fn overlay(&self) -> Option<crate::widgets::overlay::Overlay<'_>> {
+        Some(crate::widgets::overlay::Overlay {
+            current: self.doc.current.as_ref()?,
+            heat: self.inspect.show_heat.then_some(self.inspect.heat),
+            opacity: self.settings.opacity,
+            bilinear: self.settings.linear,
+            gpu: self.view.gpu_heatmap,
+            version: self.view.overlay_version,
+            selection: &self.steer.selection,
+        })
+    }
+
+    /// Draw the overlay widget and remember where the image went (tests click into it).
+    pub(crate) fn show_overlay(&mut self, ui: &mut egui::Ui, size: egui::Vec2) -> Option<egui::Response> {
+        let resp = crate::widgets::overlay::show(ui, &self.overlay()?, size);
+        self.view.last_image_rect = Some(resp.rect);
+        Some(resp)
+    }
+
+    /// Apply the queued user intents, in order: the one place the studio talks to the engine link. Commands may
+    /// queue more (a command that sends jobs); those are applied in the same frame.
+    pub fn apply_commands(&mut self) {
+        while let Some(c) = self.commands.pop() {
+            match c {
+                Command::App(cmd) => self.run(cmd),
+                Command::Engine(job) => {
+                    self.link.submit(job);
+                }
+                Command::Cancel(kind) => self.link.cancel(kind),
+            }
         }
     }
 

@@ -1,7 +1,61 @@
 //! One command enum feeds the menus, the keyboard shortcuts, the help overlay and the tests. Shortcuts are
 //! read once per frame and never while a text field has keyboard focus (typing "2" into a path stays typing).
+//!
+//! Every user intent (a command, a job for the engine, a cancel) is pushed on one [`CommandQueue`] by whatever
+//! widget saw it and applied once per frame by `Studio::apply_commands` (rerun's `CommandSender` /
+//! `SystemCommand`): no panel talks to the engine link itself.
+
+use std::collections::VecDeque;
 
 use eframe::egui::{self, Key, KeyboardShortcut, Modifiers};
+use engine::worker::{Job, JobKind};
+
+use crate::panels::Tab;
+
+/// A user intent, queued by a widget and applied at the end of the frame.
+#[derive(Debug)]
+pub enum Command {
+    /// A menu / shortcut command.
+    App(AppCommand),
+    /// A job for the engine thread (its kind's previous request is cancelled).
+    Engine(Job),
+    /// Cancel the running request of a kind.
+    Cancel(JobKind),
+}
+
+impl From<AppCommand> for Command {
+    fn from(c: AppCommand) -> Self {
+        Command::App(c)
+    }
+}
+
+impl From<Job> for Command {
+    fn from(j: Job) -> Self {
+        Command::Engine(j)
+    }
+}
+
+/// The one queue of user intents (first in, first applied).
+#[derive(Debug, Default)]
+pub struct CommandQueue(VecDeque<Command>);
+
+impl CommandQueue {
+    pub fn send(&mut self, c: impl Into<Command>) {
+        self.0.push_back(c.into());
+    }
+
+    pub fn cancel(&mut self, kind: JobKind) {
+        self.0.push_back(Command::Cancel(kind));
+    }
+
+    pub fn pop(&mut self) -> Option<Command> {
+        self.0.pop_front()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AppCommand {
@@ -12,11 +66,8 @@ pub enum AppCommand {
     ExportLatent,
     RenderFull,
     CancelRender,
-    ShowCompare,
-    ShowInspect,
-    ShowSteer,
-    ShowSample,
-    ShowModels,
+    /// Show a central panel.
+    Show(Tab),
     ToggleHeatmap,
     ResetSteer,
     Undo,
@@ -26,26 +77,25 @@ pub enum AppCommand {
 }
 
 impl AppCommand {
-    pub const ALL: [AppCommand; 18] = [
-        AppCommand::OpenImage,
-        AppCommand::OpenSession,
-        AppCommand::SaveSession,
-        AppCommand::ExportImage,
-        AppCommand::ExportLatent,
-        AppCommand::RenderFull,
-        AppCommand::CancelRender,
-        AppCommand::ShowCompare,
-        AppCommand::ShowInspect,
-        AppCommand::ShowSteer,
-        AppCommand::ShowSample,
-        AppCommand::ShowModels,
-        AppCommand::ToggleHeatmap,
-        AppCommand::ResetSteer,
-        AppCommand::Undo,
-        AppCommand::Redo,
-        AppCommand::ToggleTheme,
-        AppCommand::ToggleHelp,
-    ];
+    /// Every command: the fixed ones, then one `Show` per tab of the registry.
+    pub fn all() -> Vec<AppCommand> {
+        let fixed = [
+            AppCommand::OpenImage,
+            AppCommand::OpenSession,
+            AppCommand::SaveSession,
+            AppCommand::ExportImage,
+            AppCommand::ExportLatent,
+            AppCommand::RenderFull,
+            AppCommand::CancelRender,
+            AppCommand::ToggleHeatmap,
+            AppCommand::ResetSteer,
+            AppCommand::Undo,
+            AppCommand::Redo,
+            AppCommand::ToggleTheme,
+            AppCommand::ToggleHelp,
+        ];
+        fixed.into_iter().chain(Tab::ALL.map(AppCommand::Show)).collect()
+    }
 
     pub fn label(self) -> &'static str {
         match self {
@@ -56,11 +106,7 @@ impl AppCommand {
             AppCommand::ExportLatent => "Export latent",
             AppCommand::RenderFull => "Render full resolution",
             AppCommand::CancelRender => "Cancel render",
-            AppCommand::ShowCompare => "Compare",
-            AppCommand::ShowInspect => "Inspect",
-            AppCommand::ShowSteer => "Steer",
-            AppCommand::ShowSample => "Sample",
-            AppCommand::ShowModels => "Models",
+            AppCommand::Show(tab) => tab.label(),
             AppCommand::ToggleHeatmap => "Toggle heatmap",
             AppCommand::ResetSteer => "Reset steering",
             AppCommand::Undo => "Undo",
@@ -72,16 +118,7 @@ impl AppCommand {
 
     /// The View menu's entries.
     pub fn in_view_menu(self) -> bool {
-        matches!(
-            self,
-            AppCommand::ShowCompare
-                | AppCommand::ShowInspect
-                | AppCommand::ShowSteer
-                | AppCommand::ShowSample
-                | AppCommand::ShowModels
-                | AppCommand::ToggleHeatmap
-                | AppCommand::ToggleTheme
-        )
+        matches!(self, AppCommand::Show(_) | AppCommand::ToggleHeatmap | AppCommand::ToggleTheme)
     }
 
     pub fn shortcut(self) -> KeyboardShortcut {
@@ -96,11 +133,7 @@ impl AppCommand {
             AppCommand::ExportLatent => KeyboardShortcut::new(cs, Key::E),
             AppCommand::RenderFull => KeyboardShortcut::new(c, Key::R),
             AppCommand::CancelRender => KeyboardShortcut::new(n, Key::Escape),
-            AppCommand::ShowCompare => KeyboardShortcut::new(n, Key::Num1),
-            AppCommand::ShowInspect => KeyboardShortcut::new(n, Key::Num2),
-            AppCommand::ShowSteer => KeyboardShortcut::new(n, Key::Num3),
-            AppCommand::ShowSample => KeyboardShortcut::new(n, Key::Num4),
-            AppCommand::ShowModels => KeyboardShortcut::new(n, Key::Num5),
+            AppCommand::Show(tab) => KeyboardShortcut::new(n, tab.key()),
             AppCommand::ToggleHeatmap => KeyboardShortcut::new(n, Key::H),
             AppCommand::ResetSteer => KeyboardShortcut::new(n, Key::R),
             AppCommand::Undo => KeyboardShortcut::new(c, Key::Z),
@@ -117,7 +150,7 @@ impl AppCommand {
             return Vec::new();
         }
         // longer modifier sets first, so Ctrl+Shift+Z is not also read as Ctrl+Z
-        let mut all = Self::ALL.to_vec();
+        let mut all = Self::all();
         all.sort_by_key(|c| std::cmp::Reverse(modifier_count(c.shortcut().modifiers)));
         all.into_iter().filter(|c| ctx.input_mut(|i| i.consume_shortcut(&c.shortcut()))).collect()
     }
@@ -133,8 +166,9 @@ mod tests {
 
     #[test]
     fn no_two_commands_share_a_shortcut() {
-        for (i, a) in AppCommand::ALL.iter().enumerate() {
-            for b in &AppCommand::ALL[i + 1..] {
+        let all = AppCommand::all();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
                 assert_ne!(a.shortcut(), b.shortcut(), "{a:?} and {b:?}");
             }
         }
@@ -142,9 +176,11 @@ mod tests {
 
     #[test]
     fn every_command_has_a_label() {
-        let mut labels: Vec<&str> = AppCommand::ALL.iter().map(|c| c.label()).collect();
+        let all = AppCommand::all();
+        let mut labels: Vec<&str> = all.iter().map(|c| c.label()).collect();
         labels.sort();
         labels.dedup();
-        assert_eq!(labels.len(), AppCommand::ALL.len());
+        assert_eq!(labels.len(), all.len());
+        assert_eq!(all.len(), 13 + Tab::ALL.len(), "one Show per tab");
     }
 }

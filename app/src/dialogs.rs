@@ -20,7 +20,7 @@ pub enum DialogFor {
 impl Studio {
     /// Ask the desktop for a path without blocking the UI.
     pub(crate) fn ask(&mut self, what: DialogFor) {
-        if self.dialog.is_some() {
+        if self.files.dialog.is_some() {
             return;
         }
         let promise = poll_promise::Promise::spawn_thread("file-dialog", move || {
@@ -38,14 +38,14 @@ impl Studio {
                 }
             }
         });
-        self.dialog = Some((what, promise));
+        self.files.dialog = Some((what, promise));
     }
 
     pub(crate) fn poll_dialog(&mut self) {
-        let Some((what, p)) = &self.dialog else { return };
+        let Some((what, p)) = &self.files.dialog else { return };
         let Some(answer) = p.ready() else { return };
         let (what, answer): (DialogFor, Option<PathBuf>) = (*what, answer.clone());
-        self.dialog = None;
+        self.files.dialog = None;
         let Some(path) = answer else { return }; // cancelled, or no portal available
         let text = path.display().to_string();
         match what {
@@ -63,14 +63,14 @@ impl Studio {
             }
             DialogFor::Generator => {
                 self.sample.dit_path = text;
-                self.link.submit(Job::LoadGenerator(path));
+                self.commands.send(Job::LoadGenerator(path));
             }
             DialogFor::OpenSession => {
-                self.session_path = text;
+                self.files.session_path = text;
                 self.open_session(&path);
             }
             DialogFor::SaveSession => {
-                self.session_path = text;
+                self.files.session_path = text;
                 self.save_session(&path);
             }
         }

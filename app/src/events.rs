@@ -10,14 +10,14 @@ use crate::state::*;
 
 impl Studio {
     fn is_current(&self, version: u64) -> bool {
-        self.current.as_ref().is_some_and(|c| c.version == version)
+        self.doc.current.as_ref().is_some_and(|c| c.version == version)
     }
 
     pub(crate) fn on_event(&mut self, ev: Event) {
         match ev {
             Event::BackendReady(b) => {
                 // UI snapshots must not depend on the machine (thread count, adapter name)
-                self.backend = if self.stable_ui { b.generic_name } else { b.name }
+                self.view.backend = if self.view.stable_ui { b.generic_name } else { b.name }
             }
             Event::Loaded(l) => {
                 let had_generator = self.models.generator.clone();
@@ -32,58 +32,58 @@ impl Studio {
                         self.sample.classes.clear();
                     }
                 }
-                self.error = None;
+                self.messages.error = None;
                 match l.kind {
                     JobKind::LoadModel | JobKind::LoadCompare => {
                         // the main model (or the compare set) changed: reconstruct what is open again
-                        if let Some(w) = self.pending_work.take() {
+                        if let Some(w) = self.doc.pending_work.take() {
                             self.submit_reconstruct(w);
-                        } else if l.kind == JobKind::LoadModel || self.current.is_some() {
+                        } else if l.kind == JobKind::LoadModel || self.doc.current.is_some() {
                             self.rework();
                         }
                         if l.kind == JobKind::LoadModel {
-                            self.current = None;
-                            self.status = self
+                            self.doc.current = None;
+                            self.messages.status = self
                                 .models
                                 .main
                                 .as_ref()
                                 .map(|m| format!("loaded {}", crate::app::short_name(&m.name)));
                         } else {
-                            self.status = Some("compare models updated".into());
+                            self.messages.status = Some("compare models updated".into());
                         }
                     }
                     JobKind::LoadPreview => {
-                        self.status = self.models.preview.as_ref().map(|p| {
+                        self.messages.status = self.models.preview.as_ref().map(|p| {
                             format!("loaded preview decoder {}", crate::app::short_name(&p.path.display().to_string()))
                         });
                     }
                     JobKind::LoadTeacher => {
-                        self.status = self
+                        self.messages.status = self
                             .models
                             .teacher
                             .as_ref()
                             .map(|t| format!("loaded teacher {}", crate::app::short_name(t)));
-                        if self.current.is_some() {
-                            self.link.submit(Job::TeacherCosine);
+                        if self.doc.current.is_some() {
+                            self.commands.send(Job::TeacherCosine);
                         }
                     }
-                    _ => self.status = Some("generator loaded".into()),
+                    _ => self.messages.status = Some("generator loaded".into()),
                 }
             }
             Event::Reconstructed(r) => self.on_reconstructed(*r),
             Event::CosineMap(c) => {
                 if self.is_current(c.version) {
-                    if let Some(cur) = &mut self.current {
+                    if let Some(cur) = &mut self.doc.current {
                         cur.cosine = Some((c.patch, c.values));
                     }
-                    self.heat = HeatMode::Cosine;
-                    self.show_heat = true;
+                    self.inspect.heat = HeatMode::Cosine;
+                    self.inspect.show_heat = true;
                     self.refresh_overlay();
                 }
             }
             Event::TeacherCosine(t) => {
                 if self.is_current(t.version) {
-                    if let Some(cur) = &mut self.current {
+                    if let Some(cur) = &mut self.doc.current {
                         cur.teacher_cosine = Some(t.values);
                     }
                     self.refresh_overlay();
@@ -91,29 +91,30 @@ impl Studio {
             }
             Event::Steered(s) => {
                 // a preview never replaces a full decode of the same edit that arrived first
-                let full_newer = s.preview && self.full_pending.is_none() && !self.link.is_running(JobKind::Steer);
-                if let Some(c) = self
-                    .current
-                    .as_mut()
-                    .filter(|c| c.version == s.version && !(full_newer && !c.steered_is_preview && c.steered.is_some()))
+                let full_newer =
+                    s.preview && self.steer.full_pending.is_none() && !self.link.is_running(JobKind::Steer);
+                if let Some(c) =
+                    self.doc.current.as_mut().filter(|c| {
+                        c.version == s.version && !(full_newer && !c.steered_is_preview && c.steered.is_some())
+                    })
                 {
                     c.tex_steered =
                         Some(self.ctx.load_texture("steered", color_image(&s.image), TextureOptions::NEAREST));
                     c.steered = Some((s.image, s.psnr, s.millis));
                     c.steered_is_preview = s.preview;
                     if s.preview {
-                        self.previews_shown += 1;
+                        self.steer.previews_shown += 1;
                     }
                 }
             }
             Event::PatchDirection(p) => {
-                let n = self.recent.len();
-                self.pinned = Some((format!("patch {} of image {n}", p.patch), p.direction));
-                self.target_kind = TargetKind::Pinned;
+                let n = self.doc.recent.len();
+                self.steer.pinned = Some((format!("patch {} of image {n}", p.patch), p.direction));
+                self.steer.target_kind = TargetKind::Pinned;
                 self.send_steer();
             }
             Event::Lpips(l) => {
-                if let Some(c) = self.current.as_mut().filter(|c| c.version == l.version) {
+                if let Some(c) = self.doc.current.as_mut().filter(|c| c.version == l.version) {
                     c.lpips = Some((l.main, l.others));
                     c.lpips_note = format!("LPIPS-VGG-like at {}x{}", l.size.0, l.size.1);
                 }
@@ -131,11 +132,11 @@ impl Studio {
                     self.sample.result = Some((t, s.cancelled, s.steps_done, s.millis));
                     self.sample.result_image = Some(grid);
                 }
-                Err(e) => self.error = Some(e.to_string()),
+                Err(e) => self.messages.error = Some(e.to_string()),
             },
             Event::ClassMean(c) => {
-                self.class_mean = Some((c.class, c.direction));
-                self.target_kind = TargetKind::ClassMean;
+                self.steer.class_mean = Some((c.class, c.direction));
+                self.steer.target_kind = TargetKind::ClassMean;
                 self.send_steer();
             }
             Event::Walked(w) => {
@@ -152,7 +153,7 @@ impl Studio {
                     self.sample.walk_pos = 0; // the full frames replace the preview ones where playback is
                 }
             }
-            Event::Exported(e) => self.last_export = Some(e.path),
+            Event::Exported(e) => self.files.last_export = Some(e.path),
             Event::Rendered(r) => {
                 if self.is_current(r.version) {
                     self.render.texture =
@@ -177,23 +178,23 @@ impl Studio {
             (_, true) => {} // superseded or cancelled on purpose: nothing to say
             (Some(JobKind::Lpips), false) => {
                 // not an error of anything the user did: say it where the score would be
-                if let Some(c) = &mut self.current {
+                if let Some(c) = &mut self.doc.current {
                     c.lpips_note = f.error;
                 }
             }
             (Some(JobKind::Render), false) => {
                 self.render.note = Some(f.error.clone());
-                self.error = Some(f.error);
+                self.messages.error = Some(f.error);
             }
-            _ => self.error = Some(f.error), // what the user had stays as it was
+            _ => self.messages.error = Some(f.error), // what the user had stays as it was
         }
     }
 
     fn on_reconstructed(&mut self, r: engine::worker::Reconstruction) {
-        if self.recent.last() != Some(&r.input) && !r.from_latent {
-            self.recent.push(r.input.clone());
-            if self.recent.len() > 6 {
-                self.recent.remove(0);
+        if self.doc.recent.last() != Some(&r.input) && !r.from_latent {
+            self.doc.recent.push(r.input.clone());
+            if self.doc.recent.len() > 6 {
+                self.doc.recent.remove(0);
             }
         }
         let err = heatmap::error_image(&r.input, &r.recon);
@@ -206,8 +207,8 @@ impl Studio {
                 (x.name, self.ctx.load_texture(format!("other{i}"), color_image(&x.image), o), x.psnr, x.ssim)
             })
             .collect();
-        let same_grid = self.current.as_ref().is_some_and(|c| c.grid == r.grid);
-        self.current = Some(Current {
+        let same_grid = self.doc.current.as_ref().is_some_and(|c| c.grid == r.grid);
+        self.doc.current = Some(Current {
             version: r.version,
             tex_input: self.ctx.load_texture("input", color_image(&r.input), o),
             tex_recon: self.ctx.load_texture("recon", color_image(&r.recon), o),
@@ -233,27 +234,27 @@ impl Studio {
             from_latent: r.from_latent,
         });
         if !same_grid {
-            self.selection.clear();
+            self.steer.selection.clear();
         }
         let n = r.grid.0 * r.grid.1;
-        self.target_patch = self.target_patch.min(n.saturating_sub(1));
+        self.steer.target_patch = self.steer.target_patch.min(n.saturating_sub(1));
         self.refresh_overlay();
-        if let Some(e) = self.pending_edit.take() {
-            self.selection = e.patches.iter().copied().filter(|&p| p < n).collect();
-            self.edit = e;
+        if let Some(e) = self.doc.pending_edit.take() {
+            self.steer.selection = e.patches.iter().copied().filter(|&p| p < n).collect();
+            self.steer.edit = e;
             self.push_undo();
             self.send_steer();
         }
         // the perceptual distance and the teacher's cosines run as their own (background / interactive) jobs
-        self.link.submit(Job::Lpips);
+        self.commands.send(Job::Lpips);
         if self.models.teacher.is_some() {
-            self.link.submit(Job::TeacherCosine);
+            self.commands.send(Job::TeacherCosine);
         }
     }
 
     pub(crate) fn reload_textures(&mut self) {
         let o = self.tex_options();
-        if let Some(c) = &mut self.current {
+        if let Some(c) = &mut self.doc.current {
             c.tex_input.set(color_image(&c.input), o);
             c.tex_recon.set(color_image(&c.recon), o);
             let err = heatmap::error_image(&c.input, &c.recon);
@@ -262,7 +263,7 @@ impl Studio {
     }
 
     fn overlay_texture(&self, c: &Current) -> Option<egui::ColorImage> {
-        let img = match self.heat {
+        let img = match self.inspect.heat {
             HeatMode::Magnitude => heatmap::overlay(&c.input, &c.magnitude, c.grid, 1.0).0,
             HeatMode::Cosine => {
                 let (_, v) = c.cosine.as_ref()?;
@@ -280,9 +281,9 @@ impl Studio {
     }
 
     pub(crate) fn refresh_overlay(&mut self) {
-        self.overlay_version += 1;
-        let tex = self.current.as_ref().and_then(|c| self.overlay_texture(c));
-        if let Some(c) = &mut self.current {
+        self.view.overlay_version += 1;
+        let tex = self.doc.current.as_ref().and_then(|c| self.overlay_texture(c));
+        if let Some(c) = &mut self.doc.current {
             c.tex_overlay = tex.map(|t| self.ctx.load_texture("overlay", t, TextureOptions::NEAREST));
         }
     }

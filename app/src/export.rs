@@ -60,7 +60,12 @@ impl Studio {
             ("Kind", what.to_string()),
             (
                 "Source",
-                self.image.as_ref().and_then(|i| i.path.as_ref()).map(|p| p.display().to_string()).unwrap_or_default(),
+                self.doc
+                    .image
+                    .as_ref()
+                    .and_then(|i| i.path.as_ref())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
             ),
             ("Steer", serde_json::to_string(&self.resolved_edit()).unwrap_or_default()),
             (
@@ -81,15 +86,15 @@ impl Studio {
 
     /// Export what the current tab shows (samples, the steered decode, or the reconstruction).
     pub(crate) fn export_image(&mut self) {
-        if self.tab == Tab::Steer && self.current.as_ref().is_some_and(|c| c.steered_is_preview) {
+        if self.view.tab == Tab::Steer && self.doc.current.as_ref().is_some_and(|c| c.steered_is_preview) {
             // exports always use the full decoder
-            self.status = Some("the full decode of this edit is on its way: export again in a moment".into());
-            if self.full_pending.take().is_some() || !self.link.is_running(engine::worker::JobKind::Steer) {
-                self.link.submit(engine::worker::Job::Steer { edit: self.resolved_edit() });
+            self.messages.status = Some("the full decode of this edit is on its way: export again in a moment".into());
+            if self.steer.full_pending.take().is_some() || !self.link.is_running(engine::worker::JobKind::Steer) {
+                self.commands.send(engine::worker::Job::Steer { edit: self.resolved_edit() });
             }
             return;
         }
-        let (img, what) = match (&self.sample.result_image, &self.current, self.tab) {
+        let (img, what) = match (&self.sample.result_image, &self.doc.current, self.view.tab) {
             (Some(g), _, Tab::Sample) => (g.clone(), "samples"),
             (_, Some(c), Tab::Steer) if c.steered.is_some() => {
                 (c.steered.as_ref().map(|s| s.0.clone()).unwrap_or_default(), "steered")
@@ -98,7 +103,7 @@ impl Studio {
             _ => return,
         };
         let text = self.export_text(what);
-        self.exporter.png(std::path::PathBuf::from(self.settings.export_path.trim()), img, text);
+        self.files.exporter.png(std::path::PathBuf::from(self.settings.export_path.trim()), img, text);
     }
 
     /// Export the last full-resolution render (at the original's size).
@@ -108,12 +113,12 @@ impl Studio {
         let text = self.export_text("full-resolution render");
         let p = std::path::PathBuf::from(self.settings.export_path.trim());
         let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "export".into());
-        self.exporter.png(p.with_file_name(format!("{stem}-full.png")), img, text);
+        self.files.exporter.png(p.with_file_name(format!("{stem}-full.png")), img, text);
     }
 
     /// Write the walk's frames as PNGs with the parameters in text chunks.
     pub(crate) fn export_walk(&mut self) {
         let dir = PathBuf::from(self.sample.frames_dir.trim());
-        self.exporter.frames(dir, self.sample.walk.clone(), self.sample.walk_label.clone());
+        self.files.exporter.frames(dir, self.sample.walk.clone(), self.sample.walk_label.clone());
     }
 }

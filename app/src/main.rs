@@ -15,15 +15,6 @@ enum BackendArg {
     Wgpu,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum TabArg {
-    Compare,
-    Inspect,
-    Steer,
-    Sample,
-    Models,
-}
-
 #[derive(Parser, Debug)]
 #[command(name = "dino-sae-studio", about = "See and steer the spherical latents of a DINO-SAE")]
 struct Cli {
@@ -39,7 +30,7 @@ struct Cli {
     #[arg(long)]
     random_preset: Option<String>,
     #[arg(long, value_enum)]
-    tab: Option<TabArg>,
+    tab: Option<Tab>,
     /// Where the engine computes (default: $DINO_SAE_BACKEND, else auto).
     #[arg(long, value_enum)]
     backend: Option<BackendArg>,
@@ -81,13 +72,7 @@ fn main() -> eframe::Result<()> {
         Some(BackendArg::Wgpu) => engine::backend::BackendChoice::Wgpu,
         None => engine::backend::BackendChoice::from_env(),
     };
-    let tab = cli.tab.map(|t| match t {
-        TabArg::Compare => Tab::Compare,
-        TabArg::Inspect => Tab::Inspect,
-        TabArg::Steer => Tab::Steer,
-        TabArg::Sample => Tab::Sample,
-        TabArg::Models => Tab::Models,
-    });
+    let tab = cli.tab;
     let opts = StartOptions {
         no_restore: cli.open.is_some() || cli.image.is_some(),
         open: cli.open.or(cli.image),

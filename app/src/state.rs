@@ -62,15 +62,11 @@ impl Settings {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Tab {
-    #[default]
-    Compare,
-    Inspect,
-    Steer,
-    Sample,
-    Models,
-}
+pub use crate::panels::Tab;
+pub use crate::panels::compare::CompareUi;
+pub use crate::panels::inspect::InspectUi;
+pub use crate::panels::models::ModelsUi;
+pub use crate::panels::steer::SteerUi;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum HeatMode {
@@ -253,4 +249,63 @@ pub struct RenderUi {
     pub texture: Option<TextureHandle>,
     /// Why the last render did not finish ("cancelled", or the error).
     pub note: Option<String>,
+}
+
+/// How the window is shown: the tab, the help overlay, and what the frame loop keeps about the screen.
+#[derive(Default)]
+pub struct View {
+    pub tab: Tab,
+    pub help: bool,
+    /// Hide values that change from run to run (timings, memory in use): for snapshot tests.
+    pub stable_ui: bool,
+    /// Where the engine computes, as the status bar names it.
+    pub backend: String,
+    pub last_image_rect: Option<eframe::egui::Rect>,
+    /// The WGSL heatmap pipeline is registered (eframe on wgpu).
+    pub gpu_heatmap: bool,
+    /// Bumped whenever the overlay's values change (the GPU heatmap re-uploads).
+    pub overlay_version: u64,
+}
+
+/// The image the studio works on: the open original, the one being opened, and what is shown of it.
+#[derive(Default)]
+pub struct Document {
+    pub image: Option<OpenImage>,
+    pub opening: Option<crate::app::Opening>,
+    /// The working copy waiting for a model to be loaded.
+    pub pending_work: Option<image::RgbImage>,
+    /// The edit to apply once the next reconstruction arrives (an opened session's).
+    pub pending_edit: Option<engine::steer::SteerEdit>,
+    pub current: Option<Current>,
+    /// The last working copies reconstructed (walks between images).
+    pub recent: Vec<image::RgbImage>,
+}
+
+/// Files: the session path, exports in flight, file dialogs, the last session offered on start.
+pub struct Files {
+    pub session_path: String,
+    pub exporter: crate::export::Exporter,
+    pub last_export: Option<PathBuf>,
+    pub dialog: Option<(crate::dialogs::DialogFor, poll_promise::Promise<Option<PathBuf>>)>,
+    /// The last session, offered on start.
+    pub offer_restore: Option<PathBuf>,
+}
+
+impl Default for Files {
+    fn default() -> Self {
+        Self {
+            session_path: std::env::temp_dir().join("dino-sae-session.json").display().to_string(),
+            exporter: Default::default(),
+            last_export: None,
+            dialog: None,
+            offer_restore: None,
+        }
+    }
+}
+
+/// What the status bar says: the last error (what the user had stays as it was) and the last note.
+#[derive(Clone, Debug, Default)]
+pub struct Messages {
+    pub error: Option<String>,
+    pub status: Option<String>,
 }

@@ -11,7 +11,7 @@ use engine::image_io::Fit;
 use engine::model::preview::PreviewDecoder;
 use engine::model::sae::{DinoSae, SaeConfig};
 use engine::preflight;
-use engine::render;
+use engine::tiled;
 
 use crate::progress::Progress;
 
@@ -45,7 +45,7 @@ impl ModelArgs {
     pub fn path(&self) -> Result<PathBuf> {
         match &self.model {
             Some(p) => Ok(p.clone()),
-            None => engine::worker::require_default_model_dir().context("no --model given"),
+            None => engine::dirs::require_default_model_dir().context("no --model given"),
         }
     }
 
@@ -61,6 +61,11 @@ impl ModelArgs {
             load_sae(&path, &device, self.allow_incomplete).with_context(|| format!("loading {}", path.display()))?;
         eprintln!("model: {} [{}] {}", path.display(), loaded.format, loaded.report.summary(0));
         Ok(loaded.model)
+    }
+
+    /// [`ModelArgs::load`] behind the engine's front door (CPU, the environment's memory budget).
+    pub fn open(&self) -> Result<engine::Sae> {
+        Ok(engine::Sae::new(self.load()?, &engine::cpu(), engine::preflight::Budget::from_env()))
     }
 
     /// The preview decoder for `--preview`: `dir`, else the model folder's `preview/` (the default model's when no
@@ -190,8 +195,8 @@ pub fn default_sae_and_dit(sae: Option<PathBuf>, dit: Option<PathBuf>) -> Result
     match sae {
         Some(s) => Ok((s, dit)),
         None => Ok((
-            engine::worker::require_default_model_dir().context("no --sae given")?,
-            dit.or_else(engine::worker::default_dit_dir),
+            engine::dirs::require_default_model_dir().context("no --sae given")?,
+            dit.or_else(engine::dirs::default_dit_dir),
         )),
     }
 }
@@ -220,9 +225,9 @@ pub fn announce(what: &str, est: &preflight::Estimate) {
 }
 
 /// The progress of a tiled render (`<what>: tile k/n`, the engine's ETA): a bar on a terminal, else a line per tile.
-pub fn progress_line(what: &'static str) -> impl FnMut(render::TileProgress) {
+pub fn progress_line(what: &'static str) -> impl FnMut(tiled::TileProgress) {
     let mut bar: Option<Progress> = None;
-    move |t: render::TileProgress| {
+    move |t: tiled::TileProgress| {
         let b = bar.get_or_insert_with(|| Progress::new(format!("{what}: tile"), t.of));
         b.set(t.done, &format!("ETA {:.0} s", t.eta_secs));
         if t.done >= t.of

@@ -70,12 +70,12 @@ fn load_models(
 ) -> Result<(DinoSae, Option<engine::generate::DitBundle>)> {
     match preset.random() {
         None => {
-            let dir = engine::worker::require_default_model_dir()?;
+            let dir = engine::dirs::require_default_model_dir()?;
             if say {
                 println!("model: the default model ({})", dir.display());
             }
             let m = load_sae(&dir, device, false).with_context(|| format!("loading {}", dir.display()))?.model;
-            let dit = engine::worker::default_dit_dir().map(|d| engine::generate::load_dit(&d, device)).transpose()?;
+            let dit = engine::dirs::default_dit_dir().map(|d| engine::generate::load_dit(&d, device)).transpose()?;
             Ok((m, dit))
         }
         Some(p) => {
@@ -241,7 +241,7 @@ fn steer_preview_row(
     let Event::Loaded(l) = wait(&w)? else { anyhow::bail!("steer bench: model not loaded") };
     let tmp = std::env::temp_dir().join(format!("dino-sae-bench-preview-{}", std::process::id()));
     if l.models.preview.is_none() {
-        preview.save(&tmp, engine::raw::Precision::F32, 0, "")?;
+        preview.save(&tmp, engine::tensor_file::Precision::F32, 0, "")?;
         w.submit(Ticket::new(2), Job::LoadPreview(tmp.clone()));
         wait(&w)?;
     }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use engine::checkpoint::{self, load_sae};
-use engine::raw::{Precision, RawTensor};
+use engine::tensor_file::{Precision, RawTensor};
 
 #[derive(clap::Args)]
 pub struct InspectArgs {

@@ -1,18 +1,16 @@
 //! `reconstruct`, `encode`, `decode`, `preflight`: an image through the autoencoder and back.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use engine::autoencoder::{Job, Tiles};
 use engine::image_io;
 use engine::preflight::{self, Budget};
-use engine::raw::{Precision, TensorMap, write_safetensors};
-use engine::render::{self, Tiling};
+use engine::tensor_file::{Precision, TensorMap, write_safetensors};
 
-use crate::args::{FitArg, ModelArgs, PreviewArgs, announce, flag_hint, progress_line, too_big, value_name};
-use crate::tiles::TileArgs;
+use crate::args::{FitArg, ModelArgs, PreviewArgs, value_name};
+use crate::tiles::{TileArgs, reporter};
 
 #[derive(clap::Args)]
 pub struct ReconstructArgs {
@@ -91,53 +89,27 @@ pub enum Op {
 
 pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     let ReconstructArgs { image, out, model, fit, tiles, preview: PreviewArgs { preview, preview_dir } } = a;
-    let device = engine::cpu();
-    let m = model.load()?;
+    let sae = model.open()?;
     let pairs = crate::folder::pairs(&image, &out, "png")?;
     crate::folder::each(&pairs, image.is_dir(), |image, out| {
         let img = image_io::fit16(&image_io::load_rgb(image)?, fit.into());
         let (w, h) = (img.width() as usize, img.height() as usize);
-        let budget = Budget::from_env();
-        let tiled = tiles.decide(|| render::plan_image(&m.cfg, w, h, true, &budget), preview.then_some("--preview"))?;
-        let t0 = Instant::now();
-        let (rec, t1) = if tiled {
-            let cancel = Arc::new(AtomicBool::new(false));
-            let z = render::encode_tiled(
-                &m,
-                &img,
-                Tiling::default(),
-                &budget,
-                &device,
-                &cancel,
-                &mut progress_line("encode"),
-            )?;
+        let what = format!("reconstruct of {w}x{h}");
+        let (rec, encode_secs, decode_secs, tiled) = if preview {
+            // the preview decoder runs in one pass: a job the plan would tile is refused with the flags that fix it
+            tiles.decide(|| sae.plan_image(w, h, true), Some("--preview"))?;
+            let t0 = Instant::now();
+            let job = Job::tiles(Tiles::Never);
+            let z = tiles.hint(sae.encode_image_with(&img, &job, &mut reporter(what)), "--tiled renders it")?.latent;
             let t1 = Instant::now();
-            let rec = render::decode_tiled(
-                &m,
-                &z,
-                Tiling::default(),
-                &budget,
-                &device,
-                &cancel,
-                &mut progress_line("decode"),
-            )?;
-            (rec, t1)
+            let y = model.load_preview(preview_dir.as_deref())?.decode(z.to_tensor(sae.device())?)?;
+            let rec = image_io::from_tensor(y, &sae.config().pixels)?.remove(0);
+            (rec, (t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64(), false)
         } else {
-            let est = flag_hint(preflight::check_reconstruct(&m.cfg, w, h, &budget), too_big, "--tiled renders it")
-                .context("memory preflight")?;
-            announce(&format!("reconstruct of {w}x{h}"), &est);
-            let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
-            let lat = m.encode(x)?;
-            let t1 = Instant::now();
-            let rec = if preview {
-                model.load_preview(preview_dir.as_deref())?.decode(lat.patches)?
-            } else {
-                m.decode(lat.patches)?
-            };
-            let mut recs = image_io::from_tensor(rec, &m.cfg.pixels)?;
-            (recs.remove(0), t1)
+            let job = Job::tiles(tiles.mode());
+            let r = tiles.hint(sae.reconstruct_with(&img, &job, &mut reporter(what)), "--tiled renders it")?;
+            (r.image, r.encode_secs, r.decode_secs, r.ran.is_tiled())
         };
-        let t2 = Instant::now();
         let orig = image_io::rgb8_to_f32(&img);
         let psnr = engine::metrics::psnr(&orig, &rec);
         let ssim = engine::metrics::ssim(&orig, &rec);
@@ -151,8 +123,8 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
             img.width(),
             img.height(),
             out.display(),
-            (t1 - t0).as_secs_f64() * 1e3,
-            (t2 - t1).as_secs_f64() * 1e3,
+            encode_secs * 1e3,
+            decode_secs * 1e3,
             if tiled { ", tiled" } else { "" }
         ))
     })
@@ -160,9 +132,9 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
 
 pub fn encode(a: EncodeArgs) -> Result<()> {
     let EncodeArgs { image, out, model, fit, tiles } = a;
-    let m = model.load()?;
+    let sae = model.open()?;
     let img = image_io::fit16(&image_io::load_rgb(&image)?, fit.into());
-    let (z, cls) = crate::tiles::encode(&m, &img, &tiles)?;
+    let (z, cls) = crate::tiles::encode(&sae, &img, &tiles)?;
     let mut t = TensorMap::new();
     t.insert("latent".into(), z);
     if let Some(cls) = cls {
@@ -176,21 +148,19 @@ pub fn encode(a: EncodeArgs) -> Result<()> {
 
 pub fn decode(a: DecodeArgs) -> Result<()> {
     let DecodeArgs { latent, out, model, tiles, preview: PreviewArgs { preview, preview_dir } } = a;
-    let device = engine::cpu();
     if tiles.tiled && preview {
         bail!("--preview decodes in one pass; drop --tiled");
     }
-    let m = model.load()?;
-    let z = engine::raw::read_latent(&latent, m.cfg.decoder.latent_channels)?;
+    let sae = model.open()?;
+    let z = engine::tensor_file::read_latent(&latent, sae.config().decoder.latent_channels)?;
     let img = if preview {
         let (gh, gw) = (z.shape[2], z.shape[3]);
-        let budget = Budget::from_env();
         // the preview decoder is small, but a camera-sized latent is still refused rather than run for an hour
-        tiles.decide(|| render::plan_decode(&m.cfg, gh, gw, &budget), Some("--preview"))?;
-        let rec = model.load_preview(preview_dir.as_deref())?.decode(z.to_tensor(&device)?)?;
-        image_io::from_tensor(rec, &m.cfg.pixels)?.remove(0)
+        tiles.decide(|| sae.plan_decode(gh, gw), Some("--preview"))?;
+        let rec = model.load_preview(preview_dir.as_deref())?.decode(z.to_tensor(sae.device())?)?;
+        image_io::from_tensor(rec, &sae.config().pixels)?.remove(0)
     } else {
-        crate::tiles::decode(&m, &z, &tiles)?
+        crate::tiles::decode(&sae, &z, &tiles)?
     };
     image_io::save_png(&out, &image_io::f32_to_rgb8(&img), &[("Source", latent.display().to_string())])?;
     println!("wrote {} ({}x{})", out.display(), img.width, img.height);

@@ -123,11 +123,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let EvalArgs { mut models, teacher, photos, size, out } = a;
     let device = engine::cpu();
     if models.is_empty() {
-        let dir = engine::worker::require_default_model_dir().context("no model named")?;
+        let dir = engine::dirs::require_default_model_dir().context("no model named")?;
         models.push(EvalModel { name: "default".into(), path: dir, untrained: None });
     }
     let t = load_teacher(teacher, &device)?;
-    let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
+    let set = engine::data::PhotoSet::load(&photos, 1024)?;
     let lp = match engine::lpips::LpipsVgg::load(&engine::lpips::default_dir(), &device) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -160,7 +160,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let md = engine::eval::markdown(&rows, size);
     println!("{md}");
     if let Some(o) = out {
-        engine::raw::atomic_write(&o, md.as_bytes())?;
+        engine::tensor_file::atomic_write(&o, md.as_bytes())?;
     }
     // PhotoSet::load reported and skipped the images it could not read
     let all = crate::folder::images_in(&photos)?;
@@ -180,7 +180,7 @@ pub fn eval_samples(a: EvalSamplesArgs) -> Result<()> {
     let b = load_dit(&dit, &device).with_context(|| format!("loading {}", dit.display()))?;
     let m = load_sae(&sae, &device, false).with_context(|| format!("loading {}", sae.display()))?.model;
     let t = load_teacher(teacher, &device)?;
-    let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
+    let set = engine::data::PhotoSet::load(&photos, 1024)?;
     let spec = SampleEvalSpec {
         n,
         size,
@@ -201,7 +201,7 @@ pub fn eval_samples(a: EvalSamplesArgs) -> Result<()> {
         if let Some(dir) = o.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        engine::raw::atomic_write(&o, md.as_bytes())?;
+        engine::tensor_file::atomic_write(&o, md.as_bytes())?;
         let dir = o.parent().map(PathBuf::from).unwrap_or_default();
         for r in &rows {
             let stem =
@@ -218,7 +218,7 @@ pub fn eval_preview(a: EvalPreviewArgs) -> Result<()> {
     let EvalPreviewArgs { model, preview_dir, photos, size, noise_deg, seed } = a;
     let m = model.load()?;
     let p = model.load_preview(preview_dir.as_deref())?;
-    let set = engine::train::data::PhotoSet::load(&photos, 1024)?;
+    let set = engine::data::PhotoSet::load(&photos, 1024)?;
     let rows = engine::train::preview::evaluate_preview_perturbed(&m, &p, &set, size, noise_deg, seed)?;
     print!("{}", engine::train::preview::eval_markdown(&rows, size));
     Ok(())

@@ -176,7 +176,8 @@ fn no_generator(e: &engine::EngineError) -> bool {
 }
 
 pub fn train_dit(a: TrainDitArgs) -> Result<()> {
-    use engine::generate::{CacheSpec, DitRunConfig, TrainEvent, train_dit_run};
+    use engine::generate::CacheSpec;
+    use engine::train::dit::{DitRunConfig, TrainEvent, train_dit_run};
     let cfg = DitRunConfig {
         preset: value_name(&a.preset),
         arch: match a.arch {

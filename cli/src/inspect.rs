@@ -11,7 +11,6 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result, bail};
 use engine::colormap;
 use engine::inspect;
-use engine::preflight::Budget;
 use image::RgbImage;
 
 use crate::args::ModelArgs;
@@ -81,13 +80,13 @@ impl Writer<'_> {
         text.push(("dino-sae:map", name.to_string()));
         text.push(("dino-sae:colour-range", format!("{} {}", range.0, range.1)));
         engine::image_io::save_png(&p, png, &text)?;
-        engine::raw::atomic_write(&c, csv.as_bytes())?;
+        engine::tensor_file::atomic_write(&c, csv.as_bytes())?;
         Ok((p, c))
     }
 }
 
 pub fn run(a: InspectArgs) -> Result<()> {
-    let m = a.model.load()?;
+    let m = a.model.open()?;
     let img = a.source.load()?;
     let latent = encode(&m, &img, &a.tiles)?;
     let grid = (latent.shape[2], latent.shape[3]);
@@ -127,7 +126,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
     let hist = colormap::histogram(&mag, 24);
     let hist_csv: String = hist.iter().map(|(edge, count)| format!("{edge},{count}\n")).collect();
     let hist_path = a.out.join("magnitude_histogram.csv");
-    engine::raw::atomic_write(&hist_path, format!("lower_edge,patches\n{hist_csv}").as_bytes())?;
+    engine::tensor_file::atomic_write(&hist_path, format!("lower_edge,patches\n{hist_csv}").as_bytes())?;
 
     // PCA of the patch directions of this image -> RGB (components scaled by their range over the image)
     let pca = inspect::Pca::fit(&[&latent]).context("PCA needs at least two patches")?;
@@ -180,7 +179,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
 
     if let Some(t) = &teacher {
         let cancel = Arc::new(AtomicBool::new(false));
-        let tc = inspect::teacher_cosine(t, &m.cfg, &img, &latent, &Budget::from_env(), &cancel, &engine::cpu())?;
+        let tc = inspect::teacher_cosine(t, m.config(), &img, &latent, m.budget(), &cancel, m.device())?;
         if tc.len() != n {
             bail!("teacher cosine has {} values for {n} patches", tc.len());
         }

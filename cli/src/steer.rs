@@ -8,10 +8,8 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
 use engine::image_io;
-use engine::preflight::Budget;
-use engine::raw::{Precision, RawTensor, TensorMap, write_safetensors};
-use engine::render;
 use engine::steer::{SteerEdit, SteerTarget};
+use engine::tensor_file::{Precision, RawTensor, TensorMap, write_safetensors};
 use image::RgbImage;
 
 use crate::args::{FitArg, ModelArgs, PreviewArgs};
@@ -46,7 +44,7 @@ impl SourceArgs {
 
 /// Encode a fitted image to its latent `[1, C, h, w]`: one pass after the memory preflight, or in tiles
 /// ([`crate::tiles`] decides).
-pub fn encode(m: &engine::model::sae::DinoSae, img: &RgbImage, how: &TileArgs) -> Result<RawTensor> {
+pub fn encode(m: &engine::Sae, img: &RgbImage, how: &TileArgs) -> Result<RawTensor> {
     Ok(crate::tiles::encode(m, img, how)?.0)
 }
 
@@ -219,7 +217,7 @@ pub fn model_name(m: &ModelArgs) -> String {
 }
 
 /// Resolve `--towards` into the engine's target, with a label for the summary.
-fn target(a: &SteerArgs, m: &engine::model::sae::DinoSae, latent: &RawTensor) -> Result<(SteerTarget, String)> {
+fn target(a: &SteerArgs, m: &engine::Sae, latent: &RawTensor) -> Result<(SteerTarget, String)> {
     let grid = (latent.shape[2], latent.shape[3]);
     if a.target_image.is_some() && !matches!(a.towards, Towards::Patch(_)) {
         bail!("--target-image names the image of a patch:R,C target; --towards is {:?}", a.towards);
@@ -246,9 +244,9 @@ fn target(a: &SteerArgs, m: &engine::model::sae::DinoSae, latent: &RawTensor) ->
             let dit = dit.context("class:NAME needs a generator: name one with --dit")?;
             let b = engine::generate::load_dit(&dit, &engine::cpu())
                 .with_context(|| format!("loading generator {}", dit.display()))?;
-            engine::generate::check_sae(&b.meta, m)?;
+            engine::generate::check_sae(&b.meta, m.model())?;
             let k = engine::generate::resolve_class(&b.meta, name)?;
-            let d = engine::steer::class_mean_direction(&b, k, engine::steer::CLASS_MEAN_SAMPLES)?;
+            let d = engine::generate::class_mean_direction(&b, k, engine::steer::CLASS_MEAN_SAMPLES)?;
             (SteerTarget::Direction(d), format!("class mean of {} (class {k})", b.meta.classes[k]))
         }
         Towards::Random(seed) => (SteerTarget::Random(*seed), format!("random (seed {seed})")),
@@ -285,8 +283,7 @@ fn selection(sel: &Selection, grid: (usize, usize), size: (u32, u32)) -> Result<
 }
 
 pub fn run(a: SteerArgs) -> Result<()> {
-    let device = engine::cpu();
-    let m = a.model.load()?;
+    let m = a.model.open()?;
     let img = a.source.load()?;
     let latent = encode(&m, &img, &a.tiles)?;
     let grid = (latent.shape[2], latent.shape[3]);
@@ -301,7 +298,7 @@ pub fn run(a: SteerArgs) -> Result<()> {
         noise_deg: a.noise,
         noise_seed: a.noise_seed,
     };
-    let edited = engine::steer::apply(&latent, &edit, &device)?;
+    let edited = m.steer(&latent, &edit)?;
     let rec = decode(&a, &m, &edited)?;
     let out_img = image_io::f32_to_rgb8(&rec);
     let psnr = engine::metrics::psnr(&image_io::rgb8_to_f32(&img), &rec);
@@ -358,14 +355,12 @@ fn edit_summary(edit: &SteerEdit, target: &str, grid: (usize, usize)) -> serde_j
 }
 
 /// Decode the steered latent: with the preview decoder (one pass), else whole or in tiles ([`crate::tiles`]).
-fn decode(a: &SteerArgs, m: &engine::model::sae::DinoSae, z: &RawTensor) -> Result<engine::metrics::RgbF32> {
+fn decode(a: &SteerArgs, m: &engine::Sae, z: &RawTensor) -> Result<engine::metrics::RgbF32> {
     if a.preview.preview {
-        let device = engine::cpu();
-        let budget = Budget::from_env();
         let (gh, gw) = (z.shape[2], z.shape[3]);
-        a.tiles.decide(|| render::plan_decode(&m.cfg, gh, gw, &budget), Some("--preview"))?;
-        let x = a.model.load_preview(a.preview.preview_dir.as_deref())?.decode(z.to_tensor(&device)?)?;
-        return Ok(image_io::from_tensor(x, &m.cfg.pixels)?.remove(0));
+        a.tiles.decide(|| m.plan_decode(gh, gw), Some("--preview"))?;
+        let x = a.model.load_preview(a.preview.preview_dir.as_deref())?.decode(z.to_tensor(m.device())?)?;
+        return Ok(image_io::from_tensor(x, &m.config().pixels)?.remove(0));
     }
     crate::tiles::decode(m, z, &a.tiles)
 }

@@ -143,7 +143,7 @@ impl TrainArgs {
 pub fn train(a: TrainArgs) -> Result<()> {
     let device = engine::cpu();
     let cfg = a.config();
-    let set = engine::train::data::PhotoSet::load(&a.photos, 768)?;
+    let set = engine::data::PhotoSet::load(&a.photos, 768)?;
     eprintln!("training stage {} on {} photos -> {}", a.stage, set.images.len(), a.out.display());
     let teacher_dim = engine::checkpoint::load_backbone(&a.teacher, &device, false)?.model.cfg.dim;
     let mut bar = Progress::with_rate("step", cfg.steps, Duration::from_secs(10));
@@ -270,7 +270,7 @@ pub fn train_preview(a: TrainPreviewArgs) -> Result<()> {
     let mut steps = Progress::with_rate("step", cfg.steps, Duration::from_secs(10));
     let model = match &a.model {
         Some(m) => m.clone(),
-        None => engine::worker::require_default_model_dir().context("no --model given")?,
+        None => engine::dirs::require_default_model_dir().context("no --model given")?,
     };
     let r = engine::train::preview::train_preview(&model, &a.photos, &a.out, &cfg, &mut |e| {
         match e {

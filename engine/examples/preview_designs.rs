@@ -23,7 +23,7 @@ fn main() {
     let repeats: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(9);
     let device = engine::cpu();
     // the full decoder of the default model in the same run, for the ratio
-    if let Some(dir) = engine::worker::default_model_dir() {
+    if let Some(dir) = engine::dirs::default_model_dir() {
         let m = engine::checkpoint::load_sae(&dir, &device, false).expect("default model").model;
         let z = Tensor::<4>::random([1, 384, 16, 16], Distribution::Normal(0.0, 1.0), &device);
         let (med, p10, p90) = median_ms(repeats, &mut || {

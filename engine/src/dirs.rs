@@ -1,6 +1,7 @@
 //! Where the engine looks for what the fetch scripts download (teacher, LPIPS weights, photos): one cache folder,
 //! `$DINO_SAE_CACHE`, else `$XDG_CACHE_HOME/dino-sae`, else `$HOME/.cache/dino-sae` (the scripts compute the same
 //! `${DINO_SAE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dino-sae}`).
+//! And where the embedded default model and its generator are found ([`default_model_dir`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -33,6 +34,39 @@ pub fn teacher_dir() -> PathBuf {
 /// Where `scripts/fetch-lpips.sh` puts the LPIPS weights.
 pub fn lpips_dir() -> PathBuf {
     cache_dir().join(LPIPS)
+}
+
+/// Where the default model is looked for, in order: `$DINO_SAE_DEFAULT_MODEL`, `assets/default-model` of the
+/// source tree this binary was built from, and `assets/default-model` under the current directory (a binary
+/// copied elsewhere, or built in a clone that is gone).
+pub fn default_model_candidates() -> Vec<PathBuf> {
+    let mut c = Vec::new();
+    if let Some(p) = std::env::var_os("DINO_SAE_DEFAULT_MODEL") {
+        c.push(PathBuf::from(p));
+    }
+    c.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/default-model"));
+    if let Ok(cwd) = std::env::current_dir() {
+        c.push(cwd.join("assets/default-model"));
+    }
+    c
+}
+
+/// The default model folder: the first of [`default_model_candidates`] that holds a model.
+pub fn default_model_dir() -> Option<PathBuf> {
+    default_model_candidates().into_iter().find(|d| d.join("model.safetensors").exists())
+}
+
+/// [`default_model_dir`], or an error naming every place looked in.
+pub fn require_default_model_dir() -> crate::error::Result<PathBuf> {
+    default_model_dir().ok_or_else(|| {
+        let looked: Vec<String> = default_model_candidates().iter().map(|p| p.display().to_string()).collect();
+        crate::error::EngineError::Checkpoint(format!("no default model found (looked in {})", looked.join(", ")))
+    })
+}
+
+/// The generator folder of the default model, if present.
+pub fn default_dit_dir() -> Option<PathBuf> {
+    default_model_dir().map(|d| d.join("dit")).filter(|d| d.join("model.safetensors").exists())
 }
 
 #[cfg(test)]

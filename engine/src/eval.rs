@@ -8,16 +8,16 @@ use std::path::Path;
 
 use burn::tensor::Tensor;
 
+use crate::data::PhotoSet;
 use crate::error::Result;
 use crate::image_io;
 use crate::metrics;
 use crate::model::nn::Probe;
 use crate::model::sae::DinoSae;
 use crate::model::vit::Vit;
-use crate::raw::RawTensor;
 use crate::resize::resize_bicubic;
 use crate::sphere::cosine_last;
-use crate::train::data::PhotoSet;
+use crate::tensor_file::RawTensor;
 
 /// Aggregate results.
 #[derive(Clone, Debug, Default)]

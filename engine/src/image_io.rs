@@ -7,10 +7,67 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::metrics::RgbF32;
-use crate::model::sae::PixelConfig;
+
+/// An RGB image, HWC, values in [0, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RgbF32 {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+/// How pixels map to the encoder's input and from the decoder's output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PixelConfig {
+    /// Encoder input = (rgb/255 - mean) / std.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// Decoder output convention.
+    pub output: OutputRange,
+}
+
+/// What the decoder's output values mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputRange {
+    /// rgb/255 in [0, 1]
+    Unit,
+    /// the same ImageNet normalisation as the input
+    Imagenet,
+    /// [-1, 1]
+    Signed,
+}
+
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+impl PixelConfig {
+    /// Decoder output in this convention -> RGB in [0, 1] (unclamped, differentiable).
+    ///
+    /// # Shapes
+    /// - t: `[B, 3, H, W]` -> same
+    pub fn output_to_unit(&self, t: Tensor<4>) -> Tensor<4> {
+        match self.output {
+            OutputRange::Unit => t,
+            OutputRange::Signed => t.add_scalar(1.0).mul_scalar(0.5),
+            OutputRange::Imagenet => {
+                let dev = t.device();
+                let std = Tensor::<1>::from_floats(self.std.as_slice(), &dev).reshape([1, 3, 1, 1]);
+                let mean = Tensor::<1>::from_floats(self.mean.as_slice(), &dev).reshape([1, 3, 1, 1]);
+                t * std + mean
+            }
+        }
+    }
+}
+
+impl Default for PixelConfig {
+    fn default() -> Self {
+        Self { mean: IMAGENET_MEAN, std: IMAGENET_STD, output: OutputRange::Unit }
+    }
+}
 
 /// Largest accepted image, in pixels (decoding is refused beyond it).
 pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
@@ -156,12 +213,7 @@ pub fn from_tensor(t: Tensor<4>, px: &PixelConfig) -> Result<Vec<RgbF32>> {
     if c != 3 {
         return Err(EngineError::Shape(format!("expected 3 channels, got {c}")));
     }
-    let v = px
-        .output_to_unit(t)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| EngineError::Data(format!("{e:?}")))?;
+    let v = crate::tensor_file::host_vec(px.output_to_unit(t))?;
     if v.iter().any(|x| !x.is_finite()) {
         return Err(EngineError::NonFinite("decoder output".into()));
     }
@@ -217,7 +269,7 @@ pub fn save_png(path: impl AsRef<Path>, img: &RgbImage, text: &[(&str, String)])
         let mut w = enc.write_header().map_err(|e| EngineError::Image(e.to_string()))?;
         w.write_image_data(img.as_raw()).map_err(|e| EngineError::Image(e.to_string()))?;
     }
-    crate::raw::atomic_write(path.as_ref(), &buf)
+    crate::tensor_file::atomic_write(path.as_ref(), &buf)
 }
 
 /// The working copy of an opened image: scaled down (Lanczos3, aspect kept) so that its longest side is at most

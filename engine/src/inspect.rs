@@ -12,7 +12,7 @@ use crate::error::{EngineError, Result};
 use crate::model::sae::SaeConfig;
 use crate::model::vit::Vit;
 use crate::preflight::{self, Budget};
-use crate::raw::RawTensor;
+use crate::tensor_file::RawTensor;
 
 /// Patch vectors of a `[1, C, h, w]` latent as rows of C values.
 pub fn patch_rows(latent: &RawTensor) -> Vec<Vec<f32>> {

@@ -54,7 +54,7 @@ impl LpipsVgg {
                 file.display()
             )));
         }
-        let map = crate::raw::read_safetensors(&file)?;
+        let map = crate::tensor_file::read_safetensors(&file)?;
         let mut ws = WeightSource::from_map(map, device);
         let mut c_in = 3;
         let convs = WIDTHS
@@ -140,7 +140,7 @@ impl LpipsVgg {
     /// - a, b: `[N, 3, H, W]` -> N values
     pub fn distance(&self, a: Tensor<4>, b: Tensor<4>) -> Result<Vec<f64>> {
         let l = self.layers(a, b)?.sum_dim(1);
-        let v = l.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))?;
+        let v = crate::tensor_file::host_vec(l)?;
         Ok(v.into_iter().map(f64::from).collect())
     }
 

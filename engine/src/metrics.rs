@@ -1,13 +1,7 @@
 //! Image quality metrics on RGB images with values in [0, 1]: PSNR and SSIM (Gaussian window 11, sigma 1.5,
 //! as Wang et al. 2004 and scikit-image's `gaussian_weights=True`), computed per channel and averaged.
 
-/// An RGB image, HWC, values in [0, 1].
-#[derive(Clone, Debug, PartialEq)]
-pub struct RgbF32 {
-    pub width: usize,
-    pub height: usize,
-    pub data: Vec<f32>,
-}
+pub use crate::image_io::RgbF32;
 
 /// Peak signal-to-noise ratio in dB for peak 1.0 (infinite for identical images).
 pub fn psnr(a: &RgbF32, b: &RgbF32) -> f64 {

@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::error::{EngineError, Result};
-use crate::raw::{RawTensor, TensorMap};
+use crate::tensor_file::{RawTensor, TensorMap};
 
 /// How a parameter is initialised when it is drawn rather than loaded.
 #[derive(Clone, Copy, Debug)]

@@ -131,7 +131,7 @@ pub fn click_patch(h: &mut H, fx: f32, fy: f32) {
 pub fn tiny_generator(tag: &str) -> PathBuf {
     let run = std::env::temp_dir().join(format!("dino-sae-ui-dit-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&run);
-    let cfg = engine::generate::DitRunConfig {
+    let cfg = engine::train::dit::DitRunConfig {
         steps: 10,
         batch: 8,
         checkpoint_every: 10,
@@ -139,7 +139,7 @@ pub fn tiny_generator(tag: &str) -> PathBuf {
         cache: engine::generate::CacheSpec { crop: 32, crops_per_photo: 2, min_crop_frac: 0.5, seed: 1 },
         ..Default::default()
     };
-    engine::generate::train_dit_run(&fixture_model(), &root().join("assets/samples"), &run, &cfg, &mut |_| true)
+    engine::train::dit::train_dit_run(&fixture_model(), &root().join("assets/samples"), &run, &cfg, &mut |_| true)
         .expect("train a tiny generator");
     run
 }

@@ -6,9 +6,16 @@ use eframe::egui::{self, Color32, TextureHandle};
 use crate::app::Studio;
 use crate::widgets::overlay::fit_size;
 
+/// The Compare panel's view: where the swipe divider is and how the synchronised images are panned.
+#[derive(Clone, Debug, Default)]
+pub struct CompareUi {
+    pub swipe: f32,
+    pub pan: egui::Vec2,
+}
+
 pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
-    let Some(c) = &s.current else {
-        ui.label(if s.opening.is_some() {
+    let Some(c) = &s.doc.current else {
+        ui.label(if s.doc.opening.is_some() {
             "Opening the image..."
         } else {
             "Open an image (path on the left, or drop a file here)."
@@ -19,7 +26,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         Some((v, _)) => format!("LPIPS-VGG-like {v:.4}"),
         None => c.lpips_note.clone(),
     };
-    let timing = if s.stable_ui { String::new() } else { format!("   {:.0} ms", c.millis) };
+    let timing = if s.view.stable_ui { String::new() } else { format!("   {:.0} ms", c.millis) };
     let from = if c.from_latent { "   (decoded from a saved latent: no original)" } else { "" };
     ui.label(format!(
         "PSNR {:.2} dB   SSIM {:.4}   {lp}   {}x{} px, {}x{} patches{timing}{from}",
@@ -31,7 +38,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         c.grid.0
     ));
     ui.horizontal(|ui| {
-        ui.add(egui::Slider::new(&mut s.swipe, 0.0..=1.0).text("swipe (original on the left)"));
+        ui.add(egui::Slider::new(&mut s.compare.swipe, 0.0..=1.0).text("swipe (original on the left)"));
         let before = s.settings.linear;
         ui.checkbox(&mut s.settings.linear, "linear filtering");
         if before != s.settings.linear {
@@ -45,22 +52,22 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         );
         if ui.button("Fit").clicked() {
             s.settings.zoom = 1.0;
-            s.pan = egui::Vec2::ZERO;
+            s.compare.pan = egui::Vec2::ZERO;
         }
         if ui.button("1:1").clicked() {
-            let fit = fit_size(s, ui, 3.0, 60.0);
-            if let Some(c) = &s.current {
+            let fit = fit_size(s.doc.current.as_ref().map(|c| &c.input), ui, 3.0, 60.0);
+            if let Some(c) = &s.doc.current {
                 s.settings.zoom = (c.input.width() as f32 / fit.x.max(1.0)).max(1.0);
             }
         }
     });
-    let size = fit_size(s, ui, 3.0, 60.0);
+    let size = fit_size(s.doc.current.as_ref().map(|c| &c.input), ui, 3.0, 60.0);
     let flicker = !ui.ctx().egui_wants_keyboard_input() && ui.ctx().input(|i| i.key_down(egui::Key::Space));
     // the same uv window for every view: zoom around the centre, shifted by the pan
     let half = 0.5 / s.settings.zoom.max(1.0);
     let lim = 0.5 - half;
-    s.pan = egui::vec2(s.pan.x.clamp(-lim, lim), s.pan.y.clamp(-lim, lim));
-    let centre = egui::pos2(0.5 + s.pan.x, 0.5 + s.pan.y);
+    s.compare.pan = egui::vec2(s.compare.pan.x.clamp(-lim, lim), s.compare.pan.y.clamp(-lim, lim));
+    let centre = egui::pos2(0.5 + s.compare.pan.x, 0.5 + s.compare.pan.y);
     let uv = egui::Rect::from_center_size(centre, egui::vec2(2.0 * half, 2.0 * half));
     let mut drag = egui::Vec2::ZERO;
     let mut view = |ui: &mut egui::Ui, tex: &TextureHandle| {
@@ -68,8 +75,8 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         drag += r.drag_delta() / size;
         r
     };
-    let Some(c) = &s.current else { return };
-    let swipe = s.swipe;
+    let Some(c) = &s.doc.current else { return };
+    let swipe = s.compare.swipe;
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
             ui.label("Original");
@@ -115,5 +122,5 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         });
     }
     // dragging any view pans all of them
-    s.pan -= drag * uv.width();
+    s.compare.pan -= drag * uv.width();
 }

@@ -9,31 +9,38 @@ use crate::heatmap;
 use crate::state::HeatMode;
 use crate::widgets::{colour_bar, overlay, patch_grid};
 
+/// The Inspect panel's view: which map, and whether it is drawn over the image.
+#[derive(Clone, Debug, Default)]
+pub struct InspectUi {
+    pub heat: HeatMode,
+    pub show_heat: bool,
+}
+
 pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
-    if s.current.is_none() {
+    if s.doc.current.is_none() {
         ui.label("Open an image first.");
         return;
     }
     ui.horizontal(|ui| {
-        let before = s.heat;
-        ui.selectable_value(&mut s.heat, HeatMode::Magnitude, "Magnitude |z|");
-        ui.selectable_value(&mut s.heat, HeatMode::Pca, "Direction (PCA -> RGB)");
-        ui.selectable_value(&mut s.heat, HeatMode::Cosine, "Cosine to clicked patch");
-        let has_teacher = s.current.as_ref().is_some_and(|c| c.teacher_cosine.is_some());
+        let before = s.inspect.heat;
+        ui.selectable_value(&mut s.inspect.heat, HeatMode::Magnitude, "Magnitude |z|");
+        ui.selectable_value(&mut s.inspect.heat, HeatMode::Pca, "Direction (PCA -> RGB)");
+        ui.selectable_value(&mut s.inspect.heat, HeatMode::Cosine, "Cosine to clicked patch");
+        let has_teacher = s.doc.current.as_ref().is_some_and(|c| c.teacher_cosine.is_some());
         ui.add_enabled_ui(has_teacher, |ui| {
-            ui.selectable_value(&mut s.heat, HeatMode::Teacher, "Student vs teacher");
+            ui.selectable_value(&mut s.inspect.heat, HeatMode::Teacher, "Student vs teacher");
         });
-        if before != s.heat {
-            s.show_heat = true;
+        if before != s.inspect.heat {
+            s.inspect.show_heat = true;
             s.refresh_overlay();
         }
-        ui.checkbox(&mut s.show_heat, "overlay");
+        ui.checkbox(&mut s.inspect.show_heat, "overlay");
         ui.add(egui::Slider::new(&mut s.settings.opacity, 0.0..=1.0).text("opacity"));
     });
     // room below the image for the colour scale, the nearest patches and the histogram
-    let size = overlay::fit_size(s, ui, 1.6, 280.0);
-    let Some(resp) = overlay::show(s, ui, size) else { return };
-    let Some(c) = s.current.as_ref() else { return };
+    let size = overlay::fit_size(s.doc.current.as_ref().map(|c| &c.input), ui, 1.6, 280.0);
+    let Some(resp) = s.show_overlay(ui, size) else { return };
+    let Some(c) = s.doc.current.as_ref() else { return };
     let grid = c.grid;
     if let Some(p) = resp.hover_pos().and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid)) {
         let mut tip = format!(
@@ -55,16 +62,16 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         .filter(|_| resp.clicked())
         .and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid))
     {
-        s.link.submit(Job::PatchCosine { patch: p });
+        s.commands.send(Job::PatchCosine { patch: p });
     }
-    let Some(c) = s.current.as_ref() else { return };
-    let (lo, hi) = match s.heat {
+    let Some(c) = s.doc.current.as_ref() else { return };
+    let (lo, hi) = match s.inspect.heat {
         HeatMode::Magnitude => {
             c.magnitude.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)))
         }
         _ => (-1.0, 1.0),
     };
-    if s.heat != HeatMode::Pca {
+    if s.inspect.heat != HeatMode::Pca {
         colour_bar::show(ui, lo, hi);
     }
     if let Some(v) = &c.teacher_cosine {

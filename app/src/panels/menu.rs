@@ -10,7 +10,7 @@ use crate::state::Tab;
 fn item(s: &mut Studio, ui: &mut egui::Ui, cmd: AppCommand, enabled: bool) {
     let b = egui::Button::new(cmd.label()).shortcut_text(ui.ctx().format_shortcut(&cmd.shortcut()));
     if ui.add_enabled(enabled, b).clicked() {
-        s.run(cmd);
+        s.commands.send(cmd);
         ui.close();
     }
 }
@@ -39,33 +39,27 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
                 }
                 for p in recent {
                     if ui.button(p.display().to_string()).clicked() {
-                        s.session_path = p.display().to_string();
+                        s.files.session_path = p.display().to_string();
                         s.open_session(&p);
                         ui.close();
                     }
                 }
             });
             ui.separator();
-            let has = s.current.is_some();
+            let has = s.doc.current.is_some();
             item(s, ui, AppCommand::ExportImage, has);
             item(s, ui, AppCommand::ExportLatent, has);
-            item(s, ui, AppCommand::RenderFull, has && s.image.is_some());
+            item(s, ui, AppCommand::RenderFull, has && s.doc.image.is_some());
         });
         ui.menu_button("View", |ui| {
-            for cmd in AppCommand::ALL.into_iter().filter(|c| c.in_view_menu()) {
+            for cmd in AppCommand::all().into_iter().filter(|c| c.in_view_menu()) {
                 item(s, ui, cmd, true);
             }
         });
         ui.menu_button("Help", |ui| item(s, ui, AppCommand::ToggleHelp, true));
         ui.separator();
-        for (tab, name) in [
-            (Tab::Compare, "Compare"),
-            (Tab::Inspect, "Inspect"),
-            (Tab::Steer, "Steer"),
-            (Tab::Sample, "Sample"),
-            (Tab::Models, "Models"),
-        ] {
-            ui.selectable_value(&mut s.tab, tab, name);
+        for tab in Tab::ALL {
+            ui.selectable_value(&mut s.view.tab, tab, tab.label());
         }
     });
 }

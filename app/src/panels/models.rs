@@ -7,6 +7,19 @@ use engine::worker::{Job, ModelInfo};
 use crate::app::Studio;
 use crate::panels::side::path_field;
 
+/// The Models panel's text fields.
+#[derive(Clone, Debug)]
+pub struct ModelsUi {
+    pub teacher_path: String,
+    pub preview_path: String,
+}
+
+impl Default for ModelsUi {
+    fn default() -> Self {
+        Self { teacher_path: engine::dirs::teacher_dir().display().to_string(), preview_path: String::new() }
+    }
+}
+
 fn card(ui: &mut egui::Ui, m: &ModelInfo, id: &str) {
     if m.random {
         ui.colored_label(egui::Color32::from_rgb(230, 120, 40), "RANDOM weights: pipeline demo only");
@@ -27,7 +40,7 @@ fn card(ui: &mut egui::Ui, m: &ModelInfo, id: &str) {
 
 pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     ui.heading("Models");
-    ui.label(format!("Engine backend: {}", s.backend));
+    ui.label(format!("Engine backend: {}", s.view.backend));
     ui.label("Compare, Inspect, Steer, Sample and the full-resolution render use the main model; compare models are shown beside it in Compare.");
     ui.separator();
     match s.models.main.clone() {
@@ -57,9 +70,9 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             );
         }
     }
-    path_field(ui, "Preview decoder folder", &mut s.preview_path);
-    if ui.button("Load preview decoder").clicked() && !s.preview_path.trim().is_empty() {
-        s.link.submit(Job::LoadPreview(s.preview_path.trim().into()));
+    path_field(ui, "Preview decoder folder", &mut s.models_ui.preview_path);
+    if ui.button("Load preview decoder").clicked() && !s.models_ui.preview_path.trim().is_empty() {
+        s.commands.send(Job::LoadPreview(s.models_ui.preview_path.trim().into()));
     }
     let compare = s.models.compare.clone();
     for (i, m) in compare.iter().enumerate() {
@@ -68,24 +81,24 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         card(ui, m, &format!("compare{i}"));
         ui.horizontal(|ui| {
             if ui.button(format!("Use compare {} as the main model", i + 1)).clicked() {
-                s.link.submit(Job::PromoteCompareModel(i));
+                s.commands.send(Job::PromoteCompareModel(i));
             }
             if ui.button(format!("Remove compare {}", i + 1)).clicked() {
-                s.link.submit(Job::RemoveCompareModel(i));
+                s.commands.send(Job::RemoveCompareModel(i));
             }
         });
     }
     ui.separator();
     ui.label("Add a model to compare (uses the Model path on the left):");
     if ui.button("Add model to compare").clicked() && !s.settings.model_path.trim().is_empty() {
-        s.link.submit(Job::AddCompareModel(s.settings.model_path.trim().into()));
+        s.commands.send(Job::AddCompareModel(s.settings.model_path.trim().into()));
     }
     ui.separator();
     ui.strong("Teacher (for student-vs-teacher cosines)");
     ui.label(s.models.teacher.clone().unwrap_or_else(|| "none loaded".into()));
-    path_field(ui, "Teacher path", &mut s.teacher_path);
-    if ui.button("Load teacher").clicked() && !s.teacher_path.trim().is_empty() {
-        s.link.submit(Job::LoadTeacher(s.teacher_path.trim().into()));
+    path_field(ui, "Teacher path", &mut s.models_ui.teacher_path);
+    if ui.button("Load teacher").clicked() && !s.models_ui.teacher_path.trim().is_empty() {
+        s.commands.send(Job::LoadTeacher(s.models_ui.teacher_path.trim().into()));
     }
     ui.separator();
     ui.strong("Generator");

@@ -14,7 +14,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     });
     ui.horizontal(|ui| {
         if ui.button("Load generator").clicked() && !s.sample.dit_path.trim().is_empty() {
-            s.link.submit(Job::LoadGenerator(s.sample.dit_path.trim().into()));
+            s.commands.send(Job::LoadGenerator(s.sample.dit_path.trim().into()));
         }
         if ui.button("Browse...").clicked() {
             s.ask(DialogFor::Generator);
@@ -56,10 +56,10 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         if ui.add_enabled(!running, egui::Button::new("Start sampling")).clicked() {
             let spec = s.sample.spec(s.sample.count);
             s.sample.preview = None;
-            s.link.submit(Job::Sample { spec, preview_every: 5 });
+            s.commands.send(Job::Sample { spec, preview_every: 5 });
         }
         if ui.add_enabled(running, egui::Button::new("Cancel sampling")).clicked() {
-            s.link.cancel(JobKind::Sample);
+            s.commands.cancel(JobKind::Sample);
         }
     });
     if running && let Some((step, of, eta)) = s.link.slot(JobKind::Sample).and_then(|x| x.progress) {
@@ -80,7 +80,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         }
         if let Some((t, cancelled, done, ms)) = &s.sample.result {
             ui.vertical(|ui| {
-                let timing = if s.stable_ui { String::new() } else { format!(", {ms:.0} ms") };
+                let timing = if s.view.stable_ui { String::new() } else { format!(", {ms:.0} ms") };
                 ui.label(if *cancelled {
                     format!("Cancelled after {done} steps (last state kept){timing}")
                 } else {
@@ -104,12 +104,13 @@ fn walk_ui(s: &mut Studio, ui: &mut egui::Ui) {
         if ui.add_enabled(!busy && !s.sample.classes.is_empty(), egui::Button::new("Walk")).clicked() {
             let spec = s.sample.spec(1);
             s.sample.walk_label = format!("seed {} -> seed {}", s.sample.seed, s.sample.seed_b);
-            s.link.submit(Job::Walk { spec, seed_b: s.sample.seed_b, frames: s.sample.walk_frames });
+            s.commands.send(Job::Walk { spec, seed_b: s.sample.seed_b, frames: s.sample.walk_frames });
         }
     });
     ui.horizontal(|ui| {
-        let current = s.current.as_ref().map(|c| c.input.clone());
-        let others: Vec<usize> = (0..s.recent.len()).filter(|&k| Some(&s.recent[k]) != current.as_ref()).collect();
+        let current = s.doc.current.as_ref().map(|c| c.input.clone());
+        let others: Vec<usize> =
+            (0..s.doc.recent.len()).filter(|&k| Some(&s.doc.recent[k]) != current.as_ref()).collect();
         if others.is_empty() {
             ui.label("Images: open two images to walk between them");
             return;
@@ -117,14 +118,14 @@ fn walk_ui(s: &mut Studio, ui: &mut egui::Ui) {
         ui.label("Images: from the current image to");
         let mut pick = None;
         for k in others {
-            let (w, h) = s.recent[k].dimensions();
+            let (w, h) = s.doc.recent[k].dimensions();
             if ui.add_enabled(!busy, egui::Button::new(format!("recent image {} ({w}x{h})", k + 1))).clicked() {
                 pick = Some(k);
             }
         }
         if let (Some(k), Some(a)) = (pick, current) {
             s.sample.walk_label = format!("current image -> recent image {}", k + 1);
-            s.link.submit(Job::WalkImages { a, b: s.recent[k].clone(), frames: s.sample.walk_frames });
+            s.commands.send(Job::WalkImages { a, b: s.doc.recent[k].clone(), frames: s.sample.walk_frames });
         }
     });
     if s.sample.walk_tex.is_empty() {

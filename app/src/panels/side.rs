@@ -26,7 +26,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
                 "{}\n{:.1} M parameters on {}",
                 crate::app::short_name(&m.name),
                 m.params as f64 / 1e6,
-                s.backend
+                s.view.backend
             ))
             .on_hover_text(&m.name);
             if !s.models.compare.is_empty() {
@@ -61,7 +61,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
     ui.horizontal(|ui| {
         if ui.button(AppCommand::OpenImage.label()).clicked() || enter {
-            s.run(AppCommand::OpenImage);
+            s.commands.send(AppCommand::OpenImage);
         }
         if ui.button("Browse image...").clicked() {
             s.ask(DialogFor::Image);
@@ -84,7 +84,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     if fit_before != s.settings.fit || side_done {
         s.rework();
     }
-    if let (Some(img), Some(c)) = (&s.image, &s.current) {
+    if let (Some(img), Some(c)) = (&s.doc.image, &s.doc.current) {
         ui.small(format!(
             "original {}x{}, working copy {}x{} ({}x{} patches)",
             img.original.width(),
@@ -102,29 +102,29 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     path_field(ui, "Export path", &mut s.settings.export_path);
     ui.horizontal(|ui| {
         for cmd in [AppCommand::ExportImage, AppCommand::ExportLatent] {
-            if ui.add_enabled(s.current.is_some(), egui::Button::new(cmd.label())).clicked() {
-                s.run(cmd);
+            if ui.add_enabled(s.doc.current.is_some(), egui::Button::new(cmd.label())).clicked() {
+                s.commands.send(cmd);
             }
         }
     });
     if ui.button("Export PNG as...").clicked() {
         s.ask(DialogFor::Export);
     }
-    if let Some(p) = &s.last_export {
+    if let Some(p) = &s.files.last_export {
         ui.small(format!("saved {}", p.display()));
     }
     ui.separator();
     ui.heading("Session");
-    path_field(ui, "Session file", &mut s.session_path);
+    path_field(ui, "Session file", &mut s.files.session_path);
     ui.horizontal(|ui| {
         if ui.button("Save session").clicked() {
-            s.run(AppCommand::SaveSession);
+            s.commands.send(AppCommand::SaveSession);
         }
         if ui.button("Open session").clicked() {
-            s.run(AppCommand::OpenSession);
+            s.commands.send(AppCommand::OpenSession);
         }
     });
-    if !s.stable_ui
+    if !s.view.stable_ui
         && let Some(b) = engine::preflight::rss_bytes()
     {
         ui.small(format!("memory in use: {}", engine::preflight::human(b as f64)));
@@ -135,12 +135,12 @@ fn render_section(s: &mut Studio, ui: &mut egui::Ui) {
     ui.heading("Full resolution");
     let running = s.link.is_running(JobKind::Render);
     ui.horizontal(|ui| {
-        let can = s.current.is_some() && s.image.is_some() && !running;
+        let can = s.doc.current.is_some() && s.doc.image.is_some() && !running;
         if ui.add_enabled(can, egui::Button::new(AppCommand::RenderFull.label())).clicked() {
-            s.run(AppCommand::RenderFull);
+            s.commands.send(AppCommand::RenderFull);
         }
         if ui.add_enabled(running, egui::Button::new(AppCommand::CancelRender.label())).clicked() {
-            s.run(AppCommand::CancelRender);
+            s.commands.send(AppCommand::CancelRender);
         }
     });
     if running {
@@ -153,7 +153,7 @@ fn render_section(s: &mut Studio, ui: &mut egui::Ui) {
     }
     let mut export = false;
     if let (Some((img, ms, tiles)), Some(t)) = (&s.render.result, &s.render.texture) {
-        let label = if s.stable_ui {
+        let label = if s.view.stable_ui {
             format!("render {}x{} ({tiles} tiles)", img.width(), img.height())
         } else {
             format!("render {}x{} ({tiles} tiles, {:.1} s)", img.width(), img.height(), ms / 1e3)

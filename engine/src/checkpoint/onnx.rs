@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{EngineError, Result};
-use crate::raw::RawTensor;
+use crate::tensor_file::RawTensor;
 
 /// One graph node.
 #[derive(Clone, Debug, Default)]

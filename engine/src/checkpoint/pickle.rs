@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use crate::error::{EngineError, Result};
-use crate::raw::{RawTensor, TensorMap};
+use crate::tensor_file::{RawTensor, TensorMap};
 
 /// A value of the pickle machine.
 #[derive(Clone, Debug)]
@@ -496,8 +496,8 @@ fn view_extent(offset: usize, size: &[usize], stride: &[usize]) -> Option<usize>
 }
 
 /// Read every tensor of a torch zip checkpoint (nested dicts flattened with `.`). Nothing is read beyond the
-/// archive's length, and the tensors it makes are bounded by the memory budget.
-pub fn read_torch_zip(bytes: &[u8]) -> Result<TensorMap> {
+/// archive's length, and the tensors it makes, as f32, hold at most `max_bytes`.
+pub fn read_torch_zip(bytes: &[u8], max_bytes: u64) -> Result<TensorMap> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
         EngineError::Checkpoint(format!(
             "not a torch zip checkpoint ({e}); legacy (non-zip) .pth files are not supported"
@@ -516,7 +516,7 @@ pub fn read_torch_zip(bytes: &[u8]) -> Result<TensorMap> {
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
     let mut out = TensorMap::new();
     // every tensor becomes f32: at most the memory budget in all
-    let max_values = crate::preflight::Budget::from_env().bytes as usize / 4;
+    let max_values = (max_bytes / 4) as usize;
     let mut values = 0usize;
     for (name, t) in leaves {
         let Value::Tensor { storage, offset, size, stride } = t else { continue };

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{EngineError, Result};
-use crate::raw::{RawTensor, TensorMap};
+use crate::tensor_file::{RawTensor, TensorMap};
 
 /// What a source key becomes.
 #[derive(Clone, Copy, Debug)]

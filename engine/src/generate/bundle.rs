@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::model::dit::{Dit, DitArch, DitConfig, rope_values};
-use crate::raw::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
 use crate::rfm::{EuclidFm, FlowObjective, SphereFm, TimeDist};
+use crate::tensor_file::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
 use crate::weights::{ParamNames, WeightSource, export};
 
 use super::{cfg_err, read_json, write_json};

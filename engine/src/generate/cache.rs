@@ -6,12 +6,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::data::PhotoSet;
 use crate::error::{EngineError, Result};
 use crate::image_io;
 use crate::model::sae::DinoSae;
-use crate::raw::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
-use crate::train::data::PhotoSet;
-use crate::train::run_dir::remove_stale_tmp;
+use crate::tensor_file::remove_stale_tmp;
+use crate::tensor_file::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
 
 use super::{host, read_json, write_json};
 
@@ -85,7 +85,7 @@ impl LatentSet {
     }
 }
 
-pub use crate::train::data::{CacheSpec, photo_crops, random_crop};
+pub use crate::data::{CacheSpec, photo_crops, random_crop};
 
 fn shard_name(k: usize) -> String {
     format!("shard_{k:04}.safetensors")

@@ -8,8 +8,8 @@ use image::RgbImage;
 use crate::error::{EngineError, Result};
 use crate::image_io::{self, Fit};
 use crate::model::sae::DinoSae;
-use crate::raw::{Precision, RawTensor, TensorMap, write_safetensors};
 use crate::sphere;
+use crate::tensor_file::{Precision, RawTensor, TensorMap, write_safetensors};
 
 use super::{DitBundle, SampleSpec, cfg_err, check_sae, decode_images, sample_latents};
 

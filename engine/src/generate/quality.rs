@@ -13,15 +13,15 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::data::{PhotoSet, mix_seed, random_crop};
 use crate::error::Result;
 use crate::eval::{stack_rows, teacher_tokens};
 use crate::image_io;
 use crate::metrics;
 use crate::model::sae::DinoSae;
 use crate::model::vit::Vit;
-use crate::raw::RawTensor;
 use crate::sampler::SphereStep;
-use crate::train::data::{PhotoSet, mix_seed, random_crop};
+use crate::tensor_file::RawTensor;
 
 use super::{DitBundle, SampleSpec, cfg_err, check_sae, decode_images, sample_latents};
 

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EngineError, Result};
 use crate::image_io;
 use crate::model::sae::DinoSae;
-use crate::raw::RawTensor;
 use crate::rfm;
 use crate::sampler::{EuclidSamplerConfig, SphereSamplerConfig, SphereStep, sample_euclid, sample_sphere};
+use crate::tensor_file::RawTensor;
 
 use super::{DitBundle, DitMeta, ObjectiveKind, cfg_err};
 

@@ -6,34 +6,19 @@
 //! Everywhere else (autodiff, wgpu, non-f32 tensors, `DINO_SAE_PLAIN_OPS=1`) the plain burn op runs. The same
 //! maths either way: tests/parity.rs checks every path against the plain op, and the kernels crate against float64.
 
-use std::sync::OnceLock;
-
 use burn::tensor::activation::softmax;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use kernels::ConvGeom;
 
 /// Floats per chunk of a column matrix (16 MiB): a large image is lowered a band of output rows at a time.
 const COL_BUDGET: usize = 1 << 22;
 
-/// Whether the fast paths are used: the host paths here, and the algebraically equivalent forms in `nn` (1x1
-/// convolution as a matrix product, folded upsample-convolution). `DINO_SAE_PLAIN_OPS=1` turns them all off, for A/B
-/// benchmarks and parity checks. (Defined here, which `nn` uses, so that the two modules do not depend on each other.)
-pub fn fast_paths() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("DINO_SAE_PLAIN_OPS").as_deref() != Ok("1"))
-}
+pub use crate::budget::{fast_paths, fused_on};
 
 /// Whether `x` is an inference tensor on the CPU device, where the host paths apply.
 pub fn eligible<const D: usize>(x: &Tensor<D>) -> bool {
     x.dtype() == DType::F32 && fused_on(&x.device())
-}
-
-/// Whether f32 tensors on `device` take the host paths (and [`attention`] the fused op): the CPU device without
-/// autodiff, with the fast paths on.
-pub fn fused_on(device: &Device) -> bool {
-    static FLEX: OnceLock<Device> = OnceLock::new();
-    fast_paths() && !device.is_autodiff() && device == FLEX.get_or_init(Device::flex)
 }
 
 /// The tensor's values as a host vector (no copy when the tensor's buffer is not shared).

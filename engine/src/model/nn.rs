@@ -8,7 +8,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 
 use super::host::{self, fast_paths};
-use crate::raw::{RawTensor, TensorMap};
+use crate::tensor_file::{RawTensor, TensorMap};
 use crate::weights::{Init, WeightSource};
 
 /// y = x W + b, W stored [in, out].

@@ -27,7 +27,7 @@ use super::host;
 use super::nn::Conv2d;
 use super::sae::PixelConfig;
 use crate::error::{EngineError, Result};
-use crate::raw::{Precision, TensorMap};
+use crate::tensor_file::{Precision, TensorMap};
 use crate::weights::{LoadReport, ParamNames, WeightSource};
 
 /// `kind` of a preview decoder's `config.json`.
@@ -278,7 +278,7 @@ impl PreviewDecoder {
         if !file.exists() {
             return Err(EngineError::Checkpoint(format!("{} has no model.safetensors", dir.display())));
         }
-        let map = crate::raw::read_safetensors(&file)?;
+        let map = crate::tensor_file::read_safetensors(&file)?;
         Self::from_map(map, &meta.preview, device)
     }
 
@@ -293,9 +293,9 @@ impl PreviewDecoder {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
         let meta = PreviewMeta { kind: PREVIEW_KIND.into(), preview: self.cfg.clone(), steps, sae: sae.into() };
         let md = [("format".to_string(), "pt".to_string())].into_iter().collect();
-        crate::raw::write_safetensors(dir.join("model.safetensors"), &self.state_dict()?, &md, precision)?;
+        crate::tensor_file::write_safetensors(dir.join("model.safetensors"), &self.state_dict()?, &md, precision)?;
         let json = serde_json::to_string_pretty(&meta).map_err(|e| EngineError::Config(e.to_string()))?;
-        crate::raw::atomic_write(&dir.join("config.json"), json.as_bytes())
+        crate::tensor_file::atomic_write(&dir.join("config.json"), json.as_bytes())
     }
 
     /// Latent -> pixels in the SAE decoder's output convention (`cfg.pixels.output`).
@@ -367,5 +367,5 @@ pub fn preview_dir_for(model: &Path) -> Option<PathBuf> {
 
 /// The default model's preview decoder (`assets/default-model/preview`), if present.
 pub fn default_preview_dir() -> Option<PathBuf> {
-    crate::worker::default_model_dir().and_then(|d| preview_dir_for(&d))
+    crate::dirs::default_model_dir().and_then(|d| preview_dir_for(&d))
 }

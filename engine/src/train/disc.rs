@@ -13,8 +13,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::error::{EngineError, Result};
 use crate::model::nn::Probe;
 use crate::model::vit::Vit;
-use crate::raw::TensorMap;
 use crate::resize::resize_bicubic;
+use crate::tensor_file::TensorMap;
 use crate::weights::{Init, ParamNames, WeightSource, export};
 
 /// A linear map (a 1-D convolution over tokens, flattened) with a spectrally normalised weight.
@@ -172,7 +172,7 @@ impl Discriminator {
     pub fn update_spectral_norms(&mut self) -> Result<()> {
         for (h, sn) in self.heads.heads.iter().zip(self.sn.iter_mut()) {
             for (l, uv) in h.layers().iter().zip(sn.iter_mut()) {
-                let w = crate::raw::RawTensor::from_tensor(l.weight.val())?;
+                let w = crate::tensor_file::RawTensor::from_tensor(l.weight.val())?;
                 *uv = power_iteration(&w.data, w.shape[0], w.shape[1], &uv.1);
             }
         }
@@ -184,7 +184,7 @@ impl Discriminator {
         let mut out = Vec::new();
         for (h, sn) in self.heads.heads.iter().zip(&self.sn) {
             for (l, (v, u)) in h.layers().iter().zip(sn) {
-                let Ok(w) = crate::raw::RawTensor::from_tensor(l.weight.val()) else { continue };
+                let Ok(w) = crate::tensor_file::RawTensor::from_tensor(l.weight.val()) else { continue };
                 let (di, dout, data) = (w.shape[0], w.shape[1], w.data);
                 let s: f64 = (0..di)
                     .map(|i| (0..dout).map(|o| v[i] as f64 * data[i * dout + o] as f64 * u[o] as f64).sum::<f64>())
@@ -226,7 +226,10 @@ impl Discriminator {
         let mut m = export(&self.heads, &self.names)?;
         for (i, sn) in self.sn.iter().enumerate() {
             for (j, (_, u)) in sn.iter().enumerate() {
-                m.insert(format!("sn_u.{i}.{j}"), crate::raw::RawTensor { shape: vec![u.len()], data: u.clone() });
+                m.insert(
+                    format!("sn_u.{i}.{j}"),
+                    crate::tensor_file::RawTensor { shape: vec![u.len()], data: u.clone() },
+                );
             }
         }
         Ok(m)

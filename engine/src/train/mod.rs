@@ -19,9 +19,9 @@
 //! resume after a kill, an EMA copy, CSV loss log and a loss-curve PNG.
 
 pub mod config;
-pub mod data;
 pub mod diffaug;
 pub mod disc;
+pub mod dit;
 mod loss;
 pub mod optim_state;
 pub mod plot;
@@ -38,14 +38,14 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{SeedableRng, rngs::StdRng};
 
 use crate::checkpoint::{self, save_sae};
+use crate::data::PhotoSet;
 use crate::error::{EngineError, Result};
 pub use crate::model::sae::EmbedKind;
 use crate::model::sae::{DinoSae, SaeConfig};
 use crate::model::vit::Vit;
-use crate::raw::{Precision, TensorMap};
+use crate::tensor_file::{Precision, TensorMap};
 use crate::weights::{WeightSource, export};
 pub use config::{Align, Schedule, TrainConfig, lr_schedule, recipe_changes};
-use data::PhotoSet;
 use loss::{StepCtx, autoencoder_loss, discriminator_step, stem_warmup_loss};
 pub use run_dir::RunDir;
 
@@ -104,7 +104,7 @@ pub fn init_student(
         // the residual branch's last convolution starts at zero: the untrained student is the teacher
         let key = format!("dino_model.patch_embed.{}", crate::model::hybrid::ZERO_INIT_KEY);
         let shape = vec![encoder.dim, crate::model::stem::STEM_WIDTHS[2], 3, 3];
-        map.insert(key, crate::raw::RawTensor::zeros(shape));
+        map.insert(key, crate::tensor_file::RawTensor::zeros(shape));
     }
     let cfg = SaeConfig { encoder, decoder: cfg_decoder, pixels: Default::default(), embed };
     let mut ws = WeightSource::from_map_or_init(map, seed, device);
@@ -173,14 +173,14 @@ fn save_checkpoint(
     save_sae(model, tmp.join("model"), Precision::F32)?;
     optim_state::save(&tmp, optim_state::MODEL, &optims.model, &model.names)?;
     if let Some(d) = disc {
-        crate::raw::write_safetensors(tmp.join(DISC_FILE), &d.export()?, &Default::default(), Precision::F32)?;
+        crate::tensor_file::write_safetensors(tmp.join(DISC_FILE), &d.export()?, &Default::default(), Precision::F32)?;
         optim_state::save(&tmp, optim_state::DISC, &optims.disc, &d.names)?;
     }
     let mut ema_model = model.clone();
     ema_model = load_weights(ema_model, ema)?;
     save_sae(&ema_model, tmp.join("ema"), Precision::F32)?;
     let state = serde_json::json!({ "step": step, "train": cfg });
-    crate::raw::atomic_write(&tmp.join("state.json"), state.to_string().as_bytes())?;
+    crate::tensor_file::atomic_write(&tmp.join("state.json"), state.to_string().as_bytes())?;
     run.publish(&tmp, step)
 }
 
@@ -225,7 +225,7 @@ pub fn train(
         },
     };
     let mut ema: TensorMap = match &resume {
-        Some((_, p)) => crate::raw::read_safetensors(p.join("ema/model.safetensors"))?,
+        Some((_, p)) => crate::tensor_file::read_safetensors(p.join("ema/model.safetensors"))?,
         None => export(&model, &model.names)?,
     };
     // a resume with other flags changes the run's recipe from here on: allowed, but said
@@ -270,7 +270,9 @@ pub fn train(
     let mut disc = if cfg.w_gan > 0.0 {
         let backbone = checkpoint::load_backbone(teacher_dir, &ad, false)?.model.no_grad();
         let state = match &resume {
-            Some((_, p)) if p.join(DISC_FILE).exists() => Some(crate::raw::read_safetensors(p.join(DISC_FILE))?),
+            Some((_, p)) if p.join(DISC_FILE).exists() => {
+                Some(crate::tensor_file::read_safetensors(p.join(DISC_FILE))?)
+            }
             _ => None,
         };
         let mut d =

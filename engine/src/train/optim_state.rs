@@ -30,7 +30,7 @@ pub fn save(dir: &Path, tag: &str, optim: &ModuleOptimizer, names: &ParamNames) 
     let (path, ids_path) = files(dir, tag);
     let ids: BTreeMap<&str, u64> = names.iter().map(|(id, (k, _))| (k.as_str(), id.val())).collect();
     let json = serde_json::to_vec(&ids).map_err(|e| EngineError::Checkpoint(format!("parameter ids: {e}")))?;
-    crate::raw::atomic_write(&ids_path, &json)?;
+    crate::tensor_file::atomic_write(&ids_path, &json)?;
     optim.to_record().save(&path).map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))
 }
 

@@ -14,10 +14,10 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Create `dir` if needed and remove what a killed writer left there ([`remove_stale_tmp`]).
+    /// Create `dir` if needed and remove what a killed writer left there ([`crate::tensor_file::remove_stale_tmp`]).
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
-        remove_stale_tmp(dir);
+        crate::tensor_file::remove_stale_tmp(dir);
         Ok(Self { dir: dir.to_path_buf() })
     }
 
@@ -49,7 +49,7 @@ impl RunDir {
         let fin = out.join(format!("ckpt-{step}"));
         let _ = std::fs::remove_dir_all(&fin);
         std::fs::rename(tmp, &fin).map_err(|e| EngineError::io(&fin, e))?;
-        crate::raw::atomic_write(&out.join("latest"), format!("ckpt-{step}").as_bytes())?;
+        crate::tensor_file::atomic_write(&out.join("latest"), format!("ckpt-{step}").as_bytes())?;
         if let Ok(rd) = std::fs::read_dir(out) {
             let mut olds: Vec<usize> = rd
                 .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("ckpt-")?.parse().ok())
@@ -62,24 +62,6 @@ impl RunDir {
             }
         }
         Ok(())
-    }
-}
-
-/// Remove what a killed writer leaves behind in `dir`: `.X.tmp` folders ([`RunDir::checkpoint_tmp`]) and
-/// `.X.tmpPID` files ([`crate::raw::atomic_write`]).
-pub fn remove_stale_tmp(dir: &Path) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') && name.contains(".tmp") {
-                let p = e.path();
-                if p.is_dir() {
-                    let _ = std::fs::remove_dir_all(&p);
-                } else {
-                    let _ = std::fs::remove_file(&p);
-                }
-            }
-        }
     }
 }
 

@@ -16,9 +16,9 @@ use super::{Check, Report, TOL};
 use crate::error::{EngineError, Result};
 use crate::model::dit::{Dit, DitArch, DitConfig, rope_values, sincos_pos_embed};
 use crate::model::nn::Probe;
-use crate::raw::{RawTensor, TensorMap, read_safetensors, read_safetensors_f64};
 use crate::rfm::{self, f64ref};
 use crate::sampler::{self, EuclidSamplerConfig, SphereStep};
+use crate::tensor_file::{RawTensor, TensorMap, read_safetensors, read_safetensors_f64};
 use crate::weights::LoadReport;
 
 /// Tolerance of the float64 sphere formulas.

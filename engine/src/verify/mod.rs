@@ -26,7 +26,7 @@ use std::path::Path;
 use burn::tensor::Device;
 
 use crate::error::{EngineError, Result};
-use crate::raw::{RawTensor, TensorMap};
+use crate::tensor_file::{RawTensor, TensorMap};
 
 pub use dit::{TOL_F64, verify_dit_dir};
 

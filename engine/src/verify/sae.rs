@@ -11,9 +11,9 @@ use crate::model::decoder::{Decoder, DecoderConfig};
 use crate::model::nn::Probe;
 use crate::model::sae::{PixelConfig, tokens_to_map};
 use crate::model::vit::Vit;
-use crate::raw::{RawTensor, TensorMap, read_safetensors, read_safetensors_f64};
 use crate::resize::resize_bicubic;
 use crate::sphere::{cosine_last, f64ref};
+use crate::tensor_file::{RawTensor, TensorMap, read_safetensors, read_safetensors_f64};
 use crate::weights::WeightSource;
 
 use super::{Check, Report, TOL, TOL_BICUBIC, compare, compare_all};

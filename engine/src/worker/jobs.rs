@@ -9,16 +9,18 @@ use image::RgbImage;
 
 use super::long_jobs::{render, sample, walk, walk_images};
 use super::protocol::*;
-use crate::checkpoint::load_sae;
+use crate::Sae;
+use crate::autoencoder::{Tiles, quiet};
+use crate::checkpoint::load_sae_within;
 use crate::error::{EngineError, Result};
 use crate::image_io::{self, Fit};
 use crate::metrics::{self, RgbF32};
 use crate::model::sae::{DinoSae, SaeConfig};
-use crate::preflight::{self, Budget};
-use crate::raw::RawTensor;
+use crate::preflight::Budget;
+use crate::tensor_file::RawTensor;
 
 struct Held {
-    model: DinoSae,
+    sae: Sae,
     info: ModelInfo,
 }
 
@@ -64,6 +66,15 @@ impl State {
 
     pub(super) fn budget(&self) -> Budget {
         self.budget.clone().unwrap_or_else(Budget::from_env).on(&self.device)
+    }
+
+    /// Give every loaded model the budget of the job about to run (the environment's is read per job when the
+    /// worker was not given one).
+    pub(super) fn refresh_budget(&mut self) {
+        let budget = self.budget();
+        for h in self.main.iter_mut().chain(self.others.iter_mut()) {
+            h.sae.set_budget(budget.clone());
+        }
     }
 
     fn models(&self) -> Models {
@@ -117,7 +128,12 @@ impl State {
     }
 
     pub(super) fn model(&self) -> Result<&DinoSae> {
-        self.main.as_ref().map(|h| &h.model).ok_or_else(|| EngineError::Config("no model loaded".into()))
+        Ok(self.sae()?.model())
+    }
+
+    /// The main model behind the engine's front door (preflight and tiling built in).
+    pub(super) fn sae(&self) -> Result<&Sae> {
+        self.main.as_ref().map(|h| &h.sae).ok_or_else(|| EngineError::Config("no model loaded".into()))
     }
 
     pub(super) fn current(&self) -> Result<&(RawTensor, RgbImage)> {
@@ -129,7 +145,8 @@ impl State {
     }
 }
 
-fn held(model: DinoSae, name: String, report: &crate::weights::LoadReport, random: bool, source: ModelSource) -> Held {
+fn held(sae: Sae, name: String, report: &crate::weights::LoadReport, random: bool, source: ModelSource) -> Held {
+    let model = sae.model();
     let params = model.num_params();
     let info = ModelInfo {
         name,
@@ -140,30 +157,37 @@ fn held(model: DinoSae, name: String, report: &crate::weights::LoadReport, rando
         random,
         source,
     };
-    Held { model, info }
+    Held { sae, info }
 }
 
-fn load_held(src: &ModelSource, device: &burn::tensor::Device) -> Result<Held> {
+/// Load a model within the worker's budget (the file is parsed and the config checked against it).
+fn load_held(src: &ModelSource, device: &burn::tensor::Device, budget: Budget) -> Result<Held> {
+    let open = |dir: &std::path::Path| load_sae_within(dir, device, false, &budget);
     match src {
         ModelSource::Default => {
-            let dir = super::require_default_model_dir()?;
-            let l = load_sae(&dir, device, false)?;
-            Ok(held(l.model, "default model".into(), &l.report, false, src.clone()))
+            let l = open(&crate::dirs::require_default_model_dir()?)?;
+            Ok(held(Sae::new(l.model, device, budget), "default model".into(), &l.report, false, src.clone()))
         }
         ModelSource::Path(p) => {
-            let l = load_sae(p, device, false)?;
-            Ok(held(l.model, p.display().to_string(), &l.report, false, src.clone()))
+            let l = open(p)?;
+            Ok(held(Sae::new(l.model, device, budget), p.display().to_string(), &l.report, false, src.clone()))
         }
         ModelSource::RandomPreset(p) => {
             let cfg = SaeConfig::preset(p).ok_or_else(|| EngineError::Config(format!("unknown preset {p}")))?;
             let (m, r) = DinoSae::random(&cfg, 0, device)?;
-            Ok(held(m, format!("{p} (RANDOM weights)"), &r, true, src.clone()))
+            Ok(held(Sae::new(m, device, budget), format!("{p} (RANDOM weights)"), &r, true, src.clone()))
         }
     }
 }
 
 fn generator_info(b: &crate::generate::DitBundle, path: Option<std::path::PathBuf>) -> GeneratorInfo {
     GeneratorInfo { path, classes: b.meta.classes.clone(), grid: b.meta.grid, s_vae: b.meta.s_vae }
+}
+
+/// A front-door job of the worker: one pass (the studio works on a working copy; `Render` asks for tiles), with the
+/// ticket's cancel token.
+pub(super) fn one_pass(ticket: &Ticket) -> crate::autoencoder::Job {
+    crate::autoencoder::Job { tiles: Tiles::Never, cancel: ticket.cancel.clone(), ..Default::default() }
 }
 
 pub(super) fn ms(t0: Instant) -> f64 {
@@ -194,7 +218,7 @@ pub(super) fn handle(
     let id = ticket.id;
     match job {
         Job::LoadModel(src) => {
-            let h = load_held(&src, &device)?;
+            let h = load_held(&src, &device, state.budget())?;
             let is_default = src == ModelSource::Default;
             state.main = Some(h);
             state.recons = None;
@@ -203,7 +227,7 @@ pub(super) fn handle(
             state.history.clear();
             state.dit = None;
             state.find_preview(&src, emit);
-            if is_default && let Some(d) = super::default_dit_dir() {
+            if is_default && let Some(d) = crate::dirs::default_dit_dir() {
                 match crate::generate::load_dit(&d, &device) {
                     Ok(b) => {
                         let info = generator_info(&b, Some(d));
@@ -220,7 +244,7 @@ pub(super) fn handle(
             Ok(Event::Loaded(Loaded { kind: JobKind::LoadModel, id, models: state.models() }))
         }
         Job::AddCompareModel(path) => {
-            let h = load_held(&ModelSource::Path(path), &device)?;
+            let h = load_held(&ModelSource::Path(path), &device, state.budget())?;
             state.others.push(h);
             Ok(Event::Loaded(Loaded { kind: JobKind::LoadCompare, id, models: state.models() }))
         }
@@ -277,7 +301,7 @@ pub(super) fn handle(
         Job::Lpips => lpips(state, id),
         Job::Sample { spec, preview_every } => sample(state, ticket, spec, preview_every, emit, pump),
         Job::ClassMean { class, count } => {
-            let direction = crate::steer::class_mean_direction(state.generator()?, class, count)?;
+            let direction = crate::generate::class_mean_direction(state.generator()?, class, count)?;
             Ok(Event::ClassMean(ClassMean { id, class, direction }))
         }
         Job::Walk { spec, seed_b, frames } => walk(state, ticket, &spec, seed_b, frames, emit, pump),
@@ -288,9 +312,9 @@ pub(super) fn handle(
                 Some(e) => crate::steer::apply(lat, &e, &device)?,
                 None => lat.clone(),
             };
-            let mut t = crate::raw::TensorMap::new();
+            let mut t = crate::tensor_file::TensorMap::new();
             t.insert("latent".into(), z);
-            crate::raw::write_safetensors(&path, &t, &Default::default(), crate::raw::Precision::F32)?;
+            crate::tensor_file::write_safetensors(&path, &t, &Default::default(), crate::tensor_file::Precision::F32)?;
             Ok(Event::Exported(Exported { id, path }))
         }
         Job::Render { original, fit, edit, tiling } => render(state, ticket, &original, fit, &edit, tiling, emit, pump),
@@ -341,24 +365,20 @@ fn steer(state: &State, ticket: &Ticket, edit: &crate::steer::SteerEdit, preview
     if preview && state.preview.is_none() {
         return Err(EngineError::Config("no preview decoder loaded".into()));
     }
-    let m = state.model()?;
+    let sae = state.sae()?;
     let (lat, img) = state.current()?;
-    let device = &state.device;
     let t0 = Instant::now();
-    let edited = crate::steer::apply(lat, edit, device)?;
-    let z = edited.to_tensor(device)?;
-    let x = if preview {
+    let edited = sae.steer(lat, edit)?;
+    let rec = if preview {
         let (p, _) = state.preview.as_ref().ok_or_else(|| EngineError::Config("no preview decoder loaded".into()))?;
-        p.decode(z)?
+        image_io::from_tensor(p.decode(edited.to_tensor(sae.device())?)?, &sae.config().pixels)?.remove(0)
     } else {
-        preflight::check_decode(&m.cfg, 1, lat.shape[2], lat.shape[3], &state.budget())?;
-        m.decode_cancellable(z, &ticket.cancel)?
+        sae.decode_with(&edited, &one_pass(ticket), &mut quiet)?.image
     };
     if ticket.is_cancelled() {
         return Err(EngineError::Cancelled);
     }
-    let rec = image_io::from_tensor(x, &m.cfg.pixels)?;
-    let mut image = image_io::f32_to_rgb8(&rec[0]);
+    let mut image = image_io::f32_to_rgb8(&rec);
     if image.dimensions() != img.dimensions() {
         image = image_io::resize_exact(&image, img.width(), img.height());
     }
@@ -374,38 +394,29 @@ fn steer(state: &State, ticket: &Ticket, edit: &crate::steer::SteerEdit, preview
 }
 
 fn reconstruct(state: &mut State, ticket: &Ticket, image: &RgbImage, fit: Fit) -> Result<Event> {
-    let device = state.device.clone();
     let t0 = Instant::now();
     let img = image_io::fit16(image, fit);
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let budget = state.budget();
-    let m = state.model()?;
-    preflight::check_reconstruct(&m.cfg, w, h, &budget)?;
-    let x = image_io::to_tensor(&[&img], &m.cfg.pixels, &device)?;
-    let lat = m.encode_cancellable(x, &ticket.cancel)?;
-    let grid = lat.grid();
-    let raw = RawTensor::from_tensor(lat.patches.clone())?;
-    let rec = image_io::from_tensor(m.decode_cancellable(lat.patches, &ticket.cancel)?, &m.cfg.pixels)?;
+    let job = one_pass(ticket);
+    let main = state.sae()?.reconstruct_with(&img, &job, &mut quiet)?;
+    let (raw, rec) = (main.latent, main.image);
+    let grid = (raw.shape[2], raw.shape[3]);
     let orig: RgbF32 = image_io::rgb8_to_f32(&img);
     let mut others = Vec::new();
     let mut other_recons = Vec::new();
     for o in &state.others {
-        preflight::check_reconstruct(&o.model.cfg, w, h, &budget)?;
-        let ox = image_io::to_tensor(&[&img], &o.model.cfg.pixels, &device)?;
-        let z = o.model.encode_cancellable(ox, &ticket.cancel)?.patches;
-        let r = image_io::from_tensor(o.model.decode_cancellable(z, &ticket.cancel)?, &o.model.cfg.pixels)?;
+        let r = o.sae.reconstruct_with(&img, &job, &mut quiet)?.image;
         others.push(OtherRecon {
             name: o.info.name.clone(),
-            image: image_io::f32_to_rgb8(&r[0]),
-            psnr: metrics::psnr(&orig, &r[0]),
-            ssim: metrics::ssim(&orig, &r[0]),
+            image: image_io::f32_to_rgb8(&r),
+            psnr: metrics::psnr(&orig, &r),
+            ssim: metrics::ssim(&orig, &r),
         });
-        other_recons.push(r[0].clone());
+        other_recons.push(r);
     }
     // nothing above changed the state: a failure or cancel leaves the previous image in place
-    let (psnr, ssim) = (metrics::psnr(&orig, &rec[0]), metrics::ssim(&orig, &rec[0]));
-    let recon = image_io::f32_to_rgb8(&rec[0]);
-    state.recons = Some((orig, std::iter::once(rec[0].clone()).chain(other_recons).collect()));
+    let (psnr, ssim) = (metrics::psnr(&orig, &rec), metrics::ssim(&orig, &rec));
+    let recon = image_io::f32_to_rgb8(&rec);
+    state.recons = Some((orig, std::iter::once(rec).chain(other_recons).collect()));
     Ok(Event::Reconstructed(Box::new(make_current(
         state, ticket.id, raw, img, recon, psnr, ssim, others, grid, t0, false,
     ))))
@@ -467,11 +478,9 @@ fn load_latent(state: &mut State, ticket: &Ticket, latent: RawTensor) -> Result<
         return Err(EngineError::NonFinite("latent".into()));
     }
     let grid = (latent.shape[2], latent.shape[3]);
-    preflight::check_decode(&m.cfg, 1, grid.0, grid.1, &state.budget())?;
-    let rec =
-        image_io::from_tensor(m.decode_cancellable(latent.to_tensor(&state.device)?, &ticket.cancel)?, &m.cfg.pixels)?;
-    let img = image_io::f32_to_rgb8(&rec[0]);
-    state.recons = Some((rec[0].clone(), vec![rec[0].clone()]));
+    let rec = state.sae()?.decode_with(&latent, &one_pass(ticket), &mut quiet)?.image;
+    let img = image_io::f32_to_rgb8(&rec);
+    state.recons = Some((rec.clone(), vec![rec]));
     Ok(Event::Reconstructed(Box::new(make_current(
         state,
         ticket.id,

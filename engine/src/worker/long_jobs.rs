@@ -57,12 +57,10 @@ pub(super) fn walk_images(
     let t0 = Instant::now();
     let (ia, ib) = crate::generate::pair_images(a, b, None)?;
     let frames = frames.clamp(1, 120);
-    let budget = st.budget();
-    preflight::check_encode(&m.cfg, 2, ia.width() as usize, ia.height() as usize, &budget)?;
-    preflight::check_decode(&m.cfg, 1, ia.height() as usize / 16, ia.width() as usize / 16, &budget)?;
-    let x = image_io::to_tensor(&[&ia, &ib], &m.cfg.pixels, &st.device)?;
-    let z = m.encode_cancellable(x, &ticket.cancel)?.patches;
-    let (za, zb) = (z.clone().narrow(0, 0, 1), z.narrow(0, 1, 1));
+    preflight::check_decode(&m.cfg, 1, ia.height() as usize / 16, ia.width() as usize / 16, &st.budget())?;
+    let (sae, job) = (st.sae()?, super::jobs::one_pass(ticket));
+    let za = sae.encode_image_with(&ia, &job, &mut crate::autoencoder::quiet)?.latent.to_tensor(&st.device)?;
+    let zb = sae.encode_image_with(&ib, &job, &mut crate::autoencoder::quiet)?.latent.to_tensor(&st.device)?;
     let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
     preview_frames(st, &zs, id, t0, emit);
     let frames = decode_frames(m, zs, ticket, &mut |t| pump(st, t))?;
@@ -175,25 +173,27 @@ pub(super) fn render(
     original: &Arc<RgbImage>,
     fit: Fit,
     edit: &crate::steer::SteerEdit,
-    tiling: crate::render::Tiling,
+    tiling: crate::tiled::Tiling,
     emit: &dyn Fn(Event),
     pump: &mut dyn FnMut(&State, &Ticket),
 ) -> Result<Event> {
-    let m = state.model()?;
+    let sae = state.sae()?;
     let (work, _) = state.current()?;
     let t0 = Instant::now();
-    let budget = state.budget();
     let img = image_io::fit16(original, fit);
     let (gh, gw) = (img.height() as usize / 16, img.width() as usize / 16);
     let (ty, tx) = (
-        crate::render::axis_tiles(gh, tiling.tile, tiling.overlap),
-        crate::render::axis_tiles(gw, tiling.tile, tiling.overlap),
+        crate::tiled::axis_tiles(gh, tiling.tile, tiling.overlap),
+        crate::tiled::axis_tiles(gw, tiling.tile, tiling.overlap),
     );
     let per_pass = ty.len() * tx.len();
     let of = 2 * per_pass;
     let id = ticket.id;
     let mut done = 0usize;
-    let mut progress = |_: crate::render::TileProgress| {
+    let mut progress = |p: crate::autoencoder::Progress| {
+        if !matches!(p, crate::autoencoder::Progress::Tile(..)) {
+            return;
+        }
         done += 1;
         let eta = t0.elapsed().as_secs_f64() / done as f64 * (of - done) as f64;
         emit(Event::Progress(Progress {
@@ -207,11 +207,13 @@ pub(super) fn render(
         }));
         pump(state, ticket);
     };
-    let full = crate::render::encode_tiled(m, &img, tiling, &budget, &state.device, &ticket.cancel, &mut progress)?;
+    let job =
+        crate::autoencoder::Job { tiles: crate::autoencoder::Tiles::Always, tiling, cancel: ticket.cancel.clone() };
+    let full = sae.encode_image_with(&img, &job, &mut progress)?.latent;
     let mapped = crate::steer::map_to_grid(edit, work, (gh, gw))?;
-    let edited = crate::steer::apply(&full, &mapped, &state.device)?;
+    let edited = sae.steer(&full, &mapped)?;
     drop(full);
-    let rgb = crate::render::decode_tiled(m, &edited, tiling, &budget, &state.device, &ticket.cancel, &mut progress)?;
+    let rgb = sae.decode_with(&edited, &job, &mut progress)?.image;
     Ok(Event::Rendered(Rendered {
         id,
         version: state.version,

@@ -8,14 +8,14 @@ use image::RgbImage;
 
 use crate::generate::SampleSpec;
 use crate::image_io::Fit;
-use crate::raw::RawTensor;
-use crate::render::Tiling;
 use crate::steer::SteerEdit;
+use crate::tensor_file::RawTensor;
+use crate::tiled::Tiling;
 
 /// Where to get a model.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ModelSource {
-    /// The embedded default model (see [`super::default_model_dir`]).
+    /// The embedded default model (see [`crate::dirs::default_model_dir`]).
     Default,
     Path(PathBuf),
     /// Random weights of a preset, explicitly asked for (pipeline demo only).

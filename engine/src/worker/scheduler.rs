@@ -73,6 +73,7 @@ pub(super) fn run(
             }
             pump_readonly(st, &mut queue, &out);
         };
+        state.refresh_budget();
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             jobs::handle(
                 job,

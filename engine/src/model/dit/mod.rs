@@ -23,7 +23,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::error::Result;
 use crate::model::host::silu;
 use crate::model::nn::{Conv2d, Linear, Probe};
-use crate::raw::TensorMap;
+use crate::tensor_file::TensorMap;
 use crate::weights::{Init, LoadReport, WeightSource};
 
 pub use blocks::{

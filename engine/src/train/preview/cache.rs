@@ -8,13 +8,15 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+use crate::data::{CacheSpec, PhotoSet, photo_crops};
 use crate::error::{EngineError, Result};
 use crate::image_io;
 use crate::model::sae::{DinoSae, OutputRange, PixelConfig};
-use crate::raw::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
-use crate::train::data::{CacheSpec, PhotoSet, photo_crops};
+use crate::tensor_file::{Precision, RawTensor, TensorMap, read_safetensors, write_safetensors};
 
-use super::{PreviewTrainConfig, host4, mix, perturb_latent, write_json};
+use super::{PreviewTrainConfig, perturb_latent};
+use crate::data::mix;
+use crate::tensor_file::{host_vec as host4, read_json, write_json};
 
 const CACHE_VERSION: u32 = 1;
 const DECODE_BATCH: usize = 8;
@@ -97,11 +99,6 @@ fn unit_to_output(v: &mut [f32], px: &PixelConfig, hw: usize) {
             };
         }
     }
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let s = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-    serde_json::from_str(&s).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))
 }
 
 fn load_cache(dir: &Path, want: &CacheIndex) -> Option<PreviewSet> {

@@ -4,13 +4,15 @@ use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::data::PhotoSet;
 use crate::error::Result;
 use crate::image_io;
 use crate::model::preview::PreviewDecoder;
 use crate::model::sae::DinoSae;
-use crate::train::data::PhotoSet;
 
-use super::{host4, mix, perturb_latent};
+use super::perturb_latent;
+use crate::data::mix;
+use crate::tensor_file::host_vec as host4;
 
 /// One photo of [`evaluate_preview`]: PSNR (dB) of preview vs full decode, preview vs photo, full decode vs photo.
 #[derive(Clone, Debug)]

@@ -27,11 +27,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::data::{PhotoSet, fingerprint_file, fingerprint_photos};
 use super::{RunDir, Schedule, optim_state};
+use crate::data::mix;
+use crate::data::{PhotoSet, fingerprint_file, fingerprint_photos};
 use crate::error::{EngineError, Result};
 use crate::model::preview::{PreviewConfig, PreviewDecoder};
-use crate::raw::{Precision, atomic_write};
+use crate::tensor_file::{Precision, atomic_write, write_json};
 
 use cache::CacheKey;
 pub use cache::{PreviewSet, build_cache};
@@ -178,22 +179,6 @@ pub fn perturb_latent(z: &mut [f32], c: usize, rng: &mut StdRng, max_deg: f32) {
             }
         }
     }
-}
-
-fn mix(seed: u64, k: u64) -> u64 {
-    let mut z = seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn host4(t: Tensor<4>) -> Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))
-}
-
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| EngineError::Config(e.to_string()))?;
-    atomic_write(path, s.as_bytes())
 }
 
 /// One logged window (means over the steps since the previous row).

@@ -14,7 +14,7 @@ use crate::error::{EngineError, Result};
 use crate::metrics::RgbF32;
 use crate::model::sae::DinoSae;
 use crate::preflight::{self, Budget};
-use crate::raw::RawTensor;
+use crate::tensor_file::RawTensor;
 
 /// Tile size and overlap, in patches (16 px each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -52,9 +52,7 @@ impl RawTensor {
     /// Download a device tensor.
     pub fn from_tensor<const D: usize>(t: Tensor<D>) -> Result<Self> {
         let shape = t.dims().to_vec();
-        let data =
-            t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))?;
-        Self::new(shape, data)
+        Self::new(shape, host_vec(t)?)
     }
 
     /// Same values with a new shape of equal size.
@@ -251,6 +249,23 @@ pub fn write_safetensors(
     atomic_write(path, &bytes)
 }
 
+/// A device tensor's values as f32 on the host (any dtype converted), row-major.
+pub fn host_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| EngineError::Data(format!("{e:?}")))
+}
+
+/// Write `v` as pretty JSON to `path`, atomically ([`atomic_write`]).
+pub fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| EngineError::Config(e.to_string()))?;
+    atomic_write(path, s.as_bytes())
+}
+
+/// Read a JSON file; a parse error names the file.
+pub fn read_json<T: for<'de> serde::Deserialize<'de>>(path: &Path) -> Result<T> {
+    let s = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+    serde_json::from_str(&s).map_err(|e| EngineError::Config(format!("{}: {e}", path.display())))
+}
+
 /// Write bytes to `path` via a temporary sibling and a rename.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -262,4 +277,22 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         EngineError::io(path, e)
     })
+}
+
+/// Remove what a killed writer leaves behind in `dir`: `.X.tmp` folders (`train::RunDir::checkpoint_tmp`) and
+/// `.X.tmpPID` files ([`atomic_write`]).
+pub fn remove_stale_tmp(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') && name.contains(".tmp") {
+                let p = e.path();
+                if p.is_dir() {
+                    let _ = std::fs::remove_dir_all(&p);
+                } else {
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+    }
 }

@@ -3,10 +3,10 @@
 
 use std::io::{Read, Write};
 
-use super::harness::Target;
-use super::mutate::{Rng, mutate_bytes};
-use super::pickle::mutate_pickle;
-use super::{MIB, read, scratch};
+use crate::harness::Target;
+use crate::mutate::{Rng, mutate_bytes};
+use crate::pickle::mutate_pickle;
+use crate::{MIB, read, scratch};
 
 /// Entries of a zip archive (name, bytes), or None.
 pub fn unzip_all(b: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
@@ -174,12 +174,12 @@ pub(super) fn torch_zip_target() -> Target {
         seeds: seeds.into_iter().filter(|s| !s.is_empty()).collect(),
         mutate: Box::new(mutate_torch_zip),
         run: Box::new(|b| {
-            let t = crate::checkpoint::pickle::read_torch_zip(b)?;
+            let t = engine::checkpoint::pickle::read_torch_zip(b, engine::budget::Budget::from_env().bytes)?;
             // what looks like a backbone goes on through the whole loader
-            if crate::checkpoint::detect(&t).is_ok() {
+            if engine::checkpoint::detect(&t).is_ok() {
                 let p = scratch("torch-zip").join("model.pth");
-                std::fs::write(&p, b).map_err(|e| crate::EngineError::io(&p, e))?;
-                crate::checkpoint::load_backbone(&p, &crate::cpu(), false)?;
+                std::fs::write(&p, b).map_err(|e| engine::EngineError::io(&p, e))?;
+                engine::checkpoint::load_backbone(&p, &engine::cpu(), false)?;
             }
             Ok(())
         }),

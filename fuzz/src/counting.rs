@@ -13,7 +13,7 @@ pub(super) static INSTALLED: AtomicUsize = AtomicUsize::new(0);
 
 /// A global allocator over [`System`] that counts the bytes in use and their peak, and refuses (returns null
 /// for) any single allocation above [`set_single_alloc_cap`]. Install with
-/// `#[global_allocator] static A: engine::fuzz::CountingAlloc = engine::fuzz::CountingAlloc;`.
+/// `#[global_allocator] static A: dino_sae_fuzz::CountingAlloc = dino_sae_fuzz::CountingAlloc;`.
 pub struct CountingAlloc;
 
 pub(super) fn note_alloc(size: usize) {
@@ -21,7 +21,7 @@ pub(super) fn note_alloc(size: usize) {
     PEAK.fetch_max(now, Ordering::Relaxed);
 }
 
-// The one unsafe block of the engine (the workspace denies unsafe code): a global allocator must implement
+// The one unsafe block of the project (the workspace denies unsafe code): a global allocator must implement
 // this unsafe trait. Every method forwards its arguments unchanged to `System` and only updates counters.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for CountingAlloc {

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use std::time::Instant;
 
-use super::counting::{counting, peak, reset_peak};
-use super::mutate::Rng;
-use crate::error::Result;
+use crate::counting::{counting, peak, reset_peak};
+use crate::mutate::Rng;
+use engine::error::Result;
 
 pub(super) type Mutator = Box<dyn Fn(&mut Rng, &[u8], &[Vec<u8>]) -> Vec<u8> + Send + Sync>;
 pub(super) type Runner = Box<dyn Fn(&[u8]) -> Result<()> + Send + Sync>;

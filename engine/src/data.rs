@@ -167,9 +167,14 @@ pub fn fingerprint_photos(dir: &Path, names: &[String]) -> String {
     format!("fnv1a64:{h:016x}:{}", names.len())
 }
 
-/// Seed of photo `i`'s crops / of the segment starting at `step`.
+/// Seed of photo `i`'s crops / of the segment starting at `step`: [`mix`] of `k + 1`.
 pub fn mix_seed(seed: u64, k: u64) -> u64 {
-    let mut z = seed ^ k.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    mix(seed, k.wrapping_add(1))
+}
+
+/// A seed derived from `seed` and a counter `k` (splitmix64's finaliser on `seed ^ k * golden ratio`).
+pub fn mix(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)

@@ -1,9 +1,9 @@
 //! Pickle mutations (opcodes, lengths, dangerous callables, nesting, memo bombs) and the pickle target.
 
-use super::harness::Target;
-use super::mutate::{Rng, interesting, mutate_bytes};
-use super::torch_zip::{torch_zip, unzip_all};
-use super::{MIB, read};
+use crate::harness::Target;
+use crate::mutate::{Rng, interesting, mutate_bytes};
+use crate::torch_zip::{torch_zip, unzip_all};
+use crate::{MIB, read};
 
 /// Argument layout of a pickle opcode: bytes of its argument, or a length prefix, or a newline-terminated line.
 pub(super) fn pickle_arg(op: u8) -> Option<PickleArg> {
@@ -245,7 +245,7 @@ pub(super) fn pickle_target() -> Target {
         name: "pickle",
         seeds: seeds.into_iter().filter(|s| !s.is_empty()).collect(),
         mutate: Box::new(mutate_pickle),
-        run: Box::new(|b| crate::checkpoint::pickle::unpickle(b).map(|_| ())),
+        run: Box::new(|b| engine::checkpoint::pickle::unpickle(b).map(|_| ())),
         cap: |n| 64 * MIB + 64 * n,
     }
 }

@@ -3,10 +3,10 @@
 
 use serde_json::Value as Json;
 
-use super::harness::Target;
-use super::json::{WORDS, mutate_json};
-use super::mutate::{Rng, interesting, mutate_bytes};
-use super::{MIB, read, scratch};
+use crate::harness::Target;
+use crate::json::{WORDS, mutate_json};
+use crate::mutate::{Rng, interesting, mutate_bytes};
+use crate::{MIB, read, scratch};
 
 /// Split a safetensors file into (header JSON, data).
 pub fn split_safetensors(b: &[u8]) -> Option<(Json, &[u8])> {
@@ -121,9 +121,9 @@ pub fn mutate_safetensors(r: &mut Rng, data: &[u8], seeds: &[Vec<u8>]) -> Vec<u8
 pub fn tiny_sae_folder() -> (Vec<u8>, Vec<u8>) {
     let dir = scratch("tiny-sae-seed");
     let cfg = tiny_sae_config();
-    let device = crate::cpu();
-    if let Ok((m, _)) = crate::model::sae::DinoSae::random(&cfg, 0, &device) {
-        let _ = crate::checkpoint::save_sae(&m, &dir, crate::raw::Precision::F16);
+    let device = engine::cpu();
+    if let Ok((m, _)) = engine::model::sae::DinoSae::random(&cfg, 0, &device) {
+        let _ = engine::checkpoint::save_sae(&m, &dir, engine::tensor_file::Precision::F16);
     }
     (
         std::fs::read(dir.join("config.json")).unwrap_or_default(),
@@ -133,8 +133,8 @@ pub fn tiny_sae_folder() -> (Vec<u8>, Vec<u8>) {
 
 /// The config of [`tiny_sae_folder`]: a DINOv2-style ViT of dim 16 with one block and the patchify embedding; a five-stage (x16) ResBlock
 /// decoder of widths 8-16.
-pub fn tiny_sae_config() -> crate::model::sae::SaeConfig {
-    let mut cfg = crate::model::sae::SaeConfig::small_dinov2();
+pub fn tiny_sae_config() -> engine::model::sae::SaeConfig {
+    let mut cfg = engine::model::sae::SaeConfig::small_dinov2();
     cfg.encoder.dim = 16;
     cfg.encoder.depth = 1;
     cfg.encoder.heads = 2;
@@ -142,22 +142,28 @@ pub fn tiny_sae_config() -> crate::model::sae::SaeConfig {
     cfg.encoder.registers = 1;
     cfg.encoder.pos_grid = 2;
     // the resized patchify instead of the stem: a file of a few hundred kB that loads in milliseconds
-    cfg.embed = crate::model::sae::EmbedKind::Patchify;
-    cfg.decoder = crate::model::decoder::DecoderConfig::small(16);
+    cfg.embed = engine::model::sae::EmbedKind::Patchify;
+    cfg.decoder = engine::model::decoder::DecoderConfig::small(16);
     cfg.decoder.width_list = vec![8, 8, 16, 16, 16];
     cfg.decoder.depth_list = vec![0, 1, 1, 1, 1];
-    cfg.decoder.block_type = vec![crate::model::decoder::BlockType::ResBlock];
+    cfg.decoder.block_type = vec![engine::model::decoder::BlockType::ResBlock];
     cfg
 }
 
 pub(super) fn safetensors_target() -> Target {
     let mut seeds = vec![read("tests/fixtures/dinosae-setA/dinov3/hf/model.safetensors")];
-    let mut t = crate::raw::TensorMap::new();
-    t.insert("a".into(), crate::raw::RawTensor { shape: vec![2, 3], data: vec![1.0; 6] });
-    t.insert("b".into(), crate::raw::RawTensor { shape: vec![4], data: vec![0.5; 4] });
-    for p in [crate::raw::Precision::F32, crate::raw::Precision::F16] {
+    let mut t = engine::tensor_file::TensorMap::new();
+    t.insert("a".into(), engine::tensor_file::RawTensor { shape: vec![2, 3], data: vec![1.0; 6] });
+    t.insert("b".into(), engine::tensor_file::RawTensor { shape: vec![4], data: vec![0.5; 4] });
+    for p in [engine::tensor_file::Precision::F32, engine::tensor_file::Precision::F16] {
         let f = scratch("st-seed").join("s.safetensors");
-        if crate::raw::write_safetensors(&f, &t, &[("k".to_string(), "v".to_string())].into_iter().collect(), p).is_ok()
+        if engine::tensor_file::write_safetensors(
+            &f,
+            &t,
+            &[("k".to_string(), "v".to_string())].into_iter().collect(),
+            p,
+        )
+        .is_ok()
         {
             seeds.push(std::fs::read(&f).unwrap_or_default());
         }
@@ -166,7 +172,7 @@ pub(super) fn safetensors_target() -> Target {
         name: "safetensors",
         seeds: seeds.into_iter().filter(|s| !s.is_empty()).collect(),
         mutate: Box::new(mutate_safetensors),
-        run: Box::new(|b| crate::raw::safetensors_from_bytes(b).map(|_| ())),
+        run: Box::new(|b| engine::tensor_file::safetensors_from_bytes(b).map(|_| ())),
         // every dtype becomes f32: at most 4 x (u8 / bool), plus the header
         cap: |n| 16 * MIB + 6 * n,
     }
@@ -181,14 +187,16 @@ pub(super) fn checkpoint_target() -> Target {
         mutate: Box::new(mutate_safetensors),
         run: Box::new(|b| {
             let p = scratch("checkpoint").join("model.safetensors");
-            std::fs::write(&p, b).map_err(|e| crate::EngineError::io(&p, e))?;
-            let src = crate::checkpoint::read(&p)?;
+            std::fs::write(&p, b).map_err(|e| engine::EngineError::io(&p, e))?;
+            let src = engine::checkpoint::read(&p)?;
             match src.format {
-                crate::checkpoint::Format::DinoSae => crate::checkpoint::load_sae(&p, &crate::cpu(), false).map(|_| ()),
-                crate::checkpoint::Format::Decoder => {
-                    crate::checkpoint::guess_decoder(&crate::checkpoint::to_internal(&src)?.tensors, "").map(|_| ())
+                engine::checkpoint::Format::DinoSae => {
+                    engine::checkpoint::load_sae(&p, &engine::cpu(), false).map(|_| ())
                 }
-                _ => crate::checkpoint::load_backbone(&p, &crate::cpu(), false).map(|_| ()),
+                engine::checkpoint::Format::Decoder => {
+                    engine::checkpoint::guess_decoder(&engine::checkpoint::to_internal(&src)?.tensors, "").map(|_| ())
+                }
+                _ => engine::checkpoint::load_backbone(&p, &engine::cpu(), false).map(|_| ()),
             }
         }),
         cap: |n| 64 * MIB + 16 * n,
@@ -196,16 +204,16 @@ pub(super) fn checkpoint_target() -> Target {
 }
 
 pub(super) fn latent_target() -> Target {
-    let mut t = crate::raw::TensorMap::new();
+    let mut t = engine::tensor_file::TensorMap::new();
     t.insert(
         "latent".into(),
-        crate::raw::RawTensor { shape: vec![1, 16, 3, 4], data: (0..192).map(|i| (i as f32).sin()).collect() },
+        engine::tensor_file::RawTensor { shape: vec![1, 16, 3, 4], data: (0..192).map(|i| (i as f32).sin()).collect() },
     );
-    t.insert("cls".into(), crate::raw::RawTensor { shape: vec![1, 16], data: vec![0.1; 16] });
+    t.insert("cls".into(), engine::tensor_file::RawTensor { shape: vec![1, 16], data: vec![0.1; 16] });
     let f = scratch("latent-seed").join("l.safetensors");
     let mut seeds = Vec::new();
-    for p in [crate::raw::Precision::F32, crate::raw::Precision::F16] {
-        if crate::raw::write_safetensors(&f, &t, &Default::default(), p).is_ok() {
+    for p in [engine::tensor_file::Precision::F32, engine::tensor_file::Precision::F16] {
+        if engine::tensor_file::write_safetensors(&f, &t, &Default::default(), p).is_ok() {
             seeds.push(std::fs::read(&f).unwrap_or_default());
         }
     }
@@ -214,14 +222,14 @@ pub(super) fn latent_target() -> Target {
         seeds,
         mutate: Box::new(mutate_safetensors),
         run: Box::new(|b| {
-            let z = crate::raw::latent_from_bytes(b, Some(16))?;
+            let z = engine::tensor_file::latent_from_bytes(b, Some(16))?;
             let cfg = tiny_sae_config();
-            crate::preflight::check_decode(
+            engine::preflight::check_decode(
                 &cfg,
                 z.shape[0],
                 z.shape[2],
                 z.shape[3],
-                &crate::preflight::Budget::bytes(256 << 20),
+                &engine::preflight::Budget::bytes(256 << 20),
             )?;
             Ok(())
         }),

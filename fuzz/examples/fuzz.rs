@@ -1,4 +1,4 @@
-//! Long fuzz runs of the engine's parsers (`engine::fuzz`).
+//! Long fuzz runs of the engine's parsers (the `dino-sae-fuzz` crate).
 //!
 //! ```text
 //! cargo run --example fuzz -- --minutes 10 [--parser NAME|all] [--seed S] [--out DIR]
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine::fuzz::{self, CountingAlloc, Outcome};
+use dino_sae_fuzz::{self as fuzz, CountingAlloc, Outcome};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

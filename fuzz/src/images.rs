@@ -1,8 +1,8 @@
 //! Image mutations (header sizes, EXIF) and the image target.
 
-use super::harness::Target;
-use super::mutate::{Rng, interesting, mutate_bytes};
-use super::{MIB, read};
+use crate::harness::Target;
+use crate::mutate::{Rng, interesting, mutate_bytes};
+use crate::{MIB, read};
 
 /// Image-aware: a PNG's IHDR width / height / depth / colour type (CRC fixed), a JPEG's SOF size, EXIF
 /// orientation values; else byte-level.
@@ -85,8 +85,8 @@ pub(super) fn image_target() -> Target {
         name: "image",
         seeds: seeds.into_iter().filter(|s| !s.is_empty()).collect(),
         mutate: Box::new(mutate_image),
-        run: Box::new(|b| crate::image_io::decode_rgb(b).map(|_| ())),
+        run: Box::new(|b| engine::image_io::decode_rgb(b).map(|_| ())),
         // the decoder's own allocation limit (MAX_PIXELS x 8 bytes) plus the RGB copy
-        cap: |n| crate::image_io::MAX_PIXELS as usize * 12 + 16 * MIB + 4 * n,
+        cap: |n| engine::image_io::MAX_PIXELS as usize * 12 + 16 * MIB + 4 * n,
     }
 }

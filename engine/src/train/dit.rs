@@ -14,20 +14,18 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::load_sae;
+use crate::data::{PhotoSet, fingerprint_file, fingerprint_photos, mix_seed};
 use crate::error::{EngineError, Result};
+use crate::generate::{
+    CacheSpec, DIT_KIND, DitMeta, ObjectiveKind, cache_latents, cfg_err, dit_from_state_dict, dit_param_names,
+    dit_state_dict, save_dit,
+};
 use crate::model::dit::{Dit, DitArch, DitConfig, labels};
-use crate::raw::{Precision, TensorMap, atomic_write, read_safetensors, write_safetensors};
 use crate::rfm::{self, FlowObjective};
 use crate::sphere;
-use crate::train::RunDir;
-use crate::train::data::PhotoSet;
-use crate::train::ema_update;
-
-use super::{
-    CacheSpec, DIT_KIND, DitMeta, ObjectiveKind, cache_latents, dit_from_state_dict, dit_param_names, dit_state_dict,
-    fingerprint_file, fingerprint_photos, save_dit,
-};
-use super::{cfg_err, mix_seed, read_json, write_json};
+use crate::tensor_file::{Precision, TensorMap, atomic_write, read_safetensors, write_safetensors};
+use crate::tensor_file::{read_json, write_json};
+use crate::train::{RunDir, ema_update};
 
 /// Folder of the latent cache inside a run folder.
 pub const LATENTS_DIR: &str = "latents";

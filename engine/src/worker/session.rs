@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EngineError, Result};
 use crate::generate::SampleSpec;
 use crate::image_io::Fit;
-use crate::raw::TensorMap;
 use crate::steer::SteerEdit;
+use crate::tensor_file::TensorMap;
 use crate::worker::ModelSource;
 
 /// Largest session JSON accepted.
@@ -122,14 +122,14 @@ impl Session {
         s.version = VERSION;
         if let Some(map) = latents.filter(|m| !m.is_empty()) {
             let lp = Self::latents_path(path);
-            crate::raw::write_safetensors(&lp, map, &Default::default(), crate::raw::Precision::F32)?;
+            crate::tensor_file::write_safetensors(&lp, map, &Default::default(), crate::tensor_file::Precision::F32)?;
             s.latents = lp.file_name().map(|f| f.to_string_lossy().to_string());
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
         }
         let json = serde_json::to_vec_pretty(&s).map_err(|e| EngineError::Config(format!("session: {e}")))?;
-        crate::raw::atomic_write(path, &json)
+        crate::tensor_file::atomic_write(path, &json)
     }
 
     /// Read a session and its latents (None when it saved none or they are gone; an unreadable latents file is
@@ -148,7 +148,7 @@ impl Session {
         let latents = match &s.latents {
             Some(name) => {
                 let lp = path.with_file_name(name);
-                if lp.exists() { Some(crate::raw::read_safetensors(&lp)?) } else { None }
+                if lp.exists() { Some(crate::tensor_file::read_safetensors(&lp)?) } else { None }
             }
             None => None,
         };

@@ -1,8 +1,8 @@
 //! Protobuf (ONNX) mutations: varints, lengths, nested messages; the ONNX seed and target.
 
-use super::MIB;
-use super::harness::Target;
-use super::mutate::{Rng, interesting, mutate_bytes};
+use crate::MIB;
+use crate::harness::Target;
+use crate::mutate::{Rng, interesting, mutate_bytes};
 
 pub(super) fn varint(mut v: u64, out: &mut Vec<u8>) {
     loop {
@@ -177,7 +177,7 @@ pub(super) fn onnx_target() -> Target {
         name: "onnx",
         seeds: vec![onnx_seed()],
         mutate: Box::new(mutate_protobuf),
-        run: Box::new(|b| crate::checkpoint::onnx::read_onnx(b).map(|_| ())),
+        run: Box::new(|b| engine::checkpoint::onnx::read_onnx(b).map(|_| ())),
         cap: |n| 16 * MIB + 8 * n,
     }
 }

@@ -3,11 +3,11 @@
 
 use serde_json::Value as Json;
 
-use super::harness::Target;
-use super::mutate::{Rng, interesting, mutate_bytes};
-use super::tensors::{latent_target, tiny_sae_folder};
-use super::{MIB, read, repo, scratch};
-use crate::error::Result;
+use crate::harness::Target;
+use crate::mutate::{Rng, interesting, mutate_bytes};
+use crate::tensors::{latent_target, tiny_sae_folder};
+use crate::{MIB, read, repo, scratch};
+use engine::error::Result;
 
 pub(super) fn json_number(r: &mut Rng) -> Json {
     match r.below(6) {
@@ -212,8 +212,8 @@ pub(super) fn config_target() -> Target {
                 let _ = std::fs::write(dir.join("model.safetensors"), &model);
             }
             let p = dir.join("config.json");
-            std::fs::write(&p, b).map_err(|e| crate::EngineError::io(&p, e))?;
-            crate::checkpoint::load_sae(&dir, &crate::cpu(), false).map(|_| ())
+            std::fs::write(&p, b).map_err(|e| engine::EngineError::io(&p, e))?;
+            engine::checkpoint::load_sae(&dir, &engine::cpu(), false).map(|_| ())
         }),
         cap: |n| 64 * MIB + 64 * n,
     }
@@ -225,7 +225,7 @@ pub(super) fn decoder_config_target() -> Target {
         read("tests/fixtures/dinosae-setA/sae/config.json"),
     ];
     let weights =
-        crate::raw::read_safetensors(repo().join("tests/fixtures/dinov2-evit-setA/decoder/model.safetensors"))
+        engine::tensor_file::read_safetensors(repo().join("tests/fixtures/dinov2-evit-setA/decoder/model.safetensors"))
             .unwrap_or_default();
     let numel: usize = weights.values().map(|t| t.numel()).sum();
     Target {
@@ -234,14 +234,14 @@ pub(super) fn decoder_config_target() -> Target {
         mutate: Box::new(mutate_json_text),
         run: Box::new(move |b| {
             let cfg = decoder_config_from_json(b)?;
-            crate::preflight::check_weights_match(
+            engine::preflight::check_weights_match(
                 "decoder_config",
-                crate::preflight::decoder_numel(&cfg),
+                engine::preflight::decoder_numel(&cfg),
                 numel,
-                &crate::preflight::Budget::from_env(),
+                &engine::preflight::Budget::from_env(),
             )?;
-            let mut ws = crate::weights::WeightSource::from_map(weights.clone(), &crate::cpu());
-            crate::model::decoder::Decoder::load(&mut ws, "", &cfg)?;
+            let mut ws = engine::weights::WeightSource::from_map(weights.clone(), &engine::cpu());
+            engine::model::decoder::Decoder::load(&mut ws, "", &cfg)?;
             // the config is what is fuzzed: a report of missing / mismatched weights is a fine outcome
             let _report = ws.finish();
             Ok(())
@@ -252,17 +252,17 @@ pub(super) fn decoder_config_target() -> Target {
 
 /// The official layout: `{"decoder_config": {...}, ...}` (or the bare config), as the fixtures and released
 /// checkpoints write it; validated.
-pub fn decoder_config_from_json(b: &[u8]) -> Result<crate::model::decoder::DecoderConfig> {
-    let bad = |e: String| crate::EngineError::Config(format!("decoder_config: {e}"));
+pub fn decoder_config_from_json(b: &[u8]) -> Result<engine::model::decoder::DecoderConfig> {
+    let bad = |e: String| engine::EngineError::Config(format!("decoder_config: {e}"));
     let v: Json = serde_json::from_slice(b).map_err(|e| bad(e.to_string()))?;
     let dc = v.get("decoder_config").cloned().unwrap_or(v);
-    let cfg: crate::model::decoder::DecoderConfig = serde_json::from_value(dc).map_err(|e| bad(e.to_string()))?;
+    let cfg: engine::model::decoder::DecoderConfig = serde_json::from_value(dc).map_err(|e| bad(e.to_string()))?;
     cfg.validate()?;
     Ok(cfg)
 }
 
 pub(super) fn session_target() -> Target {
-    let mut s = crate::session::Session {
+    let mut s = engine::worker::session::Session {
         image: Some("photo.jpg".into()),
         latents: Some("s.latents.safetensors".into()),
         ..Default::default()
@@ -270,7 +270,7 @@ pub(super) fn session_target() -> Target {
     s.edit.patches = vec![1, 2, 3];
     s.ui = serde_json::json!({ "tab": "steer", "zoom": 1.5 });
     let seed = serde_json::to_vec_pretty(&s).unwrap_or_default();
-    let plain = serde_json::to_vec_pretty(&crate::session::Session::default()).unwrap_or_default();
+    let plain = serde_json::to_vec_pretty(&engine::worker::session::Session::default()).unwrap_or_default();
     let latents = latent_target().seeds.first().cloned().unwrap_or_default();
     Target {
         name: "session",
@@ -280,8 +280,8 @@ pub(super) fn session_target() -> Target {
             let dir = scratch("session");
             let _ = std::fs::write(dir.join("s.latents.safetensors"), &latents);
             let p = dir.join("s.json");
-            std::fs::write(&p, b).map_err(|e| crate::EngineError::io(&p, e))?;
-            crate::session::Session::load(&p).map(|_| ())
+            std::fs::write(&p, b).map_err(|e| engine::EngineError::io(&p, e))?;
+            engine::worker::session::Session::load(&p).map(|_| ())
         }),
         cap: |n| 16 * MIB + 64 * n,
     }
