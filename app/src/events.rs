@@ -19,150 +19,166 @@ impl Studio {
                 // UI snapshots must not depend on the machine (thread count, adapter name)
                 self.view.backend = if self.view.stable_ui { b.generic_name } else { b.name }
             }
-            Event::Loaded(l) => {
-                let had_generator = self.models.generator.clone();
-                self.models = l.models;
-                if self.models.generator != had_generator {
-                    if let Some(g) = &self.models.generator {
-                        self.sample.classes = g.classes.clone();
-                        self.sample.s_vae_default = g.s_vae;
-                        self.sample.s_vae = g.s_vae;
-                        self.sample.class = self.sample.class.min(g.classes.len().saturating_sub(1));
-                    } else {
-                        self.sample.classes.clear();
-                    }
-                }
-                self.messages.error = None;
-                match l.kind {
-                    JobKind::LoadModel | JobKind::LoadCompare => {
-                        // the main model (or the compare set) changed: reconstruct what is open again
-                        if let Some(w) = self.doc.pending_work.take() {
-                            self.submit_reconstruct(w);
-                        } else if l.kind == JobKind::LoadModel || self.doc.current.is_some() {
-                            self.rework();
-                        }
-                        if l.kind == JobKind::LoadModel {
-                            self.doc.current = None;
-                            self.messages.status = self
-                                .models
-                                .main
-                                .as_ref()
-                                .map(|m| format!("loaded {}", crate::app::short_name(&m.name)));
-                        } else {
-                            self.messages.status = Some("compare models updated".into());
-                        }
-                    }
-                    JobKind::LoadPreview => {
-                        self.messages.status = self.models.preview.as_ref().map(|p| {
-                            format!("loaded preview decoder {}", crate::app::short_name(&p.path.display().to_string()))
-                        });
-                    }
-                    JobKind::LoadTeacher => {
-                        self.messages.status = self
-                            .models
-                            .teacher
-                            .as_ref()
-                            .map(|t| format!("loaded teacher {}", crate::app::short_name(t)));
-                        if self.doc.current.is_some() {
-                            self.commands.send(Job::TeacherCosine);
-                        }
-                    }
-                    _ => self.messages.status = Some("generator loaded".into()),
-                }
-            }
+            Event::Loaded(l) => self.on_loaded(l),
             Event::Reconstructed(r) => self.on_reconstructed(*r),
-            Event::CosineMap(c) => {
-                if self.is_current(c.version) {
-                    if let Some(cur) = &mut self.doc.current {
-                        cur.cosine = Some((c.patch, c.values));
-                    }
-                    self.inspect.heat = HeatMode::Cosine;
-                    self.inspect.show_heat = true;
-                    self.refresh_overlay();
-                }
-            }
-            Event::TeacherCosine(t) => {
-                if self.is_current(t.version) {
-                    if let Some(cur) = &mut self.doc.current {
-                        cur.teacher_cosine = Some(t.values);
-                    }
-                    self.refresh_overlay();
-                }
-            }
-            Event::Steered(s) => {
-                // a preview never replaces a full decode of the same edit that arrived first
-                let full_newer =
-                    s.preview && self.steer.full_pending.is_none() && !self.link.is_running(JobKind::Steer);
-                if let Some(c) =
-                    self.doc.current.as_mut().filter(|c| {
-                        c.version == s.version && !(full_newer && !c.steered_is_preview && c.steered.is_some())
-                    })
-                {
-                    c.tex_steered =
-                        Some(self.ctx.load_texture("steered", color_image(&s.image), TextureOptions::NEAREST));
-                    c.steered = Some((s.image, s.psnr, s.millis));
-                    c.steered_is_preview = s.preview;
-                    if s.preview {
-                        self.steer.previews_shown += 1;
-                    }
-                }
-            }
-            Event::PatchDirection(p) => {
-                let n = self.doc.recent.len();
-                self.steer.pinned = Some((format!("patch {} of image {n}", p.patch), p.direction));
-                self.steer.target_kind = TargetKind::Pinned;
-                self.send_steer();
-            }
-            Event::Lpips(l) => {
-                if let Some(c) = self.doc.current.as_mut().filter(|c| c.version == l.version) {
-                    c.lpips = Some((l.main, l.others));
-                    c.lpips_note = format!("LPIPS-VGG-like at {}x{}", l.size.0, l.size.1);
-                }
-            }
-            Event::Progress(p) => {
-                if let (JobKind::Sample, Some(img)) = (p.kind, p.preview) {
-                    self.sample.preview =
-                        Some(self.ctx.load_texture("sample-preview", color_image(&img), TextureOptions::NEAREST));
-                    self.sample.preview_fast = p.fast;
-                }
-            }
-            Event::Sampled(s) => match engine::generate::tile(&s.images) {
-                Ok(grid) => {
-                    let t = self.ctx.load_texture("sample-result", color_image(&grid), TextureOptions::NEAREST);
-                    self.sample.result = Some((t, s.cancelled, s.steps_done, s.millis));
-                    self.sample.result_image = Some(grid);
-                }
-                Err(e) => self.messages.error = Some(e.to_string()),
-            },
-            Event::ClassMean(c) => {
-                self.steer.class_mean = Some((c.class, c.direction));
-                self.steer.target_kind = TargetKind::ClassMean;
-                self.send_steer();
-            }
-            Event::Walked(w) => {
-                self.sample.walk_tex = w
-                    .frames
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| self.ctx.load_texture(format!("walk{i}"), color_image(f), TextureOptions::NEAREST))
-                    .collect();
-                let same = self.sample.walk.len() == w.frames.len() && self.sample.walk_is_preview && !w.preview;
-                self.sample.walk = w.frames;
-                self.sample.walk_is_preview = w.preview;
-                if !same {
-                    self.sample.walk_pos = 0; // the full frames replace the preview ones where playback is
-                }
-            }
+            Event::CosineMap(c) => self.on_cosine_map(c),
+            Event::TeacherCosine(t) => self.on_teacher_cosine(t),
+            Event::Steered(s) => self.on_steered(s),
+            Event::PatchDirection(p) => self.on_patch_direction(p),
+            Event::Lpips(l) => self.on_lpips(l),
+            Event::Progress(p) => self.on_progress(p),
+            Event::Sampled(s) => self.on_sampled(s),
+            Event::ClassMean(c) => self.on_class_mean(c),
+            Event::Walked(w) => self.on_walked(w),
             Event::Exported(e) => self.files.last_export = Some(e.path),
-            Event::Rendered(r) => {
-                if self.is_current(r.version) {
-                    self.render.texture =
-                        Some(self.ctx.load_texture("render", color_image(&r.image), TextureOptions::LINEAR));
-                    self.render.result = Some((r.image, r.millis, r.tiles));
-                    self.render.note = None;
+            Event::Rendered(r) => self.on_rendered(r),
+            Event::Failed(f) => self.on_failed(f),
+        }
+    }
+
+    fn on_loaded(&mut self, l: engine::worker::Loaded) {
+        let had_generator = self.models.generator.clone();
+        self.models = l.models;
+        if self.models.generator != had_generator {
+            if let Some(g) = &self.models.generator {
+                self.sample.classes = g.classes.clone();
+                self.sample.s_vae_default = g.s_vae;
+                self.sample.s_vae = g.s_vae;
+                self.sample.class = self.sample.class.min(g.classes.len().saturating_sub(1));
+            } else {
+                self.sample.classes.clear();
+            }
+        }
+        self.messages.error = None;
+        match l.kind {
+            JobKind::LoadModel | JobKind::LoadCompare => {
+                // the main model (or the compare set) changed: reconstruct what is open again
+                if let Some(w) = self.doc.pending_work.take() {
+                    self.submit_reconstruct(w);
+                } else if l.kind == JobKind::LoadModel || self.doc.current.is_some() {
+                    self.rework();
+                }
+                if l.kind == JobKind::LoadModel {
+                    self.doc.current = None;
+                    self.messages.status =
+                        self.models.main.as_ref().map(|m| format!("loaded {}", crate::app::short_name(&m.name)));
+                } else {
+                    self.messages.status = Some("compare models updated".into());
                 }
             }
-            Event::Failed(f) => self.on_failed(f),
+            JobKind::LoadPreview => {
+                self.messages.status = self.models.preview.as_ref().map(|p| {
+                    format!("loaded preview decoder {}", crate::app::short_name(&p.path.display().to_string()))
+                });
+            }
+            JobKind::LoadTeacher => {
+                self.messages.status =
+                    self.models.teacher.as_ref().map(|t| format!("loaded teacher {}", crate::app::short_name(t)));
+                if self.doc.current.is_some() {
+                    self.commands.send(Job::TeacherCosine);
+                }
+            }
+            _ => self.messages.status = Some("generator loaded".into()),
+        }
+    }
+
+    fn on_cosine_map(&mut self, c: engine::worker::CosineMap) {
+        if self.is_current(c.version) {
+            if let Some(cur) = &mut self.doc.current {
+                cur.cosine = Some((c.patch, c.values));
+            }
+            self.inspect.heat = HeatMode::Cosine;
+            self.inspect.show_heat = true;
+            self.refresh_overlay();
+        }
+    }
+
+    fn on_teacher_cosine(&mut self, t: engine::worker::TeacherCosine) {
+        if self.is_current(t.version) {
+            if let Some(cur) = &mut self.doc.current {
+                cur.teacher_cosine = Some(t.values);
+            }
+            self.refresh_overlay();
+        }
+    }
+
+    fn on_steered(&mut self, s: engine::worker::Steered) {
+        // a preview never replaces a full decode of the same edit that arrived first
+        let full_newer = s.preview && self.steer.full_pending.is_none() && !self.link.is_running(JobKind::Steer);
+        if let Some(c) = self
+            .doc
+            .current
+            .as_mut()
+            .filter(|c| c.version == s.version && !(full_newer && !c.steered_is_preview && c.steered.is_some()))
+        {
+            c.tex_steered = Some(self.ctx.load_texture("steered", color_image(&s.image), TextureOptions::NEAREST));
+            c.steered = Some((s.image, s.psnr, s.millis));
+            c.steered_is_preview = s.preview;
+            if s.preview {
+                self.steer.previews_shown += 1;
+            }
+        }
+    }
+
+    fn on_patch_direction(&mut self, p: engine::worker::PatchDirection) {
+        let n = self.doc.recent.len();
+        self.steer.pinned = Some((format!("patch {} of image {n}", p.patch), p.direction));
+        self.steer.target_kind = TargetKind::Pinned;
+        self.send_steer();
+    }
+
+    fn on_lpips(&mut self, l: engine::worker::LpipsScores) {
+        if let Some(c) = self.doc.current.as_mut().filter(|c| c.version == l.version) {
+            c.lpips = Some((l.main, l.others));
+            c.lpips_note = format!("LPIPS-VGG-like at {}x{}", l.size.0, l.size.1);
+        }
+    }
+
+    fn on_progress(&mut self, p: engine::worker::Progress) {
+        if let (JobKind::Sample, Some(img)) = (p.kind, p.preview) {
+            self.sample.preview =
+                Some(self.ctx.load_texture("sample-preview", color_image(&img), TextureOptions::NEAREST));
+            self.sample.preview_fast = p.fast;
+        }
+    }
+
+    fn on_sampled(&mut self, s: engine::worker::Sampled) {
+        match engine::generate::tile(&s.images) {
+            Ok(grid) => {
+                let t = self.ctx.load_texture("sample-result", color_image(&grid), TextureOptions::NEAREST);
+                self.sample.result = Some((t, s.cancelled, s.steps_done, s.millis));
+                self.sample.result_image = Some(grid);
+            }
+            Err(e) => self.messages.error = Some(e.to_string()),
+        }
+    }
+
+    fn on_class_mean(&mut self, c: engine::worker::ClassMean) {
+        self.steer.class_mean = Some((c.class, c.direction));
+        self.steer.target_kind = TargetKind::ClassMean;
+        self.send_steer();
+    }
+
+    fn on_walked(&mut self, w: engine::worker::Walked) {
+        self.sample.walk_tex = w
+            .frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| self.ctx.load_texture(format!("walk{i}"), color_image(f), TextureOptions::NEAREST))
+            .collect();
+        let same = self.sample.walk.len() == w.frames.len() && self.sample.walk_is_preview && !w.preview;
+        self.sample.walk = w.frames;
+        self.sample.walk_is_preview = w.preview;
+        if !same {
+            self.sample.walk_pos = 0; // the full frames replace the preview ones where playback is
+        }
+    }
+
+    fn on_rendered(&mut self, r: engine::worker::Rendered) {
+        if self.is_current(r.version) {
+            self.render.texture = Some(self.ctx.load_texture("render", color_image(&r.image), TextureOptions::LINEAR));
+            self.render.result = Some((r.image, r.millis, r.tiles));
+            self.render.note = None;
         }
     }
 

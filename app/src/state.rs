@@ -66,6 +66,7 @@ pub use crate::panels::Tab;
 pub use crate::panels::compare::CompareUi;
 pub use crate::panels::inspect::InspectUi;
 pub use crate::panels::models::ModelsUi;
+pub use crate::panels::sample::SampleUi;
 pub use crate::panels::steer::SteerUi;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -141,104 +142,6 @@ pub struct Current {
     pub tex_error: TextureHandle,
     pub tex_overlay: Option<TextureHandle>,
     pub tex_steered: Option<TextureHandle>,
-}
-
-/// The Sample tab's state.
-pub struct SampleUi {
-    pub classes: Vec<String>,
-    pub s_vae_default: f64,
-    pub class: usize,
-    pub seed: u64,
-    pub steps: usize,
-    pub exp_map: bool,
-    pub cfg: f64,
-    pub s_vae: f64,
-    pub count: usize,
-    pub preview: Option<TextureHandle>,
-    /// The sampling preview came from the preview decoder.
-    pub preview_fast: bool,
-    /// Samples: texture, cancelled, steps done, milliseconds.
-    pub result: Option<(TextureHandle, bool, usize, f64)>,
-    pub result_image: Option<image::RgbImage>,
-    pub dit_path: String,
-    // slerp walk
-    pub seed_b: u64,
-    pub walk_frames: usize,
-    pub walk: Vec<image::RgbImage>,
-    /// The walk's frames are the preview decoder's (the full decode is on its way).
-    pub walk_is_preview: bool,
-    pub walk_tex: Vec<TextureHandle>,
-    pub walk_pos: usize,
-    pub playing: bool,
-    pub last_advance: f64,
-    pub frames_dir: String,
-    /// What the last walk went between (written into the frames' text chunks).
-    pub walk_label: String,
-}
-
-impl SampleUi {
-    /// The sampler settings the panel shows, for `count` samples.
-    pub fn spec(&self, count: usize) -> engine::generate::SampleSpec {
-        engine::generate::SampleSpec {
-            class: self.class,
-            count: count.max(1),
-            seed: self.seed,
-            steps: self.steps.max(1),
-            method: if self.exp_map {
-                engine::sampler::SphereStep::ExpMap
-            } else {
-                engine::sampler::SphereStep::EulerProj
-            },
-            cfg_scale: self.cfg,
-            s_vae: Some(self.s_vae),
-            shift: None,
-            grid: None,
-        }
-    }
-
-    /// Take the settings of a saved spec (the class list stays).
-    pub fn apply_spec(&mut self, s: &engine::generate::SampleSpec) {
-        self.class = s.class;
-        self.count = s.count.clamp(1, 16);
-        self.seed = s.seed;
-        self.steps = s.steps.clamp(1, 100);
-        self.exp_map = matches!(s.method, engine::sampler::SphereStep::ExpMap);
-        self.cfg = s.cfg_scale.clamp(1.0, 6.0);
-        if let Some(v) = s.s_vae {
-            self.s_vae = v.clamp(1.0, 40.0);
-        }
-    }
-}
-
-impl Default for SampleUi {
-    fn default() -> Self {
-        Self {
-            classes: Vec::new(),
-            s_vae_default: 14.0,
-            class: 0,
-            seed: 0,
-            steps: 25,
-            exp_map: false,
-            cfg: 1.5,
-            s_vae: 14.0,
-            count: 4,
-            preview: None,
-            preview_fast: false,
-            result: None,
-            result_image: None,
-            dit_path: String::new(),
-            seed_b: 1,
-            walk_frames: 16,
-            walk: Vec::new(),
-            walk_is_preview: false,
-            walk_tex: Vec::new(),
-            walk_pos: 0,
-            playing: false,
-            last_advance: 0.0,
-            frames_dir: std::env::temp_dir().join("dino-sae-walk").display().to_string(),
-            walk_label: String::new(),
-        }
-    }
 }
 
 /// The full-resolution render of the current edit.

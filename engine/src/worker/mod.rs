@@ -9,11 +9,12 @@
 //! Every job runs under `catch_unwind`: a failing or panicking job becomes [`Event::Failed`] and the worker
 //! keeps its models and goes on.
 
+mod background;
 mod jobs;
-mod long_jobs;
 mod protocol;
 mod scheduler;
 pub mod session;
+mod state;
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 

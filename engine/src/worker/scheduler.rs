@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, Sender};
 
-use super::jobs::{self, State};
+use super::jobs;
 use super::protocol::{BackendReady, Command, Event, Failed, Job, JobKind, Ticket};
+use super::state::State;
 
 /// The event channel and the UI's wake-up call.
 pub(super) struct Out {

@@ -1,4 +1,4 @@
-//! The long background jobs: sampling, walks (between two seeds or two images) and full-resolution renders.
+//! The background jobs that run in steps: sampling, walks (between two seeds or two images) and full-resolution renders.
 //! Each pumps the queue between its steps / frames / tiles, so interactive jobs are answered meanwhile.
 
 use std::sync::Arc;
@@ -7,8 +7,8 @@ use std::time::Instant;
 use burn::tensor::Tensor;
 use image::RgbImage;
 
-use super::jobs::{State, ms};
 use super::protocol::*;
+use super::state::{State, ms, one_pass};
 use crate::error::{EngineError, Result};
 use crate::image_io::{self, Fit};
 use crate::model::sae::DinoSae;
@@ -58,7 +58,7 @@ pub(super) fn walk_images(
     let (ia, ib) = crate::generate::pair_images(a, b, None)?;
     let frames = frames.clamp(1, 120);
     preflight::check_decode(&m.cfg, 1, ia.height() as usize / 16, ia.width() as usize / 16, &st.budget())?;
-    let (sae, job) = (st.sae()?, super::jobs::one_pass(ticket));
+    let (sae, job) = (st.sae()?, one_pass(ticket));
     let za = sae.encode_image_with(&ia, &job, &mut crate::autoencoder::quiet)?.latent.to_tensor(&st.device)?;
     let zb = sae.encode_image_with(&ib, &job, &mut crate::autoencoder::quiet)?.latent.to_tensor(&st.device)?;
     let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
