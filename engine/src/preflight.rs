@@ -322,32 +322,33 @@ pub fn check(what: &str, est: &Estimate, budget: &Budget, advice: impl FnOnce() 
 
 /// Preflight of a reconstruct (encode + decode) of a `w x h` image; the refusal names the largest size that fits.
 pub fn check_reconstruct(cfg: &SaeConfig, w: usize, h: usize, budget: &Budget) -> Result<Estimate> {
-    let est = reconstruct(cfg, 1, h, w, budget.attention);
-    check(&format!("reconstruct of {w}x{h}"), &est, budget, || {
-        match largest_fitting(w, h, budget, |sw, sh| reconstruct(cfg, 1, sh, sw, budget.attention)) {
-            Some((fw, fh)) => format!(
-                "at most {} x {} fits at this model; use the working resolution or a tiled render",
-                thousands(fw),
-                thousands(fh)
-            ),
-            None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
-        }
-    })?;
-    Ok(est)
+    let cost = |sw: usize, sh: usize| reconstruct(cfg, 1, sh, sw, budget.attention);
+    check_image_job(&format!("reconstruct of {w}x{h}"), w, h, budget, cost)
 }
 
 /// Preflight of an encode of `w x h`.
 pub fn check_encode(cfg: &SaeConfig, batch: usize, w: usize, h: usize, budget: &Budget) -> Result<Estimate> {
-    let est = encode(cfg, batch, h, w, budget.attention);
-    check(&format!("encode of {w}x{h} (batch {batch})"), &est, budget, || {
-        match largest_fitting(w, h, budget, |sw, sh| encode(cfg, batch, sh, sw, budget.attention)) {
-            Some((fw, fh)) => format!(
-                "at most {} x {} fits at this model; use the working resolution or a tiled render",
-                thousands(fw),
-                thousands(fh)
-            ),
-            None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
-        }
+    let cost = |sw: usize, sh: usize| encode(cfg, batch, sh, sw, budget.attention);
+    check_image_job(&format!("encode of {w}x{h} (batch {batch})"), w, h, budget, cost)
+}
+
+/// Check a job on a `w x h` image whose estimate at any size is `cost(w, h)`; a refusal names the largest size of
+/// the same aspect that fits.
+fn check_image_job(
+    what: &str,
+    w: usize,
+    h: usize,
+    budget: &Budget,
+    cost: impl Fn(usize, usize) -> Estimate,
+) -> Result<Estimate> {
+    let est = cost(w, h);
+    check(what, &est, budget, || match largest_fitting(w, h, budget, &cost) {
+        Some((fw, fh)) => format!(
+            "at most {} x {} fits at this model; use the working resolution or a tiled render",
+            thousands(fw),
+            thousands(fh)
+        ),
+        None => "nothing fits at this model: raise the budget (DINO_SAE_MEMORY_BUDGET)".into(),
     })?;
     Ok(est)
 }

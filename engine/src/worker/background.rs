@@ -9,11 +9,13 @@ use image::RgbImage;
 
 use super::protocol::*;
 use super::state::{State, ms, one_pass};
+use crate::Sae;
+use crate::autoencoder::quiet;
 use crate::error::{EngineError, Result};
 use crate::image_io::{self, Fit};
-use crate::model::sae::DinoSae;
 use crate::preflight;
 use crate::sphere;
+use crate::tensor_file::RawTensor;
 
 /// A slerp walk between two sampled latents (seeds `spec.seed` and `seed_b`), `frames` intervals.
 pub(super) fn walk(
@@ -38,7 +40,7 @@ pub(super) fn walk(
     pump(st, ticket);
     let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
     preview_frames(st, &zs, id, t0, emit);
-    let frames = decode_frames(m, zs, ticket, &mut |t| pump(st, t))?;
+    let frames = decode_frames(st.sae()?, zs, ticket, &mut |t| pump(st, t))?;
     Ok(Event::Walked(Walked { id, frames, millis: ms(t0), preview: false }))
 }
 
@@ -59,11 +61,11 @@ pub(super) fn walk_images(
     let frames = frames.clamp(1, 120);
     preflight::check_decode(&m.cfg, 1, ia.height() as usize / 16, ia.width() as usize / 16, &st.budget())?;
     let (sae, job) = (st.sae()?, one_pass(ticket));
-    let za = sae.encode_image_with(&ia, &job, &mut crate::autoencoder::quiet)?.latent.to_tensor(&st.device)?;
-    let zb = sae.encode_image_with(&ib, &job, &mut crate::autoencoder::quiet)?.latent.to_tensor(&st.device)?;
+    let za = sae.encode_image_with(&ia, &job, &mut quiet)?.latent.to_tensor(&st.device)?;
+    let zb = sae.encode_image_with(&ib, &job, &mut quiet)?.latent.to_tensor(&st.device)?;
     let zs = crate::generate::slerp_frames(&za, &zb, frames)?;
     preview_frames(st, &zs, id, t0, emit);
-    let frames = decode_frames(m, zs, ticket, &mut |t| pump(st, t))?;
+    let frames = decode_frames(sae, zs, ticket, &mut |t| pump(st, t))?;
     Ok(Event::Walked(Walked { id, frames, millis: ms(t0), preview: false }))
 }
 
@@ -80,9 +82,9 @@ fn preview_frames(st: &State, zs: &[Tensor<4>], id: u64, t0: Instant, emit: &dyn
     emit(Event::Walked(Walked { id, frames, millis: ms(t0), preview: true }));
 }
 
-/// Decode frames one at a time (each is one preflighted decode), pumping between them.
+/// Decode frames one at a time through the front door (each a preflighted one-pass decode), pumping between them.
 fn decode_frames(
-    m: &DinoSae,
+    sae: &Sae,
     zs: Vec<Tensor<4>>,
     ticket: &Ticket,
     pump: &mut dyn FnMut(&Ticket),
@@ -92,8 +94,8 @@ fn decode_frames(
         if ticket.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
-        let x = m.decode_cancellable(z, &ticket.cancel)?;
-        out.extend(image_io::from_tensor(x, &m.cfg.pixels)?.iter().map(image_io::f32_to_rgb8));
+        let rgb = sae.decode_with(&RawTensor::from_tensor(z)?, &one_pass(ticket), &mut quiet)?.image;
+        out.push(image_io::f32_to_rgb8(&rgb));
         pump(ticket);
     }
     Ok(out)
@@ -162,7 +164,10 @@ pub(super) fn sample(
         true
     };
     let out = crate::sampler::sample_sphere(&b.model, &y, [b.meta.channels, h, w], &sc, &state.device, &mut cb);
-    let images = crate::generate::decode_images(m, out.z)?;
+    let z = RawTensor::from_tensor(out.z)?;
+    // a cancelled run still shows what it reached: that decode is not cancelled with it
+    let whole = crate::autoencoder::Job { tiles: crate::autoencoder::Tiles::Never, ..Default::default() };
+    let images = state.sae()?.decode_batch(&z, &whole)?.iter().map(image_io::f32_to_rgb8).collect();
     Ok(Event::Sampled(Sampled { id, images, cancelled: out.cancelled, steps_done: out.steps_done, millis: ms(t0) }))
 }
 
