@@ -6,6 +6,10 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "support/png_text.rs"]
+mod png_text;
+use png_text::png_text;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -69,25 +73,6 @@ fn column(z: &[f64], shape: &[usize], p: usize) -> Vec<f64> {
 
 fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
-}
-
-/// The tEXt chunks of a PNG (keyword, text), read from the chunk layout directly.
-fn png_text(path: &Path) -> Vec<(String, String)> {
-    let b = std::fs::read(path).expect("png");
-    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
-    let (mut i, mut out) = (8, Vec::new());
-    while i + 8 <= b.len() {
-        let len = u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
-        let kind = &b[i + 4..i + 8];
-        let data = &b[i + 8..i + 8 + len];
-        if kind == b"tEXt" {
-            let z = data.iter().position(|&c| c == 0).expect("keyword terminator");
-            let latin1 = |s: &[u8]| s.iter().map(|&c| c as char).collect::<String>();
-            out.push((latin1(&data[..z]), latin1(&data[z + 1..])));
-        }
-        i += 12 + len;
-    }
-    out
 }
 
 fn steer(img: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {

@@ -135,6 +135,10 @@ impl Studio {
     }
 
     fn on_progress(&mut self, p: engine::worker::Progress) {
+        if let (JobKind::Inpaint, Some(img)) = (p.kind, &p.preview) {
+            self.steer.regen.preview =
+                Some(self.ctx.load_texture("regen-preview", color_image(img), TextureOptions::NEAREST));
+        }
         if let (JobKind::Sample, Some(img)) = (p.kind, p.preview) {
             self.sample.preview =
                 Some(self.ctx.load_texture("sample-preview", color_image(&img), TextureOptions::NEAREST));
@@ -183,6 +187,9 @@ impl Studio {
     }
 
     fn on_failed(&mut self, f: engine::worker::Failed) {
+        if f.kind == Some(JobKind::Inpaint) {
+            self.steer.regen.preview = None;
+        }
         match (f.kind, f.cancelled) {
             (Some(JobKind::Render), true) => {
                 self.render.note = Some(if self.render.result.is_some() {
@@ -207,6 +214,13 @@ impl Studio {
     }
 
     fn on_reconstructed(&mut self, r: engine::worker::Reconstruction) {
+        // a regeneration (or its undo) replaces the latent of the same image; anything else starts afresh
+        self.steer.regen.depth = match (r.kind, self.steer.regen.undo_sent) {
+            (JobKind::Inpaint, false) => self.steer.regen.depth + 1,
+            (JobKind::Inpaint, true) => self.steer.regen.depth.saturating_sub(1),
+            _ => 0,
+        };
+        self.steer.regen.preview = None;
         if self.doc.recent.last() != Some(&r.input) && !r.from_latent {
             self.doc.recent.push(r.input.clone());
             if self.doc.recent.len() > 6 {

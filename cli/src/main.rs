@@ -16,6 +16,9 @@
 //! The studio's Steer and Inspect tabs (`steer.rs`, `inspect.rs`):
 //! - `steer IMAGE -o OUT.png --patches ..|--box ..|--all --towards .. --angle DEG` - rotate patches on their spheres
 //! - `inspect IMAGE -o DIR` - |z|, PCA -> RGB, cosine to a patch, student-vs-teacher cosine: PNGs + CSVs
+//! - `inpaint IMAGE -o OUT.png --patches ..|--box .. [--class C] [--seed N]` - regenerate a region on the sphere
+//!   (`inpaint.rs`)
+//! - `directions list|add|rm|rename|export|import` - the library of named directions (`directions.rs`)
 //!
 //! Verification (`verify.rs`):
 //! - `verify-fixture DIR` - compare with a folder of PyTorch reference outputs (exit 2 on a mismatch)
@@ -43,9 +46,11 @@ mod args;
 mod bench;
 mod checkpoint;
 mod codec;
+mod directions;
 mod eval;
 mod folder;
 mod generate;
+mod inpaint;
 mod inspect;
 mod progress;
 mod steer;
@@ -112,6 +117,12 @@ enum Command {
     Steer(steer::SteerArgs),
     /// The studio's Inspect tab: |z|, PCA -> RGB, cosine to a patch, student-vs-teacher cosine as PNGs + CSVs.
     Inspect(inspect::InspectArgs),
+    /// Regenerate a region on the sphere: the generator samples the selected patches while the others are held to
+    /// the image's own latent; PNG (parameters in its text chunks) + the inpainted latent.
+    Inpaint(inpaint::InpaintArgs),
+    /// The library of named steering directions: list, add, rm, rename, export, import (`steer --towards dir:NAME`).
+    #[command(subcommand)]
+    Directions(directions::DirectionsCmd),
 }
 
 fn main() {
@@ -142,5 +153,7 @@ fn run(cmd: Command) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Steer(a) => steer::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Inpaint(a) => inpaint::run(a),
+        Command::Directions(c) => directions::run(c),
     }
 }

@@ -90,12 +90,14 @@ pub enum Towards {
     Class(String),
     /// `random:SEED`: a random direction per patch.
     Random(u64),
+    /// `dir:NAME`: a direction saved in the library (`dino-sae directions`).
+    Library(String),
 }
 
 impl FromStr for Towards {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let usage = "expected patch:R,C | pca:K+ | pca:K- | class:NAME | random:SEED";
+        let usage = "expected patch:R,C | pca:K+ | pca:K- | class:NAME | random:SEED | dir:NAME";
         let (kind, v) = s.split_once(':').ok_or_else(|| format!("`{s}`: {usage}"))?;
         match kind {
             "patch" => Ok(Towards::Patch(v.parse()?)),
@@ -113,6 +115,7 @@ impl FromStr for Towards {
             }
             "class" if !v.is_empty() => Ok(Towards::Class(v.to_string())),
             "random" => v.parse().map(Towards::Random).map_err(|_| format!("`{s}`: the seed is a whole number")),
+            "dir" if !v.is_empty() => Ok(Towards::Library(v.to_string())),
             _ => Err(format!("`{s}`: {usage}")),
         }
     }
@@ -160,7 +163,8 @@ pub struct SteerArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub selection: Selection,
-    /// The target direction: patch:R,C | pca:K+ | pca:K- (K = 1, 2, 3) | class:NAME | random:SEED.
+    /// The target direction: patch:R,C | pca:K+ | pca:K- (K = 1, 2, 3) | class:NAME | random:SEED | dir:NAME (a
+    /// direction saved with `dino-sae directions add`).
     #[arg(long)]
     pub towards: Towards,
     /// With `--towards patch:R,C`: take that patch of this image (encoded the same way) - the studio's
@@ -222,17 +226,34 @@ fn target(a: &SteerArgs, m: &engine::Sae, latent: &RawTensor) -> Result<(SteerTa
     if a.target_image.is_some() && !matches!(a.towards, Towards::Patch(_)) {
         bail!("--target-image names the image of a patch:R,C target; --towards is {:?}", a.towards);
     }
-    Ok(match &a.towards {
-        Towards::Patch(rc) => match &a.target_image {
-            None => (SteerTarget::Patch(rc.index(grid)?), format!("patch {},{}", rc.row, rc.col)),
-            Some(other) => {
-                let src = SourceArgs { image: other.clone(), ..a.source.clone() };
-                let z = encode(m, &src.load()?, &a.tiles)?;
-                let p = rc.index((z.shape[2], z.shape[3])).with_context(|| format!("in {}", other.display()))?;
-                let d = engine::steer::patch_direction(&z, p)?;
-                (SteerTarget::Direction(d), format!("patch {},{} of {}", rc.row, rc.col, other.display()))
-            }
-        },
+    match (&a.towards, &a.target_image) {
+        (Towards::Patch(rc), None) => Ok((SteerTarget::Patch(rc.index(grid)?), format!("patch {},{}", rc.row, rc.col))),
+        (Towards::Patch(_), Some(other)) => {
+            let src = SourceArgs { image: other.clone(), ..a.source.clone() };
+            let z = encode(m, &src.load()?, &a.tiles)?;
+            let (t, label) = portable_target(&a.towards, m, &z, &a.model, a.dit.clone())
+                .with_context(|| format!("in {}", other.display()))?;
+            Ok((t, format!("{label} of {}", other.display())))
+        }
+        (towards, _) => portable_target(towards, m, latent, &a.model, a.dit.clone()),
+    }
+}
+
+/// A target that means the same for any image: a patch of `latent` (as its direction), a PCA axis of `latent`, a
+/// generator class's mean direction, a random direction per patch, or a direction of the library.
+pub fn portable_target(
+    towards: &Towards,
+    m: &engine::Sae,
+    latent: &RawTensor,
+    model: &ModelArgs,
+    dit: Option<PathBuf>,
+) -> Result<(SteerTarget, String)> {
+    let grid = (latent.shape[2], latent.shape[3]);
+    Ok(match towards {
+        Towards::Patch(rc) => {
+            let d = engine::steer::patch_direction(latent, rc.index(grid)?)?;
+            (SteerTarget::Direction(d), format!("patch {},{}", rc.row, rc.col))
+        }
         Towards::Pca { axis, positive } => {
             let pca = engine::inspect::Pca::fit(&[latent]).context("PCA needs at least two patches")?;
             let d =
@@ -240,7 +261,7 @@ fn target(a: &SteerArgs, m: &engine::Sae, latent: &RawTensor) -> Result<(SteerTa
             (SteerTarget::Direction(d), format!("PCA {axis}{}", if *positive { "+" } else { "-" }))
         }
         Towards::Class(name) => {
-            let (_, dit) = crate::args::default_sae_and_dit(a.model.model.clone(), a.dit.clone())?;
+            let (_, dit) = crate::args::default_sae_and_dit(model.model.clone(), dit)?;
             let dit = dit.context("class:NAME needs a generator: name one with --dit")?;
             let b = engine::generate::load_dit(&dit, &engine::cpu())
                 .with_context(|| format!("loading generator {}", dit.display()))?;
@@ -250,11 +271,19 @@ fn target(a: &SteerArgs, m: &engine::Sae, latent: &RawTensor) -> Result<(SteerTa
             (SteerTarget::Direction(d), format!("class mean of {} (class {k})", b.meta.classes[k]))
         }
         Towards::Random(seed) => (SteerTarget::Random(*seed), format!("random (seed {seed})")),
+        Towards::Library(name) => {
+            let lib = engine::directions::Library::user();
+            let d = lib.get(name)?;
+            if let Some(c) = d.channels().filter(|&c| c != latent.shape[1]) {
+                bail!("direction {name:?} has {c} channels; this model's latents have {}", latent.shape[1]);
+            }
+            (d.target, format!("library direction {name} ({})", d.source))
+        }
     })
 }
 
 /// The selected patches as the engine's list (empty = all), checked against the grid.
-fn selection(sel: &Selection, grid: (usize, usize), size: (u32, u32)) -> Result<Vec<usize>> {
+pub fn selection(sel: &Selection, grid: (usize, usize), size: (u32, u32)) -> Result<Vec<usize>> {
     let (gh, gw) = grid;
     if let Some(p) = &sel.patches {
         if let Some(bad) = p.iter().find(|&&i| i >= gh * gw) {

@@ -26,6 +26,22 @@ pub fn cache_dir_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
     base.join("dino-sae")
 }
 
+/// The user's data folder (what the user makes and keeps, e.g. the library of directions): `$DINO_SAE_DATA`, else
+/// `$XDG_DATA_HOME/dino-sae`, else `$HOME/.local/share/dino-sae` (empty variables count as unset).
+pub fn data_dir() -> PathBuf {
+    data_dir_from(|k| std::env::var_os(k))
+}
+
+/// [`data_dir`] with the environment given as a lookup (tests).
+pub fn data_dir_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(d) = var("DINO_SAE_DATA") {
+        return d;
+    }
+    let base = var("XDG_DATA_HOME").unwrap_or_else(|| var("HOME").unwrap_or_default().join(".local/share"));
+    base.join("dino-sae")
+}
+
 /// Where `scripts/fetch-teacher.sh` puts the teacher.
 pub fn teacher_dir() -> PathBuf {
     cache_dir().join(TEACHER)
@@ -89,5 +105,19 @@ mod tests {
             with(&[("DINO_SAE_CACHE", ""), ("XDG_CACHE_HOME", ""), ("HOME", "/h")]),
             PathBuf::from("/h/.cache/dino-sae")
         );
+    }
+
+    #[test]
+    fn data_dir_follows_the_xdg_rules() {
+        let get = |pairs: &[(&str, &str)]| {
+            let m: std::collections::HashMap<String, OsString> =
+                pairs.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+            data_dir_from(|k| m.get(k).cloned())
+        };
+        let all = [("DINO_SAE_DATA", "/d"), ("XDG_DATA_HOME", "/x"), ("HOME", "/h")];
+        assert_eq!(get(&all), PathBuf::from("/d"));
+        assert_eq!(get(&all[1..]), PathBuf::from("/x/dino-sae"));
+        assert_eq!(get(&all[2..]), PathBuf::from("/h/.local/share/dino-sae"));
+        assert_eq!(get(&[("XDG_DATA_HOME", ""), ("HOME", "/h")]), PathBuf::from("/h/.local/share/dino-sae"));
     }
 }

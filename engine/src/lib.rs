@@ -7,6 +7,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod colormap;
 pub mod data;
+pub mod directions;
 pub mod dirs;
 pub mod error;
 pub mod eval;

@@ -4,7 +4,7 @@
 
 use eframe::egui::{self, Color32};
 use engine::steer::SteerEdit;
-use engine::worker::Job;
+use engine::worker::{Job, JobKind};
 
 use crate::app::Studio;
 use crate::commands::AppCommand;
@@ -28,6 +28,76 @@ pub struct SteerUi {
     pub full_pending: Option<f64>,
     /// Steer previews shown so far (the status line and tests read it).
     pub previews_shown: u64,
+    pub regen: RegenUi,
+}
+
+/// "Regenerate selection" (spherical inpainting): its settings, its live preview and how many regenerations can
+/// be undone.
+pub struct RegenUi {
+    /// Generator class of the new patches (`None`: unconditional).
+    pub class: Option<usize>,
+    pub seed: u64,
+    pub steps: usize,
+    pub cfg: f64,
+    /// The preview decoder's view of the running regeneration.
+    pub preview: Option<egui::TextureHandle>,
+    /// Regenerations of the current image that can be undone.
+    pub depth: usize,
+    /// The last inpainting job sent was an undo.
+    pub undo_sent: bool,
+}
+
+impl Default for RegenUi {
+    fn default() -> Self {
+        Self { class: None, seed: 0, steps: 25, cfg: 1.5, preview: None, depth: 0, undo_sent: false }
+    }
+}
+
+/// Regenerate the selected patches with the generator (the rest held to the image), its undo and cancel.
+fn regenerate_row(s: &mut Studio, ui: &mut egui::Ui) {
+    let classes = s.sample.classes.clone();
+    let running = s.link.is_running(JobKind::Inpaint);
+    ui.horizontal(|ui| {
+        ui.label("Regenerate:");
+        let name = |k: Option<usize>| match k {
+            None => "no class (unconditional)".to_string(),
+            Some(k) => classes.get(k).cloned().unwrap_or_default(),
+        };
+        egui::ComboBox::from_id_salt("regen-class").selected_text(name(s.steer.regen.class)).show_ui(ui, |ui| {
+            ui.selectable_value(&mut s.steer.regen.class, None, name(None));
+            for k in 0..classes.len() {
+                ui.selectable_value(&mut s.steer.regen.class, Some(k), name(Some(k)));
+            }
+        });
+        ui.add(egui::DragValue::new(&mut s.steer.regen.seed).prefix("seed "));
+        ui.add(egui::DragValue::new(&mut s.steer.regen.steps).range(1..=100).suffix(" steps"));
+        let can = !s.steer.selection.is_empty() && !classes.is_empty() && !running;
+        let hint = if classes.is_empty() {
+            "load a generator (Sample tab) first"
+        } else {
+            "select the patches to regenerate; the others are held to the image"
+        };
+        if ui.add_enabled(can, egui::Button::new("Regenerate selection")).on_disabled_hover_text(hint).clicked() {
+            let spec = engine::generate::InpaintSpec {
+                patches: s.steer.selection.clone(),
+                class: s.steer.regen.class,
+                seed: s.steer.regen.seed,
+                steps: s.steer.regen.steps.max(1),
+                cfg_scale: s.steer.regen.cfg,
+                method: Default::default(),
+            };
+            s.steer.regen.undo_sent = false;
+            s.steer.regen.preview = None;
+            s.commands.send(Job::Inpaint { spec });
+        }
+        if running && ui.button("Cancel regenerate").clicked() {
+            s.commands.cancel(JobKind::Inpaint);
+        }
+        if ui.add_enabled(s.steer.regen.depth > 0 && !running, egui::Button::new("Undo regenerate")).clicked() {
+            s.steer.regen.undo_sent = true;
+            s.commands.send(Job::UndoInpaint);
+        }
+    });
 }
 
 pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
@@ -61,6 +131,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         }
     });
     changed |= targets_row(s, ui);
+    regenerate_row(s, ui);
     let before = s.steer.edit.clone();
     let r1 = ui.add(egui::Slider::new(&mut s.steer.edit.angle_deg, 0.0..=180.0).text("rotate (degrees)"));
     let r2 = ui.add(egui::Slider::new(&mut s.steer.edit.magnitude_scale, 0.0..=3.0).text("magnitude scale"));
@@ -103,6 +174,11 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
         });
         ui.vertical(|ui| {
             let Some(c) = s.doc.current.as_ref() else { return };
+            if let (true, Some(t)) = (s.link.is_running(JobKind::Inpaint), &s.steer.regen.preview) {
+                ui.label("Regenerating (preview decoder)");
+                ui.image((t.id(), size));
+                return;
+            }
             match (&c.tex_steered, &c.steered) {
                 (Some(t), Some((_, psnr, ms))) => {
                     let timing = if s.view.stable_ui { String::new() } else { format!(" ({ms:.0} ms)") };

@@ -27,6 +27,7 @@
 
 mod bundle;
 mod cache;
+mod inpaint;
 mod interpolate;
 mod quality;
 mod sample;
@@ -42,6 +43,7 @@ pub use bundle::{
 pub use cache::{
     CacheSpec, LatentIndex, LatentSet, ShardInfo, cache_latents, mean_patch_norm, photo_crops, random_crop,
 };
+pub use inpaint::{InpaintSpec, Inpainted, Inpainting, inpaint};
 pub use interpolate::{Endpoint, InterpResult, InterpSpec, endpoint_latents, interpolate, pair_images, slerp_frames};
 pub use quality::{ClassRow, SampleEvalSpec, evaluate_samples, samples_markdown};
 pub use sample::{

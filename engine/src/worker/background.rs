@@ -227,3 +227,55 @@ pub(super) fn render(
         millis: ms(t0),
     }))
 }
+
+/// Regenerate the selected patches of the current latent (see [`crate::generate::inpaint`]), pumping between
+/// steps; with a preview decoder, every few steps the whole latent as it stands is decoded by it and sent as
+/// progress. Returns the new latent (the caller makes it current).
+pub(super) fn regenerate(
+    st: &State,
+    ticket: &Ticket,
+    spec: &crate::generate::InpaintSpec,
+    emit: &dyn Fn(Event),
+    pump: &mut dyn FnMut(&State, &Ticket),
+) -> Result<RawTensor> {
+    let (sae, b) = (st.sae()?, st.generator()?);
+    crate::generate::check_sae(&b.meta, sae.model())?;
+    let (lat, _) = st.current()?;
+    let job = crate::generate::Inpainting::new(b, lat, spec)?;
+    let t0 = Instant::now();
+    let every = (spec.steps / 5).max(1);
+    let mut on_step = |info: &crate::sampler::StepInfo, z: &Tensor<4>| {
+        pump(st, ticket);
+        if ticket.is_cancelled() {
+            return false;
+        }
+        if let Some((p, _)) = st.preview.as_ref()
+            && info.step.is_multiple_of(every)
+            && info.step < info.steps
+        {
+            let shown = job
+                .compose(z)
+                .and_then(|full| full.to_tensor::<4>(&st.device))
+                .and_then(|full| p.decode(full))
+                .and_then(|x| image_io::from_tensor(x, &sae.config().pixels));
+            if let Ok(mut imgs) = shown {
+                let eta = t0.elapsed().as_secs_f64() / info.step as f64 * (info.steps - info.step) as f64;
+                emit(Event::Progress(Progress {
+                    kind: JobKind::Inpaint,
+                    id: ticket.id,
+                    done: info.step,
+                    of: info.steps,
+                    eta_secs: eta,
+                    preview: Some(image_io::f32_to_rgb8(&imgs.remove(0))),
+                    fast: true,
+                }));
+            }
+        }
+        true
+    };
+    let out = job.run(&mut on_step)?;
+    if out.cancelled {
+        return Err(EngineError::Cancelled);
+    }
+    Ok(out.latent)
+}

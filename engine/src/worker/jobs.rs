@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use image::RgbImage;
 
-use super::background::{render, sample, walk, walk_images};
+use super::background::{regenerate, render, sample, walk, walk_images};
 use super::protocol::*;
 use super::state::{State, generator_info, load_held, ms, one_pass};
 use crate::autoencoder::quiet;
@@ -119,6 +119,25 @@ pub(super) fn handle(
         }
         Job::Reconstruct { image, fit } => reconstruct(state, ticket, &image, fit),
         Job::LoadLatent { latent } => load_latent(state, ticket, latent),
+        Job::Inpaint { spec } => {
+            let t0 = Instant::now();
+            let latent = regenerate(state, ticket, &spec, emit, pump)?;
+            let (old, _) = state.current()?.clone();
+            let event = show_latent(state, ticket, latent, t0)?;
+            state.undo_latents.push(old);
+            if state.undo_latents.len() > 16 {
+                state.undo_latents.remove(0);
+            }
+            Ok(event)
+        }
+        Job::UndoInpaint => {
+            let t0 = Instant::now();
+            let prev =
+                state.undo_latents.last().cloned().ok_or_else(|| EngineError::Config("nothing to undo".into()))?;
+            let event = show_latent(state, ticket, prev, t0)?;
+            state.undo_latents.pop();
+            Ok(event)
+        }
         Job::Lpips => lpips(state, id),
         Job::Sample { spec, preview_every } => sample(state, ticket, spec, preview_every, emit, pump),
         Job::ClassMean { class, count } => {
@@ -219,6 +238,7 @@ fn reconstruct(state: &mut State, ticket: &Ticket, image: &RgbImage, fit: Fit) -
     let img = image_io::fit16(image, fit);
     let job = one_pass(ticket);
     let main = state.sae()?.reconstruct_with(&img, &job, &mut quiet)?;
+    state.undo_latents.clear();
     let (raw, rec) = (main.latent, main.image);
     let grid = (raw.shape[2], raw.shape[3]);
     let orig: RgbF32 = image_io::rgb8_to_f32(&img);
@@ -239,13 +259,25 @@ fn reconstruct(state: &mut State, ticket: &Ticket, image: &RgbImage, fit: Fit) -
     let recon = image_io::f32_to_rgb8(&rec);
     state.recons = Some((orig, std::iter::once(rec).chain(other_recons).collect()));
     Ok(Event::Reconstructed(Box::new(make_current(
-        state, ticket.id, raw, img, recon, psnr, ssim, others, grid, t0, false,
+        state,
+        JobKind::Reconstruct,
+        ticket.id,
+        raw,
+        img,
+        recon,
+        psnr,
+        ssim,
+        others,
+        grid,
+        t0,
+        false,
     ))))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn make_current(
     state: &mut State,
+    kind: JobKind,
     id: u64,
     raw: RawTensor,
     input: RgbImage,
@@ -269,6 +301,7 @@ fn make_current(
     state.current = Some((raw, input.clone()));
     state.version += 1;
     Reconstruction {
+        kind,
         id,
         version: state.version,
         input,
@@ -283,6 +316,32 @@ fn make_current(
         millis: ms(t0),
         from_latent,
     }
+}
+
+/// Make `latent` (of the current image) the current latent: decode it, measure it against the image, answer as
+/// `Reconstructed` of the inpainting job. Nothing changes when the decode fails.
+fn show_latent(state: &mut State, ticket: &Ticket, latent: RawTensor, t0: Instant) -> Result<Event> {
+    let (_, input) = state.current()?.clone();
+    let rec = state.sae()?.decode_with(&latent, &one_pass(ticket), &mut quiet)?.image;
+    let orig = image_io::rgb8_to_f32(&input);
+    let (psnr, ssim) = (metrics::psnr(&orig, &rec), metrics::ssim(&orig, &rec));
+    let recon = image_io::f32_to_rgb8(&rec);
+    let grid = (latent.shape[2], latent.shape[3]);
+    state.recons = Some((orig, vec![rec]));
+    Ok(Event::Reconstructed(Box::new(make_current(
+        state,
+        JobKind::Inpaint,
+        ticket.id,
+        latent,
+        input,
+        recon,
+        psnr,
+        ssim,
+        Vec::new(),
+        grid,
+        t0,
+        false,
+    ))))
 }
 
 fn load_latent(state: &mut State, ticket: &Ticket, latent: RawTensor) -> Result<Event> {
@@ -302,8 +361,10 @@ fn load_latent(state: &mut State, ticket: &Ticket, latent: RawTensor) -> Result<
     let rec = state.sae()?.decode_with(&latent, &one_pass(ticket), &mut quiet)?.image;
     let img = image_io::f32_to_rgb8(&rec);
     state.recons = Some((rec.clone(), vec![rec]));
+    state.undo_latents.clear();
     Ok(Event::Reconstructed(Box::new(make_current(
         state,
+        JobKind::Reconstruct,
         ticket.id,
         latent,
         img.clone(),

@@ -43,10 +43,12 @@ pub enum JobKind {
     Walk,
     Export,
     Render,
+    /// Regenerating a region of the current latent (and undoing that).
+    Inpaint,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 17] = [
+    pub const ALL: [JobKind; 18] = [
         JobKind::LoadModel,
         JobKind::LoadCompare,
         JobKind::LoadTeacher,
@@ -64,6 +66,7 @@ impl JobKind {
         JobKind::Walk,
         JobKind::Export,
         JobKind::Render,
+        JobKind::Inpaint,
     ];
 
     /// Interactive jobs run before background ones.
@@ -118,6 +121,7 @@ impl JobKind {
             JobKind::Walk => "walk",
             JobKind::Export => "exporting",
             JobKind::Render => "full-resolution render",
+            JobKind::Inpaint => "regenerating the selection",
         }
     }
 }
@@ -195,6 +199,12 @@ pub enum Job {
     /// Encode the full-resolution `original` in tiles, apply `edit` (given on the working copy's grid, mapped
     /// to the full grid by [`crate::steer::map_to_grid`]) and decode in tiles blended at the seams.
     Render { original: Arc<RgbImage>, fit: Fit, edit: SteerEdit, tiling: Tiling },
+    /// Regenerate patches of the current latent with the loaded generator (the others held to the image's own
+    /// latent, [`crate::generate::inpaint`]); previews through the preview decoder every few steps. The result
+    /// becomes the current latent (answered as `Reconstructed`); the one before is kept for [`Job::UndoInpaint`].
+    Inpaint { spec: crate::generate::InpaintSpec },
+    /// Make the latent before the last inpainting current again.
+    UndoInpaint,
 }
 
 impl Job {
@@ -213,6 +223,7 @@ impl Job {
             Job::Steer { .. } => JobKind::Steer,
             Job::Lpips => JobKind::Lpips,
             Job::Sample { .. } => JobKind::Sample,
+            Job::Inpaint { .. } | Job::UndoInpaint => JobKind::Inpaint,
             Job::ClassMean { .. } => JobKind::ClassMean,
             Job::Walk { .. } | Job::WalkImages { .. } => JobKind::Walk,
             Job::ExportLatent { .. } => JobKind::Export,
@@ -294,6 +305,8 @@ pub struct OtherRecon {
 
 #[derive(Debug)]
 pub struct Reconstruction {
+    /// The job it answers: `Reconstruct` (an image, a latent) or `Inpaint` (a regenerated region, an undo).
+    pub kind: JobKind,
     pub id: u64,
     /// Increases with every new current latent; results computed on a latent carry its version.
     pub version: u64,
@@ -448,7 +461,7 @@ impl Event {
         Some(match self {
             Event::BackendReady(_) => return None,
             Event::Loaded(e) => (e.kind, e.id),
-            Event::Reconstructed(e) => (JobKind::Reconstruct, e.id),
+            Event::Reconstructed(e) => (e.kind, e.id),
             Event::CosineMap(e) => (JobKind::Cosine, e.id),
             Event::TeacherCosine(e) => (JobKind::TeacherCosine, e.id),
             Event::Steered(e) => (if e.preview { JobKind::SteerPreview } else { JobKind::Steer }, e.id),

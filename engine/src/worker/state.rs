@@ -31,6 +31,8 @@ pub(super) struct State {
     pub(super) version: u64,
     /// Latents of every image reconstructed with this model (for the joint PCA), newest last, at most 8.
     pub(super) history: Vec<RawTensor>,
+    /// The current image's latents before each inpainting, newest last (undo), at most 16.
+    pub(super) undo_latents: Vec<RawTensor>,
     pub(super) dit: Option<(crate::generate::DitBundle, GeneratorInfo)>,
     pub(super) others: Vec<LoadedModel>,
     pub(super) teacher: Option<(crate::model::vit::Vit, String)>,
@@ -52,6 +54,7 @@ impl State {
             current: None,
             version: 0,
             history: Vec::new(),
+            undo_latents: Vec::new(),
             dit: None,
             others: Vec::new(),
             teacher: None,
