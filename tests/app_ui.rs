@@ -372,3 +372,60 @@ fn regenerate_a_selection_and_undo_it() {
     assert!(worst <= 1, "the undo restores the reconstruction before the regeneration (max diff {worst})");
     assert!(h.get_by_label("Undo regenerate").accesskit_node().is_disabled(), "nothing left to undo");
 }
+
+/// The library of directions through its widgets: save the PCA 1+ target of one image under a name, open a second
+/// image, apply the saved direction there (the edit's target is the saved vector, exactly), save "selection minus
+/// region A", rename and delete; the files are the engine library's.
+#[test]
+fn save_a_direction_and_apply_it_to_a_second_image() {
+    let mut h = studio();
+    h.get_by_label("Steer").click();
+    h.run_steps(2);
+    h.get_by_label("Directions library").click();
+    h.run_steps(2);
+    h.get_by_label("PCA 1+").click();
+    h.run_steps(2);
+    idle(&mut h);
+    type_into(&mut h, "Direction name", "pca-a");
+    h.get_by_label("Save target").click();
+    h.run_steps(2);
+    assert!(app(&h).error().is_none(), "{:?}", app(&h).error());
+    let saved = match &app(&h).edit().target {
+        engine::steer::SteerTarget::Direction(d) => d.clone(),
+        t => panic!("PCA 1+ resolves to a direction, got {t:?}"),
+    };
+    assert!(h.query_by_label("Apply pca-a").is_some(), "the new direction is listed");
+    // a second image: the saved direction is applied to it as the steering target
+    type_into(&mut h, "Image path", &root().join("assets/samples/astronaut.png").display().to_string());
+    let v0 = app(&h).current().map(|c| c.version).unwrap_or(0);
+    h.get_by_label("Open image").click();
+    wait_for(&mut h, "second image", |s| s.current().is_some_and(|c| c.version > v0) && s.is_idle());
+    h.get_by_label("Apply pca-a").click();
+    h.run_steps(2);
+    set_slider(&mut h, "rotate (degrees)", 30.0);
+    wait_for(&mut h, "steered towards the saved direction", |s| {
+        s.current().is_some_and(|c| c.steered.is_some()) && s.is_idle()
+    });
+    assert_eq!(app(&h).edit().target, engine::steer::SteerTarget::Direction(saved.clone()), "the saved vector, exactly");
+    // this region minus that region
+    click_patch(&mut h, 0.2, 0.2);
+    h.get_by_label("Use selection as region A").click();
+    h.run_steps(2);
+    click_patch(&mut h, 0.2, 0.2);
+    click_patch(&mut h, 0.8, 0.8);
+    assert_eq!(app(&h).selection().len(), 1);
+    type_into(&mut h, "Direction name", "corner-diff");
+    h.get_by_label("Save selection minus region A").click();
+    wait_for(&mut h, "region direction saved", |s| s.is_idle());
+    h.run_steps(2);
+    assert!(h.query_by_label("Apply corner-diff").is_some(), "{:?}", app(&h).error());
+    // rename and delete
+    type_into(&mut h, "Direction name", "pca-b");
+    h.get_by_label("Rename pca-a").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("Apply pca-a").is_none() && h.query_by_label("Apply pca-b").is_some());
+    h.get_by_label("Delete corner-diff").click();
+    h.run_steps(2);
+    assert!(h.query_by_label("Apply corner-diff").is_none());
+    assert!(app(&h).error().is_none(), "{:?}", app(&h).error());
+}

@@ -85,6 +85,7 @@ impl Studio {
             TargetKind::ClassMean => {
                 self.steer.class_mean.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random)
             }
+            TargetKind::Library => self.steer.directions.applied.as_ref().map(|(_, t)| t.clone()).unwrap_or(random),
             TargetKind::Pinned => {
                 self.steer.pinned.as_ref().map(|(_, d)| SteerTarget::Direction(d.clone())).unwrap_or(random)
             }

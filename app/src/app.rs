@@ -30,6 +30,8 @@ pub struct StartOptions {
     /// The memory budget jobs are preflighted against (None: `DINO_SAE_MEMORY_BUDGET`, else 60 % of the
     /// available memory).
     pub memory_budget: Option<engine::preflight::Budget>,
+    /// The user's data folder (the library of directions; None: `engine::dirs::data_dir()`).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// An image being read and scaled to its working copy on a thread.
@@ -125,7 +127,7 @@ impl Studio {
             doc: Document::default(),
             compare: CompareUi::default(),
             inspect: InspectUi { show_heat: opts.tab == Some(Tab::Inspect), ..Default::default() },
-            steer: SteerUi::default(),
+            steer: SteerUi { directions: DirectionsUi::new(opts.data_dir.clone()), ..Default::default() },
             sample: SampleUi::default(),
             render: RenderUi::default(),
             models_ui: ModelsUi::default(),

@@ -32,6 +32,10 @@ impl Studio {
             Event::Walked(w) => self.on_walked(w),
             Event::Exported(e) => self.files.last_export = Some(e.path),
             Event::Rendered(r) => self.on_rendered(r),
+            Event::RegionDirection(r) => {
+                let source = format!("{} patches minus {} patches", r.sizes.0, r.sizes.1);
+                crate::panels::directions::save(self, source, engine::steer::SteerTarget::Direction(r.direction));
+            }
             Event::Failed(f) => self.on_failed(f),
         }
     }

@@ -83,6 +83,7 @@ fn main() -> eframe::Result<()> {
         working_side: cli.working_size,
         stable_ui: false,
         memory_budget: cli.memory_budget,
+        data_dir: None,
     };
     let native = eframe::NativeOptions {
         viewport: eframe::egui::ViewportBuilder::default()

@@ -64,6 +64,7 @@ impl Settings {
 
 pub use crate::panels::Tab;
 pub use crate::panels::compare::CompareUi;
+pub use crate::panels::directions::DirectionsUi;
 pub use crate::panels::inspect::InspectUi;
 pub use crate::panels::models::ModelsUi;
 pub use crate::panels::sample::SampleUi;
@@ -90,6 +91,8 @@ pub enum TargetKind {
     ClassMean,
     /// A patch pinned earlier, possibly of another image (its direction is kept in the app).
     Pinned,
+    /// A direction of the library, applied (`directions.applied`).
+    Library,
 }
 
 /// The studio's view state saved in a session (opaque to the engine).

@@ -51,6 +51,12 @@ pub fn options(open: Option<PathBuf>) -> StartOptions {
         model: Some(fixture_model()),
         backend: engine::backend::BackendChoice::Cpu,
         no_restore: true,
+        // a library of directions of this test's own (never the user's)
+        data_dir: Some(std::env::temp_dir().join(format!(
+            "dino-sae-ui-data-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        ))),
         ..Default::default()
     }
 }

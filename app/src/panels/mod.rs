@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::Studio;
 
 pub mod compare;
+pub mod directions;
 pub mod inspect;
 pub mod menu;
 pub mod models;

@@ -29,6 +29,8 @@ pub struct SteerUi {
     /// Steer previews shown so far (the status line and tests read it).
     pub previews_shown: u64,
     pub regen: RegenUi,
+    /// The library of directions (its own section of the panel).
+    pub directions: crate::panels::directions::DirectionsUi,
 }
 
 /// "Regenerate selection" (spherical inpainting): its settings, its live preview and how many regenerations can
@@ -132,6 +134,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     });
     changed |= targets_row(s, ui);
     regenerate_row(s, ui);
+    crate::panels::directions::show(s, ui);
     let before = s.steer.edit.clone();
     let r1 = ui.add(egui::Slider::new(&mut s.steer.edit.angle_deg, 0.0..=180.0).text("rotate (degrees)"));
     let r2 = ui.add(egui::Slider::new(&mut s.steer.edit.magnitude_scale, 0.0..=3.0).text("magnitude scale"));

@@ -130,6 +130,11 @@ pub(super) fn handle(
             }
             Ok(event)
         }
+        Job::RegionDifference { a, b } => {
+            let (lat, _) = state.current()?;
+            let direction = crate::directions::region_difference(lat, &a, &b)?;
+            Ok(Event::RegionDirection(RegionDirection { id, direction, sizes: (a.len(), b.len()) }))
+        }
         Job::UndoInpaint => {
             let t0 = Instant::now();
             let prev =

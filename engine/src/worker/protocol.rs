@@ -205,6 +205,9 @@ pub enum Job {
     Inpaint { spec: crate::generate::InpaintSpec },
     /// Make the latent before the last inpainting current again.
     UndoInpaint,
+    /// The mean unit direction of patches `a` of the current latent minus that of patches `b`
+    /// ([`crate::directions::region_difference`]): "this region minus that region", a direction to save.
+    RegionDifference { a: Vec<usize>, b: Vec<usize> },
 }
 
 impl Job {
@@ -224,6 +227,7 @@ impl Job {
             Job::Lpips => JobKind::Lpips,
             Job::Sample { .. } => JobKind::Sample,
             Job::Inpaint { .. } | Job::UndoInpaint => JobKind::Inpaint,
+            Job::RegionDifference { .. } => JobKind::Pin,
             Job::ClassMean { .. } => JobKind::ClassMean,
             Job::Walk { .. } | Job::WalkImages { .. } => JobKind::Walk,
             Job::ExportLatent { .. } => JobKind::Export,
@@ -325,6 +329,16 @@ pub struct Reconstruction {
     pub millis: f64,
     /// True for a latent loaded without its image (`input` is then its decode).
     pub from_latent: bool,
+}
+
+/// The answer to [`Job::RegionDifference`].
+#[derive(Debug)]
+pub struct RegionDirection {
+    pub id: u64,
+    /// Length C (not normalised).
+    pub direction: Vec<f32>,
+    /// How many patches each region held.
+    pub sizes: (usize, usize),
 }
 
 #[derive(Debug)]
@@ -451,6 +465,7 @@ pub enum Event {
     Walked(Walked),
     Exported(Exported),
     Rendered(Rendered),
+    RegionDirection(RegionDirection),
     Failed(Failed),
 }
 
@@ -473,6 +488,7 @@ impl Event {
             Event::Walked(e) => (JobKind::Walk, e.id),
             Event::Exported(e) => (JobKind::Export, e.id),
             Event::Rendered(e) => (JobKind::Render, e.id),
+            Event::RegionDirection(e) => (JobKind::Pin, e.id),
             Event::Failed(e) => (e.kind?, e.id?),
         })
     }
