@@ -406,7 +406,11 @@ fn save_a_direction_and_apply_it_to_a_second_image() {
     wait_for(&mut h, "steered towards the saved direction", |s| {
         s.current().is_some_and(|c| c.steered.is_some()) && s.is_idle()
     });
-    assert_eq!(app(&h).edit().target, engine::steer::SteerTarget::Direction(saved.clone()), "the saved vector, exactly");
+    assert_eq!(
+        app(&h).edit().target,
+        engine::steer::SteerTarget::Direction(saved.clone()),
+        "the saved vector, exactly"
+    );
     // this region minus that region
     click_patch(&mut h, 0.2, 0.2);
     h.get_by_label("Use selection as region A").click();

@@ -177,7 +177,10 @@ impl Studio {
             AppCommand::RenderFull => self.start_render(),
             AppCommand::CancelRender => self.commands.cancel(JobKind::Render),
             AppCommand::Show(tab) => self.view.tab = tab,
-            AppCommand::ToggleHeatmap => self.inspect.show_heat = !self.inspect.show_heat,
+            AppCommand::ToggleHeatmap => match self.view.tab {
+                Tab::Steer => self.steer.show_heat = !self.steer.show_heat,
+                _ => self.inspect.show_heat = !self.inspect.show_heat,
+            },
             AppCommand::ResetSteer => {
                 self.push_undo();
                 self.steer.edit = SteerEdit::default();

@@ -126,7 +126,7 @@ impl Studio {
             },
             doc: Document::default(),
             compare: CompareUi::default(),
-            inspect: InspectUi { show_heat: opts.tab == Some(Tab::Inspect), ..Default::default() },
+            inspect: InspectUi::default(),
             steer: SteerUi { directions: DirectionsUi::new(opts.data_dir.clone()), ..Default::default() },
             sample: SampleUi::default(),
             render: RenderUi::default(),
@@ -279,11 +279,12 @@ impl Studio {
         self.apply_commands();
     }
 
-    /// The current image with the Inspect panel's map over it (when shown), for [`crate::widgets::overlay`].
-    pub(crate) fn overlay(&self) -> Option<crate::widgets::overlay::Overlay<'_>> {
+    /// The current image with the Inspect panel's map over it when `heat` (the tab's own switch), for
+    /// [`crate::widgets::overlay`].
+    pub(crate) fn overlay(&self, heat: bool) -> Option<crate::widgets::overlay::Overlay<'_>> {
         Some(crate::widgets::overlay::Overlay {
             current: self.doc.current.as_ref()?,
-            heat: self.inspect.show_heat.then_some(self.inspect.heat),
+            heat: heat.then_some(self.inspect.heat),
             opacity: self.settings.opacity,
             bilinear: self.settings.linear,
             gpu: self.view.gpu_heatmap,
@@ -293,8 +294,8 @@ impl Studio {
     }
 
     /// Draw the overlay widget and remember where the image went (tests click into it).
-    pub(crate) fn show_overlay(&mut self, ui: &mut egui::Ui, size: egui::Vec2) -> Option<egui::Response> {
-        let resp = crate::widgets::overlay::show(ui, &self.overlay()?, size);
+    pub(crate) fn show_overlay(&mut self, ui: &mut egui::Ui, size: egui::Vec2, heat: bool) -> Option<egui::Response> {
+        let resp = crate::widgets::overlay::show(ui, &self.overlay(heat)?, size);
         self.view.last_image_rect = Some(resp.rect);
         Some(resp)
     }

@@ -45,7 +45,8 @@ impl Studio {
         self.models = l.models;
         if self.models.generator != had_generator {
             if let Some(g) = &self.models.generator {
-                self.sample.classes = g.classes.clone();
+                // readable names (the generator stores its photos' file names)
+                self.sample.classes = g.classes.iter().map(|c| engine::generate::class_label(c)).collect();
                 self.sample.s_vae_default = g.s_vae;
                 self.sample.s_vae = g.s_vae;
                 self.sample.class = self.sample.class.min(g.classes.len().saturating_sub(1));

@@ -4,7 +4,7 @@
 use eframe::egui::{self, Color32, TextureHandle};
 
 use crate::app::Studio;
-use crate::widgets::overlay::fit_size;
+use crate::widgets::layout::grid_fit;
 
 /// The Compare panel's view: where the swipe divider is and how the synchronised images are panned.
 #[derive(Clone, Debug, Default)]
@@ -55,13 +55,15 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             s.compare.pan = egui::Vec2::ZERO;
         }
         if ui.button("1:1").clicked() {
-            let fit = fit_size(s.doc.current.as_ref().map(|c| &c.input), ui, 3.0, 60.0);
+            let views = 3 + s.doc.current.as_ref().map_or(0, |c| c.others.len());
+            let (_, fit) = fit(s, ui, views);
             if let Some(c) = &s.doc.current {
                 s.settings.zoom = (c.input.width() as f32 / fit.x.max(1.0)).max(1.0);
             }
         }
     });
-    let size = fit_size(s.doc.current.as_ref().map(|c| &c.input), ui, 3.0, 60.0);
+    let views = 3 + s.doc.current.as_ref().map_or(0, |c| c.others.len());
+    let (cols, size) = fit(s, ui, views);
     let flicker = !ui.ctx().egui_wants_keyboard_input() && ui.ctx().input(|i| i.key_down(egui::Key::Space));
     // the same uv window for every view: zoom around the centre, shifted by the pan
     let half = 0.5 / s.settings.zoom.max(1.0);
@@ -77,50 +79,55 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     };
     let Some(c) = &s.doc.current else { return };
     let swipe = s.compare.swipe;
-    ui.horizontal(|ui| {
-        ui.vertical(|ui| {
-            ui.label("Original");
-            view(ui, &c.tex_input);
-        });
-        ui.vertical(|ui| {
-            ui.label(if flicker { "Original (Space held)" } else { "Reconstruction" });
-            let tex = if flicker { &c.tex_input } else { &c.tex_recon };
-            let resp = view(ui, tex);
-            if swipe > 0.0 && !flicker {
-                // the original over the left part, split at the divider
-                let r = resp.rect;
-                let split = r.left() + r.width() * swipe;
-                let left = egui::Rect::from_min_max(r.min, egui::pos2(split, r.bottom()));
-                let uv_left = egui::Rect::from_min_max(uv.min, egui::pos2(uv.min.x + uv.width() * swipe, uv.max.y));
-                ui.painter().image(c.tex_input.id(), left, uv_left, Color32::WHITE);
-                ui.painter().vline(split, r.y_range(), egui::Stroke::new(2.0, Color32::WHITE));
-            }
-        });
-        ui.vertical(|ui| {
-            ui.label("Error |x - recon| x4");
-            view(ui, &c.tex_error);
-        });
-    });
-    if !c.others.is_empty() {
+    // every view, laid out in the grid that shows them largest (the whole central panel)
+    let mut views: Vec<(String, &TextureHandle, bool)> = vec![
+        ("Original".into(), &c.tex_input, false),
+        (
+            if flicker { "Original (Space held)".into() } else { "Reconstruction".into() },
+            if flicker { &c.tex_input } else { &c.tex_recon },
+            !flicker,
+        ),
+        ("Error |x - recon| x4".into(), &c.tex_error, false),
+    ];
+    for (i, (name, tex, p, q)) in c.others.iter().enumerate() {
+        let short = std::path::Path::new(name).file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+        let lp = c
+            .lpips
+            .as_ref()
+            .and_then(|(_, o)| o.get(i))
+            .map(|v| format!(", LPIPS-VGG-like {v:.4}"))
+            .unwrap_or_default();
+        views.push((format!("{short}: PSNR {p:.2} dB, SSIM {q:.4}{lp}"), tex, false));
+    }
+    for row in views.chunks(cols) {
         ui.horizontal(|ui| {
-            for (i, (name, tex, p, q)) in c.others.iter().enumerate() {
+            for (label, tex, swiped) in row {
                 ui.vertical(|ui| {
-                    let short = std::path::Path::new(name)
-                        .file_name()
-                        .map(|f| f.to_string_lossy().to_string())
-                        .unwrap_or_default();
-                    let lp = c
-                        .lpips
-                        .as_ref()
-                        .and_then(|(_, o)| o.get(i))
-                        .map(|v| format!(", LPIPS-VGG-like {v:.4}"))
-                        .unwrap_or_default();
-                    ui.label(format!("{short}: PSNR {p:.2} dB, SSIM {q:.4}{lp}"));
-                    view(ui, tex);
+                    ui.label(label.as_str());
+                    let resp = view(ui, tex);
+                    if *swiped && swipe > 0.0 {
+                        // the original over the left part, split at the divider
+                        let r = resp.rect;
+                        let split = r.left() + r.width() * swipe;
+                        let left = egui::Rect::from_min_max(r.min, egui::pos2(split, r.bottom()));
+                        let uv_left =
+                            egui::Rect::from_min_max(uv.min, egui::pos2(uv.min.x + uv.width() * swipe, uv.max.y));
+                        ui.painter().image(c.tex_input.id(), left, uv_left, Color32::WHITE);
+                        ui.painter().vline(split, r.y_range(), egui::Stroke::new(2.0, Color32::WHITE));
+                    }
                 });
             }
         });
     }
     // dragging any view pans all of them
     s.compare.pan -= drag * uv.width();
+}
+
+/// Columns and view size that show `n` views of the current image as large as the panel allows.
+fn fit(s: &Studio, ui: &egui::Ui, n: usize) -> (usize, egui::Vec2) {
+    let Some(c) = &s.doc.current else { return (1, egui::Vec2::ZERO) };
+    let avail = ui.available_size();
+    let img = (c.input.width() as f32, c.input.height() as f32);
+    let (cols, (w, h)) = grid_fit(n, img, (avail.x, avail.y - 4.0), 22.0, 10.0);
+    (cols, egui::vec2(w, h))
 }

@@ -9,11 +9,18 @@ use crate::heatmap;
 use crate::state::HeatMode;
 use crate::widgets::{colour_bar, overlay, patch_grid};
 
-/// The Inspect panel's view: which map, and whether it is drawn over the image.
-#[derive(Clone, Debug, Default)]
+/// The Inspect panel's view: which map, and whether it is drawn over the image (it is, from the start: the
+/// panel exists to show the maps).
+#[derive(Clone, Debug)]
 pub struct InspectUi {
     pub heat: HeatMode,
     pub show_heat: bool,
+}
+
+impl Default for InspectUi {
+    fn default() -> Self {
+        Self { heat: HeatMode::Magnitude, show_heat: true }
+    }
 }
 
 pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
@@ -39,7 +46,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     });
     // room below the image for the colour scale, the nearest patches and the histogram
     let size = overlay::fit_size(s.doc.current.as_ref().map(|c| &c.input), ui, 1.6, 280.0);
-    let Some(resp) = s.show_overlay(ui, size) else { return };
+    let Some(resp) = s.show_overlay(ui, size, s.inspect.show_heat) else { return };
     let Some(c) = s.doc.current.as_ref() else { return };
     let grid = c.grid;
     if let Some(p) = resp.hover_pos().and_then(|pos| patch_grid::patch_at(resp.rect, pos, grid)) {

@@ -29,6 +29,8 @@ pub struct SteerUi {
     /// Steer previews shown so far (the status line and tests read it).
     pub previews_shown: u64,
     pub regen: RegenUi,
+    /// The Inspect panel's map over the image here too (H on this tab).
+    pub show_heat: bool,
     /// The library of directions (its own section of the panel).
     pub directions: crate::panels::directions::DirectionsUi,
 }
@@ -171,7 +173,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
             ui.label("Original (click patches to select)");
-            if let Some(resp) = s.show_overlay(ui, size) {
+            if let Some(resp) = s.show_overlay(ui, size, s.steer.show_heat) {
                 select(s, ui, resp);
             }
         });

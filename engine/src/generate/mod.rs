@@ -47,8 +47,8 @@ pub use inpaint::{InpaintSpec, Inpainted, Inpainting, inpaint};
 pub use interpolate::{Endpoint, InterpResult, InterpSpec, endpoint_latents, interpolate, pair_images, slerp_frames};
 pub use quality::{ClassRow, SampleEvalSpec, evaluate_samples, samples_markdown};
 pub use sample::{
-    SampleResult, SampleSpec, check_sae, decode_images, parse_sampler, resolve_class, sample_grid, sample_latents,
-    sphere_config, tile,
+    SampleResult, SampleSpec, check_sae, class_label, decode_images, parse_sampler, resolve_class, sample_grid,
+    sample_latents, sphere_config, tile,
 };
 
 // ---------------------------------------------------------------------------------------------------

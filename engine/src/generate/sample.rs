@@ -52,6 +52,31 @@ pub fn resolve_class(meta: &DitMeta, s: &str) -> Result<usize> {
     }
 }
 
+/// A class as people read it: a photo's file name without its extension, `_` and `-` as spaces, and spaces
+/// between a lower-case letter and a capital ("ColdRipple.jpg" -> "Cold Ripple", "sky_at-night.png" -> "sky at
+/// night"); names that are not file names stay as they are.
+pub fn class_label(name: &str) -> String {
+    let stem = match name.rsplit_once('.') {
+        Some((s, ext))
+            if !s.is_empty() && (1..=4).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            s
+        }
+        _ => name,
+    };
+    let mut out = String::new();
+    let mut prev: Option<char> = None;
+    for ch in stem.chars() {
+        let ch = if ch == '_' || ch == '-' { ' ' } else { ch };
+        if ch.is_uppercase() && prev.is_some_and(|p| p.is_lowercase()) {
+            out.push(' ');
+        }
+        out.push(ch);
+        prev = Some(ch);
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Refuse an SAE whose latents are not the generator's.
 pub fn check_sae(meta: &DitMeta, sae: &DinoSae) -> Result<()> {
     let c = sae.cfg.decoder.latent_channels;
@@ -227,4 +252,20 @@ pub fn sample_grid(
     text.extend(extra.iter().cloned());
     image_io::save_png(out, &grid, &text)?;
     Ok(SampleResult { latents, images, grid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::class_label;
+
+    #[test]
+    fn class_labels_read_like_words() {
+        assert_eq!(class_label("Aqua.jpg"), "Aqua");
+        assert_eq!(class_label("ColdRipple.jpg"), "Cold Ripple");
+        assert_eq!(class_label("sky_at-night.png"), "sky at night");
+        assert_eq!(class_label("BytheWater.jpg"), "Bythe Water");
+        assert_eq!(class_label("landscape"), "landscape");
+        assert_eq!(class_label("v1.2 release"), "v1.2 release");
+        assert_eq!(class_label(".hidden"), ".hidden");
+    }
 }
