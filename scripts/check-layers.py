@@ -18,7 +18,7 @@ import sys
 LAYERS = [
     ["error", "sphere", "resize", "colormap", "backend"],  # 0 foundations
     ["budget", "dirs", "tensor_file"],  # 1 settings and files: memory budget, where things are, tensor files
-    ["image_io", "weights", "rfm", "steer"],  # 2 formats and latent maths
+    ["image_io", "weights", "rfm", "steer", "animation"],  # 2 formats and latent maths
     ["metrics", "data", "directions"],  # 3 image measures, photo sets and crops, the library of directions
     ["model"],  # 4 the networks
     ["flops", "lpips", "sampler"],  # 5 what is computed from the networks

@@ -134,6 +134,29 @@ fn histogram_pin_undo_sampling_walks_and_class_mean() {
     wait_for(&mut h, "frames written", |s| s.last_export() == Some(dir.as_path()));
     let bytes = std::fs::read(dir.join("frame_003.png")).expect("exported frame");
     assert!(String::from_utf8_lossy(&bytes).contains("current image -> recent image 1"), "walk parameters in the PNG");
+    // the walk as a looping animation, read back with the image crate: every frame, at the walk's size
+    for name in ["walk.gif", "walk.png"] {
+        let anim = dir.join(name);
+        type_into(&mut h, "Animation file (.gif, or .png for APNG)", &anim.display().to_string());
+        h.get_by_label("Export animation").click();
+        wait_for(&mut h, "animation written", |s| s.last_export() == Some(anim.as_path()));
+        let file = std::io::BufReader::new(std::fs::File::open(&anim).expect("animation"));
+        let frames = if name.ends_with(".gif") {
+            image::AnimationDecoder::into_frames(image::codecs::gif::GifDecoder::new(file).expect("gif"))
+                .collect_frames()
+                .expect("gif frames")
+        } else {
+            let png = image::codecs::png::PngDecoder::new(file).expect("png");
+            image::AnimationDecoder::into_frames(png.apng().expect("apng")).collect_frames().expect("apng frames")
+        };
+        assert_eq!(frames.len(), walk.len(), "{name}: one frame per walk frame");
+        assert!(frames.iter().all(|f| f.buffer().dimensions() == walk[0].dimensions()), "{name}: frame size");
+        if name.ends_with(".png") {
+            // APNG is lossless: the frames are the walk's
+            let last = image::DynamicImage::ImageRgba8(frames[3].buffer().clone()).to_rgb8();
+            assert_eq!(last, walk[3], "APNG frames are the walk's pixels");
+        }
+    }
 
     // a generator: sample with previews, then start again and cancel (the last state is kept)
     let run = tiny_generator("walks");

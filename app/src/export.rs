@@ -37,6 +37,13 @@ impl Exporter {
         }));
     }
 
+    /// Write frames as a looping GIF or APNG (by the file's extension) at `fps` on a thread.
+    pub fn animation(&mut self, path: PathBuf, frames: Vec<image::RgbImage>, fps: f32) {
+        self.jobs.push(poll_promise::Promise::spawn_thread("export-animation", move || {
+            engine::animation::write(&path, &frames, fps).map(|_| path.clone()).map_err(|e| e.to_string())
+        }));
+    }
+
     pub fn is_idle(&self) -> bool {
         self.jobs.is_empty()
     }
@@ -114,6 +121,16 @@ impl Studio {
         let p = std::path::PathBuf::from(self.settings.export_path.trim());
         let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "export".into());
         self.files.exporter.png(p.with_file_name(format!("{stem}-full.png")), img, text);
+    }
+
+    /// Write the walk's frames as a looping animation (GIF or APNG, by the file name) at the walk's frame rate.
+    pub(crate) fn export_walk_animation(&mut self) {
+        let path = PathBuf::from(self.sample.animation_path.trim());
+        if let Err(e) = engine::animation::Format::of(&path) {
+            self.messages.error = Some(e.to_string());
+            return;
+        }
+        self.files.exporter.animation(path, self.sample.walk.clone(), self.sample.fps);
     }
 
     /// Write the walk's frames as PNGs with the parameters in text chunks.

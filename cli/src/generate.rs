@@ -123,6 +123,12 @@ pub struct InterpolateArgs {
     /// Output folder of the frames.
     #[arg(short, long)]
     out: PathBuf,
+    /// Also write the frames as a looping animation: OUT.gif (GIF) or OUT.png / OUT.apng (APNG).
+    #[arg(long, value_name = "FILE")]
+    gif: Option<PathBuf>,
+    /// Frames per second of the animation.
+    #[arg(long, default_value_t = 8.0)]
+    fps: f32,
 }
 
 /// DiT sizes ([`engine::model::dit::PRESETS`]).
@@ -283,7 +289,10 @@ pub fn sample(a: SampleArgs) -> Result<()> {
 
 pub fn interpolate(a: InterpolateArgs) -> Result<()> {
     use engine::generate::{Endpoint, InterpSpec, SampleSpec, interpolate, load_dit, resolve_class};
-    let InterpolateArgs { a, b, sae, dit, steps, size, class, sample_steps, sampler, cfg, svae, out } = a;
+    let InterpolateArgs { a, b, sae, dit, steps, size, class, sample_steps, sampler, cfg, svae, out, gif, fps } = a;
+    if let Some(g) = &gif {
+        engine::animation::Format::of(g)?;
+    }
     let device = engine::cpu();
     let (ea, eb) = (Endpoint::parse(&a)?, Endpoint::parse(&b)?);
     let (sae, dit) = default_sae_and_dit(sae, dit)?;
@@ -310,5 +319,14 @@ pub fn interpolate(a: InterpolateArgs) -> Result<()> {
     };
     let r = flag_hint(interpolate(&m, bundle.as_ref(), &ea, &eb, &spec, &out), no_generator, "pass --dit RUN/final")?;
     println!("wrote {} frames to {}", r.frames.len(), out.display());
+    if let Some(g) = gif {
+        let frames = r
+            .frames
+            .iter()
+            .map(|p| engine::image_io::load_rgb(p).with_context(|| format!("reading {}", p.display())))
+            .collect::<Result<Vec<_>>>()?;
+        let f = engine::animation::write(&g, &frames, fps)?;
+        println!("wrote {} ({f:?}, {} frames at {fps} fps)", g.display(), frames.len());
+    }
     Ok(())
 }

@@ -186,6 +186,16 @@ pub struct SteerArgs {
     /// Where the steered latent goes (safetensors, key `latent`); default: OUT with the extension .safetensors.
     #[arg(long, value_name = "PATH")]
     pub save_latent: Option<PathBuf>,
+    /// A steering sweep: N frames from 0 degrees to --angle (the same edit otherwise), decoded each, written as a
+    /// looping animation to --gif.
+    #[arg(long, value_name = "N", requires = "gif", value_parser = clap::value_parser!(u32).range(2..=240))]
+    pub sweep: Option<u32>,
+    /// The sweep's animation: FILE.gif (GIF) or FILE.png / FILE.apng (APNG).
+    #[arg(long, value_name = "FILE", requires = "sweep")]
+    pub gif: Option<PathBuf>,
+    /// Frames per second of the sweep.
+    #[arg(long, default_value_t = 12.0)]
+    pub fps: f32,
     /// Generator for `class:NAME` (default: the default model's, when no --model is named).
     #[arg(long)]
     pub dit: Option<PathBuf>,
@@ -327,6 +337,18 @@ pub fn run(a: SteerArgs) -> Result<()> {
         noise_deg: a.noise,
         noise_seed: a.noise_seed,
     };
+    if let (Some(n), Some(gif)) = (a.sweep, &a.gif) {
+        engine::animation::Format::of(gif)?;
+        let mut frames = Vec::with_capacity(n as usize);
+        for k in 0..n {
+            let angle = a.angle * k as f32 / (n - 1) as f32;
+            let step = SteerEdit { angle_deg: angle, ..edit.clone() };
+            frames.push(image_io::f32_to_rgb8(&decode(&a, &m, &m.steer(&latent, &step)?)?));
+            eprintln!("sweep: frame {}/{n} ({angle:.1} degrees)", k + 1);
+        }
+        let f = engine::animation::write(gif, &frames, a.fps)?;
+        println!("wrote {} ({f:?}, {n} frames, 0 to {} degrees at {} fps)", gif.display(), a.angle, a.fps);
+    }
     let edited = m.steer(&latent, &edit)?;
     let rec = decode(&a, &m, &edited)?;
     let out_img = image_io::f32_to_rgb8(&rec);

@@ -1,6 +1,7 @@
 //! DINO-SAE engine: DINO backbones (v2, v3), the HCPE stem, the DC-AE decoder, checkpoint loading,
 //! spherical latent math, parity checks against the PyTorch reference. No GUI code lives here.
 
+pub mod animation;
 pub mod autoencoder;
 pub mod backend;
 pub mod budget;

@@ -1,6 +1,7 @@
 //! The studio's editing actions as a user runs them from a shell (the built `dino-sae` binary on the embedded
 //! default model and its generator): one module per CLI twin.
 
+mod animation;
 mod directions;
 mod inpaint;
 #[path = "../support/png_text.rs"]

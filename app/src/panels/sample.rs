@@ -37,6 +37,9 @@ pub struct SampleUi {
     pub playing: bool,
     pub last_advance: f64,
     pub frames_dir: String,
+    /// Where the walk's animation goes (.gif, or .png / .apng for APNG) and its frame rate.
+    pub animation_path: String,
+    pub fps: f32,
     /// What the last walk went between (written into the frames' text chunks).
     pub walk_label: String,
 }
@@ -101,6 +104,8 @@ impl Default for SampleUi {
             playing: false,
             last_advance: 0.0,
             frames_dir: std::env::temp_dir().join("dino-sae-walk").display().to_string(),
+            animation_path: std::env::temp_dir().join("dino-sae-walk.gif").display().to_string(),
+            fps: 8.0,
             walk_label: String::new(),
         }
     }
@@ -255,4 +260,13 @@ fn walk_ui(s: &mut Studio, ui: &mut egui::Ui) {
     if ui.add_enabled(!s.sample.walk_is_preview, egui::Button::new("Export frames")).clicked() {
         s.export_walk();
     }
+    ui.horizontal(|ui| {
+        path_field(ui, "Animation file (.gif, or .png for APNG)", &mut s.sample.animation_path);
+    });
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut s.sample.fps, 1.0..=30.0).text("frames per second"));
+        if ui.add_enabled(!s.sample.walk_is_preview, egui::Button::new("Export animation")).clicked() {
+            s.export_walk_animation();
+        }
+    });
 }
