@@ -364,13 +364,13 @@ fn regenerate_a_selection_and_undo_it() {
     assert_ne!(after, before, "the regenerated patch changes the decode");
     assert_eq!(app(&h).selection().len(), 1, "the selection stays for another try");
     assert!(app(&h).error().is_none(), "{:?}", app(&h).error());
-    h.get_by_label("Undo regenerate").click();
+    h.get_by_label("Undo regenerate / paste").click();
     h.run_steps(2);
     wait_for(&mut h, "undone", |s| s.current().is_some_and(|c| c.version > v1) && s.is_idle());
     let back = app(&h).current().expect("current").recon.clone();
     let worst = back.as_raw().iter().zip(before.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
     assert!(worst <= 1, "the undo restores the reconstruction before the regeneration (max diff {worst})");
-    assert!(h.get_by_label("Undo regenerate").accesskit_node().is_disabled(), "nothing left to undo");
+    assert!(h.get_by_label("Undo regenerate / paste").accesskit_node().is_disabled(), "nothing left to undo");
 }
 
 /// The library of directions through its widgets: save the PCA 1+ target of one image under a name, open a second
@@ -432,4 +432,42 @@ fn save_a_direction_and_apply_it_to_a_second_image() {
     h.run_steps(2);
     assert!(h.query_by_label("Apply corner-diff").is_none());
     assert!(app(&h).error().is_none(), "{:?}", app(&h).error());
+}
+
+/// Patch transplant through the Steer panel: copy a selected patch of one image, open another, paste it there;
+/// the reconstruction changes, and the undo brings back the one before.
+#[test]
+fn copy_patches_and_paste_them_onto_a_second_image() {
+    let mut h = studio();
+    h.get_by_label("Steer").click();
+    h.run_steps(2);
+    click_patch(&mut h, 0.5, 0.5);
+    idle(&mut h);
+    h.get_by_label("Copy selection").click();
+    wait_for(&mut h, "copied", |s| s.is_idle());
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("1 patches copied").is_some(), "{:?}", app(&h).error());
+    type_into(&mut h, "Image path", &root().join("assets/samples/astronaut.png").display().to_string());
+    let v0 = app(&h).current().map(|c| c.version).unwrap_or(0);
+    h.get_by_label("Open image").click();
+    wait_for(&mut h, "second image", |s| s.current().is_some_and(|c| c.version > v0) && s.is_idle());
+    let (before, v1) = {
+        let c = app(&h).current().expect("current");
+        (c.recon.clone(), c.version)
+    };
+    h.get_by_label("Paste patches").click();
+    h.run_steps(2);
+    wait_for(&mut h, "pasted", |s| s.current().is_some_and(|c| c.version > v1) && s.is_idle());
+    let (after, v2) = {
+        let c = app(&h).current().expect("current");
+        (c.recon.clone(), c.version)
+    };
+    assert_ne!(after, before, "the pasted patch changes the decode");
+    assert!(app(&h).error().is_none(), "{:?}", app(&h).error());
+    h.get_by_label("Undo regenerate / paste").click();
+    h.run_steps(2);
+    wait_for(&mut h, "undone", |s| s.current().is_some_and(|c| c.version > v2) && s.is_idle());
+    let back = app(&h).current().expect("current").recon.clone();
+    let worst = back.as_raw().iter().zip(before.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
+    assert!(worst <= 1, "undo restores the second image's reconstruction (max diff {worst})");
 }

@@ -36,6 +36,10 @@ impl Studio {
                 let source = format!("{} patches minus {} patches", r.sizes.0, r.sizes.1);
                 crate::panels::directions::save(self, source, engine::steer::SteerTarget::Direction(r.direction));
             }
+            Event::Copied(c) => {
+                self.steer.regen.copied = Some((c.patches, c.span));
+                self.messages.status = Some(format!("copied {} patches", c.patches));
+            }
             Event::Failed(f) => self.on_failed(f),
         }
     }

@@ -19,6 +19,7 @@
 //! - `inpaint IMAGE -o OUT.png --patches ..|--box .. [--class C] [--seed N]` - regenerate a region on the sphere
 //!   (`inpaint.rs`)
 //! - `directions list|add|rm|rename|export|import` - the library of named directions (`directions.rs`)
+//! - `transplant A B --patches ..|--box .. --to R,C -o OUT.png` - patches of A pasted onto B (`transplant.rs`)
 //!
 //! Verification (`verify.rs`):
 //! - `verify-fixture DIR` - compare with a folder of PyTorch reference outputs (exit 2 on a mismatch)
@@ -56,6 +57,7 @@ mod progress;
 mod steer;
 mod tiles;
 mod train;
+mod transplant;
 mod verify;
 
 use anyhow::Result;
@@ -123,6 +125,9 @@ enum Command {
     /// The library of named steering directions: list, add, rm, rename, export, import (`steer --towards dir:NAME`).
     #[command(subcommand)]
     Directions(directions::DirectionsCmd),
+    /// Copy patches of one image's latent onto another's at a chosen place, decode; PNG (parameters in its text
+    /// chunks) + the latent.
+    Transplant(transplant::TransplantArgs),
 }
 
 fn main() {
@@ -155,5 +160,6 @@ fn run(cmd: Command) -> Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Inpaint(a) => inpaint::run(a),
         Command::Directions(c) => directions::run(c),
+        Command::Transplant(a) => transplant::run(a),
     }
 }

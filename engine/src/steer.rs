@@ -117,6 +117,50 @@ pub fn apply(latent: &RawTensor, edit: &SteerEdit, device: &Device) -> Result<Ra
 /// How many generator samples the class-mean target averages (the studio's "Target: class mean").
 pub const CLASS_MEAN_SAMPLES: usize = 4;
 
+/// Patch transplant: `src`'s patches `patches` (row-major over its grid), directions and magnitudes, copied onto
+/// `dst` with their layout kept, the selection's top-left patch landing on `to` (row, column of `dst`'s grid).
+/// Every other patch of `dst` is unchanged; a selection that would fall outside `dst` is refused.
+///
+/// # Shapes
+/// - src: `[1, C, h, w]`, dst: `[1, C, H, W]` -> `[1, C, H, W]`
+pub fn transplant(dst: &RawTensor, src: &RawTensor, patches: &[usize], to: (usize, usize)) -> Result<RawTensor> {
+    let dims = |t: &RawTensor, what: &str| match t.shape.as_slice() {
+        &[1, c, h, w] => Ok((c, h, w)),
+        s => Err(EngineError::Shape(format!("{what}: expected a latent [1, C, h, w], got {s:?}"))),
+    };
+    let (c, sh, sw) = dims(src, "source")?;
+    let (dc, dh, dw) = dims(dst, "destination")?;
+    if c != dc {
+        return Err(EngineError::Shape(format!("the source has {c} channels, the destination {dc}")));
+    }
+    if patches.is_empty() {
+        return Err(EngineError::Config("select the patches to copy".into()));
+    }
+    if let Some(p) = patches.iter().find(|&&p| p >= sh * sw) {
+        return Err(EngineError::Config(format!("patch {p} is outside the source's {sh}x{sw} grid")));
+    }
+    let r0 = patches.iter().map(|p| p / sw).min().unwrap_or(0);
+    let c0 = patches.iter().map(|p| p % sw).min().unwrap_or(0);
+    let (rows, cols) = (
+        patches.iter().map(|p| p / sw).max().unwrap_or(0) - r0 + 1,
+        patches.iter().map(|p| p % sw).max().unwrap_or(0) - c0 + 1,
+    );
+    if to.0 + rows > dh || to.1 + cols > dw {
+        return Err(EngineError::Config(format!(
+            "a {rows}x{cols} selection at row {}, column {} does not fit the destination's {dh}x{dw} grid",
+            to.0, to.1
+        )));
+    }
+    let mut out = dst.clone();
+    for &p in patches {
+        let (r, q) = (p / sw - r0 + to.0, p % sw - c0 + to.1);
+        for ch in 0..c {
+            out.data[(ch * dh + r) * dw + q] = src.data[ch * sh * sw + p];
+        }
+    }
+    Ok(out)
+}
+
 /// The mean unit direction of latents `z` (length C, not normalised): each patch reduced to its unit direction,
 /// averaged over every sample and patch (the class-mean target, [`crate::generate::class_mean_direction`]).
 ///

@@ -6,6 +6,7 @@ mod directions;
 mod inpaint;
 #[path = "../support/png_text.rs"]
 mod png_text;
+mod transplant;
 
 pub use png_text::png_text;
 

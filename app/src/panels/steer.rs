@@ -49,11 +49,25 @@ pub struct RegenUi {
     pub depth: usize,
     /// The last inpainting job sent was an undo.
     pub undo_sent: bool,
+    /// Patches copied for a transplant: how many, and the rows x columns they span.
+    pub copied: Option<(usize, (usize, usize))>,
+    /// Where the copied patches' top-left one goes (row, column).
+    pub paste_at: (usize, usize),
 }
 
 impl Default for RegenUi {
     fn default() -> Self {
-        Self { class: None, seed: 0, steps: 25, cfg: 1.5, preview: None, depth: 0, undo_sent: false }
+        Self {
+            class: None,
+            seed: 0,
+            steps: 25,
+            cfg: 1.5,
+            preview: None,
+            depth: 0,
+            undo_sent: false,
+            copied: None,
+            paste_at: (0, 0),
+        }
     }
 }
 
@@ -97,10 +111,37 @@ fn regenerate_row(s: &mut Studio, ui: &mut egui::Ui) {
         if running && ui.button("Cancel regenerate").clicked() {
             s.commands.cancel(JobKind::Inpaint);
         }
-        if ui.add_enabled(s.steer.regen.depth > 0 && !running, egui::Button::new("Undo regenerate")).clicked() {
+        if ui.add_enabled(s.steer.regen.depth > 0 && !running, egui::Button::new("Undo regenerate / paste")).clicked() {
             s.steer.regen.undo_sent = true;
             s.commands.send(Job::UndoInpaint);
         }
+    });
+    transplant_row(s, ui);
+}
+
+/// Patch transplant: copy the selected patches (of this image), then paste them, here or onto another image
+/// opened since, with their top-left patch at a row and column.
+fn transplant_row(s: &mut Studio, ui: &mut egui::Ui) {
+    let grid = s.doc.current.as_ref().map_or((1, 1), |c| c.grid);
+    let running = s.link.is_running(JobKind::Inpaint);
+    ui.horizontal(|ui| {
+        ui.label("Transplant:");
+        if ui.add_enabled(!s.steer.selection.is_empty(), egui::Button::new("Copy selection")).clicked() {
+            s.commands.send(Job::CopyPatches { patches: s.steer.selection.clone() });
+        }
+        let (rows, cols) = s.steer.regen.copied.map_or((1, 1), |(_, span)| span);
+        let at = &mut s.steer.regen.paste_at;
+        ui.add(egui::DragValue::new(&mut at.0).range(0..=grid.0.saturating_sub(rows)).prefix("row "));
+        ui.add(egui::DragValue::new(&mut at.1).range(0..=grid.1.saturating_sub(cols)).prefix("column "));
+        let can = s.steer.regen.copied.is_some() && !running;
+        if ui.add_enabled(can, egui::Button::new("Paste patches")).clicked() {
+            s.steer.regen.undo_sent = false;
+            s.commands.send(Job::PastePatches { to: s.steer.regen.paste_at });
+        }
+        match s.steer.regen.copied {
+            Some((n, (r, c))) => ui.label(format!("{n} patches copied ({r}x{c})")),
+            None => ui.label("select patches, then Copy"),
+        };
     });
 }
 

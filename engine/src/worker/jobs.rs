@@ -135,6 +135,32 @@ pub(super) fn handle(
             let direction = crate::directions::region_difference(lat, &a, &b)?;
             Ok(Event::RegionDirection(RegionDirection { id, direction, sizes: (a.len(), b.len()) }))
         }
+        Job::CopyPatches { patches } => {
+            let (lat, _) = state.current()?;
+            let gw = lat.shape[3];
+            let n = lat.shape[2] * gw;
+            if patches.is_empty() || patches.iter().any(|&p| p >= n) {
+                return Err(EngineError::Config("select patches of this image to copy".into()));
+            }
+            let rows =
+                patches.iter().map(|p| p / gw).max().unwrap_or(0) - patches.iter().map(|p| p / gw).min().unwrap_or(0);
+            let cols =
+                patches.iter().map(|p| p % gw).max().unwrap_or(0) - patches.iter().map(|p| p % gw).min().unwrap_or(0);
+            state.clipboard = Some((lat.clone(), patches.clone()));
+            Ok(Event::Copied(Copied { id, patches: patches.len(), span: (rows + 1, cols + 1) }))
+        }
+        Job::PastePatches { to } => {
+            let t0 = Instant::now();
+            let (src, patches) = state.clipboard.clone().ok_or_else(|| EngineError::Config("nothing copied".into()))?;
+            let (old, _) = state.current()?.clone();
+            let latent = crate::steer::transplant(&old, &src, &patches, to)?;
+            let event = show_latent(state, ticket, latent, t0)?;
+            state.undo_latents.push(old);
+            if state.undo_latents.len() > 16 {
+                state.undo_latents.remove(0);
+            }
+            Ok(event)
+        }
         Job::UndoInpaint => {
             let t0 = Instant::now();
             let prev =

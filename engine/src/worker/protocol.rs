@@ -208,6 +208,12 @@ pub enum Job {
     /// The mean unit direction of patches `a` of the current latent minus that of patches `b`
     /// ([`crate::directions::region_difference`]): "this region minus that region", a direction to save.
     RegionDifference { a: Vec<usize>, b: Vec<usize> },
+    /// Keep patches of the current latent (directions and magnitudes) for [`Job::PastePatches`], also after another
+    /// image is opened.
+    CopyPatches { patches: Vec<usize> },
+    /// Paste the copied patches onto the current latent with their layout, the top-left one at `to` (row, column);
+    /// the result becomes the current latent (answered as `Reconstructed`, undone by [`Job::UndoInpaint`]).
+    PastePatches { to: (usize, usize) },
 }
 
 impl Job {
@@ -227,7 +233,8 @@ impl Job {
             Job::Lpips => JobKind::Lpips,
             Job::Sample { .. } => JobKind::Sample,
             Job::Inpaint { .. } | Job::UndoInpaint => JobKind::Inpaint,
-            Job::RegionDifference { .. } => JobKind::Pin,
+            Job::RegionDifference { .. } | Job::CopyPatches { .. } => JobKind::Pin,
+            Job::PastePatches { .. } => JobKind::Inpaint,
             Job::ClassMean { .. } => JobKind::ClassMean,
             Job::Walk { .. } | Job::WalkImages { .. } => JobKind::Walk,
             Job::ExportLatent { .. } => JobKind::Export,
@@ -329,6 +336,15 @@ pub struct Reconstruction {
     pub millis: f64,
     /// True for a latent loaded without its image (`input` is then its decode).
     pub from_latent: bool,
+}
+
+/// The answer to [`Job::CopyPatches`].
+#[derive(Debug)]
+pub struct Copied {
+    pub id: u64,
+    pub patches: usize,
+    /// Rows and columns the copied selection spans.
+    pub span: (usize, usize),
 }
 
 /// The answer to [`Job::RegionDifference`].
@@ -466,6 +482,7 @@ pub enum Event {
     Exported(Exported),
     Rendered(Rendered),
     RegionDirection(RegionDirection),
+    Copied(Copied),
     Failed(Failed),
 }
 
@@ -489,6 +506,7 @@ impl Event {
             Event::Exported(e) => (JobKind::Export, e.id),
             Event::Rendered(e) => (JobKind::Render, e.id),
             Event::RegionDirection(e) => (JobKind::Pin, e.id),
+            Event::Copied(e) => (JobKind::Pin, e.id),
             Event::Failed(e) => (e.kind?, e.id?),
         })
     }

@@ -33,6 +33,8 @@ pub(super) struct State {
     pub(super) history: Vec<RawTensor>,
     /// The current image's latents before each inpainting, newest last (undo), at most 16.
     pub(super) undo_latents: Vec<RawTensor>,
+    /// Patches copied for pasting: the latent they came from and their indices in it.
+    pub(super) clipboard: Option<(RawTensor, Vec<usize>)>,
     pub(super) dit: Option<(crate::generate::DitBundle, GeneratorInfo)>,
     pub(super) others: Vec<LoadedModel>,
     pub(super) teacher: Option<(crate::model::vit::Vit, String)>,
@@ -55,6 +57,7 @@ impl State {
             version: 0,
             history: Vec::new(),
             undo_latents: Vec::new(),
+            clipboard: None,
             dit: None,
             others: Vec::new(),
             teacher: None,
