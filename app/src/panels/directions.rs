@@ -11,7 +11,6 @@ use engine::steer::SteerTarget;
 use engine::worker::Job;
 
 use crate::app::Studio;
-use crate::panels::side::path_field;
 use crate::state::TargetKind;
 
 /// The library's panel state: the folder, what is in it, the name and file fields, the stored region.
@@ -89,7 +88,10 @@ pub fn save(s: &mut Studio, source: String, target: SteerTarget) {
     let name = s.steer.directions.name.trim().to_string();
     let res = SavedDirection::new(&name, &source, target).and_then(|d| s.steer.directions.library.add(&d, false));
     match res {
-        Ok(p) => s.messages.status = Some(format!("saved direction {name} -> {}", p.display())),
+        Ok(p) => {
+            s.messages.status = Some(format!("saved direction {name} -> {}", p.display()));
+            s.messages.error = None;
+        }
         Err(e) => s.messages.error = Some(e.to_string()),
     }
     s.steer.directions.reload();
@@ -168,7 +170,9 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             ui.colored_label(Studio::error_colour(), p);
         }
         ui.horizontal(|ui| {
-            path_field(ui, "Direction file", &mut s.steer.directions.file);
+            // a bounded width: an unbounded field would widen the panel past the window
+            let l = ui.label("Direction file");
+            ui.add(egui::TextEdit::singleline(&mut s.steer.directions.file).desired_width(420.0)).labelled_by(l.id);
             if ui.button("Import direction").clicked() {
                 let from = PathBuf::from(s.steer.directions.file.trim());
                 let name = Some(s.steer.directions.name.trim()).filter(|n| !n.is_empty()).map(str::to_string);

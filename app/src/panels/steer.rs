@@ -284,6 +284,13 @@ fn targets_row(s: &mut Studio, ui: &mut egui::Ui) -> bool {
                 changed = true;
             }
         }
+        if let Some((name, _)) = &s.steer.directions.applied {
+            let selected = s.steer.target_kind == TargetKind::Library;
+            if ui.radio(selected, format!("library: {name}")).clicked() {
+                s.steer.target_kind = TargetKind::Library;
+                changed = true;
+            }
+        }
     });
     changed
 }
