@@ -1,5 +1,5 @@
 //! The Studio: state, the engine link, and the frame loop. Panels live in `panels/`, event handling in
-//! `events.rs`, sessions in `session.rs`, background file writes in `export.rs`.
+//! `events.rs`, sessions in `session_io.rs`, background file writes in `export.rs`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,7 +111,7 @@ impl Studio {
         let mut commands = CommandQueue::default();
         commands.send(Job::LoadModel(src));
         ctx.set_visuals(if settings.dark { egui::Visuals::dark() } else { egui::Visuals::light() });
-        let last = crate::session::last_session_path();
+        let last = crate::session_io::last_session_path();
         let mut s = Self {
             ctx,
             link,
@@ -263,7 +263,7 @@ impl Studio {
         });
         egui::CentralPanel::default().show(ui, |ui| {
             if let Some(p) = self.files.offer_restore.clone() {
-                crate::session::restore_banner(self, ui, &p);
+                crate::session_io::restore_banner(self, ui, &p);
             }
             let tab = self.view.tab;
             tab.show(self, ui);

@@ -10,6 +10,6 @@ pub mod export;
 pub mod gpu_heatmap;
 pub mod heatmap;
 pub mod panels;
-pub mod session;
+pub mod session_io;
 pub mod state;
 pub mod widgets;

@@ -170,6 +170,8 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
             egui::ProgressBar::new(step as f32 / of.max(1) as f32).text(format!("step {step}/{of}, ETA {eta:.1} s")),
         );
     }
+    // the preview and the samples side by side, as large as the panel allows (judging samples needs pixels)
+    let side = ((ui.available_width() - 24.0) / 2.0).clamp(240.0, 512.0);
     ui.horizontal(|ui| {
         if let Some(p) = &s.sample.preview {
             ui.vertical(|ui| {
@@ -178,7 +180,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
                 } else {
                     "Preview (current state, decoded)"
                 });
-                ui.image((p.id(), egui::vec2(240.0, 240.0)));
+                ui.image((p.id(), fit_within(p.size_vec2(), side)));
             });
         }
         if let Some((t, cancelled, done, ms)) = &s.sample.result {
@@ -189,7 +191,7 @@ pub fn show(s: &mut Studio, ui: &mut egui::Ui) {
                 } else {
                     format!("Samples: {done} steps{timing}")
                 });
-                ui.image((t.id(), egui::vec2(240.0, 240.0)));
+                ui.image((t.id(), fit_within(t.size_vec2(), side)));
             });
         }
     });
@@ -250,7 +252,8 @@ fn walk_ui(s: &mut Studio, ui: &mut egui::Ui) {
         ui.ctx().request_repaint_after(std::time::Duration::from_millis(120));
     }
     let t = &s.sample.walk_tex[s.sample.walk_pos.min(n - 1)];
-    ui.image((t.id(), egui::vec2(200.0, 200.0)));
+    let side = (ui.available_width() - 16.0).clamp(200.0, 384.0);
+    ui.image((t.id(), fit_within(t.size_vec2(), side)));
     if s.sample.walk_is_preview {
         ui.small("preview decoder frames; the full decode follows");
     }
@@ -269,4 +272,10 @@ fn walk_ui(s: &mut Studio, ui: &mut egui::Ui) {
             s.export_walk_animation();
         }
     });
+}
+
+/// `size` scaled (up or down) so that its longer side is `side`, keeping its aspect.
+fn fit_within(size: egui::Vec2, side: f32) -> egui::Vec2 {
+    let long = size.x.max(size.y).max(1.0);
+    size * (side / long)
 }
