@@ -217,12 +217,32 @@ pub fn sample_sphere_from<M: VelocityField + ?Sized>(
     callback: StepCallback<'_>,
 ) -> SampleOutput {
     let r = radius(z.dims()[1]);
-    let mut z = sphere::project_to_radius(&z, r);
+    let z = sphere::project_to_radius(&z, r);
+    let (mut z, steps_done, cancelled, _) = integrate(model, z, y, cfg, &|z, _| z, callback);
+    if let Some(s) = cfg.final_radius {
+        z = sphere::project_to_radius(&z, s);
+    }
+    SampleOutput { z, steps_done, cancelled }
+}
+
+/// The step loop of the spherical samplers: before each step `hold` may pin part of the state at that step's time
+/// (inpainting; the identity otherwise), then the guided velocity is integrated by one Euler + projection or
+/// exp-map step and `callback` sees the result (false stops the run). Returns the last state, the steps taken,
+/// whether the run was stopped early and the time of the last state.
+fn integrate<M: VelocityField + ?Sized>(
+    model: &M,
+    mut z: Tensor<4>,
+    y: &[i64],
+    cfg: &SphereSamplerConfig,
+    hold: &dyn Fn(Tensor<4>, f64) -> Tensor<4>,
+    callback: StepCallback<'_>,
+) -> (Tensor<4>, usize, bool, f64) {
+    let r = radius(z.dims()[1]);
     let grid = sphere_time_grid(cfg.steps, cfg.shift, cfg.t_end);
-    let mut done = 0;
-    let mut cancelled = false;
+    let (mut done, mut cancelled) = (0, false);
     for k in 0..cfg.steps {
         let (t, tn) = (grid[k], grid[k + 1]);
+        z = hold(z, t);
         let v = guided_velocity(model, z.clone(), t, y, cfg.cfg_scale, cfg.guided_channels);
         z = sphere_step(&z, &v, tn - t, r, cfg.method);
         done = k + 1;
@@ -231,10 +251,7 @@ pub fn sample_sphere_from<M: VelocityField + ?Sized>(
             break;
         }
     }
-    if let Some(s) = cfg.final_radius {
-        z = sphere::project_to_radius(&z, s);
-    }
-    SampleOutput { z, steps_done: done, cancelled }
+    (z, done, cancelled, grid[done])
 }
 
 /// Spherical inpainting: sample the patches where `regen` is 1 while the others are held to `known`'s own
@@ -255,7 +272,6 @@ pub fn sample_sphere_inpaint<M: VelocityField + ?Sized>(
     callback: StepCallback<'_>,
 ) -> SampleOutput {
     let [n, c, h, w] = known.dims();
-    let r = radius(c);
     let device = known.device();
     let noise = sphere_noise([n, c, h, w], cfg.seed, &device);
     let keep = regen.clone().neg().add_scalar(1.0);
@@ -264,22 +280,8 @@ pub fn sample_sphere_inpaint<M: VelocityField + ?Sized>(
         let on_path = crate::rfm::sphere_path(known, &noise, &tt).zt;
         z * regen.clone() + on_path * keep.clone()
     };
-    let mut z = noise.clone();
-    let grid = sphere_time_grid(cfg.steps, cfg.shift, cfg.t_end);
-    let (mut done, mut cancelled) = (0, false);
-    for k in 0..cfg.steps {
-        let (t, tn) = (grid[k], grid[k + 1]);
-        z = held(z, t);
-        let v = guided_velocity(model, z.clone(), t, y, cfg.cfg_scale, cfg.guided_channels);
-        z = sphere_step(&z, &v, tn - t, r, cfg.method);
-        done = k + 1;
-        if !callback(&StepInfo { step: k + 1, steps: cfg.steps, t, t_next: tn }, &z) {
-            cancelled = k + 1 < cfg.steps;
-            break;
-        }
-    }
-    let t_last = if done == 0 { grid[0] } else { grid[done] };
-    SampleOutput { z: held(z, t_last), steps_done: done, cancelled }
+    let (z, steps_done, cancelled, t_last) = integrate(model, noise.clone(), y, cfg, &held, callback);
+    SampleOutput { z: held(z, t_last), steps_done, cancelled }
 }
 
 /// RAE Euler sampler settings (Euclidean flow matching).
