@@ -117,6 +117,20 @@ pub fn apply(latent: &RawTensor, edit: &SteerEdit, device: &Device) -> Result<Ra
 /// How many generator samples the class-mean target averages (the studio's "Target: class mean").
 pub const CLASS_MEAN_SAMPLES: usize = 4;
 
+/// The bounding box of a selection of row-major patches on a `(h, w)` grid: first row, first column, rows,
+/// columns. An empty selection or a patch outside the grid is refused.
+pub fn selection_box(patches: &[usize], (h, w): (usize, usize)) -> Result<(usize, usize, usize, usize)> {
+    if patches.is_empty() {
+        return Err(EngineError::Config("select the patches to copy".into()));
+    }
+    if let Some(p) = patches.iter().find(|&&p| p >= h * w) {
+        return Err(EngineError::Config(format!("patch {p} is outside the source's {h}x{w} grid")));
+    }
+    let (r0, r1) = patches.iter().map(|p| p / w).fold((usize::MAX, 0), |(a, b), r| (a.min(r), b.max(r)));
+    let (c0, c1) = patches.iter().map(|p| p % w).fold((usize::MAX, 0), |(a, b), c| (a.min(c), b.max(c)));
+    Ok((r0, c0, r1 - r0 + 1, c1 - c0 + 1))
+}
+
 /// Patch transplant: `src`'s patches `patches` (row-major over its grid), directions and magnitudes, copied onto
 /// `dst` with their layout kept, the selection's top-left patch landing on `to` (row, column of `dst`'s grid).
 /// Every other patch of `dst` is unchanged; a selection that would fall outside `dst` is refused.
@@ -133,18 +147,7 @@ pub fn transplant(dst: &RawTensor, src: &RawTensor, patches: &[usize], to: (usiz
     if c != dc {
         return Err(EngineError::Shape(format!("the source has {c} channels, the destination {dc}")));
     }
-    if patches.is_empty() {
-        return Err(EngineError::Config("select the patches to copy".into()));
-    }
-    if let Some(p) = patches.iter().find(|&&p| p >= sh * sw) {
-        return Err(EngineError::Config(format!("patch {p} is outside the source's {sh}x{sw} grid")));
-    }
-    let r0 = patches.iter().map(|p| p / sw).min().unwrap_or(0);
-    let c0 = patches.iter().map(|p| p % sw).min().unwrap_or(0);
-    let (rows, cols) = (
-        patches.iter().map(|p| p / sw).max().unwrap_or(0) - r0 + 1,
-        patches.iter().map(|p| p % sw).max().unwrap_or(0) - c0 + 1,
-    );
+    let (r0, c0, rows, cols) = selection_box(patches, (sh, sw))?;
     if to.0 + rows > dh || to.1 + cols > dw {
         return Err(EngineError::Config(format!(
             "a {rows}x{cols} selection at row {}, column {} does not fit the destination's {dh}x{dw} grid",

@@ -122,13 +122,7 @@ pub(super) fn handle(
         Job::Inpaint { spec } => {
             let t0 = Instant::now();
             let latent = regenerate(state, ticket, &spec, emit, pump)?;
-            let (old, _) = state.current()?.clone();
-            let event = show_latent(state, ticket, latent, t0)?;
-            state.undo_latents.push(old);
-            if state.undo_latents.len() > 16 {
-                state.undo_latents.remove(0);
-            }
-            Ok(event)
+            replace_latent(state, ticket, latent, t0)
         }
         Job::RegionDifference { a, b } => {
             let (lat, _) = state.current()?;
@@ -137,29 +131,16 @@ pub(super) fn handle(
         }
         Job::CopyPatches { patches } => {
             let (lat, _) = state.current()?;
-            let gw = lat.shape[3];
-            let n = lat.shape[2] * gw;
-            if patches.is_empty() || patches.iter().any(|&p| p >= n) {
-                return Err(EngineError::Config("select patches of this image to copy".into()));
-            }
-            let rows =
-                patches.iter().map(|p| p / gw).max().unwrap_or(0) - patches.iter().map(|p| p / gw).min().unwrap_or(0);
-            let cols =
-                patches.iter().map(|p| p % gw).max().unwrap_or(0) - patches.iter().map(|p| p % gw).min().unwrap_or(0);
+            let (_, _, rows, cols) = crate::steer::selection_box(&patches, (lat.shape[2], lat.shape[3]))
+                .map_err(|_| EngineError::Config("select patches of this image to copy".into()))?;
             state.clipboard = Some((lat.clone(), patches.clone()));
-            Ok(Event::Copied(Copied { id, patches: patches.len(), span: (rows + 1, cols + 1) }))
+            Ok(Event::Copied(Copied { id, patches: patches.len(), span: (rows, cols) }))
         }
         Job::PastePatches { to } => {
             let t0 = Instant::now();
             let (src, patches) = state.clipboard.clone().ok_or_else(|| EngineError::Config("nothing copied".into()))?;
-            let (old, _) = state.current()?.clone();
-            let latent = crate::steer::transplant(&old, &src, &patches, to)?;
-            let event = show_latent(state, ticket, latent, t0)?;
-            state.undo_latents.push(old);
-            if state.undo_latents.len() > 16 {
-                state.undo_latents.remove(0);
-            }
-            Ok(event)
+            let latent = crate::steer::transplant(&state.current()?.0, &src, &patches, to)?;
+            replace_latent(state, ticket, latent, t0)
         }
         Job::UndoInpaint => {
             let t0 = Instant::now();
@@ -347,6 +328,18 @@ fn make_current(
         millis: ms(t0),
         from_latent,
     }
+}
+
+/// An edit of the current image's latent (regenerated or pasted patches) becomes the current latent; the one it
+/// replaces is kept for `UndoInpaint` (the newest 16).
+fn replace_latent(state: &mut State, ticket: &Ticket, latent: RawTensor, t0: Instant) -> Result<Event> {
+    let old = state.current()?.0.clone();
+    let event = show_latent(state, ticket, latent, t0)?;
+    state.undo_latents.push(old);
+    if state.undo_latents.len() > 16 {
+        state.undo_latents.remove(0);
+    }
+    Ok(event)
 }
 
 /// Make `latent` (of the current image) the current latent: decode it, measure it against the image, answer as
