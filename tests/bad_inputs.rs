@@ -209,3 +209,36 @@ fn cmyk_jpeg_is_converted_to_rgb() {
     let p = img.get_pixel(16, 16).0;
     assert!(p[0] > 230 && p[1] < 30 && p[2] < 30, "CMYK red decoded as {p:?}");
 }
+
+/// A safetensors file whose header length has 0x80 as its low byte (any model can be saved so: 1 in 256 are)
+/// opens with the same byte as a legacy torch pickle; it must load, and a real legacy pickle must still be refused.
+#[test]
+fn safetensors_whose_header_length_starts_with_0x80_loads() {
+    let device = engine::cpu();
+    let t = read_safetensors(sae_fixture()).expect("read");
+    // pad the metadata until the header's length is 0x80 mod 256
+    let p = tmp("header80.safetensors");
+    let mut pad = String::new();
+    loop {
+        let mut meta = std::collections::BTreeMap::new();
+        meta.insert("pad".to_string(), pad.clone());
+        write_safetensors(&p, &t, &meta, Precision::F32).expect("write");
+        let first = std::fs::read(&p).expect("read back")[0];
+        if first == 0x80 {
+            break;
+        }
+        pad.push('x');
+        assert!(pad.len() < 600, "could not reach a header length of 0x80 mod 256");
+    }
+    let m = load_sae(&p, &device, false).expect("a safetensors file opening with 0x80 loads").model;
+    let held = engine::weights::export(&m, &m.names).expect("export");
+    for key in ["decoder.project_in.main.conv.bias", "dino_model.blocks.1.norm1.weight"] {
+        assert_eq!(held[key].data, t[key].data, "{key} as loaded");
+    }
+    // a legacy (pre-1.6) torch file: pickle protocol 2 then the magic number as a LONG1
+    let legacy = tmp("legacy.pth");
+    std::fs::write(&legacy, [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19])
+        .expect("write");
+    let e = load_sae(&legacy, &device, false).err().expect("a legacy pickle is refused");
+    assert!(e.to_string().contains("legacy"), "{e}");
+}

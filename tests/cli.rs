@@ -506,3 +506,66 @@ fn bench_profile_times_the_decoders_own_stages() {
     let last = row("project_out").unwrap_or_else(|| panic!("project_out missing: {stdout}"));
     assert!(last.contains("[1, 3, 64, 64]"), "{last}");
 }
+
+/// Rows `(step, loss)` of a training run's loss.csv.
+fn loss_rows(run: &std::path::Path) -> Vec<(usize, f64)> {
+    let text = std::fs::read_to_string(run.join("loss.csv")).expect("loss.csv");
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().expect("step"), f[1].parse().expect("loss"))
+        })
+        .collect()
+}
+
+/// scripts/gpu-train.sh as a user with a GPU runs it (here on lavapipe): a burst stops itself at its time limit
+/// with a checkpoint, the same command resumes to the end, and the wgpu run's losses match a CPU run of the same
+/// flags (same crops, same init) step for step. Skipped only where DINO_SAE_SKIP_WGPU=1 says there is no adapter.
+#[test]
+fn gpu_train_burst_stops_at_its_limit_resumes_and_matches_the_cpu() {
+    if std::env::var("DINO_SAE_SKIP_WGPU").as_deref() == Ok("1") {
+        eprintln!("DINO_SAE_SKIP_WGPU=1: gpu-train burst skipped");
+        return;
+    }
+    let dir = tmp_dir("gpu-train");
+    let burst = |run: &str, minutes: &str, backend: &str| {
+        let o = Command::new("bash")
+            .arg(root().join("scripts/gpu-train.sh"))
+            .args(["--bin", env!("CARGO_BIN_EXE_dino-sae"), "--run"])
+            .arg(dir.join(run))
+            .arg("--teacher")
+            .arg(root().join("tests/fixtures/dinosae-setA/dinov3/hf"))
+            .arg("--photos")
+            .arg(root().join("assets/samples"))
+            .arg("--init")
+            .arg(fixture_model())
+            .args(["--minutes", minutes, "--backend", backend, "--steps", "12", "--batch", "2", "--crop", "32"])
+            .args(["--lr", "1e-3"])
+            .output()
+            .expect("run gpu-train.sh");
+        let (out, err) =
+            (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+        assert!(o.status.success(), "gpu-train {run} {minutes} {backend}: {:?}\n{out}\n{err}", o.status);
+        out + &err
+    };
+    // a zero-minute burst: stops at the first log row (step 10) with a checkpoint there
+    let first = burst("gpu", "0", "wgpu");
+    assert!(first.contains("wgpu: ") && first.contains("stopped at the time limit: checkpoint at step 10"), "{first}");
+    assert_eq!(std::fs::read_to_string(dir.join("gpu/latest")).expect("latest").trim(), "ckpt-10");
+    assert!(!dir.join("gpu/final").exists(), "a stopped burst has no final model");
+    // the same command (with time) resumes at 10 and finishes
+    let second = burst("gpu", "5", "wgpu");
+    assert!(second.contains("done: "), "{second}");
+    assert!(dir.join("gpu/final/model.safetensors").exists());
+    // the CPU, same flags, one burst
+    burst("cpu", "5", "cpu");
+    let (g, c) = (loss_rows(&dir.join("gpu")), loss_rows(&dir.join("cpu")));
+    let steps = |r: &[(usize, f64)]| r.iter().map(|x| x.0).collect::<Vec<_>>();
+    assert_eq!(steps(&g), [10, 12]);
+    assert_eq!(steps(&c), [10, 12]);
+    for ((s, lg), (_, lc)) in g.iter().zip(&c) {
+        assert!(((lg - lc) / lc).abs() < 2e-3, "step {s}: wgpu loss {lg} vs CPU {lc}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

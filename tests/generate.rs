@@ -591,3 +591,75 @@ fn sample_quality_rows_follow_the_classes_and_repeat_exactly() {
     assert!(e.to_string().contains("lacks"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn class_folders_become_named_classes_of_several_photos() {
+    let dir = tmp("kinds");
+    for (class, file) in [("b_kind", "astronaut.png"), ("b_kind", "rocket.jpg"), ("a_kind", "chelsea.png")] {
+        std::fs::create_dir_all(dir.join(class)).expect("class dir");
+        std::fs::copy(photos_dir().join(file), dir.join(class).join(file)).expect("copy");
+    }
+    // a class folder without a readable image is left out; an unreadable file is skipped
+    std::fs::create_dir_all(dir.join("c_empty")).expect("empty class");
+    std::fs::write(dir.join("c_empty/broken.png"), b"not a png").expect("write");
+    let photos = PhotoSet::load(&dir, 256).expect("class folders load");
+    assert_eq!(photos.classes, ["a_kind", "b_kind"]);
+    assert_eq!(photos.names, ["a_kind/chelsea.png", "b_kind/astronaut.png", "b_kind/rocket.jpg"]);
+    assert_eq!(photos.labels, [0, 1, 1]);
+    assert_eq!(photos.class_photos(1), [1, 2]);
+    let direct = image_io::load_rgb(&photos_dir().join("chelsea.png")).expect("chelsea");
+    let small = image::imageops::resize(
+        &direct,
+        256,
+        256 * direct.height() / direct.width(),
+        image::imageops::FilterType::Triangle,
+    );
+    assert_eq!(photos.images[0].dimensions(), small.dimensions(), "downscaled like a flat folder's photos");
+
+    // the cache labels each crop with its photo's class; crop 0 is the centre view, as for a flat folder
+    let m = sae();
+    let spec = CacheSpec { crop: 32, crops_per_photo: 2, min_crop_frac: 0.5, seed: 3 };
+    let pfp = fingerprint_photos(&dir, &photos.names);
+    let sfp = fingerprint_file(&sae_path()).expect("fp");
+    let (set, _) = cache_latents(&m, &sfp, &photos, &pfp, &spec, &dir.join("cache"), &mut |_, _| {}).expect("cache");
+    assert_eq!(set.index.classes, ["a_kind", "b_kind"]);
+    assert_eq!(set.labels, [0, 0, 1, 1, 1, 1]);
+    let device = engine::cpu();
+    let img = photos.center(2, 32);
+    let z = m.encode(image_io::to_tensor(&[&img], &m.cfg.pixels, &device).expect("x")).expect("enc").patches;
+    assert!(max_diff(set.item(4), &host(&z)) < 1e-4, "rocket's centre view is item 4");
+
+    // eval-samples finds each class's photos by folder name and draws its crops round-robin over them
+    let teacher =
+        engine::checkpoint::load_backbone(root().join("tests/fixtures/dinosae-setA/dinov3/hf"), &device, false)
+            .expect("teacher")
+            .model;
+    let cfg = DitConfig::preset(DitArch::LightningDit, "tiny", 64, 2, 2).expect("cfg");
+    let b = DitBundle {
+        model: Dit::random(&cfg, 7, &device).expect("model"),
+        meta: rfm_meta(&cfg, photos.classes.clone()),
+    };
+    let spec = SampleEvalSpec { n: 2, size: 32, steps: 2, seed: 5, ..Default::default() };
+    let rows = evaluate_samples(&b, &m, &teacher, &photos, &spec, &mut |_, _| {}).expect("evaluate");
+    assert_eq!((rows[0].class.as_str(), rows[0].other_class.as_str()), ("a_kind", "b_kind"));
+    // the reference draw: one seeded stream per class, crop k from the class's photo k mod its photo count
+    for (c, members) in [(0usize, vec![0usize]), (1, vec![1, 2])] {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(engine::data::mix_seed(5, c as u64));
+        for k in 0..2 {
+            let want = engine::data::random_crop(&photos.images[members[k % members.len()]], &mut rng, 32, 0.5);
+            assert!(
+                rows[c].crop_images[k] == want,
+                "class {c} crop {k} is not drawn from the class's photo {}",
+                k % members.len()
+            );
+        }
+    }
+    // a flat folder keeps one class per photo: subfolders next to top-level images are not classes
+    std::fs::copy(photos_dir().join("coffee.png"), dir.join("coffee.png")).expect("copy");
+    let flat = PhotoSet::load(&dir, 256).expect("flat");
+    assert_eq!(
+        (flat.classes.clone(), flat.names.clone(), flat.labels.clone()),
+        (vec!["coffee.png".to_string()], vec!["coffee.png".to_string()], vec![0])
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -106,7 +106,7 @@ enum Command {
     /// The generator's samples against their classes: per class, the Frechet distance on teacher features between
     /// decoded samples and crops of the class's photo, beside the autoencoder's floor and another class; grids.
     EvalSamples(eval::EvalSamplesArgs),
-    /// Train a class-conditional DiT on SAE latents of a photo folder (one class per photo). An existing run resumes.
+    /// Train a class-conditional DiT on SAE latents of a photo folder: one class per photo, or one per subfolder when the folder holds class folders (`photos/train-kinds`: animal/, city/, ...). An existing run resumes.
     TrainDit(generate::TrainDitArgs),
     /// Sample latents of one class with a trained DiT, decode them with the SAE, write a grid PNG.
     Sample(generate::SampleArgs),

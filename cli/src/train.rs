@@ -8,7 +8,7 @@ use clap::ValueEnum;
 use engine::train::preview::{PreviewEvent, PreviewTrainConfig};
 use engine::train::{Align, EmbedKind, Schedule, TrainConfig};
 
-use crate::args::value_name;
+use crate::args::{BackendArg, value_name};
 use crate::progress::Progress;
 
 #[derive(clap::Args)]
@@ -25,9 +25,17 @@ pub struct TrainArgs {
     /// Run folder (checkpoints, loss.csv, loss.png, final/). An existing run resumes.
     #[arg(short, long)]
     out: PathBuf,
-    /// Starting model for stages 3/4.
+    /// Starting model (a stage-1 result for stages 3/4; for stage 1 a model to continue with a fresh schedule).
     #[arg(long)]
     init: Option<PathBuf>,
+    /// Where the training step runs (`wgpu`: a GPU, or lavapipe on a CPU-only machine; scripts/gpu-train.sh).
+    /// Checkpoints are the same whichever device wrote them: a run resumes on another backend.
+    #[arg(long, value_enum, default_value_t)]
+    backend: BackendArg,
+    /// Stop cleanly after this many minutes (checked at each log row, every 10 steps): a checkpoint is written and
+    /// the same command resumes the run exactly. For bursts on a lent GPU (scripts/gpu-train.sh).
+    #[arg(long, value_name = "MINUTES")]
+    time_limit: Option<f64>,
     /// Optimiser steps (default: the stage's, 1000).
     #[arg(long)]
     steps: Option<usize>,
@@ -141,12 +149,15 @@ impl TrainArgs {
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {
-    let device = engine::cpu();
+    let backend = engine::backend::Backend::select(a.backend.into())?;
+    let device = backend.device.clone();
     let cfg = a.config();
     let set = engine::data::PhotoSet::load(&a.photos, 768)?;
-    eprintln!("training stage {} on {} photos -> {}", a.stage, set.images.len(), a.out.display());
+    eprintln!("training stage {} on {} photos -> {} ({backend})", a.stage, set.images.len(), a.out.display());
     let teacher_dim = engine::checkpoint::load_backbone(&a.teacher, &device, false)?.model.cfg.dim;
     let mut bar = Progress::with_rate("step", cfg.steps, Duration::from_secs(10));
+    let limit_s = a.time_limit.map(|m| m * 60.0);
+    let mut stopped_at = None;
     let mut on_log = |r: &engine::train::LogRow| {
         bar.set(
             r.step,
@@ -163,9 +174,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 r.secs
             ),
         );
+        if limit_s.is_some_and(|l| r.secs >= l) && r.step < cfg.steps {
+            stopped_at = Some(r.step);
+            return false;
+        }
         true
     };
-    engine::train::train(
+    let done = engine::train::train_on(
         &cfg,
         &a.teacher,
         a.init.as_deref(),
@@ -173,9 +188,22 @@ pub fn train(a: TrainArgs) -> Result<()> {
         &set,
         &a.out,
         &mut on_log,
-    )?;
+        &device,
+    );
     bar.finish();
-    println!("done: {}", a.out.join("final").display());
+    match (done, stopped_at) {
+        (Err(engine::EngineError::Cancelled), Some(step)) => {
+            println!(
+                "stopped at the time limit: checkpoint at step {step} of {} in {}; the same command resumes",
+                cfg.steps,
+                a.out.display()
+            );
+        }
+        (r, _) => {
+            r?;
+            println!("done: {}", a.out.join("final").display());
+        }
+    }
     Ok(())
 }
 

@@ -9,47 +9,102 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 
-/// Photos held in memory (downscaled so the longer side is at most `max_side`).
+/// Photos held in memory (downscaled so the longer side is at most `max_side`), with their classes.
+///
+/// Two folder layouts: images directly in the folder (one class per photo, named by its file), or no images at the
+/// top but one subfolder per class (the class-folder layout of torchvision's `ImageFolder`: `animal/cat.jpg`,
+/// `city/street.png`; classes sorted by name, several photos each).
 pub struct PhotoSet {
+    /// Paths relative to the folder (`class/file` in the class-folder layout), sorted.
     pub names: Vec<String>,
     pub images: Vec<RgbImage>,
+    /// Class names: the photos' file names, or the class folders' names.
+    pub classes: Vec<String>,
+    /// Class index of each photo (into `classes`).
+    pub labels: Vec<usize>,
+}
+
+/// The image files directly in `dir`, sorted (subfolders and other entries left out).
+fn files_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| EngineError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && !is_hidden(p))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
 }
 
 impl PhotoSet {
-    /// Load every decodable image in `dir` (sorted by name). Unreadable files are reported, not fatal.
+    /// Load every decodable image in `dir` (sorted by name), or in its class folders when `dir` holds no files
+    /// but subfolders (see [`PhotoSet`]). Unreadable files are reported, not fatal; a class folder without one
+    /// readable image is left out (and said).
     pub fn load(dir: &Path, max_side: u32) -> Result<Self> {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .map_err(|e| EngineError::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        entries.sort();
-        let (mut names, mut images) = (Vec::new(), Vec::new());
-        for p in entries {
-            match crate::image_io::load_rgb(&p) {
-                Ok(img) => {
-                    let (w, h) = img.dimensions();
-                    let s = max_side as f32 / w.max(h) as f32;
-                    let img = if s < 1.0 {
-                        image::imageops::resize(
-                            &img,
-                            (w as f32 * s) as u32,
-                            (h as f32 * s) as u32,
-                            image::imageops::FilterType::Triangle,
-                        )
-                    } else {
-                        img
-                    };
-                    names.push(p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
-                    images.push(img);
+        let top = files_in(dir)?;
+        // (class name or None for one class per photo, files)
+        let groups: Vec<(Option<String>, Vec<std::path::PathBuf>)> = if top.is_empty() {
+            let mut subs: Vec<_> = std::fs::read_dir(dir)
+                .map_err(|e| EngineError::io(dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir() && !is_hidden(p))
+                .collect();
+            subs.sort();
+            let mut g = Vec::with_capacity(subs.len());
+            for d in subs {
+                let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                g.push((Some(name), files_in(&d)?));
+            }
+            g
+        } else {
+            vec![(None, top)]
+        };
+        let mut set = Self { names: Vec::new(), images: Vec::new(), classes: Vec::new(), labels: Vec::new() };
+        for (class, files) in groups {
+            let before = set.images.len();
+            for p in files {
+                let file = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let img = match crate::image_io::load_rgb(&p) {
+                    Ok(img) => downscale(img, max_side),
+                    Err(e) => {
+                        eprintln!("skipping {}: {e}", p.display());
+                        continue;
+                    }
+                };
+                match &class {
+                    Some(c) => {
+                        set.names.push(format!("{c}/{file}"));
+                        set.labels.push(set.classes.len());
+                    }
+                    None => {
+                        set.labels.push(set.classes.len());
+                        set.classes.push(file.clone());
+                        set.names.push(file);
+                    }
                 }
-                Err(e) => eprintln!("skipping {}: {e}", p.display()),
+                set.images.push(img);
+            }
+            match class {
+                Some(c) if set.images.len() > before => set.classes.push(c),
+                Some(c) => eprintln!("skipping class folder {c}: no readable images"),
+                None => {}
             }
         }
-        if images.is_empty() {
-            return Err(EngineError::Image(format!("no readable images in {}", dir.display())));
+        if set.images.is_empty() {
+            return Err(EngineError::Image(format!(
+                "no readable images in {} (nor in class subfolders of it)",
+                dir.display()
+            )));
         }
-        Ok(Self { names, images })
+        Ok(set)
+    }
+
+    /// The photos of class `c` (indices into `images`).
+    pub fn class_photos(&self, c: usize) -> Vec<usize> {
+        (0..self.labels.len()).filter(|&i| self.labels[i] == c).collect()
     }
 
     /// A random view of a random photo (see [`random_crop`]). Returns the photo index too.
@@ -65,6 +120,18 @@ impl PhotoSet {
         let s = w.min(h);
         let v = image::imageops::crop_imm(img, (w - s) / 2, (h - s) / 2, s, s).to_image();
         image::imageops::resize(&v, size, size, image::imageops::FilterType::Lanczos3)
+    }
+}
+
+/// `img` downscaled (Triangle) so that its longer side is at most `max_side`.
+fn downscale(img: RgbImage, max_side: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let s = max_side as f32 / w.max(h) as f32;
+    if s < 1.0 {
+        let (nw, nh) = (((w as f32 * s) as u32).max(1), ((h as f32 * s) as u32).max(1));
+        image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle)
+    } else {
+        img
     }
 }
 

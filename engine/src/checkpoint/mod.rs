@@ -91,7 +91,9 @@ pub fn read_within(path: impl AsRef<Path>, budget: &Budget) -> Result<SourceFile
     let bytes = read_bytes(&path)?;
     let tensors = if bytes.starts_with(b"PK\x03\x04") {
         pickle::read_torch_zip(&bytes, budget.bytes)?
-    } else if bytes.first() == Some(&0x80) {
+    } else if bytes.first() == Some(&0x80) && bytes.get(8) != Some(&b'{') {
+        // a legacy torch file opens with pickle's PROTO opcode (0x80); a safetensors file opens with its header's
+        // length (u64 LE, whose low byte may well be 0x80) and then the header's `{`
         return Err(EngineError::Checkpoint(
             "legacy (pre-1.6, non-zip) torch pickle files are not supported; re-save with torch.save".into(),
         ));

@@ -29,7 +29,7 @@ pub struct ShardInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatentIndex {
     pub version: u32,
-    /// Class names = photo file names, sorted; class k = photo k.
+    /// Class names ([`PhotoSet::classes`]: the photos' file names, or the class folders' names).
     pub classes: Vec<String>,
     /// Latent grid `[h, w]`.
     pub grid: [usize; 2],
@@ -151,7 +151,7 @@ pub fn cache_latents(
     let c = sae.cfg.decoder.latent_channels;
     let mut want = LatentIndex {
         version: INDEX_VERSION,
-        classes: photos.names.clone(),
+        classes: photos.classes.clone(),
         grid: [g, g],
         channels: c,
         spec: spec.clone(),
@@ -200,7 +200,7 @@ pub fn cache_latents(
             return Err(EngineError::NonFinite("encoded latents".into()));
         }
         latents.extend(v);
-        labels.extend(chunk.iter().map(|(i, _)| *i as i64));
+        labels.extend(chunk.iter().map(|(i, _)| photos.labels[*i] as i64));
         on_progress(labels.len(), total);
     }
     for (k, start) in (0..total).step_by(SHARD_SIZE).enumerate() {

@@ -6,7 +6,7 @@
 //!   in the sorted folder. Stored as safetensors shards (`latents` `[n, C, h, w]`, `labels` `[n]`) under
 //!   `RUN/latents/` plus `index.json` (classes, grid, C, crop settings, fingerprints of the SAE file and
 //!   of the photos). A rerun with the same SAE, photos and crop settings reuses the cache.
-//! - **Training** ([`crate::train::dit::train_dit_run`], under `train/` with the other trainers): a class-conditional [`Dit`](crate::model::dit::Dit) (one class per photo plus the null
+//! - **Training** ([`crate::train::dit::train_dit_run`], under `train/` with the other trainers): a class-conditional [`Dit`](crate::model::dit::Dit) (one class per photo or per class folder, plus the null
 //!   class for CFG) trained with `train_dit` on the cached latents projected to radius `sqrt(C)`, with
 //!   spherical RFM (default) or Euclidean linear FM (baseline). The run is cut into segments of
 //!   `checkpoint_every` steps; after each segment the EMA is updated and a checkpoint is written

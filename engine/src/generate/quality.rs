@@ -1,10 +1,11 @@
 //! `dino-sae eval-samples`: how close the generator's samples come to their classes (issue 20).
 //!
-//! Per class (one class per training photo), on the frozen teacher's patch features (the image resized to 14 x the
-//! latent grid, as `eval` does): the Frechet distance between `n` decoded samples and `n` random crops of the
-//! class's photo (drawn like the generator's training crops, at the evaluation size), beside two references with
-//! the same feature counts: the same crops' reconstructions (what the autoencoder alone loses, the floor a sample
-//! can reach) and `n` crops of the next class's photo (the distance between two different classes). With `n`
+//! Per class (one photo or one class folder of photos, see [`PhotoSet`]), on the frozen teacher's patch features
+//! (the image resized to 14 x the latent grid, as `eval` does): the Frechet distance between `n` decoded samples and
+//! `n` random crops of the class's photos (drawn like the generator's training crops, round-robin over the photos,
+//! at the evaluation size), beside two references with the same feature counts: the same crops' reconstructions
+//! (what the autoencoder alone loses, the floor a sample can reach) and `n` crops of the next class's photos (the
+//! distance between two different classes). With `n`
 //! images of `g x g` patches each distribution has `n g^2` feature vectors of the teacher's width: small-sample
 //! figures, comparable across rows and runs with the same `n` and size only.
 
@@ -80,9 +81,10 @@ fn features(teacher: &Vit, sae: &DinoSae, imgs: &[RgbImage], grid: usize) -> Res
     RawTensor::from_tensor(teacher_tokens(teacher, x, grid))
 }
 
-fn crops(photo: &RgbImage, n: usize, size: u32, min_frac: f32, seed: u64) -> Vec<RgbImage> {
+/// `n` random crops drawn round-robin from `photos` (indices into `set`), one seeded stream.
+fn crops(set: &PhotoSet, photos: &[usize], n: usize, size: u32, min_frac: f32, seed: u64) -> Vec<RgbImage> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..n).map(|_| random_crop(photo, &mut rng, size, min_frac)).collect()
+    (0..n).map(|k| random_crop(&set.images[photos[k % photos.len()]], &mut rng, size, min_frac)).collect()
 }
 
 /// Evaluate the generator `b` (decoding with `sae`) class by class against the photos it was trained on (found
@@ -103,8 +105,13 @@ pub fn evaluate_samples(
         )));
     }
     let classes = &b.meta.classes;
-    let photo_of = |name: &str| photos.names.iter().position(|p| p == name);
-    let missing: Vec<&str> = classes.iter().filter(|c| photo_of(c).is_none()).map(String::as_str).collect();
+    // each class's photos in `photos` (by class name: the photo's file name, or its class folder's name)
+    let members: Vec<Vec<usize>> = classes
+        .iter()
+        .map(|c| photos.classes.iter().position(|p| p == c).map(|k| photos.class_photos(k)).unwrap_or_default())
+        .collect();
+    let missing: Vec<&str> =
+        classes.iter().zip(&members).filter(|(_, m)| m.is_empty()).map(|(c, _)| c.as_str()).collect();
     if !missing.is_empty() {
         return Err(cfg_err(format!(
             "the photo folder lacks {} of the generator's {} classes (e.g. {}): pass the folder it was trained on",
@@ -118,10 +125,9 @@ pub fn evaluate_samples(
     let mut rows = Vec::with_capacity(total);
     for c in 0..total {
         let other_c = (c + 1) % classes.len();
-        let (i, j) = (photo_of(&classes[c]).unwrap_or(0), photo_of(&classes[other_c]).unwrap_or(0));
         let seed = mix_seed(spec.seed, c as u64);
-        let real = crops(&photos.images[i], spec.n, spec.size, spec.min_crop_frac, seed);
-        let other = crops(&photos.images[j], spec.n, spec.size, spec.min_crop_frac, mix_seed(seed, 1));
+        let real = crops(photos, &members[c], spec.n, spec.size, spec.min_crop_frac, seed);
+        let other = crops(photos, &members[other_c], spec.n, spec.size, spec.min_crop_frac, mix_seed(seed, 1));
         let f_real = features(teacher, sae, &real, grid)?;
         // the crops' reconstructions
         let refs: Vec<&RgbImage> = real.iter().collect();
@@ -161,7 +167,7 @@ pub fn evaluate_samples(
 /// The markdown table of [`evaluate_samples`]'s rows, with the means.
 pub fn samples_markdown(rows: &[ClassRow], spec: &SampleEvalSpec) -> String {
     let mut s = format!(
-        "Frechet distance on the teacher's patch features to {n} random {sz}x{sz} crops of each class's photo \
+        "Frechet distance on the teacher's patch features to {n} random {sz}x{sz} crops of each class's photos \
          ({n} images per distribution, {steps} sampler steps, CFG {cfg}):\n\n\
          | class | samples | reconstructions of the crops (floor) | crops of another class | other class |\n\
          |---|---|---|---|---|\n",

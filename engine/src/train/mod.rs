@@ -199,8 +199,8 @@ pub fn load_weights(model: DinoSae, map: &TensorMap) -> Result<DinoSae> {
 /// Progress callback: (row) -> keep going?
 pub type OnLog<'a> = &'a mut dyn FnMut(&LogRow) -> bool;
 
-/// Train. `init` is the starting model for stages 3/4 (a stage-1 result); stage 1 starts from the teacher.
-/// Resumes from `out/latest` when present. Returns the final EMA model, saved to `out/final`.
+/// Train on the CPU. `init` is the starting model (for stages 3/4 a stage-1 result; without it stage 1 starts
+/// from the teacher). Resumes from `out/latest` when present. Returns the final EMA model, saved to `out/final`.
 pub fn train(
     cfg: &TrainConfig,
     teacher_dir: &Path,
@@ -210,10 +210,27 @@ pub fn train(
     out: &Path,
     on_log: OnLog<'_>,
 ) -> Result<DinoSae> {
+    train_on(cfg, teacher_dir, init, decoder, photos, out, on_log, &crate::cpu())
+}
+
+/// [`train`] on `device` (the CPU, or a wgpu device for `scripts/gpu-train.sh`): the models, the batch and the
+/// optimiser live there; checkpoints are the same files whichever device wrote them, so a run moves between the CPU
+/// and a GPU by resuming.
+#[allow(clippy::too_many_arguments)]
+pub fn train_on(
+    cfg: &TrainConfig,
+    teacher_dir: &Path,
+    init: Option<&Path>,
+    decoder: crate::model::decoder::DecoderConfig,
+    photos: &PhotoSet,
+    out: &Path,
+    on_log: OnLog<'_>,
+    device: &Device,
+) -> Result<DinoSae> {
     cfg.validate()?;
     let run = RunDir::open(out)?;
-    let plain = crate::cpu();
-    let ad = crate::cpu().autodiff();
+    let plain = device.clone();
+    let ad = device.clone().autodiff();
     let teacher: Vit = checkpoint::load_backbone(teacher_dir, &plain, false)?.model;
     // the checkpoint this run resumes from, if any (read once: model, EMA, optimisers, discriminator)
     let resume = run.latest(&["model/model.safetensors"]);
@@ -256,7 +273,7 @@ pub fn train(
     crate::preflight::check(
         &format!("a training step of batch {} at {}x{} crops", cfg.batch, cfg.crop, cfg.crop),
         &est,
-        &crate::preflight::Budget::from_env(),
+        &crate::preflight::Budget::from_env().on(&plain),
         || "use a smaller batch or crop".into(),
     )?;
     let names = model.names.clone();
