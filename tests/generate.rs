@@ -607,7 +607,7 @@ fn class_folders_become_named_classes_of_several_photos() {
     assert_eq!(photos.names, ["a_kind/chelsea.png", "b_kind/astronaut.png", "b_kind/rocket.jpg"]);
     assert_eq!(photos.labels, [0, 1, 1]);
     assert_eq!(photos.class_photos(1), [1, 2]);
-    let direct = image_io::load_rgb(&photos_dir().join("chelsea.png")).expect("chelsea");
+    let direct = image_io::load_rgb(photos_dir().join("chelsea.png")).expect("chelsea");
     let small = image::imageops::resize(
         &direct,
         256,
