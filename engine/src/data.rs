@@ -24,15 +24,20 @@ pub struct PhotoSet {
     pub labels: Vec<usize>,
 }
 
-/// The image files directly in `dir`, sorted (subfolders and other entries left out).
-fn files_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+/// The entries of `dir` that `keep` accepts, hidden ones left out, sorted.
+fn entries(dir: &Path, keep: fn(&Path) -> bool) -> Result<Vec<std::path::PathBuf>> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| EngineError::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && !is_hidden(p))
+        .filter(|p| keep(p) && !is_hidden(p))
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// The files directly in `dir`, sorted (subfolders and other entries left out).
+fn files_in(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    entries(dir, Path::is_file)
 }
 
 fn is_hidden(p: &Path) -> bool {
@@ -47,12 +52,7 @@ impl PhotoSet {
         let top = files_in(dir)?;
         // (class name or None for one class per photo, files)
         let groups: Vec<(Option<String>, Vec<std::path::PathBuf>)> = if top.is_empty() {
-            let mut subs: Vec<_> = std::fs::read_dir(dir)
-                .map_err(|e| EngineError::io(dir, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_dir() && !is_hidden(p))
-                .collect();
-            subs.sort();
+            let subs = entries(dir, Path::is_dir)?;
             let mut g = Vec::with_capacity(subs.len());
             for d in subs {
                 let name = d.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
